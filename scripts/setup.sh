@@ -1,0 +1,21 @@
+# Sourced by scripts/dev and scripts/test: a virtualenv with the project, and pgTAP for the SQL tests.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    "${PYTHON:-python3}" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+# pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
+for bindir in /usr/lib/postgresql/*/bin; do
+    [ -d "$bindir" ] || continue
+    major=$(basename "$(dirname "$bindir")")
+    if [ ! -f "/usr/share/postgresql/$major/extension/pgtap.control" ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null; then
+        echo "setup: installing pgTAP for PostgreSQL $major" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-pgtap" >/dev/null
+    fi
+done

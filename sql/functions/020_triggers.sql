@@ -1,0 +1,155 @@
+-- Triggers: what makes a plain INSERT behave exactly like notify.send.
+
+CREATE OR REPLACE FUNCTION notify_private.check_setting() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    BEGIN
+        CASE NEW.kind
+            WHEN 'integer' THEN PERFORM (NEW.value)::integer;
+            WHEN 'boolean' THEN PERFORM (NEW.value)::boolean;
+            WHEN 'interval' THEN PERFORM (NEW.value #>> '{}')::interval;
+            WHEN 'time' THEN PERFORM (NEW.value #>> '{}')::time;
+            WHEN 'text' THEN
+                IF jsonb_typeof(NEW.value) <> 'string' THEN
+                    RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+                END IF;
+        END CASE;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'setting "%" must be a JSON % value, got %', NEW.key, NEW.kind, NEW.value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION notify_private.check_setting() IS 'refuses a setting value that its kind cannot read';
+
+CREATE OR REPLACE TRIGGER settings_check BEFORE INSERT OR UPDATE ON notify.settings
+    FOR EACH ROW EXECUTE FUNCTION notify_private.check_setting();
+
+CREATE OR REPLACE FUNCTION notify_private.prepare_recipient() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    NEW.locale := replace(NEW.locale, '_', '-');
+    NEW.email := nullif(btrim(NEW.email), '');
+    -- pg_timezone_names reads the zone files: look only when the zone changes.
+    IF NEW.timezone <> 'UTC'
+       AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names AS z WHERE z.name = NEW.timezone) THEN
+        RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'use an IANA name such as Europe/Berlin';
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := notify.now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION notify_private.prepare_recipient() IS 'normalizes a recipient and refuses an unknown time zone';
+
+CREATE OR REPLACE TRIGGER recipients_prepare BEFORE INSERT OR UPDATE ON notify.recipients
+    FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_recipient();
+
+CREATE OR REPLACE FUNCTION notify_private.next_seq(user_id uuid) RETURNS bigint
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    -- Taking the recipient's row lock here is what makes seq follow commit order per user.
+    INSERT INTO notify.recipients AS r (user_id, last_seq) VALUES (next_seq.user_id, 1)
+    ON CONFLICT ON CONSTRAINT recipients_pkey DO UPDATE SET last_seq = r.last_seq + 1
+    RETURNING r.last_seq
+$$;
+COMMENT ON FUNCTION notify_private.next_seq(uuid) IS 'the user''s next seq, under the recipient''s row lock; creates a bare recipient';
+
+CREATE OR REPLACE FUNCTION notify_private.prepare_new_notification() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+BEGIN
+    IF NEW.user_id IS NULL THEN
+        RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation';
+    END IF;
+    PERFORM notify.require_type(NEW.type);
+    NEW.seq := notify_private.next_seq(NEW.user_id);
+    -- After the lock: a concurrent first use of the key has committed by now and is visible.
+    IF NEW.idempotency_key IS NOT NULL AND EXISTS (
+        SELECT 1 FROM notify.notifications AS n
+        WHERE n.user_id = NEW.user_id AND n.idempotency_key = NEW.idempotency_key
+    ) THEN
+        RETURN NULL;
+    END IF;
+    NEW.title := btrim(coalesce(NEW.title, ''));
+    NEW.body := coalesce(NEW.body, '');
+    NEW.data := coalesce(NEW.data, '{}');
+    NEW.template_vars := coalesce(NEW.template_vars, '{}');
+    NEW.priority := coalesce(NEW.priority, 'normal');
+    NEW.created_at := notify.now();
+    NEW.updated_at := NEW.created_at;
+    NEW.changed_xid := pg_catalog.pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+-- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
+ALTER FUNCTION notify_private.prepare_new_notification() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.prepare_new_notification() IS 'gives a new notification its seq and clock; skips a replayed idempotency key';
+
+CREATE OR REPLACE TRIGGER notifications_prepare_new BEFORE INSERT ON notify.notifications
+    FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_new_notification();
+
+CREATE OR REPLACE FUNCTION notify_private.prepare_changed_notification() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+BEGIN
+    IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id THEN
+        RAISE EXCEPTION 'a notification''s id and user_id never change' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Readers may say "read", not when: the clock decides.
+    IF NEW.read_at IS NOT NULL AND OLD.read_at IS NULL THEN
+        NEW.read_at := notify.now();
+    END IF;
+    NEW.seq := OLD.seq;
+    NEW.changed_xid := OLD.changed_xid;
+    NEW.updated_at := OLD.updated_at;
+    IF NEW IS NOT DISTINCT FROM OLD THEN
+        RETURN NEW;
+    END IF;
+    NEW.seq := notify_private.next_seq(NEW.user_id);
+    NEW.changed_xid := pg_catalog.pg_current_xact_id();
+    NEW.updated_at := notify.now();
+    RETURN NEW;
+END
+$$;
+-- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
+ALTER FUNCTION notify_private.prepare_changed_notification() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.prepare_changed_notification() IS 'gives a changed notification a new seq, so resume and fan-out see the change';
+
+CREATE OR REPLACE TRIGGER notifications_prepare_changed BEFORE UPDATE ON notify.notifications
+    FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_changed_notification();
+
+CREATE OR REPLACE FUNCTION notify_private.signal_notifications_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    -- One NOTIFY per statement, carrying only the transaction id: listeners read the rows.
+    IF EXISTS (SELECT 1 FROM changed_rows) THEN
+        PERFORM pg_catalog.pg_notify('notify_notifications', pg_catalog.pg_current_xact_id()::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION notify_private.signal_notifications_changed() IS 'wakes LISTENers on channel notify_notifications once per statement';
+
+CREATE OR REPLACE TRIGGER notifications_signal_inserted AFTER INSERT ON notify.notifications
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_private.signal_notifications_changed();
+
+CREATE OR REPLACE TRIGGER notifications_signal_updated AFTER UPDATE ON notify.notifications
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_private.signal_notifications_changed();

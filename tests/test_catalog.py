@@ -1,0 +1,109 @@
+"""The database's security rules, checked over the catalogs so that later changes keep to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+OUR_SCHEMAS = ("notify", "notify_private")
+
+
+def rows(db: psycopg.Connection[Any], sql: str) -> list[tuple[Any, ...]]:
+    return db.execute(sql, {"schemas": list(OUR_SCHEMAS)}).fetchall()
+
+
+def test_every_table_of_notify_has_forced_rls_and_a_policy(db: psycopg.Connection[Any]) -> None:
+    tables = rows(
+        db,
+        """
+        SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+               (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)
+        FROM pg_class c WHERE c.relnamespace = 'notify'::regnamespace AND c.relkind IN ('r', 'p')""",
+    )
+    assert len(tables) >= 12
+    offenders = [t for t in tables if not (t[1] and t[2] and t[3] > 0)]
+    assert offenders == []
+
+
+def test_every_security_definer_function_pins_an_empty_search_path(db: psycopg.Connection[Any]) -> None:
+    definers = rows(
+        db,
+        """
+        SELECT p.oid::regprocedure::text, p.proconfig, pg_get_userbyid(p.proowner)
+        FROM pg_proc p WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s) AND p.prosecdef""",
+    )
+    assert definers, "the seq-assigning triggers are SECURITY DEFINER"
+    not_pinned_empty = [d for d in definers if 'search_path=""' not in (d[1] or [])]
+    assert not_pinned_empty == []
+
+
+def test_security_definer_functions_are_owned_by_a_nologin_role_with_policies(db: psycopg.Connection[Any]) -> None:
+    owners = rows(
+        db,
+        """
+        SELECT DISTINCT r.rolname, r.rolcanlogin, r.rolsuper, r.rolbypassrls
+        FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+        WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s) AND p.prosecdef""",
+    )
+    assert owners == [("notify_definer", False, False, False)]
+    policies = db.execute("""
+        SELECT count(*) FROM pg_policy WHERE 'notify_definer'::regrole = ANY(polroles)""").fetchone()
+    assert policies is not None and policies[0] > 0
+
+
+def test_no_function_of_ours_is_executable_by_public(db: psycopg.Connection[Any]) -> None:
+    public = rows(
+        db,
+        """
+        SELECT p.oid::regprocedure::text FROM pg_proc p
+        WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s)
+          AND has_function_privilege('public', p.oid, 'EXECUTE')""",
+    )
+    assert public == []
+
+
+def test_every_view_is_security_invoker(db: psycopg.Connection[Any]) -> None:
+    views = rows(
+        db,
+        """
+        SELECT c.relname, coalesce(c.reloptions, '{}')
+        FROM pg_class c WHERE c.relnamespace::regnamespace::text = ANY(%(schemas)s) AND c.relkind = 'v'""",
+    )
+    offenders = [v for v in views if "security_invoker=true" not in v[1] and "security_invoker=on" not in v[1]]
+    assert offenders == []
+
+
+def test_policies_are_named_as_sentences(db: psycopg.Connection[Any]) -> None:
+    names = [r[0] for r in rows(db, "SELECT policyname FROM pg_policies WHERE schemaname = ANY(%(schemas)s)")]
+    assert names
+    assert [n for n in names if " " not in n] == []
+
+
+def test_every_object_of_notify_has_a_purpose_comment(db: psycopg.Connection[Any]) -> None:
+    uncommented = rows(
+        db,
+        """
+        SELECT c.relname FROM pg_class c
+        WHERE c.relnamespace::regnamespace::text = ANY(%(schemas)s) AND c.relkind IN ('r', 'v')
+          AND obj_description(c.oid, 'pg_class') IS NULL
+        UNION ALL
+        SELECT p.oid::regprocedure::text FROM pg_proc p
+        WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s)
+          AND obj_description(p.oid, 'pg_proc') IS NULL""",
+    )
+    assert uncommented == []
+
+
+def test_the_group_roles_cannot_log_in(db: psycopg.Connection[Any]) -> None:
+    roles = db.execute("""
+        SELECT rolname, rolcanlogin, rolsuper, rolbypassrls FROM pg_roles
+        WHERE rolname LIKE 'notify\\_%' ORDER BY rolname""").fetchall()
+    assert [r[0] for r in roles] == [
+        "notify_admin",
+        "notify_authenticated",
+        "notify_definer",
+        "notify_service",
+        "notify_worker",
+    ]
+    assert all(not (r[1] or r[2] or r[3]) for r in roles)

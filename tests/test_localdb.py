@@ -1,0 +1,90 @@
+"""The README commands' database: with nothing on the probed port, a private cluster is started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from notifyd.localdb import resolve_server, with_database
+from notifyd.migrate import migrate_url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def nothing_on_the_usual_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("NOTIFYD_LOCAL_SERVER", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NOTIFYD_PRIVATE_PORT", str(free_port()))
+    # Not under pytest's tmp_path (mode 700): as root, the cluster runs as the postgres user.
+    parent = Path(tempfile.mkdtemp(prefix="notifyd-private-"))
+    parent.chmod(0o755)
+    monkeypatch.setenv("NOTIFYD_PRIVATE_DIR", str(parent / "pgdata"))
+    yield parent / "pgdata"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_private_cluster_is_started_and_migrated(nothing_on_the_usual_port: Path) -> None:
+    url, cluster = resolve_server()
+    assert cluster is not None
+    try:
+        assert url == cluster.url()
+        assert (nothing_on_the_usual_port / "PG_VERSION").exists()
+
+        async def check() -> object:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("CREATE DATABASE fallback")
+            finally:
+                await conn.close()
+            await migrate_url(with_database(url, "fallback"))
+            conn = await asyncpg.connect(with_database(url, "fallback"))
+            try:
+                return await conn.fetchval("SELECT count(*) FROM notify.notification_types")
+            finally:
+                await conn.close()
+
+        assert asyncio.run(check()) == 7
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_dev_migrates_an_empty_database_and_stops_on_ctrl_c(nothing_on_the_usual_port: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "notifyd", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "database migrated" in first, first
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    assert not (nothing_on_the_usual_port / "postmaster.pid").exists(), "the private cluster was stopped"
+
+
+def test_serve_and_worker_say_they_are_not_built_and_fail() -> None:
+    result = subprocess.run([sys.executable, "-m", "notifyd", "worker"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "not built yet" in result.stderr
