@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 
+from notifyd import server
+from notifyd.config import Settings
 from notifyd.localdb import PrivateCluster, ensure_database, resolve_server
 from notifyd.migrate import MigrationError, migrate_url
 
@@ -31,6 +33,11 @@ def cmd_migrate(_: argparse.Namespace) -> int:
         print(f"notifyd migrate: {error}", file=sys.stderr)
         return 1
     print(f"notifyd migrate: up to date ({len(applied)} new migration(s) applied)")
+    return 0
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    server.run(Settings.from_env())
     return 0
 
 
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="the Procrastinate worker with the periodic tasks")
     commands.add_parser("dev", help="everything in one process on an embedded default")
     args = parser.parse_args(argv)
-    handlers = {"migrate": cmd_migrate, "serve": cmd_not_built, "worker": cmd_not_built, "dev": cmd_dev}
+    handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_not_built, "dev": cmd_dev}
     if args.command == "dev":
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     return handlers[args.command](args)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from pytest_postgresql import factories
 
 from notifyd.localdb import resolve_server
 from notifyd.migrate import migrate
+from tests.server import ServerProcess
 
 SERVER_URL, PRIVATE_CLUSTER = resolve_server()
 _server = urlsplit(SERVER_URL)
@@ -123,3 +126,64 @@ def as_role(app: psycopg.Connection[Any]) -> Any:
         return Persona(app, role, claims)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def server_database(postgresql_noproc: Any) -> Iterator[str]:
+    """A database of its own for the session's notifyd, copied from the migrated template."""
+    name = f"notifyd_server_{os.getpid()}"
+    admin = dict(
+        host=postgresql_noproc.host,
+        port=postgresql_noproc.port,
+        user=postgresql_noproc.user,
+        password=postgresql_noproc.password or None,
+        dbname="postgres",
+    )
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgresql_noproc.template_dbname}"')
+    yield name
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _url(postgresql_noproc: Any, dbname: str, *, login: bool) -> str:
+    if login:
+        return f"postgresql://{APP_LOGIN}:{APP_PASSWORD}@{postgresql_noproc.host}:{postgresql_noproc.port}/{dbname}"
+    auth = postgresql_noproc.user + (f":{postgresql_noproc.password}" if postgresql_noproc.password else "")
+    return f"postgresql://{auth}@{postgresql_noproc.host}:{postgresql_noproc.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def server(
+    server_database: str, postgresql_noproc: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One notifyd for the session, logged in as the non-superuser NOINHERIT role."""
+    proc = ServerProcess(
+        _url(postgresql_noproc, server_database, login=True), tmp_path_factory.mktemp("server") / "notifyd.log"
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def server_owner_url(server_database: str, postgresql_noproc: Any) -> str:
+    """The session server's database as its owner: for setting up, never for RLS checks."""
+    return _url(postgresql_noproc, server_database, login=False)
+
+
+@pytest.fixture
+def own_server(db: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
+    """start(**env) -> a notifyd of the test's own on the test's own database (for restarts, kills)."""
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        proc = ServerProcess(database_url(db, login=True), tmp_path / f"notifyd-{len(started)}.log", **env)
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

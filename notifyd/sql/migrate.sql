@@ -1,5 +1,4 @@
--- The SQL notifyd's own processes run, loaded by name (notifyd.queries).
--- Each query starts with a line "-- name --" followed by a one-line description.
+-- The migration runner's own SQL (notifyd.migrate).
 
 -- migration_lock --
 -- Serializes migrations of this database (released at commit)
