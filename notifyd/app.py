@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from notifyd import health, realtime, rest
 from notifyd.config import Settings
@@ -14,7 +15,7 @@ from notifyd.errors import HANDLERS
 from notifyd.metrics import Metrics
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database_url)
@@ -27,7 +28,7 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.pool.close()
 
     app = Starlette(
-        routes=[*health.routes, *rest.routes, *realtime.routes],
+        routes=[*health.routes, *rest.routes, *realtime.routes, *(extra_routes or [])],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

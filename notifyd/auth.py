@@ -10,6 +10,13 @@ import jwt
 
 from notifyd.config import Settings
 
+# Services may authenticate with a key made by notify.create_service_key instead of a JWT.
+SERVICE_KEY_HEADER = "X-Internal-Service-Key"
+SERVICE_NAME_HEADER = "X-Service-Name"
+# Longer values cannot be a key or a service name: refused before the database is asked.
+MAX_SERVICE_KEY_LENGTH = 200
+MAX_SERVICE_NAME_LENGTH = 64
+
 DB_ROLES = {
     "authenticated": "notify_authenticated",
     "service": "notify_service",
@@ -77,3 +84,16 @@ def decode_token(token: str, settings: Settings) -> Caller:
     if role == "authenticated" and caller.user_id is None:
         raise AuthError("the sub claim of a user token must be a uuid")
     return caller
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header; AuthError for any other form."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be: Bearer <token>")
+    return token.strip()
+
+
+def service_caller(name: str) -> Caller:
+    """The caller behind a checked service key: role service, sub = the service's name."""
+    return Caller(role="service", sub=name, claims={"sub": name, "role": "service"})

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 
-from notifyd import server
+from notifyd import dev, server
 from notifyd.config import Settings
-from notifyd.localdb import PrivateCluster, ensure_database, resolve_server
+from notifyd.localdb import owner_database
 from notifyd.migrate import MigrationError, migrate_url
 
-DEV_DATABASE = "notifyd"
 EXIT_NOT_BUILT = 3
 
 
-def _database_url() -> tuple[str, PrivateCluster | None]:
-    """DATABASE_URL, else the `notifyd` database of the local or private server."""
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"], None
-    server, cluster = resolve_server()
-    return asyncio.run(ensure_database(server, DEV_DATABASE)), cluster
-
-
 def cmd_migrate(_: argparse.Namespace) -> int:
-    url, _cluster = _database_url()
+    url, cluster = owner_database(dev.DEV_DATABASE)
     try:
         applied = asyncio.run(migrate_url(url))
     except MigrationError as error:
         print(f"notifyd migrate: {error}", file=sys.stderr)
         return 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
     print(f"notifyd migrate: up to date ({len(applied)} new migration(s) applied)")
     return 0
 
@@ -47,16 +39,7 @@ def cmd_not_built(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(_: argparse.Namespace) -> int:
-    url, cluster = _database_url()
-    try:
-        asyncio.run(migrate_url(url))
-        print("notifyd dev: database migrated; Ctrl-C stops", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        if cluster is not None:
-            cluster.stop()
-    print("notifyd dev: stopped", flush=True)
-    return 0
+    return dev.run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +51,4 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("dev", help="everything in one process on an embedded default")
     args = parser.parse_args(argv)
     handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_not_built, "dev": cmd_dev}
-    if args.command == "dev":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     return handlers[args.command](args)

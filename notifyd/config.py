@@ -30,11 +30,12 @@ class Settings:
     jwt_leeway: int = 30
 
     @classmethod
-    def from_env(cls, database_url: str | None = None) -> Settings:
+    def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
+        """The settings of the environment; `dev` passes the database and secret it made itself."""
         url = database_url or os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("notifyd: DATABASE_URL is not set")
-        secret = os.environ.get("JWT_SECRET")
+        secret = jwt_secret or os.environ.get("JWT_SECRET")
         if not secret:
             raise SystemExit("notifyd: JWT_SECRET is not set")
         host = os.environ.get("NOTIFYD_HOST", "127.0.0.1")

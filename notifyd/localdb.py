@@ -6,6 +6,7 @@ refuses to run as root, so as root its commands run through `runuser -u postgres
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -141,3 +142,14 @@ async def ensure_database(server_url: str, dbname: str) -> str:
     finally:
         await conn.close()
     return with_database(server_url, dbname)
+
+
+def owner_database(dbname: str) -> tuple[str, PrivateCluster | None]:
+    """DATABASE_URL as it is, else `dbname` on the local or private server (made if missing).
+
+    Also returns the private cluster if one had to be started, for the caller to stop.
+    """
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"], None
+    server_url, cluster = resolve_server()
+    return asyncio.run(ensure_database(server_url, dbname)), cluster

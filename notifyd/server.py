@@ -6,6 +6,7 @@ import logging
 import re
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from notifyd.app import create_app
 from notifyd.config import Settings
@@ -30,12 +31,12 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("uvicorn.access", "uvicorn.error", "notifyd"):
         logging.getLogger(name).addFilter(RedactTokens())
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, extra_routes),
         host=settings.host,
         port=settings.port,
         # Measured (FIELD-NOTES): per-message deflate costs ~70 KB per idle socket.

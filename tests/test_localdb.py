@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from notifyd.localdb import resolve_server, with_database
@@ -66,17 +68,26 @@ def test_a_private_cluster_is_started_and_migrated(nothing_on_the_usual_port: Pa
 
 
 @pytest.mark.slow
-def test_dev_migrates_an_empty_database_and_stops_on_ctrl_c(nothing_on_the_usual_port: Path) -> None:
+def test_dev_migrates_serves_the_demo_and_stops_on_ctrl_c(nothing_on_the_usual_port: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "NOTIFYD_PORT": str(port)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "notifyd", "dev"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
+        [sys.executable, "-m", "notifyd", "dev"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert "database migrated" in first, first
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert "<title>notifyd demo</title>" in httpx.get(f"{base}/").text
+    tokens = httpx.get(f"{base}/dev/tokens").json()
+    assert set(tokens["users"]) == {"alice", "bob", "carol"}
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
@@ -84,7 +95,7 @@ def test_dev_migrates_an_empty_database_and_stops_on_ctrl_c(nothing_on_the_usual
     assert not (nothing_on_the_usual_port / "postmaster.pid").exists(), "the private cluster was stopped"
 
 
-def test_serve_and_worker_say_they_are_not_built_and_fail() -> None:
+def test_worker_says_it_is_not_built_and_fails() -> None:
     result = subprocess.run([sys.executable, "-m", "notifyd", "worker"], capture_output=True, text=True)
     assert result.returncode != 0
     assert "not built yet" in result.stderr
