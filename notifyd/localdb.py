@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from notifyd.queries import query
+
 # Where to look for a running server, and where to make the private one; tests point these elsewhere.
 LOCAL_SERVER_ENV = "NOTIFYD_LOCAL_SERVER"  # host:port, default 127.0.0.1:5432
 PRIVATE_PORT_ENV = "NOTIFYD_PRIVATE_PORT"  # default 54329
@@ -134,9 +136,9 @@ async def ensure_database(server_url: str, dbname: str) -> str:
     """The URL of `dbname` on the server, creating the database if it does not exist."""
     conn = await asyncpg.connect(server_url)
     try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname):
+        if not await conn.fetchval(query("database_exists"), dbname):
             try:
-                await conn.execute(f'CREATE DATABASE "{dbname}"')
+                await conn.execute(await conn.fetchval(query("create_database_statement"), dbname))
             except asyncpg.DuplicateDatabaseError:
                 pass  # made meanwhile by another process
     finally:

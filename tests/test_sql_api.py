@@ -187,7 +187,7 @@ BAD_SENDS = [
     (
         "bulk too many",
         "SELECT notify.send_bulk(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 10001)), 'system', 'x')",
-        "22023",
+        "22003",
         "send_bulk takes at most 10000 recipients, got 10001",
     ),
     (

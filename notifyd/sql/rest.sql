@@ -20,10 +20,6 @@ SELECT n.id, n.created_at,
 FROM notify.notifications AS n
 WHERE n.id = $1
 
--- max_recipients --
--- The most recipients one bulk send may name (notify.settings batch.max_recipients)
-SELECT notify.setting('batch.max_recipients')::integer
-
 -- send_bulk --
 -- Sends one notification to each user of $1 through notify.send_bulk; returns the batch id
 SELECT notify.send_bulk(user_ids => $1, type => $2, title => $3, body => $4, priority => $5, data => $6,

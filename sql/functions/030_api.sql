@@ -72,8 +72,9 @@ BEGIN
     END IF;
     SELECT count(DISTINCT u) INTO recipient_count FROM unnest(user_ids) AS u;
     IF recipient_count > max_recipients THEN
+        -- Its own SQLSTATE (value out of range), so that callers can tell it from a bad type.
         RAISE EXCEPTION 'send_bulk takes at most % recipients, got %', max_recipients, recipient_count
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'split the list, or raise batch.max_recipients in notify.settings';
+            USING ERRCODE = 'numeric_value_out_of_range', HINT = 'split the list, or raise batch.max_recipients in notify.settings';
     END IF;
     IF send_bulk.idempotency_key IS NOT NULL THEN
         SELECT b.id INTO new_batch_id FROM notify.notification_batches AS b

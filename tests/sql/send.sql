@@ -24,7 +24,7 @@ SELECT throws_ok($$SELECT notify.send('00000000-0000-4000-8000-000000000001', 't
 SELECT throws_ok($$SELECT notify.send('00000000-0000-4000-8000-000000000001', 'task', '')$$,
     '23514', NULL, 'an empty title without a template is refused');
 SELECT throws_ok($$SELECT notify.send_bulk(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 10001)), 'system', 'x')$$,
-    '22023', 'send_bulk takes at most 10000 recipients, got 10001', 'more recipients than batch.max_recipients are refused');
+    '22003', 'send_bulk takes at most 10000 recipients, got 10001', 'more recipients than batch.max_recipients are refused');
 SELECT throws_ok($$SELECT notify.mark_all_read()$$, '42501', NULL, 'a service cannot mark a user''s notifications read');
 
 RESET ROLE;
