@@ -6,13 +6,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
-from notifyd import health, realtime, rest
+from notifyd import delivery_api, email_api, health, push_api, realtime, rest
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.errors import HANDLERS
 from notifyd.metrics import Metrics
+from notifyd.openapi import OPERATIONAL_PATHS, build
+
+ENDPOINTS = [*rest.ENDPOINTS, *push_api.ENDPOINTS, *delivery_api.ENDPOINTS, *email_api.ENDPOINTS]
+OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
+
+
+async def openapi_json(_: Request) -> JSONResponse:
+    return JSONResponse(OPENAPI)
+
+
+API_ROUTES: list[BaseRoute] = [
+    *(Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+]
 
 
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
@@ -28,7 +44,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             await app.state.pool.close()
 
     app = Starlette(
-        routes=[*health.routes, *rest.routes, *realtime.routes, *(extra_routes or [])],
+        routes=[*health.routes, *API_ROUTES, *realtime.routes, *(extra_routes or [])],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

@@ -6,12 +6,10 @@ import argparse
 import asyncio
 import sys
 
-from notifyd import dev, server
+from notifyd import dev, server, vapid, worker
 from notifyd.config import Settings
 from notifyd.localdb import owner_database
 from notifyd.migrate import MigrationError, migrate_url
-
-EXIT_NOT_BUILT = 3
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -33,9 +31,14 @@ def cmd_serve(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_built(args: argparse.Namespace) -> int:
-    print(f"notifyd {args.command}: not built yet; see the open issues", file=sys.stderr)
-    return EXIT_NOT_BUILT
+def cmd_worker(_: argparse.Namespace) -> int:
+    return worker.run(Settings.from_env())
+
+
+def cmd_vapid_generate(_: argparse.Namespace) -> int:
+    public_key, private_key = vapid.generate()
+    print(f"VAPID_PUBLIC_KEY={public_key}\nVAPID_PRIVATE_KEY={private_key}")
+    return 0
 
 
 def cmd_dev(_: argparse.Namespace) -> int:
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="REST + WebSocket + LISTEN")
     commands.add_parser("worker", help="the Procrastinate worker with the periodic tasks")
     commands.add_parser("dev", help="everything in one process on an embedded default")
+    vapid_parser = commands.add_parser("vapid", help="VAPID keys for Web Push")
+    vapid_commands = vapid_parser.add_subparsers(dest="vapid_command", required=True)
+    vapid_commands.add_parser("generate", help="print a new key pair as VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY lines")
     args = parser.parse_args(argv)
-    handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_not_built, "dev": cmd_dev}
+    handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev,
+                "vapid": cmd_vapid_generate}  # fmt: skip
     return handlers[args.command](args)

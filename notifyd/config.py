@@ -3,7 +3,46 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from notifyd.crypto import SecretBox, SecretsError, parse_key
+
+# The browsers' push services, over HTTPS only: a subscription naming any other URL is refused.
+DEFAULT_PUSH_ENDPOINT_ALLOWLIST = (
+    "fcm.googleapis.com",
+    "*.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"notifyd: {name} must be a number, got {raw!r}") from None
+
+
+def _text(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _secret_box() -> SecretBox | None:
+    current = _text("NOTIFICATION_ENCRYPTION_KEY")
+    if current is None:
+        return None
+    try:
+        old = tuple(
+            parse_key(k, "NOTIFICATION_ENCRYPTION_OLD_KEYS")
+            for k in (os.environ.get("NOTIFICATION_ENCRYPTION_OLD_KEYS") or "").split(",")
+            if k.strip()
+        )
+        return SecretBox(parse_key(current), old)
+    except SecretsError as error:
+        raise SystemExit(f"notifyd: {error}") from None
 
 
 def _int(name: str, default: int) -> int:
@@ -28,6 +67,29 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     # Seconds of clock skew tolerated on exp/nbf/iat.
     jwt_leeway: int = 30
+    # Secrets at rest; None: push subscriptions cannot be stored (push is not configured).
+    secrets: SecretBox | None = field(default=None, repr=False)
+    vapid_public_key: str | None = None
+    vapid_private_key: str | None = field(default=None, repr=False)
+    vapid_subject: str | None = None
+    push_endpoint_allowlist: tuple[str, ...] = DEFAULT_PUSH_ENDPOINT_ALLOWLIST
+    fcm_project_id: str | None = None
+    google_application_credentials: str | None = None
+    fcm_api_url: str | None = None
+    resend_api_key: str | None = field(default=None, repr=False)
+    resend_api_url: str | None = None
+    resend_from_email: str | None = None
+    resend_from_name: str = "notifyd"
+    resend_webhook_secret: str | None = field(default=None, repr=False)
+    privacy_policy_url: str | None = None
+    # Seconds any provider call may take before it counts as failed (and is retried).
+    provider_timeout: float = 10.0
+    worker_concurrency: int = 8
+    # Procrastinate's heartbeat, and the silence after which a worker's running jobs are taken back.
+    worker_heartbeat_interval: float = 10.0
+    worker_stalled_after: float = 30.0
+    # How often the worker looks for jobs scheduled for later (retries); new jobs arrive by NOTIFY.
+    worker_poll_interval: float = 1.0
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -48,5 +110,27 @@ class Settings:
             port=port,
             ws_heartbeat_interval=_int("WS_HEARTBEAT_INTERVAL", 30),
             ws_max_connections=_int("WS_MAX_CONNECTIONS", 10_000),
-            public_base_url=os.environ.get("PUBLIC_BASE_URL", f"http://{host}:{port}"),
+            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+            secrets=_secret_box(),
+            vapid_public_key=_text("VAPID_PUBLIC_KEY"),
+            vapid_private_key=_text("VAPID_PRIVATE_KEY"),
+            vapid_subject=_text("VAPID_SUBJECT"),
+            push_endpoint_allowlist=tuple(
+                p.strip() for p in os.environ.get("PUSH_ENDPOINT_ALLOWLIST", "").split(",") if p.strip()
+            )
+            or DEFAULT_PUSH_ENDPOINT_ALLOWLIST,
+            fcm_project_id=_text("FCM_PROJECT_ID"),
+            google_application_credentials=_text("GOOGLE_APPLICATION_CREDENTIALS"),
+            fcm_api_url=_text("FCM_API_URL"),
+            resend_api_key=_text("RESEND_API_KEY"),
+            resend_api_url=_text("RESEND_API_URL"),
+            resend_from_email=_text("RESEND_FROM_EMAIL"),
+            resend_from_name=os.environ.get("RESEND_FROM_NAME") or "notifyd",
+            resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
+            privacy_policy_url=_text("PRIVACY_POLICY_URL"),
+            provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),
+            worker_concurrency=_int("WORKER_CONCURRENCY", 8),
+            worker_heartbeat_interval=_float("WORKER_HEARTBEAT_INTERVAL", 10.0),
+            worker_stalled_after=_float("WORKER_STALLED_AFTER", 30.0),
+            worker_poll_interval=_float("WORKER_POLL_INTERVAL", 1.0),
         )

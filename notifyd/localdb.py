@@ -23,7 +23,13 @@ from notifyd.queries import query
 # Where to look for a running server, and where to make the private one; tests point these elsewhere.
 LOCAL_SERVER_ENV = "NOTIFYD_LOCAL_SERVER"  # host:port, default 127.0.0.1:5432
 PRIVATE_PORT_ENV = "NOTIFYD_PRIVATE_PORT"  # default 54329
-PRIVATE_DIR_ENV = "NOTIFYD_PRIVATE_DIR"  # default ./.notifyd/pgdata
+PRIVATE_DIR_ENV = "NOTIFYD_PRIVATE_DIR"  # default <state dir>/pgdata
+STATE_DIR_ENV = "NOTIFYD_STATE_DIR"  # default ./.notifyd
+
+
+def state_dir() -> Path:
+    """Where the embedded default keeps its files: the private cluster, dev secrets."""
+    return Path(os.environ.get(STATE_DIR_ENV) or Path.cwd() / ".notifyd")
 
 
 class LocalDatabaseError(Exception):
@@ -119,7 +125,7 @@ def resolve_server() -> tuple[str, PrivateCluster | None]:
     if server_answers(host, int(port)):
         return f"postgresql://postgres@{host}:{port}/postgres", None
     cluster = PrivateCluster(
-        Path(os.environ.get(PRIVATE_DIR_ENV, Path.cwd() / ".notifyd" / "pgdata")),
+        Path(os.environ.get(PRIVATE_DIR_ENV) or state_dir() / "pgdata"),
         int(os.environ.get(PRIVATE_PORT_ENV, "54329")),
     )
     cluster.start()

@@ -27,6 +27,7 @@ _ERROR_TEXT = {
     status.HTTP_403_FORBIDDEN: "a valid caller without the right",
     status.HTTP_404_NOT_FOUND: "no such resource visible to the caller (never 403: existence is not leaked)",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "the body or a parameter failed validation (pydantic or PostgreSQL)",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "a setting this route needs is missing (the message names it)",
 }
 
 
@@ -76,11 +77,18 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[Refs, dict[str, Any]]:
     return refs, top.get("$defs", {})
 
 
+# Path parameters that are not ids: signed tokens are longer than an action name.
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "token": {"type": "string", "maxLength": 1000},
+    "*": {"type": "string", "maxLength": 100},
+}
+
+
 def _parameters(e: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-        if name.endswith("_id")
-        else {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 100}}
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, _PATH_SCHEMAS["*"])}
+        if not name.endswith("_id")
+        else {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
         for name in e.path_params
     ]
     if e.query_model is not None:

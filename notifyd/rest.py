@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from notifyd.auth import (
     MAX_SERVICE_KEY_LENGTH,
@@ -46,7 +45,7 @@ from notifyd.models import (
     ReadResult,
     UnreadCount,
 )
-from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
+from notifyd.openapi import Endpoint
 from notifyd.queries import query
 
 PREFIX = "/api/v1/notifications"
@@ -334,10 +333,6 @@ async def take_action(request: Request) -> Response:
     return reply(answer)
 
 
-async def openapi_json(_: Request) -> Response:
-    return JSONResponse(OPENAPI)
-
-
 # --- the route table ------------------------------------------------------------------------------
 
 _NOTIFICATION = f"{PREFIX}/{{notification_id:uuid}}"
@@ -373,10 +368,3 @@ ENDPOINTS: list[Endpoint] = [
              "user", ok_model=ActionResult, path_params=("notification_id", "action"),
              errors=(status.HTTP_404_NOT_FOUND, status.HTTP_422_UNPROCESSABLE_CONTENT)),
 ]  # fmt: skip
-
-OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
-
-routes: list[BaseRoute] = [
-    *(Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS),
-    Route("/openapi.json", openapi_json, methods=["GET"]),
-]

@@ -31,11 +31,14 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None:
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("uvicorn.access", "uvicorn.error", "notifyd"):
         logging.getLogger(name).addFilter(RedactTokens())
-    uvicorn.run(
+
+
+def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> uvicorn.Config:
+    return uvicorn.Config(
         create_app(settings, extra_routes),
         host=settings.host,
         port=settings.port,
@@ -48,3 +51,8 @@ def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None
         log_config=None,
         timeout_graceful_shutdown=5,
     )
+
+
+def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None:
+    configure_logging()
+    uvicorn.Server(config(settings, extra_routes)).run()

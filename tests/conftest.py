@@ -22,7 +22,8 @@ from pytest_postgresql import factories
 
 from notifyd.localdb import resolve_server
 from notifyd.migrate import migrate
-from tests.server import ServerProcess
+from tests.server import NotifydProcess, ServerProcess, WorkerProcess
+from tests.standins.fixtures import fcm_service, push_service, resend_service  # noqa: F401 - fixtures for all tests
 
 SERVER_URL, PRIVATE_CLUSTER = resolve_server()
 _server = urlsplit(SERVER_URL)
@@ -59,7 +60,8 @@ postgresql_noproc = factories.postgresql_noproc(
     port=_server.port or 5432,
     user=_server.username or "postgres",
     password=_server.password,
-    dbname="notifyd_test",
+    # One name per test session: several sessions (developers, CI) may share one server.
+    dbname=f"notifyd_test_{os.getpid()}",
     load=[load_database],
 )
 postgresql = factories.postgresql("postgresql_noproc")
@@ -173,13 +175,11 @@ def server_owner_url(server_database: str, postgresql_noproc: Any) -> str:
     return _url(postgresql_noproc, server_database, login=False)
 
 
-@pytest.fixture
-def own_server(db: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
-    """start(**env) -> a notifyd of the test's own on the test's own database (for restarts, kills)."""
-    started: list[ServerProcess] = []
+def _own_processes(kind: type[NotifydProcess], db: psycopg.Connection[Any], log_dir: Path) -> Iterator[Any]:
+    started: list[NotifydProcess] = []
 
-    def start(**env: str) -> ServerProcess:
-        proc = ServerProcess(database_url(db, login=True), tmp_path / f"notifyd-{len(started)}.log", **env)
+    def start(**env: str) -> NotifydProcess:
+        proc = kind(database_url(db, login=True), log_dir / f"{kind.command}-{len(started)}.log", **env)
         proc.start()
         started.append(proc)
         return proc
@@ -187,3 +187,15 @@ def own_server(db: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def own_server(db: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
+    """start(**env) -> a notifyd serve of the test's own on the test's own database (for restarts, kills)."""
+    yield from _own_processes(ServerProcess, db, tmp_path)
+
+
+@pytest.fixture
+def own_worker(db: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
+    """start(**env) -> a notifyd worker on the test's own database, logged in as the non-superuser role."""
+    yield from _own_processes(WorkerProcess, db, tmp_path)

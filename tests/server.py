@@ -1,7 +1,8 @@
-"""A real notifyd (`python -m notifyd serve` under uvicorn) on a free port, and tokens for it."""
+"""Real notifyd processes (`serve` under uvicorn on a free port, `worker`), tokens for them, polling."""
 
 from __future__ import annotations
 
+import abc
 import os
 import socket
 import subprocess
@@ -32,48 +33,35 @@ def make_token(
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
-class ServerProcess:
-    """notifyd serve as a child process; start/stop/restart keep the same port."""
+# The same secrets for every notifyd process of a test, so that what serve encrypts the worker opens.
+ENCRYPTION_KEY = "bm90aWZ5ZC10ZXN0LWtleS0zMi1ieXRlcy1sb25nISE="
+TEST_ENV = {
+    "JWT_SECRET": JWT_SECRET,
+    "NOTIFICATION_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    "VAPID_SUBJECT": "mailto:ops@example.com",
+    # The stand-ins listen on plain http on 127.0.0.1.
+    "PUSH_ENDPOINT_ALLOWLIST": "http://127.0.0.1:*",
+}
+
+
+class NotifydProcess(abc.ABC):
+    """A `python -m notifyd <command>` child process with the test environment and a log file."""
+
+    command = ""
 
     def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
-        self.port = free_port()
         self.database_url = database_url
         self.log_path = log_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v1/notifications/ws"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "JWT_SECRET": JWT_SECRET,
-            "NOTIFYD_PORT": str(self.port),
-            "NOTIFYD_HOST": "127.0.0.1",
-            **self.env,
-        }
+    def spawn(self, **env: str) -> subprocess.Popen[bytes]:
+        full_env = {**os.environ, "DATABASE_URL": self.database_url, **TEST_ENV, **env, **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifyd", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "notifyd", self.command], env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"notifyd serve exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"notifyd serve did not become ready: {self.log_path.read_text()[-2000:]}")
+        return self.proc
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -89,5 +77,78 @@ class ServerProcess:
         self.stop()
         self.start()
 
+    def start(self) -> None:
+        proc = self.spawn(**self.start_env())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"notifyd {self.command} exited: {self.log()[-2000:]}")
+            if self.ready():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"notifyd {self.command} did not start: {self.log()[-2000:]}")
+
+    def start_env(self) -> dict[str, str]:
+        return {}
+
+    @abc.abstractmethod
+    def ready(self) -> bool:
+        """Whether the started process is ready for the test."""
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class WorkerProcess(NotifydProcess):
+    """notifyd worker as a child process, started once Procrastinate says it is running."""
+
+    command = "worker"
+
+    def ready(self) -> bool:
+        return "Starting worker" in self.log()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, its running jobs stay 'doing' until recovered."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+
+class ServerProcess(NotifydProcess):
+    """notifyd serve as a child process; start/stop/restart keep the same port."""
+
+    command = "serve"
+
+    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+        super().__init__(database_url, log_path, **env)
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/notifications/ws"
+
+    def start_env(self) -> dict[str, str]:
+        return {"NOTIFYD_PORT": str(self.port), "NOTIFYD_HOST": "127.0.0.1"}
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def wait_for(predicate: Any, timeout: float = 15, interval: float = 0.05, what: str = "condition") -> Any:
+    """Polls predicate() until it returns something truthy; fails the test with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

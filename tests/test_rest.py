@@ -123,7 +123,8 @@ def test_service_key_flow(client: httpx.Client, owner: psycopg.Connection[Any]) 
     found = owner.execute("SELECT user_id, title FROM notify.notifications WHERE id = %s", (sent["notification_id"],))
     assert found.fetchone() == (user, "Task Updated")
     # The same key opens the other sending routes.
-    assert ok(client.post(API, json=body, headers=headers), 202)["channels"] == ["push", "in_app"]
+    # The user has no device yet: push is skipped, so the notification goes out in-app only.
+    assert ok(client.post(API, json=body, headers=headers), 202)["channels"] == ["in_app"]
 
     wrong = {"X-Internal-Service-Key": key + "x", "X-Service-Name": name}
     assert error(client.post(INTERNAL, json=body, headers=wrong), 401, "UNAUTHORIZED") == "invalid service key"
@@ -177,7 +178,8 @@ def test_create_is_queued_and_in_the_database(client: httpx.Client, owner: psyco
     }
     created = ok(client.post(API, json=body, headers=SERVICE), 202)
     assert set(created) == {"id", "status", "channels", "created_at"}
-    assert created["status"] == "queued" and created["channels"] == ["in_app", "email"]
+    # The user has no e-mail address: that delivery is skipped, so only in-app is listed.
+    assert created["status"] == "queued" and created["channels"] == ["in_app"]
     row = owner.execute(
         "SELECT user_id, priority, title, data, channels, group_key, send_at::text, seq FROM notify.notifications "
         "WHERE id = %s",
@@ -254,8 +256,9 @@ def test_bulk_send_status_and_limit(client: httpx.Client, owner: psycopg.Connect
     ok(client.patch(f"{API}/{first[0]}/read", headers=user_headers(users[0])), 200)
     batch = ok(client.get(f"{API}/bulk/{batch_id}", headers=SERVICE), 200)
     assert batch["batch_id"] == batch_id and batch["type"] == "system" and batch["created_by"] == "billing"
+    # In-app sent to all three; push skipped (no device) and e-mail skipped (no address) for each.
     assert batch["counts"] == {"total": 3, "created": 3, "read": 1, "unread": 2, "deleted": 0,
-                               "actions_taken": 0, "deliveries": {}}  # fmt: skip
+                               "actions_taken": 0, "deliveries": {"sent": 3, "skipped": 6}}  # fmt: skip
     assert batch["status"] == "completed"
 
     assert error(client.get(f"{API}/bulk/{uuid.uuid4()}", headers=SERVICE), 404, "NOT_FOUND") == "batch not found"
@@ -289,15 +292,24 @@ def test_bad_bulk_bodies_are_422(client: httpx.Client, body: dict[str, Any], fra
 def test_get_read_delete_and_other_users(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:
     alice, mallory = uuid.uuid4(), uuid.uuid4()
     nid = send(client, alice, priority="high", data={"task_id": "t1"})
+    # Two devices, one failed and one delivered: the channel shows the furthest along.
+    for status_of_device in ("failed", "delivered"):
+        owner.execute(
+            "WITH device AS (INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token, token_hash) "
+            "VALUES (%(u)s, 'fcm', 'enc1.x.y', sha256(gen_random_uuid()::text::bytea)) RETURNING id) "
+            "INSERT INTO notify.notification_deliveries (notification_id, user_id, channel, status, subscription_id) "
+            "SELECT %(n)s, %(u)s, 'push', %(s)s, id FROM device",
+            {"n": nid, "u": alice, "s": status_of_device},
+        )
     owner.execute(
-        "INSERT INTO notify.notification_deliveries (notification_id, user_id, channel, status) VALUES "
-        "(%(n)s, %(u)s, 'push', 'failed'), (%(n)s, %(u)s, 'push', 'delivered'), (%(n)s, %(u)s, 'email', 'sent')",
-        {"n": nid, "u": alice},
+        "UPDATE notify.notification_deliveries SET status = CASE channel WHEN 'email' THEN 'sent' ELSE 'cancelled' "
+        "END WHERE notification_id = %s AND subscription_id IS NULL AND channel <> 'in_app'",
+        (nid,),
     )
     got = ok(client.get(f"{API}/{nid}", headers=user_headers(alice)), 200)
     assert got["id"] == nid and got["priority"] == "high" and got["data"] == {"task_id": "t1"}
     assert got["read_at"] is None and got["seq"] >= 1
-    assert got["delivery_status"] == {"push": "delivered", "email": "sent"}
+    assert got["delivery_status"] == {"in_app": "sent", "push": "delivered", "email": "sent"}
 
     for method, path in [("GET", f"{API}/{nid}"), ("PATCH", f"{API}/{nid}/read"), ("DELETE", f"{API}/{nid}"),
                          ("POST", f"{API}/{nid}/actions/dismiss")]:  # fmt: skip
@@ -503,7 +515,13 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
     }
     expected = {(m, r.replace("/dismiss", "/{action}")) for m, r in expected}
     listed = {(m.upper(), p) for p, ops in paths.items() for m in ops}
-    assert expected | {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")} == listed
+    delivery_routes = {
+        ("POST", f"{API}/push/subscribe"), ("DELETE", f"{API}/push/unsubscribe"), ("GET", f"{API}/push/subscriptions"),
+        ("GET", f"{API}/vapid-public-key"), ("POST", f"{API}/test"), ("POST", "/api/v1/webhooks/resend"),
+        ("GET", "/unsubscribe/{token}"), ("POST", "/unsubscribe/{token}"),
+    }  # fmt: skip
+    operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
+    assert expected | delivery_routes | operational == listed
     schemas = doc["components"]["schemas"]
     assert set(doc["components"]["securitySchemes"]) == {"bearerAuth", "serviceKey", "serviceName"}
 
@@ -529,8 +547,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
     assert "400" in paths[f"{API}/bulk"]["post"]["responses"]
     for path, ops in paths.items():
         for method, op in ops.items():
-            assert "200" in op["responses"] or "202" in op["responses"] or "204" in op["responses"], (path, method)
-            if path.startswith("/api/"):
+            assert {"200", "201", "202", "204"} & set(op["responses"]), (path, method)
+            if op.get("security"):  # public routes (the VAPID key, signed webhooks) have none
                 for code in ("401", "403"):
                     assert (
                         resolve(op["responses"][code]["content"]["application/json"]["schema"]) == schemas["ErrorBody"]

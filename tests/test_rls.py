@@ -127,6 +127,8 @@ def seeded(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
         INSERT INTO notify.notifications (id, user_id, type, title)
             VALUES ('{NOTIFICATION_A}', '{USER_A}', 'task', 'for A'),
                    (gen_random_uuid(), '{USER_B}', 'task', 'for B');
+        -- One delivery of A's, in place of the ones the planner made.
+        DELETE FROM notify.notification_deliveries;
         INSERT INTO notify.notification_deliveries (notification_id, user_id, channel)
             VALUES ('{NOTIFICATION_A}', '{USER_A}', 'in_app');
         INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token) VALUES ('{USER_A}', 'fcm', 't1');

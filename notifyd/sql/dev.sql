@@ -11,3 +11,7 @@ CREATE ROLE notifyd_dev LOGIN NOINHERIT PASSWORD 'notifyd-dev';
 -- grant_dev_login --
 -- Gives the dev login role the four notify roles and nothing else
 GRANT notify_service, notify_authenticated, notify_admin, notify_worker TO notifyd_dev
+
+-- dev_recipient --
+-- Gives a demo user an address, so the e-mail channel has somewhere to go (the local outbox)
+SELECT notify.upsert_recipient($1, $2)

@@ -11,12 +11,14 @@ SELECT notify.send(user_id => $1, type => $2, title => $3, body => $4, priority 
                    expires_at => $11, send_at => $12, group_key => $13)
 
 -- sent_notification --
--- A just-sent notification: when, through which channels, and whether this transaction created it
+-- A just-sent notification: when, the channels it goes out on (skipped ones left out), whether this transaction created it
 SELECT n.id, n.created_at,
        n.changed_xid = pg_current_xact_id() AS created,
-       coalesce((SELECT array_agg(DISTINCT d.channel ORDER BY d.channel)
-                 FROM notify.notification_deliveries AS d WHERE d.notification_id = n.id),
-                n.channels, ARRAY['in_app']) AS channels
+       ARRAY(SELECT c.channel FROM unnest(ARRAY['in_app', 'push', 'email']) WITH ORDINALITY AS c(channel, position)
+             WHERE EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                           WHERE d.notification_id = n.id AND d.channel = c.channel
+                             AND d.status IN ('pending', 'held', 'sent', 'delivered'))
+             ORDER BY c.position) AS channels
 FROM notify.notifications AS n
 WHERE n.id = $1
 

@@ -1,0 +1,587 @@
+-- Delivery: which channels a notification goes out on, the jobs that carry it, and the ledger.
+
+-- The one wrapper over Procrastinate's internal, versioned defer function (pinned: 3.10's _v1).
+-- Fail at migrate time, not at the first send, if an upgrade of Procrastinate changed it.
+DO $check$
+BEGIN
+    IF pg_catalog.to_regprocedure(
+           'procrastinate.procrastinate_defer_jobs_v1(procrastinate.procrastinate_job_to_defer_v1[])') IS NULL THEN
+        RAISE EXCEPTION 'procrastinate.procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[]) is missing'
+            USING HINT = 'notifyd pins Procrastinate 3.10; update notify_private.defer_jobs for this version';
+    END IF;
+END
+$check$;
+
+CREATE OR REPLACE FUNCTION notify_private.defer_jobs(jobs jsonb) RETURNS bigint[]
+    LANGUAGE sql
+    SECURITY DEFINER
+    -- Procrastinate's functions and triggers use unqualified names.
+    SET search_path = procrastinate, pg_temp
+AS $$
+    SELECT procrastinate.procrastinate_defer_jobs_v1(
+        pg_catalog.array_agg(ROW(j.queue, j.task, coalesce(j.priority, 0), NULL, NULL, j.args, j.scheduled_at)
+                             ::procrastinate.procrastinate_job_to_defer_v1))
+    FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
+         AS j(queue text, task text, priority integer, args jsonb, scheduled_at timestamptz)
+    HAVING pg_catalog.count(*) > 0
+$$;
+ALTER FUNCTION notify_private.defer_jobs(jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.defer_jobs(jsonb)
+    IS 'defers Procrastinate jobs [{queue, task, priority, args, scheduled_at}] in the caller''s transaction';
+
+CREATE OR REPLACE FUNCTION notify_private.delivery_jobs(delivery_ids uuid[]) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- One job per queue, priority and start time, each carrying at most delivery.job_size deliveries.
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'queue', chunk.queue, 'task', 'deliver_' || chunk.queue, 'priority', chunk.priority,
+               'scheduled_at', chunk.scheduled_at, 'args', pg_catalog.jsonb_build_object('delivery_ids', chunk.ids))),
+           '[]'::jsonb)
+    FROM (
+        SELECT q.queue, q.priority, q.scheduled_at, pg_catalog.array_agg(q.id ORDER BY q.id) AS ids
+        FROM (
+            SELECT d.id, d.scheduled_for AS scheduled_at,
+                   CASE WHEN d.channel = 'email' THEN 'email'
+                        WHEN s.kind = 'fcm' THEN 'fcm'
+                        ELSE 'push' END AS queue,
+                   pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority,
+                   pg_catalog.row_number() OVER (
+                       PARTITION BY d.channel, s.kind, n.priority, d.scheduled_for ORDER BY d.id) - 1 AS position
+            FROM notify.notification_deliveries AS d
+            JOIN notify.notifications AS n ON n.id = d.notification_id
+            LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+            WHERE d.id = ANY (delivery_jobs.delivery_ids) AND d.status = 'pending'
+        ) AS q
+        GROUP BY q.queue, q.priority, q.scheduled_at, q.position / notify.setting('delivery.job_size')::integer
+    ) AS chunk
+$$;
+COMMENT ON FUNCTION notify_private.delivery_jobs(uuid[])
+    IS 'the Procrastinate jobs that carry these pending deliveries: queue push (Web Push), fcm or email';
+
+CREATE OR REPLACE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
+    RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text)
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- Most specific first: the user's row for the type, the user's global row, the org's row for
+    -- the type, the org's global row, the defaults. A channel an org admin locked is the org's call.
+    WITH org_pref AS (
+        SELECT o.* FROM notify.org_notification_preferences AS o
+        JOIN notify.recipients AS r ON r.org_id = o.org_id
+        WHERE r.user_id = effective_preferences.user_id
+          AND (o.notification_type = effective_preferences.type OR o.notification_type IS NULL)
+        ORDER BY o.notification_type NULLS LAST
+    ), user_pref AS (
+        SELECT p.* FROM notify.notification_preferences AS p
+        WHERE p.user_id = effective_preferences.user_id
+          AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
+        ORDER BY p.notification_type NULLS LAST
+        LIMIT 1
+    ), org_merged AS (
+        SELECT (SELECT o.push_enabled FROM org_pref AS o WHERE o.push_enabled IS NOT NULL LIMIT 1) AS push_enabled,
+               (SELECT o.email_enabled FROM org_pref AS o WHERE o.email_enabled IS NOT NULL LIMIT 1) AS email_enabled,
+               (SELECT o.digest_frequency FROM org_pref AS o WHERE o.digest_frequency IS NOT NULL LIMIT 1)
+                   AS digest_frequency,
+               coalesce((SELECT bool_or(o.push_locked) FROM org_pref AS o), false) AS push_locked,
+               coalesce((SELECT bool_or(o.email_locked) FROM org_pref AS o), false) AS email_locked
+    )
+    SELECT CASE WHEN o.push_locked THEN coalesce(o.push_enabled, true)
+                ELSE coalesce(u.push_enabled, o.push_enabled, true) END,
+           CASE WHEN o.email_locked THEN coalesce(o.email_enabled, true)
+                ELSE coalesce(u.email_enabled, o.email_enabled, true) END,
+           coalesce(u.digest_frequency, o.digest_frequency, notify.setting('digest.default_frequency') #>> '{}')
+    FROM org_merged AS o LEFT JOIN user_pref AS u ON true
+$$;
+COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
+    IS 'the switches in force for a user and type: user row, user global, org row, org global, defaults; org locks win';
+
+CREATE OR REPLACE FUNCTION notify_private.plan_notification(notification notify.notifications)
+    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+DECLARE
+    n notify.notifications := plan_notification.notification;
+    -- REQ-002: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
+    -- low in-app, e-mail by digest only. A sender's channels narrow that set.
+    wanted constant text[] := coalesce(n.channels, CASE n.priority
+        WHEN 'low' THEN ARRAY['in_app', 'email'] ELSE ARRAY['in_app', 'push', 'email'] END);
+    -- Critical is the user's safety (security alerts): their own switches do not stop it.
+    critical constant boolean := n.priority = 'critical';
+    prefs record;
+    address text;
+    suppression text;
+BEGIN
+    SELECT * INTO prefs FROM notify_private.effective_preferences(n.user_id, n.type);
+
+    IF 'in_app' = ANY (wanted) THEN
+        RETURN QUERY SELECT 'in_app', NULL::uuid, 'sent', NULL::text;
+    END IF;
+
+    IF 'push' = ANY (wanted) THEN
+        IF NOT (prefs.push_enabled OR critical) THEN
+            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped', format('push is turned off for %s notifications', n.type);
+        ELSIF NOT EXISTS (SELECT 1 FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active) THEN
+            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped', 'no active push subscription';
+        ELSE
+            RETURN QUERY SELECT 'push', s.id, 'pending', NULL::text
+                FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active;
+        END IF;
+    END IF;
+
+    IF 'email' = ANY (wanted) THEN
+        SELECT r.email, sup.reason INTO address, suppression
+        FROM notify.recipients AS r
+        LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+        WHERE r.user_id = n.user_id;
+        IF NOT critical AND (NOT prefs.email_enabled OR prefs.digest_frequency = 'never') THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', format('e-mail is turned off for %s notifications', n.type);
+        ELSIF address IS NULL THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'no e-mail address';
+        ELSIF suppression IS NOT NULL THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'suppressed', format('the address %s', suppression);
+        ELSIF critical OR (prefs.digest_frequency = 'instant' AND n.priority <> 'low') THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'pending', NULL::text;
+        ELSIF prefs.digest_frequency = 'instant' THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'low-priority e-mail goes out in digests only';
+        ELSE
+            RETURN QUERY SELECT 'email', NULL::uuid, 'held', format('for the %s digest', prefs.digest_frequency);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
+    IS 'the deliveries a new notification gets: channel, device, status and why (priority, preferences, addresses)';
+
+CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    pending uuid[];
+BEGIN
+    WITH planned AS (
+        INSERT INTO notify.notification_deliveries AS d
+            (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at)
+        SELECT n.id, n.user_id, p.channel, p.subscription_id, p.status, p.reason,
+               CASE WHEN p.status = 'pending' AND n.send_at > notify.now() THEN n.send_at END,
+               CASE WHEN p.status = 'sent' THEN notify.now() END
+        FROM new_notifications AS n
+        CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
+        RETURNING d.id, d.status
+    )
+    SELECT pg_catalog.array_agg(planned.id) INTO pending FROM planned WHERE planned.status = 'pending';
+    IF pending IS NOT NULL THEN
+        PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
+    END IF;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION notify_private.plan_deliveries() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.plan_deliveries()
+    IS 'writes the planned deliveries of new notifications and defers their jobs, in the sender''s transaction';
+
+CREATE OR REPLACE TRIGGER notifications_plan_deliveries AFTER INSERT ON notify.notifications
+    REFERENCING NEW TABLE AS new_notifications
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_private.plan_deliveries();
+
+-- The worker's side of the ledger.
+
+CREATE OR REPLACE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
+    RETURNS TABLE (id uuid, channel text, attempts integer, notification jsonb, recipient jsonb,
+                   subscription jsonb, vapid_key jsonb, unread_count bigint)
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    -- Deliveries whose reason to go has vanished since they were planned end here, unsent.
+    UPDATE notify.notification_deliveries AS d
+    SET status = CASE WHEN stale.suppression IS NOT NULL THEN 'suppressed' ELSE 'skipped' END,
+        reason = coalesce(stale.reason, format('the address %s', stale.suppression)),
+        sending_since = NULL, updated_at = notify.now()
+    FROM (
+        SELECT p.id,
+               CASE WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
+                    WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
+                    WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
+               CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
+        FROM notify.notification_deliveries AS p
+        JOIN notify.notifications AS n ON n.id = p.notification_id
+        JOIN notify.recipients AS r ON r.user_id = p.user_id
+        LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
+        LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+        WHERE p.id = ANY (claim_deliveries.delivery_ids) AND p.status = 'pending'
+    ) AS stale
+    WHERE d.id = stale.id AND (stale.reason IS NOT NULL OR stale.suppression IS NOT NULL);
+
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE notify.notification_deliveries AS d
+        SET attempts = d.attempts + 1,
+            repeats = d.repeats + (d.sending_since IS NOT NULL)::integer,
+            sending_since = notify.now(),
+            updated_at = notify.now()
+        WHERE d.id = ANY (claim_deliveries.delivery_ids) AND d.status = 'pending'
+        RETURNING d.*
+    )
+    SELECT c.id, c.channel, c.attempts,
+           pg_catalog.jsonb_build_object(
+               'id', n.id, 'type', n.type, 'priority', n.priority, 'title', n.title, 'body', n.body,
+               'data', n.data, 'group_key', n.group_key, 'seq', n.seq, 'created_at', n.created_at,
+               'expires_at', n.expires_at),
+           pg_catalog.jsonb_build_object(
+               'user_id', r.user_id, 'email', r.email, 'locale', r.locale, 'timezone', r.timezone),
+           CASE WHEN s.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+               'id', s.id, 'kind', s.kind, 'endpoint', s.endpoint, 'p256dh_key', s.p256dh_key,
+               'auth_key', s.auth_key, 'fcm_token', s.fcm_token, 'device_info', s.device_info) END,
+           CASE WHEN k.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+               'id', k.id, 'public_key', k.public_key, 'private_key_encrypted', k.private_key_encrypted) END,
+           (SELECT pg_catalog.count(*) FROM notify.notifications AS u
+            WHERE u.user_id = c.user_id AND u.read_at IS NULL AND u.deleted_at IS NULL)
+    FROM claimed AS c
+    JOIN notify.notifications AS n ON n.id = c.notification_id
+    JOIN notify.recipients AS r ON r.user_id = c.user_id
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = c.subscription_id
+    LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id;
+END
+$$;
+COMMENT ON FUNCTION notify_private.claim_deliveries(uuid[])
+    IS 'starts an attempt on the still-pending deliveries of a job and returns what sending them needs';
+
+CREATE OR REPLACE FUNCTION notify_private.record_outcomes(outcomes jsonb)
+    RETURNS TABLE (id uuid, status text, attempts integer)
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
+    strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
+BEGIN
+    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id}]
+    IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(record_outcomes.outcomes) AS o(item)
+               WHERE NOT coalesce(o.item ->> 'outcome' = ANY (ARRAY['sent', 'gone', 'retry', 'failed', 'skipped']), false)) THEN
+        RAISE EXCEPTION 'an outcome is one of sent, gone, retry, failed, skipped' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Devices: success resets the strikes; the provider saying "gone" or too many strikes deactivate.
+    UPDATE notify.push_subscriptions AS s
+    SET failure_count = CASE WHEN o.outcome = 'sent' THEN 0 ELSE s.failure_count + 1 END,
+        last_used_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE s.last_used_at END,
+        last_failure_at = CASE WHEN o.outcome = 'sent' THEN s.last_failure_at ELSE notify.now() END,
+        is_active = s.is_active AND o.outcome <> 'gone'
+                    AND (o.outcome = 'sent' OR s.failure_count + 1 < strikes),
+        deactivated_reason = CASE
+            WHEN NOT s.is_active THEN s.deactivated_reason
+            WHEN o.outcome = 'gone' THEN 'the push service says the subscription is gone: ' || o.error
+            WHEN o.outcome <> 'sent' AND s.failure_count + 1 >= strikes
+                THEN format('%s consecutive failures, the last: %s', s.failure_count + 1, o.error)
+        END
+    FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes) AS o(id uuid, outcome text, error text)
+    JOIN notify.notification_deliveries AS d ON d.id = o.id
+    WHERE s.id = d.subscription_id AND o.outcome IN ('sent', 'gone', 'retry', 'failed');
+
+    RETURN QUERY
+    WITH finished AS (
+        UPDATE notify.notification_deliveries AS d
+        SET status = CASE
+                WHEN o.outcome = 'sent' THEN 'sent'
+                WHEN o.outcome = 'skipped' THEN 'skipped'
+                WHEN o.outcome = 'retry' AND d.attempts < max_attempts AND coalesce(s.is_active, true) THEN 'pending'
+                ELSE 'failed' END,
+            reason = CASE
+                WHEN o.outcome = 'skipped' THEN o.error
+                WHEN o.outcome = 'gone' THEN 'the device is gone'
+                WHEN o.outcome = 'retry' AND NOT coalesce(s.is_active, true) THEN 'the device was deactivated'
+                WHEN o.outcome = 'retry' AND d.attempts >= max_attempts
+                    THEN format('gave up after %s attempts', d.attempts)
+                WHEN o.outcome = 'failed' THEN 'the provider refused it'
+            END,
+            error_message = CASE WHEN o.outcome = 'sent' THEN NULL ELSE o.error END,
+            provider_message_id = coalesce(o.provider_message_id, d.provider_message_id),
+            sending_since = NULL,
+            sent_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE d.sent_at END,
+            failed_at = CASE WHEN o.outcome IN ('sent', 'skipped') THEN d.failed_at ELSE notify.now() END,
+            updated_at = notify.now()
+        FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes)
+             AS o(id uuid, outcome text, error text, provider_message_id text)
+        LEFT JOIN notify.notification_deliveries AS od ON od.id = o.id
+        LEFT JOIN notify.push_subscriptions AS s ON s.id = od.subscription_id
+        WHERE d.id = o.id AND d.status = 'pending'
+        RETURNING d.id, d.status, d.attempts, d.notification_id, d.user_id, d.channel, d.subscription_id
+    ), recorded AS (
+        INSERT INTO notify.notification_analytics
+            (notification_id, notification_type, channel, event, user_id, org_id, device_id)
+        SELECT f.notification_id, n.type, f.channel, f.status, f.user_id, r.org_id, f.subscription_id
+        FROM finished AS f
+        JOIN notify.notifications AS n ON n.id = f.notification_id
+        JOIN notify.recipients AS r ON r.user_id = f.user_id
+        WHERE f.status IN ('sent', 'failed')
+    )
+    SELECT f.id, f.status, f.attempts FROM finished AS f;
+END
+$$;
+COMMENT ON FUNCTION notify_private.record_outcomes(jsonb)
+    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes; analytics';
+
+-- Dead letters: what a DBA reads and retries.
+
+CREATE OR REPLACE VIEW notify.dead_letters WITH (security_invoker = true) AS
+    SELECT d.id AS delivery_id, d.notification_id, d.user_id, d.channel, s.kind AS device_kind,
+           d.subscription_id, n.type, n.priority, n.title, d.attempts, d.reason, d.error_message,
+           d.failed_at, d.created_at
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    WHERE d.status = 'failed';
+COMMENT ON VIEW notify.dead_letters IS 'deliveries that failed for good; notify.retry_delivery sends one again';
+
+CREATE OR REPLACE FUNCTION notify.retry_delivery(delivery_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    target record;
+BEGIN
+    SELECT d.id, d.status, s.is_active, s.deactivated_reason INTO target
+    FROM notify.notification_deliveries AS d
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    WHERE d.id = retry_delivery.delivery_id AND notify.in_admin_scope(d.user_id)
+    FOR UPDATE OF d;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no delivery %', retry_delivery.delivery_id USING ERRCODE = 'no_data_found';
+    ELSIF target.status <> 'failed' THEN
+        RAISE EXCEPTION 'delivery % is %, not failed: only dead letters are retried', target.id, target.status
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF target.is_active IS FALSE THEN
+        RAISE EXCEPTION 'delivery %''s device is deactivated (%)', target.id, target.deactivated_reason
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'the user subscribes again from that device';
+    END IF;
+    UPDATE notify.notification_deliveries AS d
+    SET status = 'pending', attempts = 0, reason = NULL, error_message = NULL, failed_at = NULL,
+        scheduled_for = NULL, updated_at = notify.now()
+    WHERE d.id = target.id;
+    RETURN (notify_private.defer_jobs(notify_private.delivery_jobs(ARRAY[target.id])))[1];
+END
+$$;
+ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.retry_delivery(uuid)
+    IS 'sends a dead letter again with fresh attempts; returns the Procrastinate job id';
+
+-- What /metrics shows and a DBA watches.
+
+CREATE OR REPLACE VIEW notify.delivery_counts WITH (security_invoker = true) AS
+    SELECT d.channel, coalesce(s.kind, d.channel) AS provider, d.status, pg_catalog.count(*) AS deliveries,
+           pg_catalog.sum(d.repeats) AS repeats
+    FROM notify.notification_deliveries AS d
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    GROUP BY 1, 2, 3;
+COMMENT ON VIEW notify.delivery_counts
+    IS 'deliveries by channel, provider (webpush, fcm, email, in_app) and status, and repeats (possible duplicates)';
+
+CREATE OR REPLACE VIEW notify.queue_depth WITH (security_invoker = true) AS
+    SELECT j.queue_name AS queue, j.status::text AS status, pg_catalog.count(*) AS jobs,
+           pg_catalog.min(coalesce(j.scheduled_at, e.at)) AS oldest
+    FROM procrastinate.procrastinate_jobs AS j
+    LEFT JOIN LATERAL (SELECT pg_catalog.min(ev.at) AS at FROM procrastinate.procrastinate_events AS ev
+                       WHERE ev.job_id = j.id AND ev.type = 'deferred') AS e ON true
+    WHERE j.status IN ('todo', 'doing')
+    GROUP BY 1, 2;
+COMMENT ON VIEW notify.queue_depth IS 'Procrastinate jobs waiting (todo) and running (doing) per queue, and the oldest';
+
+-- Asked for by users and providers, through notifyd.
+
+CREATE OR REPLACE FUNCTION notify.send_test(channel text DEFAULT 'all') RETURNS uuid
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+BEGIN
+    IF notify.current_user_id() IS NULL THEN
+        RAISE EXCEPTION 'send_test sends to the calling user: request.jwt.claims has no user sub'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email') THEN
+        RAISE EXCEPTION 'channel must be all, in_app, push or email, got "%"', send_test.channel
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Critical: the user asked for it, so their own switches and digest do not hold it back.
+    RETURN notify.send(
+        user_id => notify.current_user_id(), type => 'system', title => 'Test notification',
+        body => 'notifyd can reach you here.', priority => 'critical',
+        data => '{"test": true}'::jsonb,
+        channels => CASE WHEN send_test.channel = 'all' THEN NULL ELSE ARRAY[send_test.channel] END);
+END
+$$;
+ALTER FUNCTION notify.send_test(text) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.send_test(text)
+    IS 'sends the caller a test notification on one channel or all of them; returns its id';
+
+CREATE OR REPLACE FUNCTION notify.unsubscribe_email(user_id uuid, type text) RETURNS void
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+    -- A new row for the type starts from the user's global row, so only e-mail changes.
+    INSERT INTO notify.notification_preferences AS p
+        (user_id, notification_type, push_enabled, email_enabled, digest_frequency, digest_time, digest_day,
+         quiet_hours_start, quiet_hours_end, quiet_hours_days)
+    SELECT unsubscribe_email.user_id, notify.require_type(unsubscribe_email.type),
+           coalesce(g.push_enabled, true), false, g.digest_frequency, g.digest_time, g.digest_day,
+           g.quiet_hours_start, g.quiet_hours_end, coalesce(g.quiet_hours_days, '[1,2,3,4,5]')
+    FROM (SELECT 1) AS one
+    LEFT JOIN notify.notification_preferences AS g
+        ON g.user_id = unsubscribe_email.user_id AND g.notification_type IS NULL
+    ON CONFLICT (user_id, notification_type) DO UPDATE SET email_enabled = false, updated_at = notify.now()
+$$;
+ALTER FUNCTION notify.unsubscribe_email(uuid, text) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.unsubscribe_email(uuid, text)
+    IS 'turns one type of e-mail off for a user (the unsubscribe link; notifyd checked its signed token)';
+
+CREATE OR REPLACE FUNCTION notify.record_email_event(
+    provider_message_id text, event text, event_id text DEFAULT NULL, detail jsonb DEFAULT '{}'
+) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    target record;
+    hard constant boolean := record_email_event.event = 'complained'
+        OR (record_email_event.event = 'bounced' AND coalesce(detail #>> '{bounce,type}', 'Permanent') = 'Permanent');
+BEGIN
+    IF record_email_event.event NOT IN ('delivered', 'bounced', 'complained', 'opened', 'clicked', 'failed') THEN
+        RAISE EXCEPTION 'event must be delivered, bounced, complained, opened, clicked or failed, got "%"',
+            record_email_event.event USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT d.id, d.notification_id, d.user_id, n.type, r.email, r.org_id INTO target
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    JOIN notify.recipients AS r ON r.user_id = d.user_id
+    WHERE d.channel = 'email' AND d.provider_message_id = record_email_event.provider_message_id;
+    IF NOT FOUND THEN
+        RETURN false;  -- not ours, or not recorded yet: the event id stays unused so a redelivery applies
+    END IF;
+    IF record_email_event.event_id IS NOT NULL THEN
+        INSERT INTO notify.webhook_events (provider, event_id) VALUES ('resend', record_email_event.event_id)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN false;  -- a redelivery of an event already applied
+        END IF;
+    END IF;
+    UPDATE notify.notification_deliveries AS d SET
+        status = CASE record_email_event.event
+            WHEN 'delivered' THEN CASE WHEN d.status = 'sent' THEN 'delivered' ELSE d.status END
+            WHEN 'bounced' THEN 'bounced' WHEN 'failed' THEN 'failed' ELSE d.status END,
+        delivered_at = CASE WHEN record_email_event.event = 'delivered' THEN notify.now() ELSE d.delivered_at END,
+        opened_at = CASE WHEN record_email_event.event = 'opened' THEN coalesce(d.opened_at, notify.now()) ELSE d.opened_at END,
+        clicked_at = CASE WHEN record_email_event.event = 'clicked' THEN coalesce(d.clicked_at, notify.now()) ELSE d.clicked_at END,
+        failed_at = CASE WHEN record_email_event.event IN ('bounced', 'failed') THEN notify.now() ELSE d.failed_at END,
+        error_message = CASE WHEN record_email_event.event IN ('bounced', 'failed', 'complained')
+                             THEN left(record_email_event.detail::text, 1000) ELSE d.error_message END,
+        updated_at = notify.now()
+    WHERE d.id = target.id;
+    INSERT INTO notify.notification_analytics
+        (notification_id, notification_type, channel, event, user_id, org_id, metadata)
+    VALUES (target.notification_id, target.type, 'email', record_email_event.event, target.user_id, target.org_id,
+            record_email_event.detail);
+    IF hard AND record_email_event.event IN ('bounced', 'complained') AND target.email IS NOT NULL THEN
+        INSERT INTO notify.email_suppressions (email, reason, detail)
+        VALUES (lower(target.email), record_email_event.event, record_email_event.detail)
+        ON CONFLICT (email) DO NOTHING;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION notify.record_email_event(text, text, text, jsonb)
+    IS 'applies a provider''s e-mail event to its delivery and analytics; hard bounces and complaints suppress the address';
+
+-- Devices.
+
+CREATE OR REPLACE FUNCTION notify.save_push_subscription(
+    kind text, endpoint text, p256dh_key text, auth_key text, fcm_token text, token_hash bytea,
+    vapid_key_id uuid, device_info jsonb
+) RETURNS notify.push_subscriptions
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+#variable_conflict use_column
+DECLARE
+    saved notify.push_subscriptions;
+BEGIN
+    IF notify.current_user_id() IS NULL THEN
+        RAISE EXCEPTION 'a push subscription belongs to the calling user: request.jwt.claims has no user sub'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO notify.recipients (user_id) VALUES (notify.current_user_id()) ON CONFLICT DO NOTHING;
+    -- The same device subscribing again is one row, owned by whoever subscribed last.
+    INSERT INTO notify.push_subscriptions AS s
+        (user_id, kind, endpoint, p256dh_key, auth_key, fcm_token, token_hash, vapid_key_id, device_info)
+    VALUES (notify.current_user_id(), save_push_subscription.kind, save_push_subscription.endpoint,
+            save_push_subscription.p256dh_key, save_push_subscription.auth_key, save_push_subscription.fcm_token,
+            save_push_subscription.token_hash, save_push_subscription.vapid_key_id,
+            coalesce(save_push_subscription.device_info, '{}'))
+    ON CONFLICT (token_hash) WHERE token_hash IS NOT NULL DO UPDATE SET
+        user_id = EXCLUDED.user_id, kind = EXCLUDED.kind, endpoint = EXCLUDED.endpoint,
+        p256dh_key = EXCLUDED.p256dh_key, auth_key = EXCLUDED.auth_key, fcm_token = EXCLUDED.fcm_token,
+        vapid_key_id = EXCLUDED.vapid_key_id, device_info = EXCLUDED.device_info,
+        is_active = true, failure_count = 0, deactivated_reason = NULL, created_at = notify.now()
+    RETURNING s.* INTO saved;
+    RETURN saved;
+END
+$$;
+ALTER FUNCTION notify.save_push_subscription(text, text, text, text, text, bytea, uuid, jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.save_push_subscription(text, text, text, text, text, bytea, uuid, jsonb)
+    IS 'saves the caller''s device (keys and token already encrypted by notifyd); the same device again moves to the caller';
+
+CREATE OR REPLACE FUNCTION notify.current_vapid_key() RETURNS notify.vapid_keys
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT k.* FROM notify.vapid_keys AS k WHERE k.retired_at IS NULL ORDER BY k.created_at DESC, k.id LIMIT 1
+$$;
+COMMENT ON FUNCTION notify.current_vapid_key() IS 'the VAPID key new subscribers get: the newest unretired one';
+
+CREATE OR REPLACE FUNCTION notify.add_vapid_key(public_key text, private_key_encrypted text) RETURNS uuid
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    WITH added AS (
+        INSERT INTO notify.vapid_keys AS k (public_key, private_key_encrypted)
+        VALUES (add_vapid_key.public_key, add_vapid_key.private_key_encrypted)
+        ON CONFLICT (public_key) DO NOTHING
+        RETURNING k.id
+    )
+    SELECT id FROM added
+    UNION ALL
+    SELECT k.id FROM notify.vapid_keys AS k WHERE k.public_key = add_vapid_key.public_key
+    LIMIT 1
+$$;
+COMMENT ON FUNCTION notify.add_vapid_key(text, text)
+    IS 'adds a VAPID key pair (private key encrypted by notifyd); it becomes the current key; the same key again is a no-op';
+
+CREATE OR REPLACE FUNCTION notify.vapid_rotation_due() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT coalesce((SELECT k.created_at FROM notify.current_vapid_key() AS k)
+                    <= notify.now() - (notify.setting('vapid.rotate_after') #>> '{}')::interval, true)
+$$;
+COMMENT ON FUNCTION notify.vapid_rotation_due() IS 'whether the current VAPID key is older than vapid.rotate_after (or there is none)';
+
+CREATE OR REPLACE FUNCTION notify.retire_vapid_keys() RETURNS integer
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    WITH retired AS (
+        UPDATE notify.vapid_keys AS k SET retired_at = notify.now()
+        WHERE k.retired_at IS NULL
+          AND k.id IS DISTINCT FROM (SELECT c.id FROM notify.current_vapid_key() AS c)
+          AND NOT EXISTS (SELECT 1 FROM notify.push_subscriptions AS s WHERE s.vapid_key_id = k.id AND s.is_active)
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*)::integer FROM retired
+$$;
+COMMENT ON FUNCTION notify.retire_vapid_keys() IS 'retires every VAPID key but the current one that no active subscription uses';

@@ -1,0 +1,42 @@
+"""Function-scoped pytest fixtures: each test gets its own started stand-in, stopped afterwards.
+
+tests/conftest.py imports them, so every test can ask for them by name.
+A stand-in bug (an exception inside the server) fails the test that triggered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pytest
+
+from tests.standins.fcm import FcmService
+from tests.standins.http import StandIn
+from tests.standins.push_service import PushService
+from tests.standins.resend import ResendService
+
+__all__ = ["fcm_service", "push_service", "resend_service"]
+
+S = TypeVar("S", bound=StandIn)
+
+
+def _running(service: S) -> Iterator[S]:
+    with service:
+        yield service
+    assert not service.errors, "\n".join(service.errors)
+
+
+@pytest.fixture
+def push_service() -> Iterator[PushService]:
+    yield from _running(PushService())
+
+
+@pytest.fixture
+def fcm_service() -> Iterator[FcmService]:
+    yield from _running(FcmService())
+
+
+@pytest.fixture
+def resend_service() -> Iterator[ResendService]:
+    yield from _running(ResendService())

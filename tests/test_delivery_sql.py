@@ -1,0 +1,334 @@
+"""Delivery planning and the ledger, in SQL: what a service's INSERT enqueues, what the worker's answers record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import dsn
+from tests.test_sql_api import service_conn, user_conn
+
+USER = uuid.UUID(int=11)
+
+
+@pytest.fixture
+def service(db: psycopg.Connection[Any]) -> Any:
+    conn = service_conn(db)
+    yield conn
+    conn.close()
+
+
+def add_device(db: psycopg.Connection[Any], user: uuid.UUID, kind: str = "fcm") -> uuid.UUID:
+    """A device row as the owner (the REST route, tested elsewhere, encrypts real keys)."""
+    db.execute("INSERT INTO notify.recipients (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
+    row = db.execute(
+        "INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token, token_hash) "
+        "VALUES (%s, %s, 'enc1.x.y', sha256(gen_random_uuid()::text::bytea)) RETURNING id",
+        (user, kind),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str, str, str | None]]:
+    return [
+        (r[0], r[1], r[2])
+        for r in db.execute(
+            "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+            "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], channel), subscription_id",
+            (notification_id,),
+        )
+    ]
+
+
+def jobs(db: psycopg.Connection[Any]) -> list[tuple[str, str, int, list[str]]]:
+    return [
+        (r[0], r[1], r[2], r[3]["delivery_ids"])
+        for r in db.execute(
+            "SELECT queue_name, task_name, priority, args FROM procrastinate.procrastinate_jobs ORDER BY id"
+        )
+    ]
+
+
+def send(service: psycopg.Connection[Any], priority: str = "normal", channels: list[str] | None = None) -> Any:
+    row = service.execute(
+        "SELECT notify.send(%s, 'task', 'Hello', 'there', %s, channels => %s)", (USER, priority, channels)
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_priority_and_preferences_decide_the_channels(db: psycopg.Connection[Any], service: Any) -> None:
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    # Defaults: no device, daily digest for non-urgent e-mail.
+    assert planned(db, send(service)) == [
+        ("in_app", "sent", None),
+        ("push", "skipped", "no active push subscription"),
+        ("email", "held", "for the daily digest"),
+    ]
+    assert planned(db, send(service, "low")) == [("in_app", "sent", None), ("email", "held", "for the daily digest")]
+    assert planned(db, send(service, "critical")) == [
+        ("in_app", "sent", None),
+        ("push", "skipped", "no active push subscription"),
+        ("email", "pending", None),
+    ]
+    first, second = add_device(db, USER), add_device(db, USER)
+    db.execute(
+        "INSERT INTO notify.notification_preferences (user_id, notification_type, email_enabled, digest_frequency) "
+        "VALUES (%s, 'task', true, 'instant')",
+        (USER,),
+    )
+    assert planned(db, send(service, "high")) == sorted(
+        [("in_app", "sent", None), ("push", "pending", None), ("push", "pending", None), ("email", "pending", None)],
+        key=lambda p: ["in_app", "push", "email"].index(p[0]),
+    )
+    assert {r[0] for r in db.execute("SELECT subscription_id FROM notify.notification_deliveries")} >= {first, second}
+    assert planned(db, send(service, "low"))[-1] == ("email", "skipped", "low-priority e-mail goes out in digests only")
+    # The sender's channels narrow the set; the user's switch turns push off, except for critical.
+    db.execute("UPDATE notify.notification_preferences SET push_enabled = false WHERE user_id = %s", (USER,))
+    assert planned(db, send(service, "high", ["push"])) == [
+        ("push", "skipped", "push is turned off for task notifications")
+    ]
+    assert [p[1] for p in planned(db, send(service, "critical", ["push"]))] == ["pending", "pending"]
+
+
+def test_an_org_lock_beats_the_users_switch(db: psycopg.Connection[Any], service: Any) -> None:
+    org = uuid.uuid4()
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com', org_id => %s)", (USER, org))
+    add_device(db, USER)
+    db.execute("INSERT INTO notify.notification_preferences (user_id, push_enabled) VALUES (%s, false)", (USER,))
+    db.execute(
+        "INSERT INTO notify.org_notification_preferences (org_id, push_enabled, push_locked) VALUES (%s, true, true)",
+        (org,),
+    )
+    assert ("push", "pending", None) in planned(db, send(service))
+
+
+def test_jobs_are_deferred_in_the_senders_transaction(db: psycopg.Connection[Any]) -> None:
+    device = add_device(db, USER)
+    conn = service_conn(db)
+    conn.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    conn.autocommit = False
+    send(conn, "critical")
+    conn.rollback()
+    assert jobs(db) == [] and planned(db, None) == []
+    assert db.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (0,)
+    notification = send(conn, "critical")
+    conn.commit()
+    conn.close()
+    ids = dict(db.execute(
+        "SELECT coalesce(subscription_id::text, channel), id::text FROM notify.notification_deliveries "
+        "WHERE notification_id = %s AND status = 'pending'", (notification,)
+    ).fetchall())  # fmt: skip
+    assert sorted(jobs(db)) == [
+        ("email", "deliver_email", 4, [ids["email"]]),
+        ("fcm", "deliver_fcm", 4, [ids[str(device)]]),
+    ]
+
+
+def test_a_host_session_with_its_own_search_path_enqueues(db: psycopg.Connection[Any]) -> None:
+    # A host application's session: its own schema first, with objects named like Procrastinate's.
+    db.execute("CREATE SCHEMA host_app")
+    db.execute("CREATE TABLE host_app.procrastinate_jobs (id int)")
+    db.execute("GRANT USAGE ON SCHEMA host_app TO PUBLIC")
+    conn = service_conn(db)
+    conn.execute("SET search_path = host_app, public")
+    conn.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    conn.execute(
+        "INSERT INTO notify.notifications (user_id, type, title, priority) "
+        "VALUES (%s, 'security', 'Login', 'critical')",
+        (USER,),
+    )
+    conn.close()
+    assert [j[:2] for j in jobs(db)] == [("email", "deliver_email")]
+    assert db.execute("SELECT count(*) FROM host_app.procrastinate_jobs").fetchone() == (0,)
+
+
+def test_a_bulk_send_makes_jobs_of_job_size_deliveries(db: psycopg.Connection[Any], service: Any) -> None:
+    users = [uuid.UUID(int=1000 + i) for i in range(120)]
+    for user in users:
+        service.execute("SELECT notify.upsert_recipient(%s, %s)", (user, f"u{user.int}@example.com"))
+    service.execute("SELECT notify.send_bulk(%s, 'security', 'Password changed', priority => 'critical')", (users,))
+    sizes = sorted(len(j[3]) for j in jobs(db))
+    assert sizes == [20, 50, 50]
+    assert db.execute("SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'email'").fetchone() == (
+        120,
+    )
+
+
+def test_the_procrastinate_function_we_wrap_is_the_pinned_one(db: psycopg.Connection[Any]) -> None:
+    """Fails loudly when a Procrastinate upgrade changes the internal API notify_private.defer_jobs wraps."""
+    from importlib import metadata
+
+    assert metadata.version("procrastinate").startswith("3.10."), "re-check notify_private.defer_jobs, then re-pin"
+    row = db.execute(
+        "SELECT to_regprocedure('procrastinate.procrastinate_defer_jobs_v1("
+        "procrastinate.procrastinate_job_to_defer_v1[])') IS NOT NULL, "
+        "(SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
+        "FROM pg_attribute WHERE attrelid = 'procrastinate.procrastinate_job_to_defer_v1'::regclass AND attnum > 0)"
+    ).fetchone()
+    assert row == (
+        True,
+        "queue_name character varying, task_name character varying, priority integer, lock text, "
+        "queueing_lock text, args jsonb, scheduled_at timestamp with time zone",
+    )
+
+
+def worker_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    conn.execute("SET ROLE notify_worker")
+    return conn
+
+
+def claim(worker: psycopg.Connection[Any], ids: list[str]) -> list[tuple[str, int]]:
+    return [
+        (str(r[0]), r[1])
+        for r in worker.execute("SELECT id, attempts FROM notify_private.claim_deliveries(%s::uuid[])", (ids,))
+    ]
+
+
+def record(worker: psycopg.Connection[Any], outcomes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    rows = worker.execute("SELECT id, status FROM notify_private.record_outcomes(%s::jsonb)", (json.dumps(outcomes),))
+    return [(str(r[0]), r[1]) for r in rows]
+
+
+def pending_push(db: psycopg.Connection[Any], service: Any, count: int = 1) -> list[str]:
+    made = []
+    for _ in range(count):
+        notification = send(service, "high", ["push"])
+        row = db.execute(
+            "SELECT id::text FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
+        ).fetchone()
+        assert row is not None
+        made.append(row[0])
+    return made
+
+
+def test_the_ledger_sends_once_and_counts_unrecorded_answers(db: psycopg.Connection[Any], service: Any) -> None:
+    add_device(db, USER)
+    (delivery,) = pending_push(db, service)
+    worker = worker_conn(db)
+    assert claim(worker, [delivery]) == [(delivery, 1)]
+    # The worker died before recording: the next attempt counts a possible repeat.
+    assert claim(worker, [delivery]) == [(delivery, 2)]
+    assert record(worker, [{"id": delivery, "outcome": "sent", "provider_message_id": "m-1"}]) == [(delivery, "sent")]
+    assert claim(worker, [delivery]) == [], "a sent delivery is never claimed again"
+    row = db.execute(
+        "SELECT d.repeats, d.provider_message_id, d.sending_since IS NULL, s.failure_count, s.last_used_at IS NOT NULL "
+        "FROM notify.notification_deliveries d JOIN notify.push_subscriptions s ON s.id = d.subscription_id "
+        "WHERE d.id = %s",
+        (delivery,),
+    ).fetchone()
+    assert row == (1, "m-1", True, 0, True)
+    assert db.execute("SELECT event FROM notify.notification_analytics").fetchall() == [("sent",)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="an outcome is one of"):
+        record(worker, [{"id": delivery, "outcome": "maybe"}])
+    worker.close()
+
+
+def test_three_strikes_deactivate_a_device_and_gone_does_at_once(db: psycopg.Connection[Any], service: Any) -> None:
+    device = add_device(db, USER)
+    worker = worker_conn(db)
+    deliveries = pending_push(db, service, 3)
+    for number, delivery in enumerate(deliveries, 1):
+        claim(worker, [delivery])
+        status = record(worker, [{"id": delivery, "outcome": "retry", "error": "503 Service Unavailable"}])
+        assert status == [(delivery, "pending" if number < 3 else "failed")]
+    row = db.execute(
+        "SELECT is_active, failure_count, deactivated_reason FROM notify.push_subscriptions WHERE id = %s", (device,)
+    ).fetchone()
+    assert row == (False, 3, "3 consecutive failures, the last: 503 Service Unavailable")
+    # The two still pending end unsent: their device is gone.
+    assert claim(worker, deliveries[:2]) == []
+    assert {r[0] for r in db.execute("SELECT reason FROM notify.notification_deliveries")} >= {
+        "the device was deactivated"
+    }
+
+    other = add_device(db, USER)
+    (delivery,) = [d for d in pending_push(db, service) if d]
+    claim(worker, [delivery])
+    assert record(worker, [{"id": delivery, "outcome": "gone", "error": "410 Gone"}]) == [(delivery, "failed")]
+    assert db.execute("SELECT is_active FROM notify.push_subscriptions WHERE id = %s", (other,)).fetchone() == (False,)
+    worker.close()
+
+
+def test_dead_letters_are_read_and_retried_from_sql(db: psycopg.Connection[Any], service: Any) -> None:
+    db.execute("UPDATE notify.settings SET value = '2' WHERE key = 'delivery.max_attempts'")
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    send(service, "critical", ["email"])
+    (delivery,) = [r[0] for r in db.execute("SELECT id::text FROM notify.notification_deliveries")]
+    worker = worker_conn(db)
+    for expected in ("pending", "failed"):
+        claim(worker, [delivery])
+        assert record(worker, [{"id": delivery, "outcome": "retry", "error": "500"}]) == [(delivery, expected)]
+    admin = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    admin.execute("SET ROLE notify_admin")
+    dead = admin.execute("SELECT delivery_id::text, channel, attempts, reason FROM notify.dead_letters").fetchall()
+    assert dead == [(delivery, "email", 2, "gave up after 2 attempts")]
+    job = admin.execute("SELECT notify.retry_delivery(%s)", (delivery,)).fetchone()
+    assert job is not None and jobs(db)[-1] == ("email", "deliver_email", 4, [delivery]) and len(jobs(db)) == 2
+    assert db.execute("SELECT status, attempts FROM notify.notification_deliveries").fetchone() == ("pending", 0)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="only dead letters are retried"):
+        admin.execute("SELECT notify.retry_delivery(%s)", (delivery,))
+    with pytest.raises(psycopg.errors.NoDataFound):
+        admin.execute("SELECT notify.retry_delivery(%s)", (uuid.uuid4(),))
+    org_admin = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    org_admin.execute("SET ROLE notify_admin")
+    org_admin.execute(
+        "SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"org_id": str(uuid.uuid4())}),)
+    )
+    with pytest.raises(psycopg.errors.NoDataFound):
+        org_admin.execute("SELECT notify.retry_delivery(%s)", (delivery,))
+    for conn in (worker, admin, org_admin):
+        conn.close()
+
+
+def test_users_test_themselves_and_see_only_their_own_devices(db: psycopg.Connection[Any], service: Any) -> None:
+    add_device(db, USER)
+    stranger = uuid.UUID(int=12)
+    add_device(db, stranger)
+    user = user_conn(db, str(USER))
+    row = user.execute("SELECT notify.send_test('push')").fetchone()
+    assert row is not None
+    assert planned(db, row[0]) == [("push", "pending", None)]
+    assert db.execute("SELECT user_id, priority FROM notify.notifications WHERE id = %s", (row[0],)).fetchone() == (
+        USER,
+        "critical",
+    )
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all, in_app, push or email"):
+        user.execute("SELECT notify.send_test('sms')")
+    assert user.execute("SELECT count(*) FROM notify.push_subscriptions").fetchone() == (1,)
+    assert user.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (1,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        user.execute("SELECT * FROM notify_private.record_outcomes('[]')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        service.execute("SELECT notify.send_test('all')")
+    user.close()
+
+
+@pytest.mark.parametrize(
+    ("role", "claims", "visible"),
+    [
+        ("notify_authenticated", {"sub": str(USER)}, None),
+        ("notify_service", {"sub": "billing"}, None),
+        ("notify_admin", {"sub": "ops", "org_id": str(uuid.UUID(int=99))}, 0),
+        ("notify_admin", {"sub": "dba"}, 1),
+        ("notify_worker", {}, 1),
+    ],
+)
+def test_only_workers_and_dbas_see_vapid_keys_and_suppressions(
+    db: psycopg.Connection[Any], as_role: Any, role: str, claims: dict[str, Any], visible: int | None
+) -> None:
+    db.execute("SELECT notify.add_vapid_key(repeat('A', 87), 'enc1.k.secret')")
+    db.execute("INSERT INTO notify.email_suppressions (email, reason) VALUES ('gone@example.com', 'bounced')")
+    for table in ("vapid_keys", "email_suppressions"):
+        with as_role(role, claims) as cur:
+            if visible is None:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    cur.execute(f"SELECT count(*) FROM notify.{table}")
+            else:
+                assert cur.execute(f"SELECT count(*) FROM notify.{table}").fetchone() == (visible,)

@@ -1,0 +1,555 @@
+"""E-mail through Resend (issue 4, seed 001 REQ-014): a real worker and server, the Resend stand-in, real PostgreSQL.
+
+What arrived at the stand-in is what Resend would send; the ledger, analytics, preferences and
+suppressions are read back from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+from resend.exceptions import ResendError, raise_for_code_and_type
+
+from notifyd.crypto import seal_token
+from notifyd.deliveries import Failed, Retry
+from notifyd.email import outcome_of
+from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, wait_for
+from tests.standins.http import Response
+from tests.standins.resend import (
+    ResendService,
+    SentEmail,
+    application_error,
+    new_webhook_secret,
+    rate_limited,
+    resend_error,
+    sign_webhook,
+)
+from tests.test_sql_api import service_conn
+
+FROM_EMAIL = "notifications@example.com"
+PUBLIC_BASE_URL = "https://notify.example.com"
+WEBHOOK = "/api/v1/webhooks/resend"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+# --- set-up -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A backend service's session: sends notifications and upserts recipients."""
+    conn = service_conn(db)
+    yield conn
+    conn.close()
+
+
+def mail_env(resend: ResendService, **overrides: str) -> dict[str, str]:
+    env = {
+        "RESEND_API_KEY": resend.api_key,
+        "RESEND_API_URL": resend.url,
+        "RESEND_FROM_EMAIL": FROM_EMAIL,
+        "PROVIDER_TIMEOUT": "1",
+        "WORKER_HEARTBEAT_INTERVAL": "1",
+        "WORKER_STALLED_AFTER": "3",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    }
+    return {**env, **overrides}
+
+
+@pytest.fixture
+def worker(db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService) -> WorkerProcess:
+    """A worker sending through the stand-in, retrying after a fifth of a second rather than 10."""
+    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+    proc: WorkerProcess = own_worker(**mail_env(resend_service))
+    return proc
+
+
+def recipient(service: psycopg.Connection[Any], email: str | None = None) -> uuid.UUID:
+    user = uuid.uuid4()
+    service.execute("SELECT notify.upsert_recipient(%s, %s, NULL, NULL, NULL)", (user, email))
+    return user
+
+
+def instant_email(db: psycopg.Connection[Any], user: uuid.UUID, notification_type: str) -> None:
+    """The user's own choice: e-mail of this type at once, not in the daily digest."""
+    db.execute(
+        "INSERT INTO notify.notification_preferences (user_id, notification_type, digest_frequency) "
+        "VALUES (%s, %s, 'instant')",
+        (user, notification_type),
+    )
+
+
+def send(
+    service: psycopg.Connection[Any],
+    user: uuid.UUID,
+    *,
+    title: str = "Review PR #123",
+    body: str = "Alice asked you to review it.",
+    priority: str = "critical",
+    notification_type: str = "task",
+    data: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    row = service.execute(
+        "SELECT notify.send(%s, %s, %s, %s, %s, %s::jsonb)",
+        (user, notification_type, title, body, priority, json.dumps(data or {})),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def email_delivery(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT id, status, reason, error_message, provider_message_id, attempts, opened_at, clicked_at "
+        "FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'email'",
+        (notification_id,),
+    ).fetchone()
+    assert row is not None, "the planner wrote no e-mail delivery"
+    keys = ("id", "status", "reason", "error_message", "provider_message_id", "attempts", "opened_at", "clicked_at")
+    return dict(zip(keys, row, strict=True))
+
+
+def settled(db: psycopg.Connection[Any], notification_id: uuid.UUID, status: str) -> dict[str, Any]:
+    """The e-mail delivery once it reached `status` (the worker runs in another process)."""
+    return wait_for(
+        lambda: (d := email_delivery(db, notification_id))["status"] == status and d,
+        what=f"the e-mail delivery of {notification_id} to be {status}",
+    )
+
+
+def emails_to(resend: ResendService, address: str) -> list[SentEmail]:
+    return [e for e in resend.emails if e.to == [address]]
+
+
+def posts_to(resend: ResendService, address: str) -> int:
+    return sum(1 for r in resend.requests if r.path == "/emails" and r.json().get("to") == [address])
+
+
+def token_of(email: SentEmail) -> str:
+    link = email.headers["List-Unsubscribe"].removeprefix("<").removesuffix(">")
+    return urlsplit(link).path.removeprefix("/unsubscribe/")
+
+
+# --- sending ------------------------------------------------------------------------------------------
+
+
+def test_an_email_arrives_escaped_with_unsubscribe_and_privacy_links(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], worker: WorkerProcess, resend_service: ResendService
+) -> None:
+    user = recipient(service, "ada@example.com")
+    notification = send(
+        service,
+        user,
+        title="<script>alert(1)</script> & more",
+        body="Line one\nLine <b>two</b>",
+        data={"url": "javascript:alert(2)", "action_url": "https://app.example.com/tasks/7"},
+    )
+    delivery = settled(db, notification, "sent")
+
+    [email] = emails_to(resend_service, "ada@example.com")
+    assert email.from_ == f"notifyd <{FROM_EMAIL}>"
+    assert email.subject == "<script>alert(1)</script> & more"
+    assert email.idempotency_key == str(delivery["id"])
+    assert delivery["provider_message_id"] == email.id
+    assert email.html is not None and email.text is not None
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in email.html and "<script>" not in email.html
+    assert "Line &lt;b&gt;two&lt;/b&gt;" in email.html
+    assert 'href="https://app.example.com/tasks/7"' in email.html and "javascript:" not in email.html
+    assert "<script>alert(1)</script> & more" in email.text and "Line <b>two</b>" in email.text
+    assert "Open: https://app.example.com/tasks/7" in email.text
+
+    link = email.headers["List-Unsubscribe"].removeprefix("<").removesuffix(">")
+    assert email.headers["List-Unsubscribe"] == f"<{link}>"
+    assert email.headers["List-Unsubscribe-Post"] == ONE_CLICK
+    assert link.startswith(f"{PUBLIC_BASE_URL}/unsubscribe/") and len(token_of(email)) > 40
+    for part in (email.html, email.text):
+        assert link in part
+        assert f"{PUBLIC_BASE_URL}/privacy" in part
+        assert "task notifications" in part
+    analytics = db.execute(
+        "SELECT event FROM notify.notification_analytics WHERE notification_id = %s AND channel = 'email'",
+        (notification,),
+    ).fetchall()
+    assert analytics == [("sent",)]
+
+
+def test_rate_limits_and_server_errors_are_retried_and_each_email_arrives_once(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], worker: WorkerProcess, resend_service: ResendService
+) -> None:
+    limited, broken = "limited@example.com", "broken@example.com"
+    resend_service.script(rate_limited(retry_after=1), to=limited)
+    resend_service.script(application_error(), to=broken)
+    first = send(service, recipient(service, limited))
+    second = send(service, recipient(service, broken))
+
+    for notification, address in ((first, limited), (second, broken)):
+        delivery = settled(db, notification, "sent")
+        assert delivery["attempts"] == 2
+        [email] = emails_to(resend_service, address)
+        assert delivery["provider_message_id"] == email.id
+        assert posts_to(resend_service, address) == 2
+    limited_at = [r.at for r in resend_service.requests if r.json().get("to") == [limited]]
+    assert limited_at[1] - limited_at[0] >= 1.0, "Retry-After: 1 was not honoured"
+
+
+def test_a_timeout_is_retried_and_the_idempotency_key_makes_resend_send_once(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], worker: WorkerProcess, resend_service: ResendService
+) -> None:
+    slow = "slow@example.com"
+    # Resend takes the e-mail but answers after 2 s; the worker gives up after PROVIDER_TIMEOUT=1.
+    resend_service.script(Response(delay=2), to=slow)
+    notification = send(service, recipient(service, slow))
+
+    delivery = settled(db, notification, "sent")
+    assert delivery["attempts"] >= 2
+    assert posts_to(resend_service, slow) >= 2
+    keys = {r.headers["Idempotency-Key"] for r in resend_service.requests if r.json().get("to") == [slow]}
+    assert keys == {str(delivery["id"])}
+    bodies = {r.body for r in resend_service.requests if r.json().get("to") == [slow]}
+    assert len(bodies) == 1, "a retry rendered a different e-mail"
+    [email] = emails_to(resend_service, slow)
+    assert delivery["provider_message_id"] == email.id
+
+
+def test_a_refused_email_is_a_dead_letter_that_a_dba_sends_again(
+    db: psycopg.Connection[Any],
+    service: psycopg.Connection[Any],
+    worker: WorkerProcess,
+    resend_service: ResendService,
+    as_role: Any,
+) -> None:
+    address = "refused@example.com"
+    resend_service.script(resend_error(422, "validation_error", "Invalid `to` field."), to=address)
+    notification = send(service, recipient(service, address))
+
+    failed = settled(db, notification, "failed")
+    assert failed["attempts"] == 1 and "422 validation_error" in failed["error_message"]
+    assert emails_to(resend_service, address) == []
+    with as_role("notify_admin", {}) as dba:
+        dba.execute("SELECT delivery_id, error_message FROM notify.dead_letters")
+        assert dba.fetchall() == [(failed["id"], failed["error_message"])]
+        dba.execute("SELECT notify.retry_delivery(%s)", (failed["id"],))
+        dba.execute("COMMIT")
+
+    sent = settled(db, notification, "sent")
+    [email] = emails_to(resend_service, address)
+    assert sent["provider_message_id"] == email.id and email.idempotency_key == str(failed["id"])
+
+
+def test_without_resend_settings_email_is_skipped_and_the_worker_keeps_running(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
+) -> None:
+    proc: WorkerProcess = own_worker(**mail_env(resend_service, RESEND_API_KEY="", RESEND_FROM_EMAIL=""))
+    notifications = [send(service, recipient(service, f"u{i}@example.com")) for i in range(2)]
+
+    for notification in notifications:
+        skipped = settled(db, notification, "skipped")
+        assert skipped["reason"] == "e-mail is not configured: set RESEND_API_KEY and RESEND_FROM_EMAIL"
+    assert resend_service.requests == []
+    assert proc.proc is not None and proc.proc.poll() is None, "the worker stopped"
+    assert "RESEND_API_KEY" in proc.log()
+
+
+def test_no_address_or_a_suppressed_address_gets_no_email(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], worker: WorkerProcess, resend_service: ResendService
+) -> None:
+    db.execute("INSERT INTO notify.email_suppressions (email, reason) VALUES ('gone@example.com', 'bounced')")
+    nowhere = send(service, recipient(service))
+    suppressed = send(service, recipient(service, "Gone@Example.com"))
+    control = send(service, recipient(service, "here@example.com"))
+
+    settled(db, control, "sent")
+    assert email_delivery(db, nowhere)["status"] == "skipped"
+    assert email_delivery(db, nowhere)["reason"] == "no e-mail address"
+    assert email_delivery(db, suppressed)["status"] == "suppressed"
+    assert [e.to for e in resend_service.emails] == [["here@example.com"]]
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "headers", "expected"),
+    [
+        (429, "rate_limit_exceeded", {"Retry-After": "7"}, Retry("", 7.0)),
+        (429, "daily_quota_exceeded", {}, Retry("", None)),
+        (500, "application_error", {}, Retry("", None)),
+        (503, "service_unavailable", {}, Retry("", None)),
+        (500, "HttpClientError", {}, Retry("", None)),  # how the SDK reports a refused connection or a timeout
+        (409, "concurrent_idempotent_requests", {}, Retry("", None)),  # the first try is still being answered
+        (409, "invalid_idempotent_request", {}, Failed("")),  # the same key with another body: never send it
+        (422, "validation_error", {}, Failed("")),
+        (422, "missing_required_field", {}, Failed("")),
+        (401, "missing_api_key", {}, Failed("")),
+        (403, "invalid_api_key", {}, Failed("")),
+        (400, "invalid_idempotency_key", {}, Failed("")),
+    ],
+)
+def test_resend_errors_are_retried_only_when_trying_again_can_help(
+    status: int, name: str, headers: dict[str, str], expected: Retry | Failed
+) -> None:
+    with pytest.raises(ResendError) as raised:
+        if name == "HttpClientError":
+            raise ResendError(code=status, error_type=name, message="Request failed", suggested_action="")
+        raise_for_code_and_type(code=status, error_type=name, message="refused", headers=headers)
+    outcome = outcome_of(raised.value)
+    assert type(outcome) is type(expected)
+    assert f"{status} {name}" in outcome.error
+    if isinstance(expected, Retry):
+        assert isinstance(outcome, Retry) and outcome.retry_after == expected.retry_after
+
+
+# --- unsubscribe --------------------------------------------------------------------------------------
+
+
+def email_enabled(db: psycopg.Connection[Any], user: uuid.UUID, notification_type: str) -> bool | None:
+    row = db.execute(
+        "SELECT email_enabled FROM notify.notification_preferences WHERE user_id = %s AND notification_type = %s",
+        (user, notification_type),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def preferences(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return db.execute("SELECT * FROM notify.notification_preferences ORDER BY id").fetchall()
+
+
+def test_one_click_unsubscribe_turns_that_types_email_off(
+    db: psycopg.Connection[Any],
+    service: psycopg.Connection[Any],
+    worker: WorkerProcess,
+    own_server: Any,
+    resend_service: ResendService,
+) -> None:
+    server: ServerProcess = own_server()
+    user = recipient(service, "bob@example.com")
+    instant_email(db, user, "task")
+    instant_email(db, user, "billing")
+    first = send(service, user, priority="high")
+    settled(db, first, "sent")
+    [email] = resend_service.emails
+    url = f"{server.url}/unsubscribe/{token_of(email)}"
+
+    # A mail scanner or a person opening the link: a page with a button, and nothing changes.
+    before = preferences(db)
+    page = httpx.get(url)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "task" in page.text and '<form method="post">' in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert preferences(db) == before
+
+    # The mail client's RFC 8058 POST: no cookie, no credential, the token alone.
+    answer = httpx.post(url, content=ONE_CLICK, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    assert "no longer receive e-mails about task notifications" in answer.text
+    assert email_enabled(db, user, "task") is False
+    assert email_enabled(db, user, "billing") is True
+    # Again, from the page's button (empty body this time): still 200, still off.
+    assert httpx.post(url).status_code == 200
+    assert "already turned off" in httpx.get(url).text
+
+    second = send(service, user, priority="high")
+    other_type = send(service, user, priority="high", notification_type="billing")
+    settled(db, other_type, "sent")
+    skipped = email_delivery(db, second)
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "e-mail is turned off for task notifications")
+    assert [e.subject for e in resend_service.emails] == ["Review PR #123", "Review PR #123"]
+    assert [e.id for e in resend_service.emails][1] == email_delivery(db, other_type)["provider_message_id"]
+
+
+def test_a_forged_or_mangled_unsubscribe_token_is_404_and_changes_nothing(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    user = recipient(service, "carol@example.com")
+    instant_email(db, user, "task")
+    before = preferences(db)
+    forged = seal_token("not-the-servers-secret", "unsubscribe", {"u": str(user), "t": "task"})
+    other_purpose = seal_token(JWT_SECRET, "receipt", {"u": str(user), "t": "task"})
+    # Signed by the server, but for a user or a type that does not exist.
+    nobody = seal_token(JWT_SECRET, "unsubscribe", {"u": str(uuid.uuid4()), "t": "task"})
+    no_type = seal_token(JWT_SECRET, "unsubscribe", {"u": str(user), "t": "no_such_type"})
+    not_a_user = seal_token(JWT_SECRET, "unsubscribe", {"u": "admin", "t": "task"})
+    mangled = ("nonsense", forged.split(".")[0] + ".", "a" * 300, "abc.%C3%A9", "%00")
+    tokens = (forged, other_purpose, nobody, no_type, not_a_user, *mangled)
+    for token in tokens:
+        for method in ("GET", "POST"):
+            answer = httpx.request(method, f"{server.url}/unsubscribe/{token}", content=ONE_CLICK)
+            assert answer.status_code == 404, (method, token, answer.text)
+            assert "not valid" in answer.text and answer.headers["content-type"].startswith("text/html")
+    assert preferences(db) == before
+
+
+# --- the Resend webhook -------------------------------------------------------------------------------
+
+
+class Webhooks:
+    """A notifyd that takes Resend's webhook, and Resend's side of it: events signed with the shared secret."""
+
+    def __init__(self, server: ServerProcess, resend: ResendService, secret: str) -> None:
+        self.server = server
+        self.resend = resend
+        self.secret = secret
+
+    def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{self.server.url}{WEBHOOK}", content=body, headers={"Content-Type": "application/json", **headers}
+        )
+
+    def event(self, kind: str, email_id: str, msg_id: str | None = None, **data: Any) -> httpx.Response:
+        body = self.resend.webhook_event(kind, email_id, **data)
+        return self.post(body, sign_webhook(self.secret, body, msg_id=msg_id))
+
+    def applied(self, kind: str, email_id: str, msg_id: str | None = None, **data: Any) -> bool:
+        answer = self.event(kind, email_id, msg_id, **data)
+        assert answer.status_code == 200, answer.text
+        return bool(answer.json()["applied"])
+
+
+@pytest.fixture
+def webhooks(own_server: Any, resend_service: ResendService) -> Webhooks:
+    secret = new_webhook_secret()
+    return Webhooks(own_server(RESEND_WEBHOOK_SECRET=secret), resend_service, secret)
+
+
+def sent_email(db: psycopg.Connection[Any], service: psycopg.Connection[Any], address: str) -> tuple[uuid.UUID, str]:
+    """A notification whose e-mail Resend accepted (as the worker records it): its id and Resend's e-mail id."""
+    notification = send(service, recipient(service, address))
+    email_id = str(uuid.uuid4())
+    db.execute(
+        "UPDATE notify.notification_deliveries SET status = 'sent', sent_at = now(), provider_message_id = %s "
+        "WHERE notification_id = %s AND channel = 'email'",
+        (email_id, notification),
+    )
+    return notification, email_id
+
+
+def events(db: psycopg.Connection[Any], notification: uuid.UUID) -> list[tuple[str, Any]]:
+    return [
+        (r[0], r[1])
+        for r in db.execute(
+            "SELECT event, metadata FROM notify.notification_analytics WHERE notification_id = %s ORDER BY created_at",
+            (notification,),
+        )
+    ]
+
+
+def suppressed(db: psycopg.Connection[Any], address: str) -> str | None:
+    row = db.execute("SELECT reason FROM notify.email_suppressions WHERE email = %s", (address,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_delivered_opened_and_clicked_are_recorded_on_the_delivery_and_in_analytics(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], webhooks: Webhooks
+) -> None:
+    notification, email_id = sent_email(db, service, "dan@example.com")
+
+    assert webhooks.applied("email.delivered", email_id)
+    assert email_delivery(db, notification)["status"] == "delivered"
+    assert webhooks.applied("email.opened", email_id)
+    link = {"link": "https://app.example.com/tasks/7", "timestamp": "2026-01-01T00:00:00Z"}
+    assert webhooks.applied("email.clicked", email_id, click=link)
+
+    delivery = email_delivery(db, notification)
+    assert delivery["status"] == "delivered"
+    assert delivery["opened_at"] is not None and delivery["clicked_at"] is not None
+    recorded = events(db, notification)
+    assert [e for e, _ in recorded] == ["delivered", "opened", "clicked"]
+    assert recorded[2][1]["click"] == link
+    assert all("to" not in metadata and "subject" not in metadata for _, metadata in recorded)
+
+
+def test_a_hard_bounce_or_a_complaint_suppresses_the_address_and_a_soft_bounce_does_not(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], webhooks: Webhooks
+) -> None:
+    hard, hard_id = sent_email(db, service, "hard@example.com")
+    soft, soft_id = sent_email(db, service, "soft@example.com")
+    complained, complained_id = sent_email(db, service, "angry@example.com")
+
+    assert webhooks.applied("email.bounced", hard_id)
+    assert webhooks.applied("email.bounced", soft_id, bounce={"type": "Transient", "subType": "MailboxFull"})
+    assert webhooks.applied("email.complained", complained_id)
+
+    assert email_delivery(db, hard)["status"] == "bounced"
+    assert suppressed(db, "hard@example.com") == "bounced"
+    assert suppressed(db, "soft@example.com") is None
+    assert suppressed(db, "angry@example.com") == "complained"
+    assert [e for e, _ in events(db, complained)] == ["complained"]
+    # The next e-mail to a suppressed address is not sent; to the soft-bounced one it is.
+    assert email_delivery(db, send(service, recipient(service, "hard@example.com")))["status"] == "suppressed"
+    assert email_delivery(db, send(service, recipient(service, "soft@example.com")))["status"] == "pending"
+
+
+def webhook_state(db: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    row = db.execute(
+        "SELECT (SELECT count(*) FROM notify.notification_analytics), (SELECT count(*) FROM notify.webhook_events), "
+        "(SELECT count(*) FROM notify.email_suppressions), "
+        "(SELECT array_agg(status ORDER BY id) FROM notify.notification_deliveries)"
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_forged_replayed_or_unsigned_webhooks_are_rejected_and_record_nothing(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], webhooks: Webhooks
+) -> None:
+    _, email_id = sent_email(db, service, "eve@example.com")
+    body = webhooks.resend.webhook_event("email.bounced", email_id)
+    signed = sign_webhook(webhooks.secret, body)
+    before = webhook_state(db)
+
+    attempts = {
+        "another secret": (body, sign_webhook(new_webhook_secret(), body)),
+        "a changed body": (body.replace(b"Permanent", b"Transient"), signed),
+        "re-serialized JSON": (json.dumps(json.loads(body), indent=1).encode(), signed),
+        "an old timestamp": (body, sign_webhook(webhooks.secret, body, timestamp=int(time.time()) - 600)),
+        "a future timestamp": (body, sign_webhook(webhooks.secret, body, timestamp=int(time.time()) + 600)),
+        "another message id": (body, {**signed, "svix-id": "msg_other"}),
+        "no signature": (body, {k: v for k, v in signed.items() if k != "svix-signature"}),
+        "no headers": (body, {}),
+        "a malformed signature": (body, {**signed, "svix-signature": "v1"}),
+    }
+    for what, (payload, headers) in attempts.items():
+        answer = webhooks.post(payload, headers)
+        assert answer.status_code == 401, (what, answer.text)
+        assert answer.json()["error"]["code"] == "UNAUTHORIZED"
+    not_utf8 = b'{"type": "email.bounced", "data": {"email_id": "\xff"}}'
+    assert webhooks.post(not_utf8, sign_webhook(webhooks.secret, not_utf8)).status_code == 400
+    too_big = b" " * (256 * 1024 + 1)
+    assert webhooks.post(too_big, sign_webhook(webhooks.secret, too_big)).status_code == 413
+    assert webhook_state(db) == before
+    # The genuine one still works.
+    assert webhooks.post(body, signed).json() == {"applied": True}
+    assert suppressed(db, "eve@example.com") == "bounced"
+
+
+def test_a_redelivered_event_is_applied_once_and_others_are_acknowledged(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], webhooks: Webhooks
+) -> None:
+    notification, email_id = sent_email(db, service, "fay@example.com")
+
+    assert webhooks.applied("email.opened", email_id, msg_id="msg_once")
+    assert not webhooks.applied("email.opened", email_id, msg_id="msg_once")
+    assert [e for e, _ in events(db, notification)] == ["opened"]
+
+    before = webhook_state(db)
+    assert not webhooks.applied("email.delivered", str(uuid.uuid4()))  # not an e-mail of ours
+    assert not webhooks.applied("email.sent", email_id)
+    assert not webhooks.applied("email.delivery_delayed", email_id)
+    assert webhook_state(db)[0] == before[0], "an analytics row was recorded"
+    assert email_delivery(db, notification)["status"] == "sent"
+    signed_but_odd = json.dumps({"type": "email.delivered", "data": {}}).encode()
+    answer = webhooks.post(signed_but_odd, sign_webhook(webhooks.secret, signed_but_odd))
+    assert answer.status_code == 422 and "email_id" in answer.json()["error"]["message"]
+
+
+def test_without_a_webhook_secret_the_webhook_is_unavailable(own_server: Any, resend_service: ResendService) -> None:
+    server: ServerProcess = own_server()
+    body = resend_service.webhook_event("email.delivered", str(uuid.uuid4()))
+    answer = httpx.post(f"{server.url}{WEBHOOK}", content=body, headers=sign_webhook(new_webhook_secret(), body))
+    assert answer.status_code == 503
+    assert "RESEND_WEBHOOK_SECRET" in answer.json()["error"]["message"]
