@@ -10,14 +10,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from notifyd import delivery_api, email_api, health, push_api, realtime, rest
+from notifyd import delivery_api, email_api, health, preferences_api, push_api, realtime, rest
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.errors import HANDLERS
 from notifyd.metrics import Metrics
 from notifyd.openapi import OPERATIONAL_PATHS, build
 
-ENDPOINTS = [*rest.ENDPOINTS, *push_api.ENDPOINTS, *delivery_api.ENDPOINTS, *email_api.ENDPOINTS]
+ENDPOINTS = [
+    *rest.ENDPOINTS,
+    *push_api.ENDPOINTS,
+    *delivery_api.ENDPOINTS,
+    *email_api.ENDPOINTS,
+    *preferences_api.ENDPOINTS,
+]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import asyncpg
 from pydantic import ValidationError
@@ -14,6 +15,9 @@ from starlette.types import ExceptionHandler
 from notifyd.auth import AuthError
 
 log = logging.getLogger("notifyd")
+
+# notify_private.take_token: a user's queue for a channel is full (CONTRACT §3: 429 with Retry-After).
+RATE_LIMITED_SQLSTATE = "NT429"
 
 CODES = {
     400: "BAD_REQUEST",
@@ -78,6 +82,10 @@ async def _database_error(_: Request, exc: Exception) -> JSONResponse:
     # Class 22/23: the database refused the data with a message meant for the caller.
     if sqlstate[:2] in ("22", "23"):
         return error_response(422, CODES[422], str(exc))
+    if sqlstate == RATE_LIMITED_SQLSTATE:
+        # DETAIL says "retry after N seconds" (notify_private.take_token).
+        wait = re.search(r"\d+", getattr(exc, "detail", None) or "")
+        return error_response(429, CODES[429], str(exc), {"Retry-After": wait.group() if wait else "60"})
     if sqlstate == "42501":
         return error_response(403, CODES[403], "not allowed")
     log.error("database error %s: %s", sqlstate, exc)

@@ -39,7 +39,8 @@ class Endpoint:
     path: str
     handler: Handler
     summary: str
-    # Who may call it: "user" (a user JWT), "sender" (service or admin JWT, or a service key), "public".
+    # Who may call it: "user" (a user JWT), "sender" (service or admin JWT, or a service key),
+    # "any" (any JWT or a service key; the database decides what each sees), "public".
     audience: str
     ok_status: int = status.HTTP_200_OK
     ok_model: type[BaseModel] | None = None
@@ -145,7 +146,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             }
         if e.audience == "user":
             operation["security"] = [{BEARER: []}]
-        elif e.audience == "sender":
+        elif e.audience in ("sender", "any"):
             operation["security"] = [{BEARER: []}, {SERVICE_KEY: [], SERVICE_NAME: []}]
         else:
             operation["security"] = []

@@ -101,8 +101,10 @@ async def sender(request: Request) -> Caller:
     return caller
 
 
-def reply(model: BaseModel, status_code: int = status.HTTP_200_OK) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
+def reply(
+    model: BaseModel, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:
@@ -129,8 +131,14 @@ def send_args(body: NotificationCreate | BulkCreate, channels: list[Channel] | N
     ]  # fmt: skip
 
 
-async def send_one(request: Request) -> tuple[asyncpg.Record, bool]:
-    """Sends the request's notification; returns the notification row and whether it is new."""
+async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
+    """X-RateLimit-* of the global bulk-send bucket (per-user limits hold excess instead of refusing it)."""
+    bucket = await conn.fetchval(query("rate_limit_status"))
+    return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
+
+
+async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, str]]:
+    """Sends the request's notification; returns the notification row, whether it is new, and rate headers."""
     caller = await sender(request)
     body = NotificationCreate.model_validate_json(await request.body())
     key = idempotency_key(request, body.idempotency_key)
@@ -138,21 +146,23 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool]:
     async with as_caller(request.app.state.pool, caller) as conn:
         notification_id = await conn.fetchval(query("send_notification"), body.user_id, *send_args(body, channels, key))
         row = await conn.fetchrow(query("sent_notification"), notification_id)
+        headers = await rate_limit_headers(conn)
     assert row is not None, "a service sees every notification"
-    return row, bool(row["created"])
+    return row, bool(row["created"]), headers
 
 
 async def create_notification(request: Request) -> Response:
-    row, created = await send_one(request)
+    row, created, headers = await send_one(request)
     answer = CreatedNotification(id=row["id"], status="queued", channels=row["channels"], created_at=row["created_at"])
-    return reply(answer, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    return reply(answer, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK, headers)
 
 
 async def internal_send(request: Request) -> Response:
-    row, created = await send_one(request)
+    row, created, headers = await send_one(request)
     return reply(
         InternalSent(notification_id=row["id"], status="queued"),
         status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+        headers,
     )
 
 
@@ -178,9 +188,10 @@ async def create_bulk(request: Request) -> Response:
             raise ApiError(status.HTTP_400_BAD_REQUEST, too_many.message) from None
         created = await conn.fetchval(query("batch_created_here"), batch_id)
         batch = await conn.fetchrow(query("batch_status"), batch_id)
+        headers = await rate_limit_headers(conn)
     assert batch is not None
     answer = BulkAccepted(batch_id=batch_id, recipient_count=batch["recipient_count"], status="processing")
-    return reply(answer, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    return reply(answer, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK, headers)
 
 
 async def bulk_status(request: Request) -> Response:

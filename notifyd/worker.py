@@ -22,15 +22,16 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from notifyd import server, vapid
 from notifyd.config import Settings
-from notifyd.db import create_pool
+from notifyd.db import as_worker, create_pool
 from notifyd.deliveries import Channel, RetryLater, run_job
 from notifyd.email import EmailChannel
 from notifyd.fcm import FcmChannel
+from notifyd.queries import query
 from notifyd.webpush import WebPushChannel
 
 log = logging.getLogger("notifyd.worker")
 
-QUEUES = ("push", "fcm", "email", "maintenance")
+QUEUES = ("push", "fcm", "email", "in_app", "maintenance")
 EXIT_STOPPED_UNEXPECTEDLY = 1
 EXIT_DATABASE_LOST = 2
 # A job that raised something else than RetryLater (a bug, a lost connection) is retried this often.
@@ -67,6 +68,12 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
 
     for channel in channels:
         app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))
+
+    @app.task(name="deliver_in_app", queue="in_app", retry=retry)
+    async def deliver_in_app(delivery_ids: list[str]) -> None:
+        """Releases real-time events held for send_at or the in-app rate limit."""
+        async with as_worker(pool) as conn:
+            await conn.fetchval(query("release_in_app"), delivery_ids)
 
     @app.periodic(cron="17 * * * *", periodic_id="hourly")
     @app.task(name="maintain_vapid_keys", queue="maintenance")

@@ -332,3 +332,27 @@ def test_only_workers_and_dbas_see_vapid_keys_and_suppressions(
                     cur.execute(f"SELECT count(*) FROM notify.{table}")
             else:
                 assert cur.execute(f"SELECT count(*) FROM notify.{table}").fetchone() == (visible,)
+
+
+def test_quiet_hours_hold_push_until_they_end(db: psycopg.Connection[Any]) -> None:
+    add_device(db, USER)
+    db.execute("UPDATE notify.recipients SET timezone = 'Europe/Berlin' WHERE user_id = %s", (USER,))
+    db.execute(
+        "INSERT INTO notify.notification_preferences (user_id, quiet_hours_start, quiet_hours_end, quiet_hours_days) "
+        "VALUES (%s, '22:00', '08:00', '[1,2,3,4,5,6,7]')",
+        (USER,),
+    )
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    conn = service_conn(db)
+    conn.execute("SET notify.clock = '2026-11-20 23:30+01'")  # a Friday night in Berlin
+    normal, critical = send(conn, "high"), send(conn, "critical")
+    conn.close()
+    held = db.execute(
+        "SELECT d.status, d.reason, d.scheduled_for = '2026-11-21 08:00+01', j.scheduled_at = d.scheduled_for "
+        "FROM notify.notification_deliveries d JOIN procrastinate.procrastinate_jobs j "
+        "ON j.args -> 'delivery_ids' ? d.id::text WHERE d.notification_id = %s AND d.channel = 'push'",
+        (normal,),
+    ).fetchone()
+    assert held == ("pending", "held for quiet hours until 2026-11-21 08:00 Europe/Berlin", True, True)
+    assert planned(db, normal)[0] == ("in_app", "sent", None), "in-app never waits"
+    assert ("push", "pending", None) in planned(db, critical), "critical is not held"

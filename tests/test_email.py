@@ -306,12 +306,13 @@ def test_resend_errors_are_retried_only_when_trying_again_can_help(
 # --- unsubscribe --------------------------------------------------------------------------------------
 
 
-def email_enabled(db: psycopg.Connection[Any], user: uuid.UUID, notification_type: str) -> bool | None:
+def email_enabled(db: psycopg.Connection[Any], user: uuid.UUID, notification_type: str) -> bool:
+    """Whether e-mail of that type is on for the user, as the planner decides it."""
     row = db.execute(
-        "SELECT email_enabled FROM notify.notification_preferences WHERE user_id = %s AND notification_type = %s",
-        (user, notification_type),
+        "SELECT email_enabled FROM notify_private.effective_preferences(%s, %s)", (user, notification_type)
     ).fetchone()
-    return None if row is None else bool(row[0])
+    assert row is not None
+    return bool(row[0])
 
 
 def preferences(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:

@@ -345,10 +345,12 @@ async def test_slow_reader_is_closed_1013_while_others_are_served(server: Server
         def flood() -> None:
             with psycopg.connect(server_owner_url, autocommit=True) as conn:
                 conn.execute("SET ROLE notify_service")
-                for _ in range(30):  # statements of 100 rows: one wake-up each, more than the queue holds
+                # Statements of 100 rows: one wake-up each, more than the queue holds. Critical, so
+                # that the in-app rate limit (100/h) does not hold them back.
+                for _ in range(30):
                     conn.execute(
-                        "INSERT INTO notify.notifications (user_id, type, title, body) "
-                        "SELECT %s, 'system', 'bulk', %s FROM generate_series(1, 100)",
+                        "INSERT INTO notify.notifications (user_id, type, title, body, priority) "
+                        "SELECT %s, 'system', 'bulk', %s, 'critical' FROM generate_series(1, 100)",
                         (slow_user, body),
                     )
 

@@ -519,6 +519,12 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("POST", f"{API}/push/subscribe"), ("DELETE", f"{API}/push/unsubscribe"), ("GET", f"{API}/push/subscriptions"),
         ("GET", f"{API}/vapid-public-key"), ("POST", f"{API}/test"), ("POST", "/api/v1/webhooks/resend"),
         ("GET", "/unsubscribe/{token}"), ("POST", "/unsubscribe/{token}"),
+        ("GET", f"{API}/{{notification_id}}/explain"), ("POST", f"{API}/{{notification_id}}/cancel"),
+        ("GET", f"{API}/preferences"), ("PUT", f"{API}/preferences/global"),
+        ("PUT", f"{API}/preferences/{{notification_type}}"), ("GET", "/api/v1/admin/orgs/{org_id}/preferences"),
+        ("PUT", "/api/v1/admin/orgs/{org_id}/preferences"),
+        ("PUT", "/api/v1/admin/orgs/{org_id}/preferences/{notification_type}"),
+        ("GET", "/api/v1/admin/orgs/{org_id}/stats"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed

@@ -19,3 +19,11 @@ SELECT channel, provider, status, deliveries, repeats FROM notify.delivery_count
 -- queue_depth --
 -- Procrastinate jobs waiting and running per queue, and the age of the oldest (run as notify_worker)
 SELECT queue, status, jobs, extract(epoch FROM now() - oldest)::float8 AS oldest_age FROM notify.queue_depth
+
+-- explain --
+-- Every routing decision of a notification, as far as the caller may see (NULL otherwise)
+SELECT notify.explain($1)
+
+-- cancel --
+-- Cancels a scheduled notification whose send_at is still ahead; false otherwise
+SELECT notify.cancel($1)

@@ -9,9 +9,10 @@ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text
 -- As notify_worker: the given users' notifications changed since watermark $1, their unread counts, and the next watermark, in one snapshot
 WITH changed AS (
     SELECT n.user_id, n.seq, n.id, n.read_at, n.deleted_at, n.updated_at,
-           pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id'] AS data
+           pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until'] AS data
     FROM notify.notifications AS n
-    WHERE n.changed_xid >= $1::text::xid8 AND n.user_id = ANY($2::uuid[])
+    -- A held row's event waits for its release, which gives it a new seq and xid.
+    WHERE n.changed_xid >= $1::text::xid8 AND n.user_id = ANY($2::uuid[]) AND n.held_until IS NULL
 ), unread AS (
     -- Per user through the (user_id, type) unread index: cost follows the users woken, not the table.
     SELECT u.user_id, counts.count, counts.by_type
@@ -45,10 +46,10 @@ SELECT coalesce(max(n.seq), 0) FROM notify.notifications AS n WHERE n.user_id = 
 SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = notify.current_user_id()
 
 -- ws_resume_page --
--- As the caller: the caller's notifications created or changed after seq $1, in seq order, at most $2
-SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id'] AS data
+-- As the caller: the caller's notifications created or changed after seq $1 (not held), in seq order, at most $2
+SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until'] AS data
 FROM notify.notifications AS n
-WHERE n.user_id = notify.current_user_id() AND n.seq > $1
+WHERE n.user_id = notify.current_user_id() AND n.seq > $1 AND n.held_until IS NULL
 ORDER BY n.seq
 LIMIT $2
 

@@ -124,3 +124,7 @@ RETURNING n.id
 -- take_action --
 -- Records an action button press (notify.take_action); NULL when the notification is not visible
 SELECT notify.take_action($1, $2)
+
+-- rate_limit_status --
+-- The global bulk-send bucket, for the X-RateLimit-* headers of the create routes
+SELECT notify.rate_limit_status()

@@ -29,3 +29,7 @@ SELECT notify.vapid_rotation_due()
 -- retire_vapid_keys --
 -- Retires the VAPID keys nothing uses any more; returns how many
 SELECT notify.retire_vapid_keys()
+
+-- release_in_app --
+-- Releases held in-app notifications whose time came: their real-time event goes out with a new seq
+SELECT notify_private.release_in_app($1::uuid[])

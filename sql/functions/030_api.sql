@@ -29,16 +29,27 @@ BEGIN
          send.template, send.template_vars, send.idempotency_key, send.expires_at, send.send_at,
          send.group_key)
     RETURNING n.id INTO new_id;
-    IF new_id IS NULL THEN
-        -- The trigger skipped a replayed idempotency key: answer with the first notification.
+    IF new_id IS NULL AND send.idempotency_key IS NOT NULL THEN
+        -- The trigger skipped a replayed key or folded a new one: answer with the notification holding it.
+        SELECT coalesce(
+            (SELECT n.id FROM notify.notifications AS n
+             WHERE n.user_id = send.user_id AND n.idempotency_key = send.idempotency_key),
+            (SELECT f.notification_id FROM notify.notification_folds AS f
+             WHERE f.user_id = send.user_id AND f.idempotency_key = send.idempotency_key))
+        INTO new_id;
+    ELSIF new_id IS NULL THEN
+        -- The trigger folded it into its group, which that fold changed last in this transaction.
         SELECT n.id INTO new_id FROM notify.notifications AS n
-        WHERE n.user_id = send.user_id AND n.idempotency_key = send.idempotency_key;
+        WHERE n.user_id = send.user_id AND n.type = send.type AND n.group_key = send.group_key
+          AND n.changed_xid = pg_catalog.pg_current_xact_id()
+        ORDER BY n.seq DESC
+        LIMIT 1;
     END IF;
     RETURN new_id;
 END
 $$;
 COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
-    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id';
+    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id; a fold returns its group''s id';
 
 CREATE OR REPLACE FUNCTION notify.send_bulk(
     user_ids        uuid[],

@@ -42,7 +42,7 @@ AS $$
         SELECT q.queue, q.priority, q.scheduled_at, pg_catalog.array_agg(q.id ORDER BY q.id) AS ids
         FROM (
             SELECT d.id, d.scheduled_for AS scheduled_at,
-                   CASE WHEN d.channel = 'email' THEN 'email'
+                   CASE WHEN d.channel IN ('email', 'in_app') THEN d.channel
                         WHEN s.kind = 'fcm' THEN 'fcm'
                         ELSE 'push' END AS queue,
                    pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority,
@@ -57,48 +57,56 @@ AS $$
     ) AS chunk
 $$;
 COMMENT ON FUNCTION notify_private.delivery_jobs(uuid[])
-    IS 'the Procrastinate jobs that carry these pending deliveries: queue push (Web Push), fcm or email';
+    IS 'the Procrastinate jobs that carry these pending deliveries: queue push (Web Push), fcm, email or in_app (releases)';
 
-CREATE OR REPLACE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
-    RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text)
+-- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
+DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
+CREATE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
+    RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text,
+                   push_locked boolean, email_locked boolean)
     LANGUAGE sql STABLE
     SET search_path = ''
 AS $$
-    -- Most specific first: the user's row for the type, the user's global row, the org's row for
-    -- the type, the org's global row, the defaults. A channel an org admin locked is the org's call.
-    WITH org_pref AS (
-        SELECT o.* FROM notify.org_notification_preferences AS o
+    -- Per switch, the most specific level that sets it: the user's row for the type, the user's
+    -- global row, the org's row for the type, the org's global row, the defaults. A channel an org
+    -- admin locked is the org's call.
+    WITH levels AS (
+        SELECT p.push_enabled, p.email_enabled, p.digest_frequency, false AS push_locked, false AS email_locked,
+               CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
+        FROM notify.notification_preferences AS p
+        WHERE p.user_id = effective_preferences.user_id
+          AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
+        UNION ALL
+        SELECT o.push_enabled, o.email_enabled, o.digest_frequency, o.push_locked, o.email_locked,
+               CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
+        FROM notify.org_notification_preferences AS o
         JOIN notify.recipients AS r ON r.org_id = o.org_id
         WHERE r.user_id = effective_preferences.user_id
           AND (o.notification_type = effective_preferences.type OR o.notification_type IS NULL)
-        ORDER BY o.notification_type NULLS LAST
-    ), user_pref AS (
-        SELECT p.* FROM notify.notification_preferences AS p
-        WHERE p.user_id = effective_preferences.user_id
-          AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
-        ORDER BY p.notification_type NULLS LAST
-        LIMIT 1
-    ), org_merged AS (
-        SELECT (SELECT o.push_enabled FROM org_pref AS o WHERE o.push_enabled IS NOT NULL LIMIT 1) AS push_enabled,
-               (SELECT o.email_enabled FROM org_pref AS o WHERE o.email_enabled IS NOT NULL LIMIT 1) AS email_enabled,
-               (SELECT o.digest_frequency FROM org_pref AS o WHERE o.digest_frequency IS NOT NULL LIMIT 1)
-                   AS digest_frequency,
-               coalesce((SELECT bool_or(o.push_locked) FROM org_pref AS o), false) AS push_locked,
-               coalesce((SELECT bool_or(o.email_locked) FROM org_pref AS o), false) AS email_locked
+    ), locks AS (
+        SELECT (SELECT coalesce(l.push_enabled, true) FROM levels AS l WHERE l.push_locked ORDER BY l.level LIMIT 1)
+                   AS push,
+               (SELECT coalesce(l.email_enabled, true) FROM levels AS l WHERE l.email_locked ORDER BY l.level LIMIT 1)
+                   AS email
     )
-    SELECT CASE WHEN o.push_locked THEN coalesce(o.push_enabled, true)
-                ELSE coalesce(u.push_enabled, o.push_enabled, true) END,
-           CASE WHEN o.email_locked THEN coalesce(o.email_enabled, true)
-                ELSE coalesce(u.email_enabled, o.email_enabled, true) END,
-           coalesce(u.digest_frequency, o.digest_frequency, notify.setting('digest.default_frequency') #>> '{}')
-    FROM org_merged AS o LEFT JOIN user_pref AS u ON true
+    SELECT coalesce(locks.push, (SELECT l.push_enabled FROM levels AS l
+                                 WHERE l.push_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
+           coalesce(locks.email, (SELECT l.email_enabled FROM levels AS l
+                                  WHERE l.email_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
+           coalesce((SELECT l.digest_frequency FROM levels AS l
+                     WHERE l.digest_frequency IS NOT NULL ORDER BY l.level LIMIT 1),
+                    notify.setting('digest.default_frequency') #>> '{}'),
+           locks.push IS NOT NULL, locks.email IS NOT NULL
+    FROM locks
 $$;
 COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
-    IS 'the switches in force for a user and type: user row, user global, org row, org global, defaults; org locks win';
+    IS 'the switches in force for a user and type, each from the most specific level that sets it; org locks win (and are said)';
 
-CREATE OR REPLACE FUNCTION notify_private.plan_notification(notification notify.notifications)
-    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text)
-    LANGUAGE plpgsql STABLE
+-- Its result gained a column (scheduled_for): CREATE OR REPLACE cannot change a result type.
+DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
+CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
+    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz)
+    LANGUAGE plpgsql
     SET search_path = ''
 AS $$
 DECLARE
@@ -107,52 +115,99 @@ DECLARE
     -- low in-app, e-mail by digest only. A sender's channels narrow that set.
     wanted constant text[] := coalesce(n.channels, CASE n.priority
         WHEN 'low' THEN ARRAY['in_app', 'email'] ELSE ARRAY['in_app', 'push', 'email'] END);
-    -- Critical is the user's safety (security alerts): their own switches do not stop it.
+    -- Critical is the user's safety (security alerts): their own switches do not stop it; an org lock does.
     critical constant boolean := n.priority = 'critical';
     prefs record;
-    address text;
-    suppression text;
+    recipient record;
+    quiet_until timestamptz;
+    token_at timestamptz;
 BEGIN
     SELECT * INTO prefs FROM notify_private.effective_preferences(n.user_id, n.type);
+    SELECT r.email, r.timezone, sup.reason AS suppression INTO recipient
+    FROM notify.recipients AS r
+    LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+    WHERE r.user_id = n.user_id;
 
     IF 'in_app' = ANY (wanted) THEN
-        RETURN QUERY SELECT 'in_app', NULL::uuid, 'sent', NULL::text;
+        -- Listed at once; a held real-time event is released by a job when it comes due.
+        IF n.held_until IS NULL THEN
+            RETURN QUERY SELECT 'in_app', NULL::uuid, 'sent', NULL::text, NULL::timestamptz;
+        ELSIF n.held_until = n.send_at THEN
+            RETURN QUERY SELECT 'in_app', NULL::uuid, 'pending', 'scheduled for send_at', n.send_at;
+        ELSE
+            RETURN QUERY SELECT 'in_app', NULL::uuid, 'pending',
+                format('in-app rate limit (%s per hour): its real-time event waits for a token',
+                       notify.setting('rate_limit.in_app_per_hour')), n.held_until;
+        END IF;
     END IF;
 
     IF 'push' = ANY (wanted) THEN
-        IF NOT (prefs.push_enabled OR critical) THEN
-            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped', format('push is turned off for %s notifications', n.type);
+        -- REQ-019: non-critical push waits for the end of the user's quiet hours (in-app never waits).
+        IF NOT critical THEN
+            quiet_until := notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, notify.now()));
+        END IF;
+        IF prefs.push_enabled AND NOT critical AND quiet_until IS DISTINCT FROM 'infinity'
+           AND EXISTS (SELECT 1 FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active) THEN
+            -- One token per notification, however many devices; past the rate it waits its turn.
+            token_at := notify_private.take_token(n.user_id, 'push');
+        END IF;
+        IF NOT prefs.push_enabled AND (NOT critical OR prefs.push_locked) THEN
+            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped',
+                                format('push is turned off for %s notifications', n.type)
+                                || CASE WHEN prefs.push_locked THEN ' by the organization' ELSE '' END,
+                                NULL::timestamptz;
         ELSIF NOT EXISTS (SELECT 1 FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active) THEN
-            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped', 'no active push subscription';
+            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped', 'no active push subscription', NULL::timestamptz;
+        ELSIF quiet_until = 'infinity' THEN
+            RETURN QUERY SELECT 'push', NULL::uuid, 'skipped',
+                                format('quiet hours never end for %s notifications', n.type), NULL::timestamptz;
         ELSE
-            RETURN QUERY SELECT 'push', s.id, 'pending', NULL::text
+            RETURN QUERY SELECT 'push', s.id, 'pending',
+                    CASE WHEN quiet_until >= token_at OR (quiet_until IS NOT NULL AND token_at IS NULL)
+                         THEN format('held for quiet hours until %s %s',
+                              to_char(quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
+                              recipient.timezone)
+                         WHEN token_at > notify.now()
+                         THEN format('push rate limit (%s per hour): waits for a token',
+                                     notify.setting('rate_limit.push_per_hour')) END,
+                    nullif(greatest(quiet_until, token_at), notify.now())
                 FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active;
         END IF;
     END IF;
 
     IF 'email' = ANY (wanted) THEN
-        SELECT r.email, sup.reason INTO address, suppression
-        FROM notify.recipients AS r
-        LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
-        WHERE r.user_id = n.user_id;
-        IF NOT critical AND (NOT prefs.email_enabled OR prefs.digest_frequency = 'never') THEN
-            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', format('e-mail is turned off for %s notifications', n.type);
-        ELSIF address IS NULL THEN
-            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'no e-mail address';
-        ELSIF suppression IS NOT NULL THEN
-            RETURN QUERY SELECT 'email', NULL::uuid, 'suppressed', format('the address %s', suppression);
-        ELSIF critical OR (prefs.digest_frequency = 'instant' AND n.priority <> 'low') THEN
-            RETURN QUERY SELECT 'email', NULL::uuid, 'pending', NULL::text;
+        -- Critical overrides the user's own switch, not a channel their org locked off.
+        IF (NOT critical AND (NOT prefs.email_enabled OR prefs.digest_frequency = 'never'))
+           OR (prefs.email_locked AND NOT prefs.email_enabled) THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped',
+                                format('e-mail is turned off for %s notifications', n.type)
+                                || CASE WHEN prefs.email_locked THEN ' by the organization' ELSE '' END,
+                                NULL::timestamptz;
+        ELSIF recipient.email IS NULL THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'no e-mail address', NULL::timestamptz;
+        ELSIF recipient.suppression IS NOT NULL THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'suppressed', format('the address %s', recipient.suppression),
+                                NULL::timestamptz;
+        ELSIF critical THEN
+            RETURN QUERY SELECT 'email', NULL::uuid, 'pending', NULL::text, NULL::timestamptz;
+        ELSIF prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN
+            token_at := notify_private.take_token(n.user_id, 'email');
+            RETURN QUERY SELECT 'email', NULL::uuid, 'pending',
+                CASE WHEN token_at > notify.now() THEN format('e-mail rate limit (%s per day): waits for a token',
+                                                              notify.setting('rate_limit.email_per_day')) END,
+                nullif(token_at, notify.now());
         ELSIF prefs.digest_frequency = 'instant' THEN
-            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'low-priority e-mail goes out in digests only';
+            RETURN QUERY SELECT 'email', NULL::uuid, 'skipped', 'low-priority e-mail goes out in digests only',
+                                NULL::timestamptz;
         ELSE
-            RETURN QUERY SELECT 'email', NULL::uuid, 'held', format('for the %s digest', prefs.digest_frequency);
+            RETURN QUERY SELECT 'email', NULL::uuid, 'held', format('for the %s digest', prefs.digest_frequency),
+                                NULL::timestamptz;
         END IF;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
-    IS 'the deliveries a new notification gets: channel, device, status and why (priority, preferences, addresses)';
+    IS 'the deliveries a new notification gets: channel, device, status, why, and when (quiet hours)';
 
 CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
     LANGUAGE plpgsql
@@ -161,18 +216,36 @@ CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
 AS $$
 DECLARE
     pending uuid[];
+    throttled integer;
+    token_times timestamptz[];
 BEGIN
     WITH planned AS (
         INSERT INTO notify.notification_deliveries AS d
             (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at)
         SELECT n.id, n.user_id, p.channel, p.subscription_id, p.status, p.reason,
-               CASE WHEN p.status = 'pending' AND n.send_at > notify.now() THEN n.send_at END,
+               CASE WHEN p.status = 'pending'
+                    THEN greatest(p.scheduled_for, CASE WHEN n.send_at > notify.now() THEN n.send_at END) END,
                CASE WHEN p.status = 'sent' THEN notify.now() END
         FROM new_notifications AS n
         CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
         RETURNING d.id, d.status
     )
     SELECT pg_catalog.array_agg(planned.id) INTO pending FROM planned WHERE planned.status = 'pending';
+    -- REQ-023: bulk sends share one global rate; past it their push and e-mail wait their turn
+    -- (throttled, never refused). Critical announcements go at once.
+    SELECT pg_catalog.count(*) INTO throttled FROM new_notifications AS n
+    WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical';
+    IF throttled > 0 THEN
+        token_times := notify_private.global_token_times(throttled);
+        UPDATE notify.notification_deliveries AS d
+        SET scheduled_for = token_times[o.position],
+            reason = concat_ws('; ', d.reason, format('global rate limit (%s per minute for bulk sends)',
+                                                       notify.setting('rate_limit.global_per_minute')))
+        FROM (SELECT n.id, pg_catalog.row_number() OVER (ORDER BY n.id) AS position
+              FROM new_notifications AS n WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical') AS o
+        WHERE d.notification_id = o.id AND d.id = ANY (pending) AND d.channel <> 'in_app'
+          AND token_times[o.position] > coalesce(d.scheduled_for, notify.now());
+    END IF;
     IF pending IS NOT NULL THEN
         PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
     END IF;
@@ -205,6 +278,8 @@ BEGIN
         SELECT p.id,
                CASE WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
                     WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
+                    -- A push held back (quiet hours, send_at) is pointless once the user has read it.
+                    WHEN p.channel = 'push' AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
                     WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
                CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
         FROM notify.notification_deliveries AS p
@@ -229,7 +304,8 @@ BEGIN
     SELECT c.id, c.channel, c.attempts,
            pg_catalog.jsonb_build_object(
                'id', n.id, 'type', n.type, 'priority', n.priority, 'title', n.title, 'body', n.body,
-               'data', n.data, 'group_key', n.group_key, 'seq', n.seq, 'created_at', n.created_at,
+               'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
+               'created_at', n.created_at,
                'expires_at', n.expires_at),
            pg_catalog.jsonb_build_object(
                'user_id', r.user_id, 'email', r.email, 'locale', r.locale, 'timezone', r.timezone),
@@ -424,13 +500,14 @@ CREATE OR REPLACE FUNCTION notify.unsubscribe_email(user_id uuid, type text) RET
     SECURITY DEFINER
     SET search_path = ''
 AS $$
-    -- A new row for the type starts from the user's global row, so only e-mail changes.
+    -- A new row for the type sets only e-mail (the other switches stay inherited) and keeps the
+    -- user's global quiet hours and digest times, which a type row replaces as a whole.
     INSERT INTO notify.notification_preferences AS p
-        (user_id, notification_type, push_enabled, email_enabled, digest_frequency, digest_time, digest_day,
-         quiet_hours_start, quiet_hours_end, quiet_hours_days)
-    SELECT unsubscribe_email.user_id, notify.require_type(unsubscribe_email.type),
-           coalesce(g.push_enabled, true), false, g.digest_frequency, g.digest_time, g.digest_day,
-           g.quiet_hours_start, g.quiet_hours_end, coalesce(g.quiet_hours_days, '[1,2,3,4,5]')
+        (user_id, notification_type, email_enabled, digest_time, digest_day,
+         quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
+    SELECT unsubscribe_email.user_id, notify.require_type(unsubscribe_email.type), false,
+           g.digest_time, g.digest_day, g.quiet_hours_start, g.quiet_hours_end,
+           coalesce(g.quiet_hours_days, '[1,2,3,4,5]'), coalesce(g.quiet_hours_windows, '[]')
     FROM (SELECT 1) AS one
     LEFT JOIN notify.notification_preferences AS g
         ON g.user_id = unsubscribe_email.user_id AND g.notification_type IS NULL
