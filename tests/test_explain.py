@@ -103,3 +103,19 @@ def test_explain_and_cancel_over_rest(server: ServerProcess, server_owner_url: s
         again = client.post(f"/api/v1/notifications/{nid}/cancel", headers=service)
         assert again.status_code == 404 and "not scheduled" in again.json()["error"]["message"]
         assert client.get(f"/api/v1/notifications/{uuid.uuid4()}/explain", headers=service).status_code == 404
+
+
+def test_a_scheduled_notification_enters_the_center_when_due(db: psycopg.Connection[Any], service: Any) -> None:
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    service.execute("SET notify.clock = '2026-11-20 12:00+00'")
+    reminder = sent(service, USER, send_at="2026-11-20 12:15+00")
+    assert db.execute(
+        "SELECT d.status, d.reason, d.scheduled_for = n.send_at, n.held_until = n.send_at "
+        "FROM notify.notification_deliveries d JOIN notify.notifications n ON n.id = d.notification_id "
+        "WHERE n.id = %s AND d.channel = 'in_app'",
+        (reminder,),
+    ).fetchone() == ("pending", "scheduled for send_at", True, True), "its real-time event waits for send_at"
+    as_user = user_conn(db, str(USER))
+    for clock, unread in (("2026-11-20 12:14+00", 0), ("2026-11-20 12:15+00", 1)):
+        as_user.execute("SELECT set_config('notify.clock', %s, false)", (clock,))
+        assert as_user.execute("SELECT notify.unread_count() -> 'count'").fetchone() == (unread,)

@@ -24,6 +24,7 @@ WITH changed AS (
             SELECT n.type, count(*) AS unread
             FROM notify.notifications AS n
             WHERE n.user_id = u.user_id AND n.read_at IS NULL AND n.deleted_at IS NULL
+              AND (n.send_at IS NULL OR n.send_at <= notify.now())
             GROUP BY n.type
         ) AS per_type
     ) AS counts

@@ -57,6 +57,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
        notify.delivery_status(n.id) AS delivery_status
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
@@ -71,6 +72,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
        notify.delivery_status(n.id) AS delivery_status
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
@@ -85,6 +87,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
        notify.delivery_status(n.id) AS delivery_status
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)

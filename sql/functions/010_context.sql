@@ -1,5 +1,20 @@
 -- Who is calling and which policy values are in force: the inputs of every RLS policy and function.
 
+-- Replaces 0001's definition (functions are re-applied on every migrate). No SET clause, and the
+-- settings table is read only when a session pinned the clock: every send reads the clock a dozen
+-- times (column defaults, triggers, the planner), and this keeps each read at the cost of now().
+CREATE OR REPLACE FUNCTION notify.now() RETURNS timestamptz
+    LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN coalesce(pg_catalog.current_setting('notify.clock', true), '') = '' THEN pg_catalog.now()
+        WHEN (SELECT s.value = 'true'::jsonb FROM notify.settings AS s WHERE s.key = 'clock.pinnable')
+        THEN pg_catalog.current_setting('notify.clock')::timestamptz
+        ELSE pg_catalog.now()
+    END
+$$;
+COMMENT ON FUNCTION notify.now() IS 'the current time of notifyd: now(), or notify.clock when clock.pinnable is on';
+
 CREATE OR REPLACE FUNCTION notify.current_claims() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = ''

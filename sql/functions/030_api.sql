@@ -136,6 +136,7 @@ AS $$
     WITH newly_read AS (
         UPDATE notify.notifications AS n SET read_at = notify.now()
         WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
+          AND (n.send_at IS NULL OR n.send_at <= notify.now())
         RETURNING 1
     )
     SELECT count(*)::integer FROM newly_read
@@ -153,6 +154,7 @@ AS $$
         SELECT n.type, count(*) AS unread
         FROM notify.notifications AS n
         WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
+          AND (n.send_at IS NULL OR n.send_at <= notify.now())
         GROUP BY n.type
     ) AS per_type
 $$;
