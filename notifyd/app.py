@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from notifyd import delivery_api, email_api, health, preferences_api, push_api, realtime, rest
+from notifyd import delivery_api, email_api, health, preferences_api, push_api, realtime, rest, templates_api
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.errors import HANDLERS
@@ -23,6 +23,7 @@ ENDPOINTS = [
     *delivery_api.ENDPOINTS,
     *email_api.ENDPOINTS,
     *preferences_api.ENDPOINTS,
+    *templates_api.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
 

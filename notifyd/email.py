@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 import resend
 from resend.exceptions import ResendError
 
@@ -39,7 +40,7 @@ PARALLEL_SENDS = 4
 DEADLINE_FACTOR = 2
 OPEN_LINK_FIELDS = ("url", "action_url")
 
-_templates = jinja2.Environment(
+EMAIL_TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("notifyd", "templates/email"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
     undefined=jinja2.StrictUndefined,
@@ -85,10 +86,11 @@ def open_link(data: Mapping[str, Any]) -> str | None:
 def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
     """The e-mail of one delivery; the same delivery always renders to the same bytes.
 
-    The one place that turns a notification into an e-mail: per-type templates from the database
-    will plug in here.
+    The one place that turns a notification into an e-mail. A template notification brings its own
+    rendered subject, HTML (escaped by its sandbox) and text; the footer and headers are added here.
     """
     notification = delivery.notification
+    own = notification.get("email")  # {"subject", "html", "text"} of a template, or None
     unsubscribe_url = (
         f"{settings.public_base_url}/unsubscribe/"
         f"{unsubscribe_token(settings, str(delivery.recipient['user_id']), notification['type'])}"
@@ -103,10 +105,14 @@ def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
         "privacy_url": settings.privacy_policy_url or f"{settings.public_base_url}/privacy",
         "sender": settings.resend_from_name,
     }
+    if own is not None:
+        context["title"] = own["subject"]
+    html_context = context if own is None else {**context, "body": markupsafe.Markup(own["html"])}
+    text_context = context if own is None else {**context, "body": own["text"]}
     return RenderedEmail(
-        subject=notification["title"] or f"New {notification['type']} notification",
-        html=_templates.get_template("notification.html").render(context),
-        text=_templates.get_template("notification.txt").render(context),
+        subject=context["title"] or f"New {notification['type']} notification",
+        html=EMAIL_TEMPLATES.get_template("notification.html").render(html_context),
+        text=EMAIL_TEMPLATES.get_template("notification.txt").render(text_context),
         # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the link, no cookies.
         headers={"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
     )

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 
 from notifyd.config import Settings
 from notifyd.db import as_worker
+from notifyd.digests import ALL_DIGESTS
 from notifyd.email import read_unsubscribe_token
 from notifyd.errors import ApiError
 from notifyd.openapi import Endpoint
@@ -45,6 +46,16 @@ DONE = (
     "notification settings."
 )
 ALREADY = "E-mails about {type} notifications are already turned off for you."
+# Digest frequency "never" is e-mail off (REQ-018): only critical e-mail (security alerts) still comes.
+ASK_DIGESTS = (
+    "Stop the digest e-mails and other non-urgent e-mails? You will still see your notifications in the app, "
+    "and security alerts still come by e-mail."
+)
+DONE_DIGESTS = (
+    "You will no longer receive digest e-mails or other non-urgent e-mails. "
+    "You can turn them on again in your notification settings."
+)
+ALREADY_DIGESTS = "Digest e-mails are already turned off for you."
 
 # Resend's events that notify.record_email_event applies; others (email.sent, delivery_delayed, ...) are acknowledged.
 EMAIL_EVENTS = {
@@ -127,11 +138,15 @@ Target = tuple[uuid.UUID, str, asyncpg.Record]
 
 
 async def unsubscribe_target(request: Request, conn: asyncpg.Connection) -> Target | None:
-    """The user and type the path's token names, with the type's row; None for a bad token, a gone user or type."""
+    """The user and type (or ALL_DIGESTS) the token names, with its row; None for a bad token, a gone user or type."""
     target = read_unsubscribe_token(request.app.state.settings, request.path_params["token"])
     if target is None:
         return None
-    row = await conn.fetchrow(query("unsubscribe_target"), *target)
+    user_id, notification_type = target
+    if notification_type == ALL_DIGESTS:
+        row = await conn.fetchrow(query("digest_unsubscribe_target"), user_id)
+    else:
+        row = await conn.fetchrow(query("unsubscribe_target"), user_id, notification_type)
     return (*target, row) if row is not None else None
 
 
@@ -142,6 +157,10 @@ async def unsubscribe_page(request: Request) -> Response:
     if found is None:
         return bad_link()
     _, notification_type, row = found
+    if notification_type == ALL_DIGESTS:
+        if row["digests_off"]:
+            return page(status.HTTP_200_OK, DONE_TITLE, ALREADY_DIGESTS)
+        return page(status.HTTP_200_OK, ASK_TITLE, ASK_DIGESTS, form=True)
     if not row["email_enabled"]:
         return page(status.HTTP_200_OK, DONE_TITLE, ALREADY.format(type=notification_type))
     return page(
@@ -156,6 +175,9 @@ async def unsubscribe(request: Request) -> Response:
         if found is None:
             return bad_link()
         user_id, notification_type, _ = found
+        if notification_type == ALL_DIGESTS:
+            await conn.execute(query("unsubscribe_digests"), user_id)
+            return page(status.HTTP_200_OK, DONE_TITLE, DONE_DIGESTS)
         await conn.execute(query("unsubscribe_email"), user_id, notification_type)
     return page(status.HTTP_200_OK, DONE_TITLE, DONE.format(type=notification_type))
 
@@ -230,7 +252,8 @@ ENDPOINTS: list[Endpoint] = [
              "public", ok_media_type="text/html", path_params=("token",),
              extra_responses={404: "the link is not valid, or its account or notification type is gone"}),
     Endpoint("POST", UNSUBSCRIBE_PATH, unsubscribe,
-             "one-click unsubscribe (RFC 8058): turns that type's e-mail off; the token is the only credential",
+             "one-click unsubscribe (RFC 8058): turns that type's e-mail off, or a digest's token the digest "
+             "e-mails; the token is the only credential",
              "public", ok_media_type="text/html", path_params=("token",),
              extra_responses={404: "the link is not valid, or its account or notification type is gone"}),
     Endpoint("POST", WEBHOOK_PATH, resend_webhook,

@@ -110,8 +110,9 @@ class PrivateCluster:
             options,
         )
 
-    def stop(self) -> None:
-        self._run(pg_binary("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+    def stop(self, mode: str = "fast") -> None:
+        """pg_ctl stop; mode "immediate" is a crash (no shutdown checkpoint), as tests of outages want."""
+        self._run(pg_binary("pg_ctl"), "stop", "-w", "-m", mode, "-D", str(self.data_dir))
 
 
 def resolve_server() -> tuple[str, PrivateCluster | None]:

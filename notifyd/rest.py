@@ -15,6 +15,7 @@ from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from notifyd import templates
 from notifyd.auth import (
     MAX_SERVICE_KEY_LENGTH,
     MAX_SERVICE_NAME_LENGTH,
@@ -137,6 +138,23 @@ async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
     return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
 
 
+async def render_before_insert(conn: asyncpg.Connection, body: NotificationCreate) -> NotificationCreate:
+    """A template notification is rendered here, in the recipient's language, so it is never held."""
+    if body.template_id is None:
+        return body
+    languages = await conn.fetchval(query("template_languages"), body.template_id)
+    language = await conn.fetchrow(query("rendering_language"), body.user_id)
+    assert language is not None
+    try:
+        rendering = templates.render_for(
+            languages, body.template_id, language["locale"], language["default_language"], body.template_vars
+        )
+    except templates.TemplateError as error:
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    await conn.execute(query("supply_rendering"), rendering.rendered)
+    return body.model_copy(update={"title": rendering.title, "body": rendering.body})
+
+
 async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, str]]:
     """Sends the request's notification; returns the notification row, whether it is new, and rate headers."""
     caller = await sender(request)
@@ -144,6 +162,7 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, st
     key = idempotency_key(request, body.idempotency_key)
     channels = list(body.channels) if body.channels is not None else None
     async with as_caller(request.app.state.pool, caller) as conn:
+        body = await render_before_insert(conn, body)
         notification_id = await conn.fetchval(query("send_notification"), body.user_id, *send_args(body, channels, key))
         row = await conn.fetchrow(query("sent_notification"), notification_id)
         headers = await rate_limit_headers(conn)

@@ -20,7 +20,7 @@ import psycopg
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from notifyd import server, vapid
+from notifyd import digests, server, templates, vapid
 from notifyd.config import Settings
 from notifyd.db import as_worker, create_pool
 from notifyd.deliveries import Channel, RetryLater, run_job
@@ -31,7 +31,7 @@ from notifyd.webpush import WebPushChannel
 
 log = logging.getLogger("notifyd.worker")
 
-QUEUES = ("push", "fcm", "email", "in_app", "maintenance")
+QUEUES = ("push", "fcm", "email", "in_app", "render", "maintenance")
 EXIT_STOPPED_UNEXPECTEDLY = 1
 EXIT_DATABASE_LOST = 2
 # A job that raised something else than RetryLater (a bug, a lost connection) is retried this often.
@@ -80,6 +80,8 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
     async def maintain_vapid_keys(timestamp: int) -> None:
         await vapid.maintain(pool, settings)
 
+    digests.register(app, pool, settings)
+    templates.register(app, pool, settings)
     return app
 
 
@@ -108,18 +110,19 @@ async def recover_stalled_jobs(app: procrastinate.App, settings: Settings) -> No
 
 async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
     """Returns when the database has not answered for `grace` seconds (half-open sockets included)."""
-    silent_since: float | None = None
     loop = asyncio.get_running_loop()
+    answered_at = loop.time()
     while True:
         try:
             async with asyncio.timeout(DATABASE_PROBE_INTERVAL):
                 await pool.fetchval("SELECT 1")
-            silent_since = None
+            answered_at = loop.time()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-            silent_since = silent_since or loop.time()
-            log.warning("database probe failed: %s", error)
-            if loop.time() - silent_since >= grace:
+            log.warning("database probe failed: %s", str(error) or type(error).__name__)
+            if loop.time() - answered_at >= grace:
                 return
+            await asyncio.sleep(1)  # look again soon: grace counts from the last answer
+            continue
         await asyncio.sleep(DATABASE_PROBE_INTERVAL)
 
 

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,8 +19,10 @@ import psycopg
 import pytest
 from resend.exceptions import ResendError, raise_for_code_and_type
 
+from notifyd.config import Settings
 from notifyd.crypto import seal_token
 from notifyd.deliveries import Failed, Retry
+from notifyd.digests import ALL_DIGESTS, Digest, render_digest
 from notifyd.email import outcome_of
 from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, wait_for
 from tests.standins.http import Response
@@ -362,6 +365,73 @@ def test_one_click_unsubscribe_turns_that_types_email_off(
     assert [e.id for e in resend_service.emails][1] == email_delivery(db, other_type)["provider_message_id"]
 
 
+def digest_unsubscribe_url(server: ServerProcess, user: uuid.UUID) -> str:
+    """The List-Unsubscribe URL of a daily digest to `user`, as the worker renders it for this server."""
+    settings = Settings(database_url="postgresql://unused", jwt_secret=JWT_SECRET, public_base_url=server.url)
+    item = {"id": str(uuid.uuid4()), "type": "task", "title": "Held", "body": "", "data": {},
+            "created_at": "2026-11-23T08:00:00+00:00"}  # fmt: skip
+    digest = Digest(uuid.uuid4(), "daily", datetime(2026, 11, 23, tzinfo=UTC), 1,
+                    {"user_id": str(user), "locale": "en", "timezone": "UTC"}, [item])  # fmt: skip
+    header = render_digest(digest, settings).headers["List-Unsubscribe"]
+    return header.removeprefix("<").removesuffix(">")
+
+
+def digest_frequencies(db: psycopg.Connection[Any], user: uuid.UUID) -> set[str]:
+    """The digest frequency in force for the user, over every notification type."""
+    rows = db.execute(
+        "SELECT p.digest_frequency FROM notify.notification_types AS t "
+        "CROSS JOIN LATERAL notify_private.effective_preferences(%s, t.name) AS p",
+        (user,),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_one_click_from_a_digest_stops_every_digest(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    user = recipient(service, "dora@example.com")
+    # A type row asking for its own weekly digest would outrank the global row: it must stop too.
+    db.execute(
+        "INSERT INTO notify.notification_preferences (user_id, notification_type, digest_frequency, push_enabled) "
+        "VALUES (%s, 'billing', 'weekly', false)",
+        (user,),
+    )
+    held = send(service, user, priority="normal")
+    assert (email_delivery(db, held)["status"], email_delivery(db, held)["reason"]) == ("held", "for the daily digest")
+    assert digest_frequencies(db, user) == {"daily", "weekly"}
+    url = digest_unsubscribe_url(server, user)
+
+    before = preferences(db)
+    page = httpx.get(url)
+    assert page.status_code == 200 and "digest e-mails" in page.text and '<form method="post">' in page.text
+    assert preferences(db) == before, "opening the link changes nothing"
+
+    answer = httpx.post(url, content=ONE_CLICK, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    assert "You will no longer receive digest e-mails or other non-urgent e-mails" in answer.text
+    assert digest_frequencies(db, user) == {"never"}
+    row = db.execute(
+        "SELECT push_enabled, email_enabled, digest_frequency FROM notify.notification_preferences "
+        "WHERE user_id = %s AND notification_type IS NULL",
+        (user,),
+    ).fetchone()
+    assert row == (None, None, "never"), "only the digest frequency is set; the rest stays inherited"
+    billing = db.execute(
+        "SELECT push_enabled, digest_frequency FROM notify.notification_preferences "
+        "WHERE user_id = %s AND notification_type = 'billing'",
+        (user,),
+    ).fetchone()
+    assert billing == (False, None), "the type row keeps its other choices"
+    skipped = email_delivery(db, held)
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "digest e-mails were unsubscribed")
+
+    following = email_delivery(db, send(service, user, priority="normal"))
+    assert (following["status"], following["reason"]) == ("skipped", "e-mail is turned off for task notifications")
+    assert httpx.post(url).status_code == 200, "a second click is still fine"
+    assert "already turned off" in httpx.get(url).text
+
+
 def test_a_forged_or_mangled_unsubscribe_token_is_404_and_changes_nothing(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
 ) -> None:
@@ -375,8 +445,11 @@ def test_a_forged_or_mangled_unsubscribe_token_is_404_and_changes_nothing(
     nobody = seal_token(JWT_SECRET, "unsubscribe", {"u": str(uuid.uuid4()), "t": "task"})
     no_type = seal_token(JWT_SECRET, "unsubscribe", {"u": str(user), "t": "no_such_type"})
     not_a_user = seal_token(JWT_SECRET, "unsubscribe", {"u": "admin", "t": "task"})
+    # The digest-level token ("*": every digest), forged or for nobody.
+    forged_digests = seal_token("not-the-servers-secret", "unsubscribe", {"u": str(user), "t": ALL_DIGESTS})
+    nobodys_digests = seal_token(JWT_SECRET, "unsubscribe", {"u": str(uuid.uuid4()), "t": ALL_DIGESTS})
     mangled = ("nonsense", forged.split(".")[0] + ".", "a" * 300, "abc.%C3%A9", "%00")
-    tokens = (forged, other_purpose, nobody, no_type, not_a_user, *mangled)
+    tokens = (forged, other_purpose, nobody, no_type, not_a_user, forged_digests, nobodys_digests, *mangled)
     for token in tokens:
         for method in ("GET", "POST"):
             answer = httpx.request(method, f"{server.url}/unsubscribe/{token}", content=ONE_CLICK)

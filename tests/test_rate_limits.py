@@ -163,3 +163,34 @@ def test_bulk_sends_share_a_global_rate_and_are_throttled_not_refused(
     ]
     assert len(waits) == 40, "60 go at once, the other 40 one per second"
     assert float(waits[0]) == pytest.approx(1, abs=0.5) and float(waits[-1]) == pytest.approx(40, abs=0.5)
+
+
+def test_a_template_sent_from_sql_spends_its_in_app_token_when_rendered(db: psycopg.Connection[Any]) -> None:
+    settings(db, rate_limit__in_app_per_hour="1")
+    conn = pinned_sender(db, dt.datetime.now(dt.UTC))
+    ids = [
+        conn.execute(
+            "SELECT notify.send(%s, 'task', template => 'task_assigned', "
+            """template_vars => '{"task_title": "Review", "assigned_by": "Grace"}')""",
+            (USER,),
+        ).fetchone()[0]  # type: ignore[index]
+        for _ in range(2)
+    ]
+    conn.close()
+    worker = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    worker.execute("SET ROLE notify_worker")
+    for notification_id in ids:
+        worker.execute(
+            "SELECT notify_private.store_rendering(%s, 'Review', 'Grace assigned you a task', '{}'::jsonb)",
+            (notification_id,),
+        )
+    worker.close()
+    rows = db.execute(
+        "SELECT n.held_until IS NULL, d.status, d.reason FROM notify.notifications n "
+        "JOIN notify.notification_deliveries d ON d.notification_id = n.id AND d.channel = 'in_app' "
+        "ORDER BY n.created_at, n.seq"
+    ).fetchall()
+    assert rows == [
+        (True, "sent", None),
+        (False, "pending", "in-app rate limit (1 per hour): its real-time event waits for a token"),
+    ]

@@ -525,6 +525,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("PUT", "/api/v1/admin/orgs/{org_id}/preferences"),
         ("PUT", "/api/v1/admin/orgs/{org_id}/preferences/{notification_type}"),
         ("GET", "/api/v1/admin/orgs/{org_id}/stats"),
+        ("GET", "/api/v1/admin/templates"), ("GET", "/api/v1/admin/templates/{name}"),
+        ("PUT", "/api/v1/admin/templates/{name}/{language}"), ("POST", "/api/v1/admin/templates/{name}/preview"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed

@@ -77,7 +77,7 @@ def private_cluster() -> Iterator[PrivateCluster]:
     cluster.start()
     yield cluster
     try:
-        cluster.stop()
+        cluster.stop(mode="immediate")
     except Exception:  # noqa: BLE001 - already stopped by the test
         pass
     shutil.rmtree(parent, ignore_errors=True)
@@ -99,7 +99,7 @@ def test_the_worker_survives_a_database_restart_or_says_so(
     worker = WorkerProcess(login, tmp_path / "worker.log", **FAST, **resend_env(resend_service))
     worker.start()
     try:
-        private_cluster.stop()
+        private_cluster.stop(mode="immediate")  # a crash: no shutdown checkpoint to wait for
         private_cluster.start()
         with psycopg.connect(owner, autocommit=True) as db:
             send_critical_email(db, uuid.uuid4())
@@ -123,9 +123,9 @@ def test_the_worker_exits_non_zero_when_the_database_is_gone(private_cluster: Pr
     _, login = prepared(private_cluster)
     worker = WorkerProcess(login, tmp_path / "worker.log", **FAST)
     worker.start()
-    private_cluster.stop()
+    private_cluster.stop(mode="immediate")
     assert worker.proc is not None
-    code = worker.proc.wait(timeout=60)
+    code = worker.proc.wait(timeout=120)  # grace 15 s, then shutdown; generous for a loaded CI machine
     assert code == 2, worker.log()[-2000:]
     assert "the database has not answered" in worker.log()
 

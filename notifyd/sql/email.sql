@@ -16,3 +16,14 @@ SELECT notify.unsubscribe_email($1, $2)
 -- record_email_event --
 -- Applies a Resend event (provider message id, event, svix-id, detail) once; false if redelivered or for no delivery of ours
 SELECT notify.record_email_event($1, $2, $3, $4::jsonb)
+
+-- digest_unsubscribe_target --
+-- What a digest-level unsubscribe token names: whether the user's digests are off already; no row if the user is gone
+SELECT coalesce(g.digest_frequency = 'never', false) AS digests_off
+FROM notify.recipients AS r
+LEFT JOIN notify.notification_preferences AS g ON g.user_id = r.user_id AND g.notification_type IS NULL
+WHERE r.user_id = $1
+
+-- unsubscribe_digests --
+-- No more digest e-mails for user $1
+SELECT notify.unsubscribe_digests($1)

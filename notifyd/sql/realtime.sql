@@ -9,7 +9,7 @@ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text
 -- As notify_worker: the given users' notifications changed since watermark $1, their unread counts, and the next watermark, in one snapshot
 WITH changed AS (
     SELECT n.user_id, n.seq, n.id, n.read_at, n.deleted_at, n.updated_at,
-           pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until'] AS data
+           pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error'] AS data
     FROM notify.notifications AS n
     -- A held row's event waits for its release, which gives it a new seq and xid.
     WHERE n.changed_xid >= $1::text::xid8 AND n.user_id = ANY($2::uuid[]) AND n.held_until IS NULL
@@ -25,6 +25,7 @@ WITH changed AS (
             FROM notify.notifications AS n
             WHERE n.user_id = u.user_id AND n.read_at IS NULL AND n.deleted_at IS NULL
               AND (n.send_at IS NULL OR n.send_at <= notify.now())
+              AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered (yet)
             GROUP BY n.type
         ) AS per_type
     ) AS counts
@@ -48,7 +49,7 @@ SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = noti
 
 -- ws_resume_page --
 -- As the caller: the caller's notifications created or changed after seq $1 (not held), in seq order, at most $2
-SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until'] AS data
+SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error'] AS data
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.seq > $1 AND n.held_until IS NULL
 ORDER BY n.seq

@@ -22,6 +22,16 @@ SELECT n.id, n.created_at,
 FROM notify.notifications AS n
 WHERE n.id = $1
 
+-- supply_rendering --
+-- Hands the rendering of the next template notification of this transaction to the insert trigger
+SELECT set_config('notify.rendered', $1::jsonb::text, true)
+
+-- rendering_language --
+-- User $1's locale (a user nobody told us about: the default language) and the default language of templates
+SELECT coalesce((SELECT r.locale FROM notify.recipients AS r WHERE r.user_id = $1),
+                notify.setting('templates.default_language') #>> '{}') AS locale,
+       notify.setting('templates.default_language') #>> '{}' AS default_language
+
 -- send_bulk --
 -- Sends one notification to each user of $1 through notify.send_bulk; returns the batch id
 SELECT notify.send_bulk(user_ids => $1, type => $2, title => $3, body => $4, priority => $5, data => $6,
@@ -58,6 +68,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
   AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
+  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
@@ -73,6 +84,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
   AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
+  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
@@ -88,6 +100,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
   AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
+  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
@@ -105,6 +118,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
        notify.delivery_status(n.id) AS delivery_status
 FROM notify.notifications AS n
 WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
 
 -- unread_count --
 -- The caller's unread notifications: {"count": n, "by_type": {...}}

@@ -152,8 +152,13 @@ BEGIN
     NEW.data := coalesce(NEW.data, '{}');
     NEW.template_vars := coalesce(NEW.template_vars, '{}');
     NEW.priority := coalesce(NEW.priority, 'normal');
+    IF NEW.template_id IS NOT NULL THEN
+        PERFORM notify_private.require_template(NEW.template_id);
+        NEW.rendered := coalesce(NEW.rendered, notify_private.supplied_rendering());
+    END IF;
     -- Also after the lock: the group a concurrent sender just started or grew is visible.
-    IF notify_private.fold_into_group(NEW) IS NOT NULL THEN
+    -- A template notification never folds: a group shows one text, and a rendering is per notification.
+    IF NEW.template_id IS NULL AND notify_private.fold_into_group(NEW) IS NOT NULL THEN
         RETURN NULL;  -- no row of its own: a plain INSERT reports 0 rows, notify.send the group's id
     END IF;
     NEW.created_at := notify.now();
@@ -161,7 +166,10 @@ BEGIN
     NEW.changed_xid := pg_catalog.pg_current_xact_id();
     -- Stored and listed at once either way; its real-time event waits for send_at, or, past the
     -- in-app rate limit (REQ-022), for its token. Critical bypasses the per-user limits.
-    IF NEW.send_at > NEW.created_at THEN
+    IF NEW.template_id IS NOT NULL AND NEW.rendered IS NULL THEN
+        -- Sent from SQL: never shown with placeholders; notifyd renders it and releases it.
+        NEW.held_until := 'infinity';
+    ELSIF NEW.send_at > NEW.created_at THEN
         NEW.held_until := NEW.send_at;
     ELSIF NEW.priority <> 'critical' AND (NEW.channels IS NULL OR 'in_app' = ANY (NEW.channels)) THEN
         NEW.held_until := nullif(notify_private.take_token(NEW.user_id, 'in_app'), NEW.created_at);
@@ -172,7 +180,7 @@ $$;
 -- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
 ALTER FUNCTION notify_private.prepare_new_notification() OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.prepare_new_notification()
-    IS 'gives a new notification its seq and clock; skips a replayed idempotency key; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at or the in-app rate limit';
+    IS 'gives a new notification its seq and clock; skips a replayed idempotency key; refuses an unknown template; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at, the in-app rate limit or its rendering';
 
 CREATE OR REPLACE TRIGGER notifications_prepare_new BEFORE INSERT ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_new_notification();

@@ -154,7 +154,7 @@ AS $$
         SELECT n.type, count(*) AS unread
         FROM notify.notifications AS n
         WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
-          AND (n.send_at IS NULL OR n.send_at <= notify.now())
+          AND (n.send_at IS NULL OR n.send_at <= notify.now()) AND n.held_until IS DISTINCT FROM 'infinity'
         GROUP BY n.type
     ) AS per_type
 $$;

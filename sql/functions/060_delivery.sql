@@ -130,7 +130,10 @@ BEGIN
 
     IF 'in_app' = ANY (wanted) THEN
         -- Listed at once; a held real-time event is released by a job when it comes due.
-        IF n.held_until IS NULL THEN
+        IF n.template_id IS NOT NULL AND n.rendered IS NULL THEN
+            RETURN QUERY SELECT 'in_app', NULL::uuid, 'pending', 'waiting for its template to be rendered',
+                                CASE WHEN n.send_at > notify.now() THEN n.send_at END;
+        ELSIF n.held_until IS NULL THEN
             RETURN QUERY SELECT 'in_app', NULL::uuid, 'sent', NULL::text, NULL::timestamptz;
         ELSIF n.held_until = n.send_at THEN
             RETURN QUERY SELECT 'in_app', NULL::uuid, 'pending', 'scheduled for send_at', n.send_at;
@@ -216,6 +219,7 @@ CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
 AS $$
 DECLARE
     pending uuid[];
+    unrendered uuid[];
     throttled integer;
     token_times timestamptz[];
 BEGIN
@@ -231,6 +235,9 @@ BEGIN
         RETURNING d.id, d.status
     )
     SELECT pg_catalog.array_agg(planned.id) INTO pending FROM planned WHERE planned.status = 'pending';
+    -- Sent from SQL with a template: one job renders them (in notifyd), then starts their deliveries' jobs.
+    SELECT pg_catalog.array_agg(n.id ORDER BY n.id) INTO unrendered
+    FROM new_notifications AS n WHERE n.template_id IS NOT NULL AND n.rendered IS NULL;
     -- REQ-023: bulk sends share one global rate; past it their push and e-mail wait their turn
     -- (throttled, never refused). Critical announcements go at once.
     SELECT pg_catalog.count(*) INTO throttled FROM new_notifications AS n
@@ -245,6 +252,14 @@ BEGIN
               FROM new_notifications AS n WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical') AS o
         WHERE d.notification_id = o.id AND d.id = ANY (pending) AND d.channel <> 'in_app'
           AND token_times[o.position] > coalesce(d.scheduled_for, notify.now());
+    END IF;
+    IF unrendered IS NOT NULL THEN
+        PERFORM notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'queue', 'render', 'task', 'render_notifications',
+            'args', pg_catalog.jsonb_build_object('notification_ids', unrendered))));
+        SELECT pg_catalog.array_agg(d.id) INTO pending
+        FROM notify.notification_deliveries AS d
+        WHERE d.id = ANY (pending) AND d.notification_id <> ALL (unrendered);
     END IF;
     IF pending IS NOT NULL THEN
         PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
@@ -303,8 +318,11 @@ BEGIN
     )
     SELECT c.id, c.channel, c.attempts,
            pg_catalog.jsonb_build_object(
-               'id', n.id, 'type', n.type, 'priority', n.priority, 'title', n.title, 'body', n.body,
-               'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
+               -- A template's push text, when it has one, is what push channels show.
+               'id', n.id, 'type', n.type, 'priority', n.priority,
+               'title', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
+               'body', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
+               'email', n.rendered -> 'email', 'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
                'created_at', n.created_at,
                'expires_at', n.expires_at),
            pg_catalog.jsonb_build_object(
@@ -536,7 +554,8 @@ BEGIN
     FROM notify.notification_deliveries AS d
     JOIN notify.notifications AS n ON n.id = d.notification_id
     JOIN notify.recipients AS r ON r.user_id = d.user_id
-    WHERE d.channel = 'email' AND d.provider_message_id = record_email_event.provider_message_id;
+    WHERE d.channel = 'email' AND d.provider_message_id = record_email_event.provider_message_id
+    LIMIT 1;
     IF NOT FOUND THEN
         RETURN false;  -- not ours, or not recorded yet: the event id stays unused so a redelivery applies
     END IF;
@@ -558,11 +577,15 @@ BEGIN
         error_message = CASE WHEN record_email_event.event IN ('bounced', 'failed', 'complained')
                              THEN left(record_email_event.detail::text, 1000) ELSE d.error_message END,
         updated_at = notify.now()
-    WHERE d.id = target.id;
+    -- A digest is one e-mail carrying many deliveries: the event applies to all of them.
+    WHERE d.channel = 'email' AND d.provider_message_id = record_email_event.provider_message_id;
     INSERT INTO notify.notification_analytics
         (notification_id, notification_type, channel, event, user_id, org_id, metadata)
-    VALUES (target.notification_id, target.type, 'email', record_email_event.event, target.user_id, target.org_id,
-            record_email_event.detail);
+    SELECT d.notification_id, n.type, 'email', record_email_event.event, d.user_id, target.org_id,
+           record_email_event.detail
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    WHERE d.channel = 'email' AND d.provider_message_id = record_email_event.provider_message_id;
     IF hard AND record_email_event.event IN ('bounced', 'complained') AND target.email IS NOT NULL THEN
         INSERT INTO notify.email_suppressions (email, reason, detail)
         VALUES (lower(target.email), record_email_event.event, record_email_event.detail)
@@ -572,7 +595,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify.record_email_event(text, text, text, jsonb)
-    IS 'applies a provider''s e-mail event to its delivery and analytics; hard bounces and complaints suppress the address';
+    IS 'applies a provider''s e-mail event to its deliveries (several for a digest) and analytics; hard bounces and complaints suppress the address';
 
 -- Devices.
 

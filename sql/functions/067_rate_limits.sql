@@ -1,6 +1,9 @@
 -- Rate limits: token buckets that schedule excess for later instead of dropping it.
 
-CREATE OR REPLACE FUNCTION notify_private.take_token(user_id uuid, channel text) RETURNS timestamptz
+-- It gained `refuse`: drop the two-argument version a previous migrate made, or calls turn ambiguous.
+DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text);
+CREATE OR REPLACE FUNCTION notify_private.take_token(user_id uuid, channel text, refuse boolean DEFAULT true)
+    RETURNS timestamptz
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -26,7 +29,8 @@ BEGIN
     IF left_over >= 0 THEN
         RETURN at;
     END IF;
-    IF -left_over > max_queued THEN
+    -- Refusing is for the sender's transaction; later (a template rendered after commit) it only waits.
+    IF -left_over > max_queued AND take_token.refuse THEN
         RAISE EXCEPTION 'rate limited: user % has % % deliveries waiting for the rate limit already',
             take_token.user_id, max_queued, take_token.channel
             USING ERRCODE = 'NT429',
@@ -37,7 +41,7 @@ BEGIN
     RETURN at + make_interval(secs => -left_over / per_second);
 END
 $$;
-COMMENT ON FUNCTION notify_private.take_token(uuid, text)
+COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean)
     IS 'spends one of a user''s tokens on a channel; returns when the delivery may go (now, or when its token frees up)';
 
 CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
