@@ -10,7 +10,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from notifyd import delivery_api, email_api, health, preferences_api, push_api, realtime, rest, templates_api
+from notifyd import (
+    delivery_api,
+    email_api,
+    health,
+    history_api,
+    preferences_api,
+    push_api,
+    realtime,
+    rest,
+    retention,
+    templates_api,
+    tracking_api,
+)
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.errors import HANDLERS
@@ -24,6 +36,9 @@ ENDPOINTS = [
     *email_api.ENDPOINTS,
     *preferences_api.ENDPOINTS,
     *templates_api.ENDPOINTS,
+    *history_api.ENDPOINTS,
+    *tracking_api.ENDPOINTS,
+    *retention.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
 

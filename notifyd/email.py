@@ -25,6 +25,7 @@ from resend.exceptions import ResendError
 from notifyd.config import Settings
 from notifyd.crypto import open_token, seal_token
 from notifyd.deliveries import Delivery, Failed, Outcome, Retry, Sent, Skipped
+from notifyd.tracking_api import click_url, open_pixel_url
 
 log = logging.getLogger("notifyd.worker")
 
@@ -39,6 +40,8 @@ PARALLEL_SENDS = 4
 # requests' timeout bounds the connection and each read, not a whole slow-dripping answer: this does.
 DEADLINE_FACTOR = 2
 OPEN_LINK_FIELDS = ("url", "action_url")
+# The open pixel goes last in the body: a client that stops loading images early still shows the text.
+PIXEL_TAG = '<img src="{url}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px;">'
 
 EMAIL_TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("notifyd", "templates/email"),
@@ -88,6 +91,8 @@ def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
 
     The one place that turns a notification into an e-mail. A template notification brings its own
     rendered subject, HTML (escaped by its sandbox) and text; the footer and headers are added here.
+    The action link goes through the click redirect and the HTML carries the open pixel: both tokens
+    are deterministic, so a retry still renders the same bytes.
     """
     notification = delivery.notification
     own = notification.get("email")  # {"subject", "html", "text"} of a template, or None
@@ -95,12 +100,13 @@ def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
         f"{settings.public_base_url}/unsubscribe/"
         f"{unsubscribe_token(settings, str(delivery.recipient['user_id']), notification['type'])}"
     )
+    link = open_link(notification.get("data") or {})
     context = {
         "lang": delivery.recipient.get("locale") or "en",
         "title": notification["title"],
         "body": notification["body"],
         "type": notification["type"],
-        "open_url": open_link(notification.get("data") or {}),
+        "open_url": click_url(settings, delivery, link) if link is not None else None,
         "unsubscribe_url": unsubscribe_url,
         "privacy_url": settings.privacy_policy_url or f"{settings.public_base_url}/privacy",
         "sender": settings.resend_from_name,
@@ -109,9 +115,11 @@ def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
         context["title"] = own["subject"]
     html_context = context if own is None else {**context, "body": markupsafe.Markup(own["html"])}
     text_context = context if own is None else {**context, "body": own["text"]}
+    pixel = PIXEL_TAG.format(url=markupsafe.escape(open_pixel_url(settings, delivery)))
+    html = EMAIL_TEMPLATES.get_template("notification.html").render(html_context)
     return RenderedEmail(
         subject=context["title"] or f"New {notification['type']} notification",
-        html=EMAIL_TEMPLATES.get_template("notification.html").render(html_context),
+        html=html.replace("</body>", f"{pixel}\n</body>", 1),
         text=EMAIL_TEMPLATES.get_template("notification.txt").render(text_context),
         # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the link, no cookies.
         headers={"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},

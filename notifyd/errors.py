@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ExceptionHandler
 
 from notifyd.auth import AuthError
+from notifyd.db import as_worker
+from notifyd.queries import query
 
 log = logging.getLogger("notifyd")
 
@@ -52,18 +54,36 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def audit_refusal(request: Request, status: int) -> None:
+    """Records a 401/403 answer in the audit log (SEC-004); never turns the answer into a 500."""
+    if status not in (401, 403):
+        return
+    detail = {"method": request.method, "path": request.url.path, "status": status,
+              "bearer": bool(request.headers.get("authorization"))}  # fmt: skip
+    try:
+        async with as_worker(request.app.state.pool) as conn:
+            await conn.execute(
+                query("audit_refusal"), f"rest.{'unauthorized' if status == 401 else 'forbidden'}", detail
+            )  # the pool's codec encodes jsonb
+    except (asyncpg.PostgresError, OSError) as error:
+        log.warning("could not audit a %d answer: %s", status, error)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    await audit_refusal(request, exc.status)
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
-async def _auth_error(_: Request, exc: Exception) -> JSONResponse:
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
+    await audit_refusal(request, 401)
     return error_response(401, CODES[401], exc.message, {"WWW-Authenticate": "Bearer"})
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    await audit_refusal(request, exc.status_code)
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, CODES.get(exc.status_code, "ERROR"), str(exc.detail), headers)
 
@@ -76,7 +96,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, CODES[422], problems)
 
 
-async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, asyncpg.PostgresError)
     sqlstate = exc.sqlstate or ""
     # Class 22/23: the database refused the data with a message meant for the caller.
@@ -87,6 +107,7 @@ async def _database_error(_: Request, exc: Exception) -> JSONResponse:
         wait = re.search(r"\d+", getattr(exc, "detail", None) or "")
         return error_response(429, CODES[429], str(exc), {"Retry-After": wait.group() if wait else "60"})
     if sqlstate == "42501":
+        await audit_refusal(request, 403)
         return error_response(403, CODES[403], "not allowed")
     log.error("database error %s: %s", sqlstate, exc)
     return error_response(500, CODES[500], "internal error")

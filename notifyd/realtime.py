@@ -1,4 +1,4 @@
-"""WS /api/v1/notifications/ws (CONTRACT §4): authentication, resume, live events, mark_read, limits.
+"""WS /api/v1/notifications/ws (CONTRACT §4): authentication, resume, live events, mark_read, ack, limits.
 
 Each session has one bounded outbound queue drained by one writer task, so the hub never waits
 on a client: a session whose queue is full is closed (1013) and the client resumes by seq.
@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifyd.auth import AuthError, Caller, decode_token
-from notifyd.db import as_caller
+from notifyd.db import as_caller, as_worker
 from notifyd.hub import Hub
 from notifyd.queries import query
 
@@ -222,6 +222,19 @@ class Session:
         }
         self.push("read_status_updated", _dumps(event))
 
+    async def ack(self, notification_id: Any) -> None:
+        """The client got this notification: its in-app delivery is 'delivered', once; no answer when it worked."""
+        try:
+            target = uuid.UUID(str(notification_id))
+        except ValueError:
+            self.push("error", _error("INVALID_MESSAGE", "notification_id must be a uuid"))
+            return
+        # As notify_worker with the session's own user: an ack of someone else's notification finds nothing.
+        async with as_worker(self.hub.pool) as conn:
+            recorded = await conn.fetchval(query("ws_ack"), target, self.user_id)
+        if recorded is None:
+            self.push("error", _error("NOT_FOUND", "notification not found"))
+
     async def run(self, after: str | int | None, rate: _RateLimit) -> None:
         """The initial resume (or baseline), then the client's commands; one task, so they never overlap."""
         await self.resume(after)
@@ -238,6 +251,8 @@ class Session:
                 self.push("pong", _dumps({"type": "pong", "timestamp": datetime.now(UTC).isoformat()}))
             elif kind == "mark_read" and command is not None:
                 await self.mark_read(command.get("notification_id"))
+            elif kind == "ack" and command is not None:
+                await self.ack(command.get("notification_id"))
             elif kind == "resume" and command is not None:
                 after = _after(command.get("after"))
                 if after is None:

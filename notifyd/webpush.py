@@ -30,6 +30,7 @@ from pywebpush import WebPushException, webpush
 from notifyd import vapid
 from notifyd.config import Settings
 from notifyd.deliveries import Delivery, Failed, Gone, Outcome, Retry, Sent
+from notifyd.tracking_api import receipt_token
 
 log = logging.getLogger("notifyd.webpush")
 
@@ -128,10 +129,11 @@ def _shortened(payload: dict[str, Any], field: str) -> dict[str, Any] | None:
     return cut(low)
 
 
-def push_payload(notification: Mapping[str, Any]) -> bytes:
+def push_payload(notification: Mapping[str, Any], receipt: str | None = None) -> bytes:
     """What the service worker receives; within MAX_PLAINTEXT when it can be: body cut first, then data dropped.
 
-    id and url always stay: the service worker can fetch the rest and open the right page.
+    id, url and receipt always stay: the service worker can fetch the rest, open the right page and
+    report the push received and clicked (POST /api/v1/notifications/receipts with the receipt token).
     """
     data = notification.get("data") or {}
     url = next((data[k] for k in ("url", "action_url") if isinstance(data.get(k), str)), None)
@@ -146,6 +148,7 @@ def push_payload(notification: Mapping[str, Any]) -> bytes:
         "url": url,
         "data": data,
         "actions": actions,
+        "receipt": receipt,
     }
     candidates = [full, {**full, "data": {}}, {**full, "data": {}, "actions": []}]
     for candidate in candidates:
@@ -266,7 +269,7 @@ class WebPushChannel:
             return Failed(NO_KEY)
         if not endpoint_allowed(sub.endpoint, self.settings.push_endpoint_allowlist):
             return Failed(NOT_ALLOWED)
-        payload = push_payload(delivery.notification)
+        payload = push_payload(delivery.notification, receipt_token(self.settings, delivery))
         if len(payload) > MAX_PLAINTEXT:
             return Failed(TOO_LARGE)
         ttl, headers = delivery_headers(delivery.notification, datetime.now(UTC))

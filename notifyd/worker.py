@@ -20,7 +20,7 @@ import psycopg
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from notifyd import digests, server, templates, vapid
+from notifyd import digests, retention, server, templates, vapid
 from notifyd.config import Settings
 from notifyd.db import as_worker, create_pool
 from notifyd.deliveries import Channel, RetryLater, run_job
@@ -82,6 +82,7 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
 
     digests.register(app, pool, settings)
     templates.register(app, pool, settings)
+    retention.register(app, pool, settings)
     return app
 
 

@@ -7,6 +7,7 @@ suppressions are read back from the database.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 from resend.exceptions import ResendError, raise_for_code_and_type
 
 from notifyd.config import Settings
-from notifyd.crypto import seal_token
+from notifyd.crypto import open_token, seal_token
 from notifyd.deliveries import Failed, Retry
 from notifyd.digests import ALL_DIGESTS, Digest, render_digest
 from notifyd.email import outcome_of
@@ -164,9 +165,12 @@ def test_an_email_arrives_escaped_with_unsubscribe_and_privacy_links(
     assert email.html is not None and email.text is not None
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in email.html and "<script>" not in email.html
     assert "Line &lt;b&gt;two&lt;/b&gt;" in email.html
-    assert 'href="https://app.example.com/tasks/7"' in email.html and "javascript:" not in email.html
+    # The action link goes through the click redirect, which signs the link (tests/test_tracking.py).
+    [click] = re.findall(r'href="([^"]*/t/click/[^"]*)"', email.html)
+    assert open_token(JWT_SECRET, "click", click.rsplit("/", 1)[1])["url"] == "https://app.example.com/tasks/7"
+    assert "javascript:" not in email.html
     assert "<script>alert(1)</script> & more" in email.text and "Line <b>two</b>" in email.text
-    assert "Open: https://app.example.com/tasks/7" in email.text
+    assert f"Open: {click}" in email.text
 
     link = email.headers["List-Unsubscribe"].removeprefix("<").removesuffix(">")
     assert email.headers["List-Unsubscribe"] == f"<{link}>"

@@ -199,8 +199,9 @@ def test_push_arrives_decrypted_with_ttl_urgency_topic_and_is_recorded(stack: St
     assert first.json == {
         "id": grouped, "seq": first.json["seq"], "type": "task", "priority": "high", "title": "Build finished",
         "body": "All green", "url": "/builds/42", "data": data, "actions": data["actions"],
+        "receipt": first.json["receipt"],
     }  # fmt: skip
-    assert isinstance(first.json["seq"], int)
+    assert isinstance(first.json["seq"], int) and isinstance(first.json["receipt"], str)
     assert (first.ttl, first.urgency) == (12 * 3600, "high")
     assert first.topic is not None and len(first.topic) <= 32
     assert first.claims["sub"] == SUBJECT and first.vapid_key == stack.current_key()

@@ -11,6 +11,7 @@ seconds", which is how a client timeout on a request that did reach the provider
 
 from __future__ import annotations
 
+import abc
 import json
 import threading
 import time
@@ -84,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests assert on `requests`, not on stderr."""
 
 
-class StandIn:
+class StandIn(abc.ABC):
     """Base of the provider stand-ins: `start()`, `stop()`, `url`, `requests`, scripting, `wait_until`."""
 
     def __init__(self) -> None:
@@ -154,9 +155,9 @@ class StandIn:
                     raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout} s")
                 self._changed.wait(left)
 
+    @abc.abstractmethod
     def route(self, request: Request) -> Response:
         """The provider's behaviour: subclasses answer every request here."""
-        raise NotImplementedError
 
     # --- for subclasses ------------------------------------------------------------------------------
 
