@@ -20,6 +20,7 @@ from notifyd import (
     realtime,
     rest,
     retention,
+    sse,
     templates_api,
     tracking_api,
 )
@@ -39,6 +40,7 @@ ENDPOINTS = [
     *history_api.ENDPOINTS,
     *tracking_api.ENDPOINTS,
     *retention.ENDPOINTS,
+    *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
 

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from notifyd.db import as_caller, as_worker
 from notifyd.hub import Hub
 from notifyd.queries import query
 
-__all__ = ["Hub", "routes"]
+__all__ = ["BAD_AFTER", "CLOSE_WAIT", "Hub", "Session", "parse_after", "routes"]
 
 log = logging.getLogger("notifyd.realtime")
 
@@ -32,6 +33,7 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013  # server full, or client too slow
 
 AUTH_TIMEOUT = 5.0
+BAD_AFTER = "after must be a seq or a notification id"
 # Room for a mark-all-read of ~1,000 unread (a notification and a read event each); a reader
 # further behind than that is closed (1013) and resumes by seq.
 SEND_QUEUE_LIMIT = 2048
@@ -84,11 +86,11 @@ class _RateLimit:
 
 
 class Session:
-    """One authenticated WebSocket; the hub calls offer(), the writer task sends."""
+    """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
+    whatever transport the endpoint gives (this WebSocket, or Server-Sent Events in notifyd/sse.py)."""
 
-    def __init__(self, ws: WebSocket, hub: Hub, caller: Caller) -> None:
+    def __init__(self, hub: Hub, caller: Caller) -> None:
         assert caller.user_id is not None
-        self.ws = ws
         self.hub = hub
         self.caller = caller
         self.user_id: uuid.UUID = caller.user_id
@@ -153,11 +155,12 @@ class Session:
             closed = _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token expired"))
             self.expiry = asyncio.get_running_loop().call_later(delay, self.kill, closed)
 
-    async def writer(self) -> None:
+    async def writer(self, send: Callable[[str, str], Awaitable[None]]) -> None:
+        """Sends the queue in order through send(kind, text), text being the WebSocket message."""
         metrics = self.hub.metrics
         while True:
             kind, text = await self.queue.get()
-            await self.ws.send_text(text)
+            await send(kind, text)
             metrics.events_sent.labels(kind).inc()
 
     async def resume(self, after: str | int | None) -> None:
@@ -235,11 +238,11 @@ class Session:
         if recorded is None:
             self.push("error", _error("NOT_FOUND", "notification not found"))
 
-    async def run(self, after: str | int | None, rate: _RateLimit) -> None:
+    async def run(self, ws: WebSocket, after: str | int | None, rate: _RateLimit) -> None:
         """The initial resume (or baseline), then the client's commands; one task, so they never overlap."""
         await self.resume(after)
         while True:
-            message = await self.ws.receive()
+            message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if not rate.allow():
@@ -254,9 +257,9 @@ class Session:
             elif kind == "ack" and command is not None:
                 await self.ack(command.get("notification_id"))
             elif kind == "resume" and command is not None:
-                after = _after(command.get("after"))
+                after = parse_after(command.get("after"))
                 if after is None:
-                    self.push("error", _error("INVALID_MESSAGE", "after must be a seq or a notification id"))
+                    self.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
                 else:
                     await self.resume(after)
             elif kind == "authenticate" and command is not None:
@@ -281,7 +284,7 @@ def _parse(text: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _after(value: Any) -> int | str | None:
+def parse_after(value: Any) -> int | str | None:
     """A seq (int, or digits from the query string) or a notification uuid; None if neither."""
     if isinstance(value, bool):
         return None
@@ -350,15 +353,18 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     rate = _RateLimit()
     try:
         caller = _authenticate(await _first_token(ws, rate), hub)
-        session = Session(ws, hub, caller)
+        session = Session(hub, caller)
         after = ws.query_params.get("after")
         hub.register(session)  # before reading anything, so no change falls between read and live
         session.schedule_expiry(caller)
         session.push("authenticated", _dumps({"type": "authenticated", "user_id": str(session.user_id)}))
-        resume_after = _after(after) if after is not None else None
+        resume_after = parse_after(after) if after is not None else None
         if after is not None and resume_after is None:
-            session.push("error", _error("INVALID_MESSAGE", "after must be a seq or a notification id"))
-        tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.run(resume_after, rate))]
+            session.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
+        tasks = [
+            asyncio.create_task(session.writer(lambda _kind, text: ws.send_text(text))),
+            asyncio.create_task(session.run(ws, resume_after, rate)),
+        ]
         done, _ = await asyncio.wait([*tasks, session.killed], return_when=asyncio.FIRST_COMPLETED)
         if session.killed.done():
             raise session.killed.result()

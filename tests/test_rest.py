@@ -529,7 +529,7 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("PUT", "/api/v1/admin/templates/{name}/{language}"), ("POST", "/api/v1/admin/templates/{name}/preview"),
         ("GET", f"{API}/history"), ("GET", f"{API}/export"), ("DELETE", "/api/v1/admin/users/{user_id}"),
         ("POST", f"{API}/receipts"), ("GET", "/t/open/{token}"), ("GET", "/t/click/{token}"),
-        ("GET", f"{API}/analytics"),
+        ("GET", f"{API}/analytics"), ("GET", f"{API}/stream"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
