@@ -116,7 +116,7 @@ async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
     while True:
         try:
             async with asyncio.timeout(DATABASE_PROBE_INTERVAL):
-                await pool.fetchval("SELECT 1")
+                await pool.fetchval(query("database_alive"))
             answered_at = loop.time()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
             log.warning("database probe failed: %s", str(error) or type(error).__name__)
