@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from notifyd import (
+    browser,
     delivery_api,
     email_api,
     health,
@@ -27,8 +30,9 @@ from notifyd import (
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.errors import HANDLERS
+from notifyd.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
 from notifyd.metrics import Metrics
-from notifyd.openapi import OPERATIONAL_PATHS, build
+from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
 
 ENDPOINTS = [
     *rest.ENDPOINTS,
@@ -49,10 +53,46 @@ async def openapi_json(_: Request) -> JSONResponse:
     return JSONResponse(OPENAPI)
 
 
-API_ROUTES: list[BaseRoute] = [
-    *(Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS),
-    Route("/openapi.json", openapi_json, methods=["GET"]),
-]
+def _literal_first(path: str) -> list[int]:
+    """Sort key: a literal segment before a parameter where paths differ ({name}/preview before {name}/{language})."""
+    return [1 if part.startswith("{") else 0 for part in path.split("/")]
+
+
+def _route(path: str, endpoints: list[Endpoint]) -> Route:
+    """One route per path with all its methods, so that a 405 lists every method of the path in Allow."""
+    handlers = {e.method: e.handler for e in endpoints}
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method in handlers else "GET"](request)
+
+    dispatch.__name__ = "_".join(e.handler.__name__ for e in endpoints)
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def api_routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
+    by_path: dict[str, list[Endpoint]] = {}
+    for e in endpoints:
+        by_path.setdefault(e.path, []).append(e)
+    return [_route(path, by_path[path]) for path in sorted(by_path, key=_literal_first)]
+
+
+API_ROUTES: list[BaseRoute] = [*api_routes(ENDPOINTS), Route("/openapi.json", openapi_json, methods=["GET"])]
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """CORS for the pages of CORS_ALLOWED_ORIGINS: bearer tokens in headers, never cookies (no credentials)."""
+    if not settings.cors_allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Retry-After"],
+            allow_credentials=False,
+        )
+    ]
 
 
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
@@ -68,8 +108,14 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             await app.state.pool.close()
 
     app = Starlette(
-        routes=[*health.routes, *API_ROUTES, *realtime.routes, *(extra_routes or [])],
+        routes=[*health.routes, *API_ROUTES, *realtime.routes, *browser.routes(), *(extra_routes or [])],
         exception_handlers=HANDLERS,
+        middleware=[
+            Middleware(SecurityHeaders),
+            *cors(settings),
+            Middleware(WebSocketOrigins, settings=settings),
+            Middleware(BodyLimit, limit=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from notifyd.crypto import SecretBox, SecretsError, parse_key
@@ -14,6 +15,18 @@ DEFAULT_PUSH_ENDPOINT_ALLOWLIST = (
     "*.push.apple.com",
     "*.notify.windows.com",
 )
+
+
+# An origin as browsers send it in the Origin header: scheme://host[:port], nothing more.
+_ORIGIN = re.compile(r"https?://[^/?#\s]+")
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in os.environ.get(name, "").split(",") if o.strip())
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise SystemExit(f"notifyd: {name} takes origins such as https://app.example.com, got {origin!r}")
+    return origins
 
 
 def _float(name: str, default: float) -> float:
@@ -55,6 +68,13 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"notifyd: {name} must be a whole number, got {raw!r}") from None
 
 
+def _positive(name: str, default: int) -> int:
+    value = _int(name, default)
+    if value < 1:
+        raise SystemExit(f"notifyd: {name} must be at least 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -90,6 +110,12 @@ class Settings:
     worker_stalled_after: float = 30.0
     # How often the worker looks for jobs scheduled for later (retries); new jobs arrive by NOTIFY.
     worker_poll_interval: float = 1.0
+    # Pages on these origins may call the API from the browser (CORS); empty: no CORS headers at all.
+    cors_allowed_origins: tuple[str, ...] = ()
+    # Pages on these origins (and notifyd's own, PUBLIC_BASE_URL) may open the WebSocket; empty: any origin.
+    ws_allowed_origins: tuple[str, ...] = ()
+    # A request body over this many bytes is refused with 413 before it is read.
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -133,4 +159,7 @@ class Settings:
             worker_heartbeat_interval=_float("WORKER_HEARTBEAT_INTERVAL", 10.0),
             worker_stalled_after=_float("WORKER_STALLED_AFTER", 30.0),
             worker_poll_interval=_float("WORKER_POLL_INTERVAL", 1.0),
+            cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
+            ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
+            max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
         )

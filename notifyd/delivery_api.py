@@ -111,7 +111,8 @@ _ONE = f"{PREFIX}/{{notification_id:uuid}}"
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", f"{PREFIX}/test", send_test, "send oneself a test notification on one channel or all", "user",
-             ok_status=status.HTTP_202_ACCEPTED, ok_model=TestSent, request_model=TestRequest),
+             ok_status=status.HTTP_202_ACCEPTED, ok_model=TestSent, request_model=TestRequest,
+             request_body_required=False, errors=(status.HTTP_429_TOO_MANY_REQUESTS,)),
     Endpoint("GET", f"{_ONE}/explain", explain, "why a notification went where it went: every decision and its reason",
              "any", ok_model=Explanation, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("POST", f"{_ONE}/cancel", cancel, "cancel a scheduled notification before it is sent", "sender",

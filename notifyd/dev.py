@@ -23,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import jwt
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -80,6 +79,18 @@ def _addresses(to: object) -> str:
     return ", ".join(map(str, to)) if isinstance(to, list) else str(to)
 
 
+# The demo page runs its own inline module and style and talks to this origin only (fetch, WebSocket, the
+# service worker); nothing frames it. notifyd.hygiene adds nosniff and no-referrer to every page.
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# An e-mail's own HTML, sandboxed (no script of it runs on this origin), with its remote images as a mail
+# client would show them.
+EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-ancestors 'none'"
+
+
 class Outbox:
     """Resend's POST /emails, kept in memory: where dev e-mail lands when no provider is configured."""
 
@@ -111,26 +122,26 @@ class Outbox:
             f"<table><tr><th>at</th><th>to</th><th>subject</th></tr>{rows}</table>"
         )
 
+    async def listing(self, _: Request) -> JSONResponse:
+        fields = ("id", "received_at", "subject")
+        return JSONResponse([{**{f: e.get(f) for f in fields}, "to": _addresses(e.get("to"))} for e in self.emails])
+
     async def show(self, request: Request) -> Response:
         wanted = request.path_params["email_id"]
         for email in self.emails:
             if email["id"] == wanted:
                 # The e-mail's own HTML, sandboxed: no script of it runs on this origin.
-                return HTMLResponse(str(email.get("html") or ""), headers={"Content-Security-Policy": "sandbox"})
+                return HTMLResponse(str(email.get("html") or ""), headers={"Content-Security-Policy": EMAIL_CSP})
         return HTMLResponse("no such e-mail", status_code=404)
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
     static = resources.files("notifyd").joinpath("static")
     page = static.joinpath("demo.html").read_text(encoding="utf-8")
-    service_worker = static.joinpath("sw.js").read_text(encoding="utf-8")
     outbox = Outbox()
 
     async def demo(_: Request) -> HTMLResponse:
-        return HTMLResponse(page)
-
-    async def sw(_: Request) -> Response:
-        return Response(service_worker, media_type="text/javascript")
+        return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
 
     async def tokens(_: Request) -> JSONResponse:
         users = {
@@ -141,9 +152,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
 
     return [
         Route("/", demo, methods=["GET"]),
-        Route("/sw.js", sw, methods=["GET"]),
         Route("/dev/tokens", tokens, methods=["GET"]),
         Route("/dev/outbox", outbox.page, methods=["GET"]),
+        Route("/dev/outbox.json", outbox.listing, methods=["GET"]),
         Route("/dev/outbox/{email_id}", outbox.show, methods=["GET"]),
         Route("/dev/resend/emails", outbox.receive, methods=["POST"]),
     ]
@@ -180,7 +191,7 @@ def dev_settings(login_url: str) -> Settings:
     return dataclasses.replace(settings, **defaults)  # type: ignore[arg-type]
 
 
-class _Server(uvicorn.Server):
+class _Server(server.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # dev stops the server and the worker together: the signal handlers are run_everything's.

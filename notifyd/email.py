@@ -21,10 +21,11 @@ import jinja2
 import markupsafe
 import resend
 from resend.exceptions import ResendError
+from resend.http_client_async import AsyncHTTPClient
 
 from notifyd.config import Settings
 from notifyd.crypto import open_token, seal_token
-from notifyd.deliveries import Delivery, Failed, Outcome, Retry, Sent, Skipped
+from notifyd.deliveries import Delivery, Failed, Outcome, ProviderSession, Retry, Sent, Skipped
 from notifyd.tracking_api import click_url, open_pixel_url
 
 log = logging.getLogger("notifyd.worker")
@@ -47,6 +48,8 @@ EMAIL_TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("notifyd", "templates/email"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
     undefined=jinja2.StrictUndefined,
+    # The package's files do not change while it runs: no stat() of three templates per e-mail (~40 µs of ~140).
+    auto_reload=False,
 )
 
 
@@ -153,7 +156,32 @@ def outcome_of(error: ResendError) -> Outcome:
     return Failed(message)
 
 
+class PooledClient(AsyncHTTPClient):
+    """The SDK's async HTTP client on keep-alive connections (its default, httpx, opens a client per e-mail)."""
+
+    def __init__(self, http: ProviderSession) -> None:
+        self.http = http
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: dict[str, object] | list[object] | None = None,
+        files: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        if files is not None:
+            raise ValueError("notifyd sends no multipart requests to Resend")
+        async with self.http.get().request(
+            method, url, headers=headers, json=json, data=data, allow_redirects=False
+        ) as response:
+            return await response.read(), response.status, response.headers
+
+
 class EmailChannel:
+    """The `email` queue: one Resend request per delivery, PARALLEL_SENDS at once over keep-alive connections."""
+
     queue = "email"
 
     def __init__(self, settings: Settings) -> None:
@@ -164,8 +192,9 @@ class EmailChannel:
         # happened at import, so Settings is made the one source here.
         resend.api_key = settings.resend_api_key
         resend.api_url = (settings.resend_api_url or RESEND_API_URL).rstrip("/")
-        # requests accepts float seconds; the SDK's annotation says int.
+        # requests accepts float seconds; the SDK's annotation says int. (Digests still send through it.)
         resend.default_http_client = resend.RequestsClient(timeout=settings.provider_timeout)  # type: ignore[arg-type]
+        resend.default_async_http_client = PooledClient(ProviderSession(PARALLEL_SENDS, settings.provider_timeout))
 
     def not_configured(self) -> str | None:
         missing = [
@@ -200,8 +229,8 @@ class EmailChannel:
         try:
             params = self._params(delivery)
             async with self._slots, asyncio.timeout(self._deadline):
-                # A thread that outlives the deadline finishes on its own; the retry reuses the key.
-                sent = await asyncio.to_thread(resend.Emails.send, params, {"idempotency_key": str(delivery.id)})
+                # A request cut by the deadline may still have reached Resend: the retry reuses the key.
+                sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})
         except TimeoutError:
             return Retry(TIMED_OUT.format(seconds=self._deadline))
         except ResendError as error:
@@ -210,3 +239,8 @@ class EmailChannel:
             log.exception("e-mail delivery %s", delivery.id)
             return Retry(UNEXPECTED.format(error=error))
         return Sent(provider_message_id=sent["id"])
+
+    async def close(self) -> None:
+        """Closes the SDK's connections (one client for the process: the SDK's configuration is global)."""
+        if isinstance(resend.default_async_http_client, PooledClient):
+            await resend.default_async_http_client.http.close()

@@ -120,6 +120,12 @@ class FcmChannel:
             outcomes.update(answered)
         return outcomes
 
+    async def close(self) -> None:
+        """Deletes the firebase app, and with it the SDK's HTTP session."""
+        if self._app is not None:
+            firebase_admin.delete_app(self._app)
+            self._app = None
+
 
 def initialize(settings: Settings, name: str) -> firebase_admin.App:
     """A firebase app for the settings' service account, its messaging service pointed and tuned."""

@@ -19,14 +19,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from notifyd.auth import Caller
 from notifyd.db import as_caller
-from notifyd.models import Channel, Priority
+from notifyd.models import Channel, Priority, Timestamp
 from notifyd.openapi import Endpoint
 from notifyd.queries import query
 from notifyd.rest import PREFIX, decode_cursor, encode_cursor, end_user, reply
@@ -46,10 +46,10 @@ class HistoryFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    from_: AwareDatetime | None = Field(
+    from_: Timestamp | None = Field(
         default=None, alias="from", description="created at or after (RFC 3339 with an offset)"
     )
-    to: AwareDatetime | None = Field(default=None, description="created before (exclusive)")
+    to: Timestamp | None = Field(default=None, description="created before (exclusive)")
     type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
     status: Literal["read", "unread"] | None = Field(default=None, description="read status")
     delivery_status: DeliveryStatus | None = Field(

@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+NOT_ISO_8601 = "a date-time is written in ISO 8601 with a UTC offset, such as 2026-01-31T09:00:00Z"
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_8601_only(value: object) -> object:
+    """Pydantic reads a number (or a numeric string) as Unix time; the API documents date-time strings only."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(NOT_ISO_8601)
+    return value
+
+
+# A point in time in a request: an ISO 8601 string with an offset, never a bare number.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+
+T = TypeVar("T")
+NEVER_NULL = "leave it out to keep the value in force"
+
+
+def _never_null(value: object, info: ValidationInfo) -> object:
+    if value is None:
+        raise ValueError(f"{info.field_name} cannot be null: {NEVER_NULL}")
+    return value
+
+
+def without_null(schema: dict[str, Any]) -> None:
+    """json_schema_extra of a key that may be left out but is never null: drops null from its schema."""
+    options = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+    if schema.get("default", 0) is None:
+        del schema["default"]
+
+
+# A key of a change that may be left out (None in Python: not sent) but is never null in JSON.
+Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_extra=without_null)]
 
 Priority = Literal["critical", "high", "normal", "low"]
 Channel = Literal["in_app", "push", "email"]
@@ -21,6 +60,18 @@ class _Request(BaseModel):
 class _SendFields(_Request):
     """What one notification says; shared by the single, internal and bulk sends."""
 
+    # The database's rule ("a notification needs a title or a template": a title that is not blank), stated
+    # in the document too, so that clients and the fuzzer know which bodies are valid.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "\\S"}}},
+                {"required": ["template_id"], "properties": {"template_id": {"type": "string"}}},
+            ]
+        },
+    )
+
     type: Annotated[str, Field(min_length=1, max_length=50, examples=["task"])]
     priority: Priority = "normal"
     title: Annotated[str, Field(max_length=255)] | None = None
@@ -31,8 +82,8 @@ class _SendFields(_Request):
     channels: Annotated[list[Channel], Field(min_length=1)] | None = Field(
         default=None, description="omitted: priority and the user's preferences decide"
     )
-    send_at: AwareDatetime | None = Field(default=None, description="deliver later; cancellable until then")
-    expires_at: AwareDatetime | None = None
+    send_at: Timestamp | None = Field(default=None, description="deliver later; cancellable until then")
+    expires_at: Timestamp | None = None
     group_key: ShortText | None = None
     idempotency_key: ShortText | None = Field(
         default=None, description="or the Idempotency-Key header; a replay answers 200 with the first id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,9 @@ _ERROR_TEXT = {
     status.HTTP_401_UNAUTHORIZED: "missing, invalid or expired credentials",
     status.HTTP_403_FORBIDDEN: "a valid caller without the right",
     status.HTTP_404_NOT_FOUND: "no such resource visible to the caller (never 403: existence is not leaked)",
+    status.HTTP_413_CONTENT_TOO_LARGE: "the request body is larger than MAX_BODY_BYTES",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "the body or a parameter failed validation (pydantic or PostgreSQL)",
+    status.HTTP_429_TOO_MANY_REQUESTS: "a recipient's or the global queue is full: retry after Retry-After seconds",
     status.HTTP_503_SERVICE_UNAVAILABLE: "a setting this route needs is missing (the message names it)",
 }
 
@@ -51,6 +54,8 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = ()
     errors: tuple[int, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+    # False: the body may be left out (the model's defaults apply).
+    request_body_required: bool = True
 
     @property
     def openapi_path(self) -> str:
@@ -78,10 +83,13 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[Refs, dict[str, Any]]:
     return refs, top.get("$defs", {})
 
 
-# Path parameters that are not ids: signed tokens are longer than an action name.
+# Path parameters that are not ids: signed tokens are longer than an action name. The patterns are the
+# ones the handlers check (preferences_api.TYPE_NAME, templates_api.Language).
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
-    "token": {"type": "string", "maxLength": 1000},
-    "*": {"type": "string", "maxLength": 100},
+    "token": {"type": "string", "minLength": 1, "maxLength": 2048},  # tracking_api.MAX_TOKEN
+    "notification_type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$", "examples": ["task"]},
+    "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "maxLength": 35, "examples": ["de"]},
+    "*": {"type": "string", "minLength": 1, "maxLength": 100},
 }
 
 
@@ -104,11 +112,18 @@ def _parameters(e: Endpoint) -> list[dict[str, Any]]:
     return params
 
 
+def _operation_id(e: Endpoint, names: Counter[str]) -> str:
+    """The handler's name, or module_name where two modules use one name (operationIds are unique)."""
+    name = e.handler.__name__
+    return name if names[name] == 1 else f"{e.handler.__module__.rsplit('.', 1)[-1]}_{name}"
+
+
 def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The OpenAPI document: every endpoint with its parameters, bodies, security and errors."""
     refs, components = _schemas(endpoints)
     error_ref = refs[(ErrorBody, "serialization")]
     paths: dict[str, dict[str, Any]] = {path: dict(ops) for path, ops in extra_paths.items()}
+    names = Counter(e.handler.__name__ for e in endpoints)
     for e in endpoints:
         responses: dict[str, Any] = {}
         if e.ok_model is not None:
@@ -128,6 +143,10 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             errors |= {status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN}
         if e.request_model is not None or e.query_model is not None:
             errors.add(status.HTTP_422_UNPROCESSABLE_CONTENT)
+        if e.request_model is not None:
+            errors.add(status.HTTP_413_CONTENT_TOO_LARGE)
+        if any(name.endswith("_id") for name in e.path_params):
+            errors.add(status.HTTP_404_NOT_FOUND)  # an id that is not a uuid matches no route
         for code in sorted(errors):
             responses[str(code)] = {
                 "description": _ERROR_TEXT[code],
@@ -135,13 +154,13 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             }
         operation: dict[str, Any] = {
             "summary": e.summary,
-            "operationId": e.handler.__name__,
+            "operationId": _operation_id(e, names),
             "parameters": _parameters(e),
             "responses": responses,
         }
         if e.request_model is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": e.request_body_required,
                 "content": {"application/json": {"schema": refs[(e.request_model, "validation")]}},
             }
         if e.audience == "user":

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from notifyd.auth import Caller
 from notifyd.db import as_caller
 from notifyd.errors import ApiError
+from notifyd.models import Omittable, Timestamp, without_null
 from notifyd.openapi import Endpoint
 from notifyd.queries import query
 from notifyd.rest import PREFIX, authenticate, end_user, path_uuid, reply
@@ -54,19 +55,46 @@ class QuietWindow(_Request):
     days: list[Weekday] = Field(examples=[[6, 7]])
 
 
+# Omittable keys may be left out (the value in force stays) and are never null: the database refuses null for
+# them (notify_private.preference_changes), so the schema says so too. `X | None` keys take null ("inherit").
 class _QuietHours(_Request):
     quiet_hours_start: TimeOfDay | None = Field(default=None, description="local time; null: no quiet hours")
     quiet_hours_end: TimeOfDay | None = Field(default=None, description="not after start: on the next day")
-    quiet_hours_days: list[Weekday] | None = Field(default=None, description="weekdays a window starts on")
-    quiet_hours_windows: Annotated[list[QuietWindow], Field(max_length=14)] | None = None
+    quiet_hours_days: Omittable[list[Weekday]] = Field(default=None, description="weekdays a window starts on")
+    quiet_hours_windows: Omittable[Annotated[list[QuietWindow], Field(max_length=14)]] = None
+
+
+def _zone_not_null(value: object) -> object:
+    if value is None:  # the database's words (notify.set_global_preferences)
+        raise ValueError('timezone must be an IANA time zone name such as "Europe/Berlin", got null')
+    return value
+
+
+# Left out: the zone in force stays; never null.
+Zone = Annotated[
+    Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])] | None,
+    BeforeValidator(_zone_not_null),
+    Field(json_schema_extra=without_null),
+]
+
+
+def _exactly_true(value: object) -> object:
+    if value is not True:
+        # The database's words (notify_private.preference_changes).
+        raise ValueError(
+            "in_app_enabled cannot be false: in-app notifications are always on (turn push or e-mail off instead)"
+        )
+    return value
 
 
 class PreferenceChanges(_QuietHours):
     """The keys to change for one type; omitted keys keep the value in force."""
 
-    push_enabled: StrictBool | None = None
-    email_enabled: StrictBool | None = None
-    in_app_enabled: StrictBool | None = Field(default=None, description="in-app is always on: only true is accepted")
+    push_enabled: Omittable[StrictBool] = None
+    email_enabled: Omittable[StrictBool] = None
+    in_app_enabled: Omittable[Annotated[Literal[True], BeforeValidator(_exactly_true)]] = Field(
+        default=None, description="in-app is always on: only true"
+    )
     digest_frequency: Frequency | None = Field(default=None, description="null: the global default")
     digest_time: TimeOfDay | None = None
     digest_day: Weekday | None = Field(default=None, description="the weekly digest's weekday")
@@ -75,11 +103,12 @@ class PreferenceChanges(_QuietHours):
 class GlobalChanges(_QuietHours):
     """The global switches to change; omitted keys keep their value."""
 
-    all_push_enabled: StrictBool | None = None
-    all_email_enabled: StrictBool | None = None
+    all_push_enabled: Omittable[StrictBool] = None
+    all_email_enabled: Omittable[StrictBool] = None
     default_digest_frequency: Frequency | None = None
     default_digest_time: TimeOfDay | None = None
     default_digest_day: Weekday | None = None
+    timezone: Zone = Field(default=None, description="IANA time zone of the user: digests and quiet hours are in it")
 
 
 class OrgChanges(_Request):
@@ -88,15 +117,24 @@ class OrgChanges(_Request):
     push_enabled: StrictBool | None = Field(default=None, description="null: no org default")
     email_enabled: StrictBool | None = Field(default=None, description="null: no org default")
     digest_frequency: Frequency | None = Field(default=None, description="null: no org default")
-    push_locked: StrictBool | None = Field(default=None, description="true: push_enabled is every user's setting")
-    email_locked: StrictBool | None = Field(default=None, description="true: email_enabled is every user's setting")
+    push_locked: Omittable[StrictBool] = Field(default=None, description="true: push_enabled is every user's setting")
+    email_locked: Omittable[StrictBool] = Field(default=None, description="true: email_enabled is every user's setting")
+
+
+def _or_empty(schema: dict[str, Any]) -> None:
+    """The document says what the validator does: an empty value (a form's blank field) means no bound."""
+    schema["anyOf"] = [*schema.get("anyOf", []), {"type": "string", "maxLength": 0}]
 
 
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    since: AwareDatetime | None = Field(default=None, description="from (inclusive); omitted or empty: from the start")
-    until: AwareDatetime | None = Field(default=None, description="to (exclusive); omitted or empty: no end")
+    since: Timestamp | None = Field(
+        default=None, description="from (inclusive); omitted or empty: from the start", json_schema_extra=_or_empty
+    )
+    until: Timestamp | None = Field(
+        default=None, description="to (exclusive); omitted or empty: no end", json_schema_extra=_or_empty
+    )
 
     @field_validator("since", "until", mode="before")
     @classmethod
@@ -138,6 +176,7 @@ class GlobalPreferences(_QuietHoursInForce):
     default_digest_frequency: Frequency
     default_digest_time: str
     default_digest_day: int
+    timezone: str = Field(description="IANA time zone of the user (UTC until they set one)")
 
 
 class Preferences(BaseModel):

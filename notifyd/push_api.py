@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from notifyd import vapid
 from notifyd.config import Settings
-from notifyd.crypto import b64url, token_hash, unb64url
+from notifyd.crypto import b64url, open_token, seal_token, token_hash, unb64url
 from notifyd.db import as_caller, as_worker
 from notifyd.errors import ApiError
 from notifyd.openapi import Endpoint
@@ -39,6 +39,8 @@ AUTH_SECRET_BYTES = 16
 MAX_DEVICE_INFO_BYTES = 4096
 MAX_ENDPOINT_LENGTH = 2048
 MAX_FCM_TOKEN_LENGTH = 4096
+MAX_SUBSCRIPTION_TOKEN_LENGTH = 512
+SUBSCRIPTION_PURPOSE = "push-subscription"
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 BAD_P256DH = "p256dh must be base64url of a 65-byte uncompressed P-256 point on the curve"
@@ -64,8 +66,17 @@ NO_VAPID_KEY = (
 )
 FCM_NOT_CONFIGURED = "push is not configured: NOTIFICATION_ENCRYPTION_KEY is not set (it encrypts device tokens)"
 NOT_FOUND = "push subscription not found"
+BAD_SUBSCRIPTION_TOKEN = (
+    "the subscription token is not valid: send the subscription_token that push/subscribe answered (not a user JWT)"
+)
+DEVICE_GONE = (
+    "this push subscription is no longer registered (removed, deactivated, or moved since this token was "
+    "issued): subscribe again with the user's token"
+)
 
 Kind = Literal["webpush", "fcm"]
+VapidKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{87}$")]
+_VAPID_KEY_DESCRIPTION = "the applicationServerKey the browser subscribed with; default: the current key"
 
 
 def _base64url(value: str) -> bytes:
@@ -126,9 +137,7 @@ class SubscribeRequest(_Request):
     endpoint: Annotated[str, Field(min_length=1, max_length=MAX_ENDPOINT_LENGTH)] | None = None
     keys: PushKeys | None = None
     expirationTime: float | None = None  # noqa: N815 - the browser's name
-    vapid_public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{87}$")] | None = Field(
-        default=None, description="the applicationServerKey the browser subscribed with; default: the current key"
-    )
+    vapid_public_key: VapidKey | None = Field(default=None, description=_VAPID_KEY_DESCRIPTION)
     fcm_token: Annotated[str, Field(min_length=1, max_length=MAX_FCM_TOKEN_LENGTH, pattern=r"^\S+$")] | None = None
     device_info: dict[str, Any] = Field(
         default_factory=dict, description="platform, os_version, app_version, device_name, user_agent, ..."
@@ -158,6 +167,16 @@ class SubscribeRequest(_Request):
         return self.subscription
 
 
+class ResubscribeRequest(_Request):
+    """What a service worker sends when the browser replaced its subscription (`pushsubscriptionchange`)."""
+
+    token: Annotated[str, Field(min_length=1, max_length=MAX_SUBSCRIPTION_TOKEN_LENGTH)] = Field(
+        description="the subscription_token of push/subscribe (or of the last push/resubscribe)"
+    )
+    subscription: WebPushSubscription
+    vapid_public_key: VapidKey | None = Field(default=None, description=_VAPID_KEY_DESCRIPTION)
+
+
 class UnsubscribeRequest(_Request):
     subscription_id: uuid.UUID | None = None
     endpoint: Annotated[str, Field(min_length=1, max_length=MAX_ENDPOINT_LENGTH)] | None = Field(
@@ -178,6 +197,15 @@ class PushSubscriptionCreated(BaseModel):
     is_active: bool
     created_at: datetime
     device_info: dict[str, Any]
+    subscription_token: str | None = Field(
+        description="Web Push: the credential of push/resubscribe for this device only (keep it for the service "
+        "worker; it holds no user JWT); null for FCM"
+    )
+
+
+class PushSubscriptionMoved(BaseModel):
+    id: uuid.UUID
+    subscription_token: str = Field(description="replaces the one sent: it names the new endpoint")
 
 
 class PushDevice(BaseModel):
@@ -209,7 +237,7 @@ async def subscription_key(pool: asyncpg.Pool, public_key: str | None) -> asyncp
         return await conn.fetchrow(query("vapid_key_for_subscribers"), public_key)
 
 
-async def web_push_args(request: Request, body: SubscribeRequest, web: WebPushSubscription) -> list[Any]:
+async def web_push_args(request: Request, web: WebPushSubscription, vapid_public_key: str | None) -> list[Any]:
     settings: Settings = request.app.state.settings
     reason = vapid.not_configured(settings)
     if reason is not None:
@@ -217,8 +245,8 @@ async def web_push_args(request: Request, body: SubscribeRequest, web: WebPushSu
     assert settings.secrets is not None
     if not endpoint_allowed(web.endpoint, settings.push_endpoint_allowlist):
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, ENDPOINT_NOT_ALLOWED)
-    key = await subscription_key(request.app.state.pool, body.vapid_public_key)
-    if key is None and body.vapid_public_key is not None:
+    key = await subscription_key(request.app.state.pool, vapid_public_key)
+    if key is None and vapid_public_key is not None:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, UNKNOWN_VAPID_KEY)
     if key is None:
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, NO_VAPID_KEY)
@@ -235,12 +263,29 @@ def fcm_args(settings: Settings, token: str) -> list[Any]:
     return ["fcm", None, None, None, settings.secrets.encrypt(token), token_hash(token), None]
 
 
+def subscription_token(settings: Settings, device_id: uuid.UUID, user_id: uuid.UUID, hashed: bytes) -> str:
+    """The credential of push/resubscribe: one Web Push device of one user, at the endpoint hashed."""
+    claims = {"d": str(device_id), "u": str(user_id), "h": b64url(hashed)}
+    return seal_token(settings.jwt_secret, SUBSCRIPTION_PURPOSE, claims)
+
+
+def read_subscription_token(settings: Settings, token: str) -> tuple[uuid.UUID, uuid.UUID, bytes] | None:
+    """Device, user and endpoint hash of a token notifyd sealed as a subscription token, or None."""
+    payload = open_token(settings.jwt_secret, SUBSCRIPTION_PURPOSE, token)
+    if payload is None:
+        return None
+    try:
+        return uuid.UUID(payload["d"]), uuid.UUID(payload["u"]), _base64url(payload["h"])
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
 async def subscribe(request: Request) -> Response:
     caller = await end_user(request)
     body = SubscribeRequest.model_validate_json(await request.body())
     web = body.web_push()
     if web is not None:
-        args = await web_push_args(request, body, web)
+        args = await web_push_args(request, web, body.vapid_public_key)
     else:
         assert body.fcm_token is not None
         args = fcm_args(request.app.state.settings, body.fcm_token)
@@ -248,7 +293,32 @@ async def subscribe(request: Request) -> Response:
         row = await conn.fetchrow(query("save_push_subscription"), *args, body.device_info)
     assert row is not None
     log.info("user %s subscribed push device %s (%s)", caller.sub, row["id"], row["kind"])
-    return reply(PushSubscriptionCreated.model_validate(dict(row)), status.HTTP_201_CREATED)
+    token = None
+    if row["kind"] == "webpush":
+        token = subscription_token(request.app.state.settings, row["id"], row["user_id"], args[5])
+    return reply(PushSubscriptionCreated(**dict(row), subscription_token=token), status.HTTP_201_CREATED)
+
+
+async def resubscribe(request: Request) -> Response:
+    """A service worker moves its device to the browser's new subscription; the subscription token is its credential."""
+    settings: Settings = request.app.state.settings
+    body = ResubscribeRequest.model_validate_json(await request.body())
+    named = read_subscription_token(settings, body.token)
+    if named is None:
+        raise ApiError(status.HTTP_401_UNAUTHORIZED, BAD_SUBSCRIPTION_TOKEN)
+    device_id, user_id, old_hash = named
+    _, endpoint, p256dh, auth, _, hashed, key_id = await web_push_args(
+        request, body.subscription, body.vapid_public_key
+    )
+    async with as_worker(request.app.state.pool) as conn:
+        moved = await conn.fetchval(
+            query("move_push_subscription"), device_id, user_id, old_hash, endpoint, p256dh, auth, hashed, key_id
+        )
+    if moved is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, DEVICE_GONE)
+    log.info("push device %s of user %s moved to a new endpoint", device_id, user_id)
+    token = subscription_token(settings, device_id, user_id, hashed)
+    return reply(PushSubscriptionMoved(id=device_id, subscription_token=token))
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -284,6 +354,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", f"{PREFIX}/push/subscribe", subscribe, "register a browser (Web Push) or a phone (FCM)", "user",
              ok_status=status.HTTP_201_CREATED, ok_model=PushSubscriptionCreated, request_model=SubscribeRequest,
              errors=(status.HTTP_503_SERVICE_UNAVAILABLE,)),
+    Endpoint("POST", f"{PREFIX}/push/resubscribe", resubscribe,
+             "a service worker moves its device to the browser's new subscription (pushsubscriptionchange, a new "
+             "VAPID key); the subscription_token of push/subscribe is the only credential", "public",
+             ok_model=PushSubscriptionMoved, request_model=ResubscribeRequest,
+             errors=(status.HTTP_401_UNAUTHORIZED, status.HTTP_404_NOT_FOUND, status.HTTP_503_SERVICE_UNAVAILABLE)),
     Endpoint("DELETE", f"{PREFIX}/push/unsubscribe", unsubscribe, "remove one of the caller's push devices", "user",
              ok_status=status.HTTP_204_NO_CONTENT, request_model=UnsubscribeRequest,
              errors=(status.HTTP_404_NOT_FOUND,)),

@@ -1,7 +1,10 @@
 """WS /api/v1/notifications/ws (CONTRACT §4): authentication, resume, live events, mark_read, ack, limits.
 
 Each session has one bounded outbound queue drained by one writer task, so the hub never waits
-on a client: a session whose queue is full is closed (1013) and the client resumes by seq.
+on a client: a session whose queue is full is closed (1013) and the client resumes by seq. Idle
+sessions are the many, so an idle one holds little: the queue is a plain deque (an asyncio.Queue,
+four deques and an Event, costs ~3 KB more), the writer task exists only while the queue has
+events (~1 KB), and the endpoint awaits one future rather than asyncio.wait.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +98,14 @@ class Session:
         self.hub = hub
         self.caller = caller
         self.user_id: uuid.UUID = caller.user_id
-        self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(SEND_QUEUE_LIMIT)
+        # (kind, text) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only while
+        # it holds events, the future only while a resume waits for room.
+        self.queue: deque[tuple[str, str]] | None = None
+        self._drained: asyncio.Future[None] | None = None  # a resume waits for room
+        self._send: Callable[[str, str], Awaitable[None]] | None = None
+        # The task sending the queue, while it has events; why it failed, if it did (the endpoint logs it).
+        self.writing: asyncio.Task[None] | None = None
+        self.write_error: BaseException | None = None
         # Highest seq put in the queue: nothing at or below it is sent again.
         self.sent_seq = 0
         # The hub offers a read_status_updated right after its notification: sent only if that was.
@@ -103,7 +114,8 @@ class Session:
         self.pending: list[tuple[str, int | None, str, str | None]] | None = []
         # mark_read answers directly; the hub's copy of that answer is dropped once.
         self.answered_reads: set[str] = set()
-        self.killed: asyncio.Future[_Closed] = asyncio.get_running_loop().create_future()
+        # The session's end: the close to send, or None when one of its tasks ended it.
+        self.killed: asyncio.Future[_Closed | None] = asyncio.get_running_loop().create_future()
         self.expiry: asyncio.TimerHandle | None = None
 
     # -- called by the hub (never blocks) -------------------------------------------------
@@ -132,10 +144,13 @@ class Session:
         self.push(kind, text)
 
     def push(self, kind: str, text: str) -> None:
-        try:
-            self.queue.put_nowait((kind, text))
-        except asyncio.QueueFull:
+        if self.queue is None:
+            self.queue = deque()
+        elif len(self.queue) >= SEND_QUEUE_LIMIT:
             self.kill(_Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+            return
+        self.queue.append((kind, text))
+        self._write()
 
     def kill(self, closed: _Closed, *, slow: bool = False) -> None:
         if not self.killed.done():
@@ -145,6 +160,12 @@ class Session:
             self.hub.unregister(self)
             self.killed.set_result(closed)
 
+    def end(self, _task: object = None) -> None:
+        """Ends the session without a close of its own (a done callback of its tasks)."""
+        if not self.killed.done():
+            self.hub.unregister(self)
+            self.killed.set_result(None)
+
     # -- the session ----------------------------------------------------------------------
 
     def schedule_expiry(self, caller: Caller) -> None:
@@ -152,16 +173,47 @@ class Session:
             self.expiry.cancel()
         if caller.expires_at is not None:
             delay = max(0.0, caller.expires_at - time.time())
-            closed = _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token expired"))
-            self.expiry = asyncio.get_running_loop().call_later(delay, self.kill, closed)
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
-    async def writer(self, send: Callable[[str, str], Awaitable[None]]) -> None:
-        """Sends the queue in order through send(kind, text), text being the WebSocket message."""
+    def _expire(self) -> None:
+        self.kill(_Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token expired")))
+
+    def start_writing(self, send: Callable[[str, str], Awaitable[None]]) -> None:
+        """From now on the queue goes out in order through send(kind, text), text being the WebSocket message."""
+        self._send = send
+        self._write()
+
+    def stop_writing(self) -> asyncio.Task[None] | None:
+        """Sends nothing more; returns the writer task, cancelled, to await before a last message."""
+        self._send = None
+        if self.writing is not None:
+            self.writing.cancel()
+        return self.writing
+
+    def _write(self) -> None:
+        if self.writing is None and self._send is not None and self.queue:
+            self.writing = asyncio.create_task(self._drain(self._send))
+            self.writing.add_done_callback(self._written)
+
+    async def _drain(self, send: Callable[[str, str], Awaitable[None]]) -> None:
         metrics = self.hub.metrics
-        while True:
-            kind, text = await self.queue.get()
+        while self.queue:
+            kind, text = self.queue.popleft()
+            _wake(self._drained)
             await send(kind, text)
             metrics.events_sent.labels(kind).inc()
+        self.queue = None
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.write_error = error
+            self.end()
+        else:
+            self._write()  # what was pushed between its last check and its end
 
     async def resume(self, after: str | int | None) -> None:
         """Everything since `after` in seq order (or nothing before now, without it), then live."""
@@ -186,8 +238,11 @@ class Session:
                 async with as_caller(self.hub.pool, self.caller) as conn:
                     page = await conn.fetch(query("ws_resume_page"), position, RESUME_PAGE)
                 for row in page:
-                    # Awaiting put: a resume may be larger than the queue and waits for the client.
-                    await self.queue.put(("notification", _dumps({"type": "notification", "data": row["data"]})))
+                    # A resume may be larger than the queue: it waits for the client.
+                    while len(self.queue or ()) >= SEND_QUEUE_LIMIT:
+                        self._drained = asyncio.get_running_loop().create_future()
+                        await self._drained
+                    self.push("notification", _dumps({"type": "notification", "data": row["data"]}))
                     position = int(row["seq"])
                 sent += len(page)
                 if len(page) < RESUME_PAGE:
@@ -272,6 +327,11 @@ class Session:
                 self.push("authenticated", _dumps({"type": "authenticated", "user_id": str(self.user_id)}))
             else:
                 self.push("error", _error("INVALID_MESSAGE", "expected JSON with a known type"))
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _parse(text: Any) -> dict[str, Any] | None:
@@ -361,15 +421,17 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         resume_after = parse_after(after) if after is not None else None
         if after is not None and resume_after is None:
             session.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
-        tasks = [
-            asyncio.create_task(session.writer(lambda _kind, text: ws.send_text(text))),
-            asyncio.create_task(session.run(ws, resume_after, rate)),
-        ]
-        done, _ = await asyncio.wait([*tasks, session.killed], return_when=asyncio.FIRST_COMPLETED)
-        if session.killed.done():
-            raise session.killed.result()
-        for task in done:
-            error = task.exception()
+        session.start_writing(lambda _kind, text: ws.send_text(text))
+        tasks = [asyncio.create_task(session.run(ws, resume_after, rate))]
+        # Awaiting the one future the tasks' ends resolve: asyncio.wait's frame and waiter would cost ~0.5 KB
+        # more per idle socket.
+        for task in tasks:
+            task.add_done_callback(session.end)
+        closed = await session.killed
+        if closed is not None:
+            raise closed
+        errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
+        for error in [*errors, session.write_error]:
             if isinstance(error, _Closed):
                 raise error
             if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
@@ -377,6 +439,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except _Closed as closed:
         for task in tasks:
             task.cancel()
+        writing = session.stop_writing() if session is not None else None
+        if writing is not None:
+            await asyncio.wait([writing])  # its send must not interleave with the close
         await _close(ws, closed)
     except WebSocketDisconnect:
         pass
@@ -384,6 +449,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         for task in tasks:
             task.cancel()
         if session is not None:
+            session.stop_writing()
             if session.expiry is not None:
                 session.expiry.cancel()
             hub.unregister(session)

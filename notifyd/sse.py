@@ -94,24 +94,26 @@ class EventStream(StreamingResponse):
         session = Session(hub, self.caller)
         hub.register(session)  # before the resume reads anything, so no change falls between read and live
         session.schedule_expiry(self.caller)
+        session.start_writing(event)
         tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(session.writer(event)),
             asyncio.create_task(_resume_then_ping(session, self.after, hub.settings.ws_heartbeat_interval)),
             asyncio.create_task(_disconnected(receive)),
+            asyncio.create_task(hub.draining.wait()),
         ]
         try:
             done, _ = await asyncio.wait([*tasks, session.killed], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
+            writing = session.stop_writing()
             # The writer must have stopped before the last event goes out on the same connection.
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for task in tasks:
-                error = task.exception() if task in done else None
+            await asyncio.gather(*tasks, *([writing] if writing is not None else []), return_exceptions=True)
+            for error in [*(task.exception() for task in tasks if task in done), session.write_error]:
                 if error is not None and not isinstance(error, OSError):
                     log.error("event stream failed: %r", error)
         finally:
             for task in tasks:
                 task.cancel()
+            session.stop_writing()
             if session.expiry is not None:
                 session.expiry.cancel()
             hub.unregister(session)

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import jinja2
 import jinja2.meta
+import nh3
 import procrastinate
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
@@ -163,7 +164,8 @@ def render(cache: CompiledTemplates, template: Mapping[str, Any], variables: Map
         rendered["email"] = {
             "subject": text.get(("email", "subject"), title),
             "text": text.get(("email", "text"), body),
-            "html": text.get(("email", "html"), str(escape(body))),
+            # The one place HTML is allowed; cleaned even so: a template is data an admin can change over REST.
+            "html": nh3.clean(text.get(("email", "html"), str(escape(body)))),
         }
     return Rendering(title=title, body=body, rendered=rendered)
 

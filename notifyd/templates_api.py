@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette import status
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,7 +31,23 @@ from notifyd.rest import reply
 PREFIX = "/api/v1/admin/templates"
 NOT_FOUND = "template not found"
 
-Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35, examples=["de"])]
+LANGUAGE = r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*"
+Language = Annotated[str, Field(pattern=rf"^{LANGUAGE}$", max_length=35, examples=["de"])]
+
+
+class LanguageConvertor(Convertor[str]):
+    """{language:language} matches a language tag only: PUT …/{name}/preview is a 405, not a language "preview"."""
+
+    regex = LANGUAGE
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("language", LanguageConvertor())
 Source = Annotated[str, Field(max_length=100_000)]
 
 
@@ -166,10 +183,10 @@ ENDPOINTS: list[Endpoint] = [
              ok_model=TemplateList),
     Endpoint("GET", _ONE, get_template, "every language and version of a template (admins)", "user",
              ok_model=TemplateList, path_params=("name",), errors=_NO_TEMPLATE),
-    Endpoint("PUT", f"{_ONE}/{{language}}", put_template,
+    Endpoint("PUT", f"{_ONE}/{{language:language}}", put_template,
              "write a new version of a template in one language (DBAs; 422 when it does not compile or uses "
              "undeclared variables)", "user", ok_status=status.HTTP_201_CREATED, ok_model=TemplateVersion,
-             request_model=TemplateChange, path_params=("name", "language")),
+             request_model=TemplateChange, path_params=("name", "language"), errors=_NO_TEMPLATE),
     Endpoint("POST", f"{_ONE}/preview", preview_template,
              "render a template with sample variables in a language (admins; 422 names a missing variable)", "user",
              ok_model=Preview, request_model=PreviewRequest, path_params=("name",), errors=_NO_TEMPLATE),

@@ -19,16 +19,17 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette import status
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from notifyd.config import Settings
 from notifyd.crypto import open_token, seal_token
 from notifyd.db import as_caller, as_worker
 from notifyd.deliveries import Delivery
 from notifyd.errors import ApiError
+from notifyd.models import Timestamp
 from notifyd.openapi import Endpoint
 from notifyd.queries import query
 from notifyd.rest import authenticate, reply
@@ -44,6 +45,7 @@ MAX_TOKEN = 2048
 
 BAD_RECEIPT = "the receipt token is not valid"
 RECEIPT_GONE = "the notification of this receipt no longer exists"
+ACTION_NAMED = 'send "action" (the action button pressed) with event "action", and only then'
 BAD_LINK = "this link is not valid: it may have been cut short or changed"
 ADMINS_ONLY = "analytics are for admins (a token with role admin; an org admin sees their org)"
 BAD_RANGE = "from must be before to"
@@ -132,12 +134,39 @@ async def record(request: Request, tracked: Tracked, event: str, source: str) ->
 
 class Receipt(BaseModel):
     token: str = Field(max_length=MAX_TOKEN, description="the `receipt` of the push payload")
-    event: Literal["received", "clicked"]
+    event: Literal["received", "clicked", "action"]
+    action: str | None = Field(
+        default=None, min_length=1, max_length=100, description='event "action": the action button pressed'
+    )
+
+    @model_validator(mode="after")
+    def _action_with_its_event(self) -> Receipt:
+        if (self.event == "action") != (self.action is not None):
+            raise ValueError(ACTION_NAMED)
+        return self
 
 
 class ReceiptRecorded(BaseModel):
     # False: this event of this notification was reported before (a retry); it counts once.
     recorded: bool
+    action_taken: bool | None = Field(
+        default=None,
+        description='event "action" only: whether the action was taken (false: the notification was deleted)',
+    )
+
+
+async def take_push_action(request: Request, tracked: Tracked, action: str) -> ReceiptRecorded | None:
+    """Records the click and takes the action as the notification's user, in one transaction; None when gone."""
+    async with as_worker(request.app.state.pool) as conn:
+        recorded: bool | None = await conn.fetchval(
+            query("record_tracked_event"), tracked.delivery_id, tracked.notification_id, tracked.user_id, "clicked",
+            {"source": "service_worker", "action": action},
+        )  # fmt: skip
+        if recorded is None:
+            return None
+        # An action the notification does not offer raises (422) and rolls the click back with it.
+        taken = await conn.fetchval(query("take_push_action"), tracked.user_id, tracked.notification_id, action)
+    return ReceiptRecorded(recorded=recorded, action_taken=taken is not None)
 
 
 async def post_receipt(request: Request) -> Response:
@@ -145,15 +174,23 @@ async def post_receipt(request: Request) -> Response:
     tracked = read_token(request.app.state.settings, RECEIPT_PURPOSE, body.token)
     if tracked is None:
         raise ApiError(status.HTTP_401_UNAUTHORIZED, BAD_RECEIPT)
-    recorded = await record(request, tracked, RECEIPT_EVENTS[body.event], "service_worker")
-    if recorded is None:
+    if body.action is not None:
+        answer = await take_push_action(request, tracked, body.action)
+    else:
+        recorded = await record(request, tracked, RECEIPT_EVENTS[body.event], "service_worker")
+        answer = None if recorded is None else ReceiptRecorded(recorded=recorded)
+    if answer is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, RECEIPT_GONE)
-    return reply(ReceiptRecorded(recorded=recorded), status.HTTP_202_ACCEPTED)
+    return JSONResponse(answer.model_dump(mode="json", exclude_none=True), status.HTTP_202_ACCEPTED)
 
 
 async def open_pixel(request: Request) -> Response:
-    # Always the image: a broken image in the e-mail would help nobody; only valid tokens count.
-    tracked = read_token(request.app.state.settings, OPEN_PURPOSE, request.path_params["token"])
+    # The image for anything that may be a token: a broken image in the e-mail would help nobody; only valid
+    # tokens count. A path longer than any token we sign is no e-mail's pixel: 404, as the document says.
+    token = request.path_params["token"]
+    if len(token) > MAX_TOKEN:
+        raise ApiError(status.HTTP_404_NOT_FOUND, BAD_LINK)
+    tracked = read_token(request.app.state.settings, OPEN_PURPOSE, token)
     if tracked is not None:
         await record(request, tracked, "opened", "pixel")
     return Response(PIXEL, media_type="image/gif", headers=_TRACKING_HEADERS)
@@ -171,8 +208,8 @@ async def click_redirect(request: Request) -> Response:
 class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: AwareDatetime = Field(alias="from", description="start of the range (inclusive), with a UTC offset")
-    to: AwareDatetime = Field(description="end of the range (exclusive), with a UTC offset")
+    from_: Timestamp = Field(alias="from", description="start of the range (inclusive), with a UTC offset")
+    to: Timestamp = Field(description="end of the range (exclusive), with a UTC offset")
     bucket: Literal["hour", "day", "week", "month"] = "day"
 
 
@@ -220,12 +257,14 @@ _TOKEN = ("token",)
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", RECEIPTS_PATH, post_receipt,
-             "the service worker reports a push received or clicked; the receipt token of the payload is the "
-             "only credential; each event counts once", "public", ok_status=status.HTTP_202_ACCEPTED,
+             "the service worker reports a push received or clicked, or an action button pressed (a click that "
+             "takes the action as the notification's user); the receipt token of the payload is the only "
+             "credential; each event counts once", "public", ok_status=status.HTTP_202_ACCEPTED,
              ok_model=ReceiptRecorded, request_model=Receipt,
              errors=(status.HTTP_401_UNAUTHORIZED, status.HTTP_404_NOT_FOUND)),
-    Endpoint("GET", OPEN_PATH, open_pixel, "the open pixel of an e-mail: a 1×1 GIF, always; records the open once",
-             "public", ok_media_type="image/gif", path_params=_TOKEN),
+    Endpoint("GET", OPEN_PATH, open_pixel,
+             "the open pixel of an e-mail: a 1×1 GIF for any token (records the open of a valid one, once)",
+             "public", ok_media_type="image/gif", path_params=_TOKEN, errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("GET", CLICK_PATH, click_redirect,
              "the action link of an e-mail: records the click once and redirects (302) to the link that was signed",
              "public", ok_status=status.HTTP_302_FOUND, ok_media_type="text/plain", path_params=_TOKEN,

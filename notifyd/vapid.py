@@ -8,17 +8,25 @@ its 32 raw bytes.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from py_vapid import Vapid
 
 from notifyd.config import Settings
 from notifyd.crypto import b64url, unb64url
 from notifyd.db import as_worker
+from notifyd.deliveries import VapidKey
 from notifyd.queries import query
 
 log = logging.getLogger("notifyd.vapid")
+
+# A VAPID JWT's exp: pywebpush's 12 h (RFC 8292 allows at most 24 h). It is signed again once less than
+# RENEW_BEFORE is left, so that no push service sees one about to expire (clocks drift, requests queue).
+JWT_LIFETIME = 12 * 3600
+RENEW_BEFORE = 3600
 
 
 def generate() -> tuple[str, str]:
@@ -75,3 +83,31 @@ async def maintain(pool: asyncpg.Pool, settings: Settings) -> str | None:
     if retired:
         log.info("retired %d VAPID key(s) no subscription uses", retired)
     return None if current is None else str(current["public_key"])
+
+
+class Signatures:
+    """VAPID Authorization headers, one per (key, push service origin), signed once and reused until near exp.
+
+    Loading the key and an ES256 signature cost ~230 µs, as much CPU as encrypting the push: RFC 8292 lets
+    the JWT, whose claims are only aud, exp and sub, be reused for every push to that origin until it expires.
+    """
+
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
+        self._signers: dict[uuid.UUID, Vapid] = {}
+        self._headers: dict[tuple[uuid.UUID, str], tuple[str, int]] = {}
+
+    def authorization(self, key: VapidKey, origin: str, now: float) -> str:
+        """`vapid t=<JWT>,k=<public key>` for pushes to `origin` (scheme://host[:port]) signed with `key`."""
+        cached = self._headers.get((key.id, origin))
+        if cached is not None and cached[1] - RENEW_BEFORE > now:
+            return cached[0]
+        signer = self._signers.get(key.id)
+        if signer is None:
+            signer = self._signers[key.id] = Vapid.from_raw(key.private_key.encode("ascii"))
+        exp = int(now) + JWT_LIFETIME
+        header = str(signer.sign({"sub": self._subject, "aud": origin, "exp": exp})["Authorization"])
+        # Expired entries go when a new one is made: the cache holds (keys in use) × (push services).
+        self._headers = {k: v for k, v in self._headers.items() if v[1] - RENEW_BEFORE > now}
+        self._headers[(key.id, origin)] = (header, exp)
+        return header

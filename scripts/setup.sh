@@ -1,4 +1,5 @@
-# Sourced by scripts/dev and scripts/test: a virtualenv with the project, and pgTAP for the SQL tests.
+# Sourced by scripts/dev and scripts/test: a virtualenv with the project, pgTAP for the SQL tests and
+# Chromium for the browser tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -7,6 +8,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium for the browser tests" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
 for bindir in /usr/lib/postgresql/*/bin; do

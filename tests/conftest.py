@@ -22,6 +22,8 @@ from pytest_postgresql import factories
 
 from notifyd.localdb import resolve_server
 from notifyd.migrate import migrate
+from tests import figures
+from tests.browser import browser, context  # noqa: F401 - fixtures for the browser tests
 from tests.server import NotifydProcess, ServerProcess, WorkerProcess
 from tests.standins.fixtures import fcm_service, push_service, resend_service  # noqa: F401 - fixtures for all tests
 
@@ -65,6 +67,13 @@ postgresql_noproc = factories.postgresql_noproc(
     load=[load_database],
 )
 postgresql = factories.postgresql("postgresql_noproc")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if figures.FIGURES:
+        terminalreporter.write_sep("-", "what the fault and fuzz suites showed")
+        for line in figures.lines():
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -110,3 +111,48 @@ def test_the_group_roles_cannot_log_in(db: psycopg.Connection[Any]) -> None:
         "notify_worker",
     ]
     assert all(not (r[1] or r[2] or r[3]) for r in roles)
+
+
+API_ROLES = ("notify_authenticated", "notify_service", "notify_admin", "notify_worker", "notify_definer")
+
+
+def test_every_command_a_role_may_run_on_a_table_has_a_policy_for_it(db: psycopg.Connection[Any]) -> None:
+    # Forced RLS without a policy for a granted command would silently match no rows: a grant is a promise.
+    missing = db.execute(
+        """
+        SELECT c.relname, r.role, cmd.name
+        FROM pg_class c
+        CROSS JOIN unnest(%(roles)s::text[]) AS r(role)
+        CROSS JOIN (VALUES ('SELECT', 'r'), ('INSERT', 'a'), ('UPDATE', 'w'), ('DELETE', 'd')) AS cmd(name, code)
+        WHERE c.relnamespace = 'notify'::regnamespace AND c.relkind IN ('r', 'p')
+          AND has_table_privilege(r.role, c.oid, cmd.name)
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_policy p
+              WHERE p.polrelid = c.oid AND p.polcmd IN (cmd.code, '*')
+                AND (0 = ANY(p.polroles) OR r.role::regrole = ANY(p.polroles)))
+        ORDER BY 1, 2, 3""",
+        {"roles": list(API_ROLES)},
+    ).fetchall()
+    assert missing == []
+
+
+def test_no_notify_payload_can_exceed_8000_bytes(db: psycopg.Connection[Any]) -> None:
+    # NOTIFY carries an id (a uuid, a transaction id), never data: listeners read the rows.
+    calls = rows(
+        db,
+        r"""
+        SELECT p.oid::regprocedure::text, m[1]
+        FROM pg_proc p, regexp_matches(p.prosrc, 'pg_notify\(([^;]*)\)\s*;', 'g') AS m
+        WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s)""",
+    )
+    assert calls, "the notifying triggers were found"
+    id_payload = r"^'[a-z_]+',\s*(pg_catalog\.pg_current_xact_id\(\)|[a-z_]+\.id)::text$"
+    offenders = [c for c in calls if not re.match(id_payload, c[1].strip())]
+    assert offenders == []
+    statements = rows(
+        db,
+        r"""
+        SELECT p.oid::regprocedure::text FROM pg_proc p
+        WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s) AND p.prosrc ~* '(^|;|\s)NOTIFY\s+\w+\s*,'""",
+    )
+    assert statements == [], "no NOTIFY statement with a payload"

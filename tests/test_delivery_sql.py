@@ -160,6 +160,30 @@ def test_a_bulk_send_makes_jobs_of_job_size_deliveries(db: psycopg.Connection[An
     )
 
 
+def test_a_send_after_a_large_bulk_send_on_the_same_connection_is_not_jit_compiled(
+    db: psycopg.Connection[Any],
+) -> None:
+    """The planning statements keep their first plan for the session: a bulk send's row count must not
+    leave every later single send paying for JIT compilation (hundreds of ms each)."""
+    users = [uuid.UUID(int=5000 + i) for i in range(2000)]
+    db.execute("INSERT INTO notify.recipients (user_id) SELECT unnest(%s::uuid[])", (users,))
+    db.execute("UPDATE notify.settings SET value = '100000' WHERE key = 'batch.max_recipients'")
+    db.execute("UPDATE notify.settings SET value = '1000000000' WHERE key LIKE 'rate_limit.%%'")
+    with psycopg.connect(**dsn(db, login=False), autocommit=True) as conn:
+        # auto_explain (superuser) prints every nested statement's plan, and whether it was JIT-compiled.
+        conn.execute("LOAD 'auto_explain'")
+        for setting in ("jit = on", "jit_above_cost = 100000", "auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on", "auto_explain.log_level = notice"):  # fmt: skip
+            conn.execute(f"SET {setting}")
+        conn.execute("SET ROLE notify_service")
+        conn.execute("SELECT notify.send_bulk(%s, 'system', 'Maintenance tonight')", (users,))
+        plans: list[str] = []
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        conn.execute("SELECT notify.send(%s, 'system', 'Maintenance done')", (users[0],))
+    assert plans, "auto_explain printed the plans"
+    assert [p for p in plans if "JIT:" in p] == []
+
+
 def test_the_procrastinate_function_we_wrap_is_the_pinned_one(db: psycopg.Connection[Any]) -> None:
     """Fails loudly when a Procrastinate upgrade changes the internal API notify_private.defer_jobs wraps."""
     from importlib import metadata

@@ -85,7 +85,7 @@ def test_dev_migrates_serves_the_demo_and_stops_on_ctrl_c(nothing_on_the_usual_p
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    assert "<title>notifyd demo</title>" in httpx.get(f"{base}/").text
+    assert "<title>Acme Tasks</title>" in httpx.get(f"{base}/").text
     tokens = httpx.get(f"{base}/dev/tokens").json()
     assert set(tokens["users"]) == {"alice", "bob", "carol"}
     # The worker runs in the same process: a test e-mail lands in the local outbox.
@@ -95,6 +95,8 @@ def test_dev_migrates_serves_the_demo_and_stops_on_ctrl_c(nothing_on_the_usual_p
     while "Test notification" not in (outbox := httpx.get(f"{base}/dev/outbox").text) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "alice@example.com" in outbox and "Test notification" in outbox
+    listed = httpx.get(f"{base}/dev/outbox.json").json()
+    assert listed[0]["to"] == "alice@example.com" and "Test notification" in listed[0]["subject"]
     assert httpx.get(f"{base}/api/v1/notifications/vapid-public-key").json()["public_key"]
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)

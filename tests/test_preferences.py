@@ -115,7 +115,7 @@ def test_preferences_list_every_type_as_in_force(as_role: Any) -> None:
             "all_push_enabled": True, "all_email_enabled": True, "default_digest_frequency": "daily",
             "default_digest_time": "09:00:00", "default_digest_day": 1, "quiet_hours_start": None,
             "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5], "quiet_hours_windows": [],
-            "locked": [], "customized": False, "updated_at": None,
+            "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
         }  # fmt: skip
         # An org default shows as in force, without a lock.
         join_org(cur, USER, ORG)
@@ -518,6 +518,54 @@ def test_put_global_takes_the_seed_body(client: httpx.Client) -> None:
         assert fragment in error(client.put(f"{PREFS}/global", json=body, headers=headers), 422, "VALIDATION_ERROR")
     for content in (b"", b"[]", b"{", b"null"):
         error(client.put(f"{PREFS}/global", content=content, headers=headers), 422, "VALIDATION_ERROR")
+
+
+def recipient_zone(owner: psycopg.Connection[Any], who: uuid.UUID) -> str | None:
+    row = owner.execute("SELECT timezone FROM notify.recipients WHERE user_id = %s", (who,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_the_time_zone_is_the_recipients_and_the_database_checks_it(
+    client: httpx.Client, owner: psycopg.Connection[Any]
+) -> None:
+    who = uuid.uuid4()
+    headers = user_headers(who)
+    assert ok(client.get(PREFS, headers=headers), 200)["global"]["timezone"] == "UTC"
+    assert recipient_zone(owner, who) is None
+    answer = ok(client.put(f"{PREFS}/global", json={"timezone": "Europe/Berlin"}, headers=headers), 200)
+    assert answer["timezone"] == "Europe/Berlin" and recipient_zone(owner, who) == "Europe/Berlin"
+    assert ok(client.get(PREFS, headers=headers), 200)["global"] == answer
+    both = {"timezone": "America/New_York", "all_email_enabled": False}
+    answer = ok(client.put(f"{PREFS}/global", json=both, headers=headers), 200)
+    assert (answer["timezone"], answer["all_email_enabled"]) == ("America/New_York", False)
+    for body, fragment in (
+        ({"timezone": "Mars/Olympus"}, 'unknown time zone "Mars/Olympus"'),
+        ({"timezone": "Mars/Olympus", "all_push_enabled": False}, 'unknown time zone "Mars/Olympus"'),
+        ({"timezone": None}, "timezone must be an IANA time zone name"),
+        ({"timezone": ""}, "timezone: String should have at least 1 character"),
+        ({"timezone": 1}, "timezone: Input should be a valid string"),
+    ):
+        assert fragment in error(client.put(f"{PREFS}/global", json=body, headers=headers), 422, "VALIDATION_ERROR")
+    assert recipient_zone(owner, who) == "America/New_York"
+    assert ok(client.get(PREFS, headers=headers), 200)["global"]["all_push_enabled"] is True
+
+
+def test_quiet_hours_follow_the_time_zone(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:
+    who = uuid.uuid4()
+    headers = user_headers(who)
+    nightly = {"quiet_hours_start": "22:00", "quiet_hours_end": "08:00", "quiet_hours_days": [1, 2, 3, 4, 5, 6, 7]}
+    ok(client.put(f"{PREFS}/global", json=nightly, headers=headers), 200)
+    at = "2026-01-05 14:00:00+00"  # a Monday: 14:00 in London, 23:00 in Tokyo
+
+    def quiet_until() -> Any:
+        sql = "SELECT notify_private.quiet_hours_end(%s, 'task', %s) AT TIME ZONE 'UTC'"
+        return owner.execute(sql, (who, at)).fetchone()[0]  # type: ignore[index]
+
+    assert quiet_until() is None
+    ok(client.put(f"{PREFS}/global", json={"timezone": "Asia/Tokyo"}, headers=headers), 200)
+    assert str(quiet_until()) == "2026-01-05 23:00:00"  # 08:00 in Tokyo
+    ok(client.put(f"{PREFS}/global", json={"timezone": "Europe/London"}, headers=headers), 200)
+    assert quiet_until() is None
 
 
 def test_org_admin_routes(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:

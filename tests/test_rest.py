@@ -516,7 +516,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
     expected = {(m, r.replace("/dismiss", "/{action}")) for m, r in expected}
     listed = {(m.upper(), p) for p, ops in paths.items() for m in ops}
     delivery_routes = {
-        ("POST", f"{API}/push/subscribe"), ("DELETE", f"{API}/push/unsubscribe"), ("GET", f"{API}/push/subscriptions"),
+        ("POST", f"{API}/push/subscribe"), ("POST", f"{API}/push/resubscribe"), ("DELETE", f"{API}/push/unsubscribe"),
+        ("GET", f"{API}/push/subscriptions"),
         ("GET", f"{API}/vapid-public-key"), ("POST", f"{API}/test"), ("POST", "/api/v1/webhooks/resend"),
         ("GET", "/unsubscribe/{token}"), ("POST", "/unsubscribe/{token}"),
         ("GET", f"{API}/{{notification_id}}/explain"), ("POST", f"{API}/{{notification_id}}/cancel"),

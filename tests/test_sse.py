@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -249,3 +250,15 @@ async def test_a_heartbeat_comment_keeps_an_idle_stream_open(own_server: Callabl
     async with stream_for(server, uuid.uuid4()) as stream:
         await stream.until("unread_count")
         assert [await stream.next(3), await stream.next(3)] == [{"comment": "ping"}] * 2
+
+
+async def test_a_shutting_down_server_ends_its_streams_at_once(own_server: Callable[..., ServerProcess]) -> None:
+    server = own_server()
+    async with stream_for(server, uuid.uuid4()) as stream:
+        await stream.until("unread_count")
+        started = time.monotonic()
+        await asyncio.to_thread(server.stop)
+        took = time.monotonic() - started
+        assert await stream.next() is None
+    # uvicorn waits its grace period (5 s) for responses that are still streaming.
+    assert took < 2, f"stopping took {took:.1f} s"

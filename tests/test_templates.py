@@ -103,6 +103,21 @@ def test_html_is_escaped_in_the_email_and_text_is_untouched() -> None:
     assert "push" not in rendering.rendered  # no push template: push shows title and body
 
 
+@pytest.mark.parametrize(
+    ("html", "who", "kept", "gone"),
+    [
+        ("<p>{{ who }}</p><script>steal()</script>", "Ann", "<p>Ann</p>", "<script"),
+        ('<img src="x" onerror="steal()">{{ who }}', "Ann", "Ann", "onerror"),
+        ('<a href="javascript:steal()">{{ who }}</a>', "Ann", "Ann", "javascript:"),
+        ("<p>{{ who | safe }}</p>", "Ann<iframe src=//evil></iframe>", "<p>Ann</p>", "<iframe"),
+    ],
+)
+def test_a_templates_own_html_is_cleaned_too(html: str, who: str, kept: str, gone: str) -> None:
+    # A template is data an admin changes over REST: what it may do in an e-mail is limited all the same.
+    rendering = render(template(email_html_template=html), who=who)
+    assert kept in rendering.rendered["email"]["html"] and gone not in rendering.rendered["email"]["html"]
+
+
 def test_a_missing_variable_is_named() -> None:
     with pytest.raises(templates.TemplateError, match=r"""title_template: 'who' is undefined$"""):
         render(template())

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from notifyd.config import Settings
 from notifyd.crypto import seal_token
@@ -43,9 +44,9 @@ def notification(conn: psycopg.Connection[Any], org: uuid.UUID | None = None, **
     user = uuid.uuid4()
     conn.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (user, f"{user}@example.com", org))
     row = conn.execute(
-        "INSERT INTO notify.notifications (user_id, type, title, body, priority) "
-        "VALUES (%s, %s, 'T', 'B', 'critical') RETURNING id",
-        (user, kw.get("type", "task")),
+        "INSERT INTO notify.notifications (user_id, type, title, body, priority, data) "
+        "VALUES (%s, %s, 'T', 'B', 'critical', %s) RETURNING id",
+        (user, kw.get("type", "task"), Jsonb(kw.get("data", {}))),
     ).fetchone()
     assert row is not None
     # No device: the planner skipped push; make it a sent push, as if a device had taken it.
@@ -179,6 +180,54 @@ def test_push_receipts_record_once_and_refuse_forgeries(owner: psycopg.Connectio
     gone = {**other, "push": uuid.uuid4()}
     assert client.post(path, json={"token": token("receipt", gone, "push"), "event": "received"}).status_code == 404
     assert events(owner, other) == []
+
+
+def action_taken(conn: psycopg.Connection[Any], n: dict[str, Any]) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT n.action_taken, (SELECT array_agg(a.action ORDER BY a.taken_at) FROM notify.notification_actions AS a "
+        "WHERE a.notification_id = n.id AND a.user_id = n.user_id) FROM notify.notifications AS n WHERE n.id = %s",
+        (n["id"],),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_an_action_button_in_the_push_takes_the_action_as_the_notifications_user(
+    owner: psycopg.Connection[Any], client: httpx.Client
+) -> None:
+    offered = {"actions": [{"action": "approve", "label": "Approve"}, {"action": "reject", "label": "Reject"}]}
+    n = notification(owner, data=offered)
+    receipt, path = token("receipt", n, "push"), "/api/v1/notifications/receipts"
+    pressed = client.post(path, json={"token": receipt, "event": "action", "action": "approve"})
+    assert (pressed.status_code, pressed.json()) == (202, {"recorded": True, "action_taken": True})
+    assert action_taken(owner, n) == ("approve", ["approve"])
+    assert events(owner, n) == [("push", "clicked")]
+    assert stamps(owner, n["push"])[3] is True
+
+    # Only an action the notification offers; the click is not recorded either then.
+    other = notification(owner, data=offered)
+    unknown = client.post(path, json={"token": token("receipt", other, "push"), "event": "action", "action": "wipe"})
+    assert unknown.status_code == 422 and 'offers no action "wipe"' in unknown.json()["error"]["message"]
+    assert action_taken(owner, other) == (None, None) and events(owner, other) == []
+
+    # A notification the user deleted takes no action; the click still counts.
+    owner.execute("UPDATE notify.notifications SET deleted_at = now() WHERE id = %s", (other["id"],))
+    late = client.post(path, json={"token": token("receipt", other, "push"), "event": "action", "action": "approve"})
+    assert (late.status_code, late.json()) == (202, {"recorded": True, "action_taken": False})
+    assert action_taken(owner, other) == (None, None) and events(owner, other) == [("push", "clicked")]
+
+
+def test_action_receipts_need_their_action_and_a_valid_token(
+    owner: psycopg.Connection[Any], client: httpx.Client
+) -> None:
+    n = notification(owner, data={"actions": [{"action": "approve", "label": "Approve"}]})
+    receipt, path = token("receipt", n, "push"), "/api/v1/notifications/receipts"
+    for body in ({"event": "action"}, {"event": "clicked", "action": "approve"}, {"event": "action", "action": ""}):
+        answer = client.post(path, json={"token": receipt, **body})
+        assert answer.status_code == 422, body
+    forged = client.post(path, json={"token": tampered(receipt), "event": "action", "action": "approve"})
+    assert forged.status_code == 401
+    assert action_taken(owner, n) == (None, None) and events(owner, n) == []
 
 
 # --- WebSocket ack ---------------------------------------------------------------------------------------

@@ -169,15 +169,23 @@ class Stack:
         return found
 
 
-@pytest.fixture
-def stack(db: psycopg.Connection[Any], own_server: Any, own_worker: Any, push_service: PushService) -> Iterator[Stack]:  # noqa: F811
+def start_stack(
+    db: psycopg.Connection[Any], own_server: Any, own_worker: Any, push: PushService, **worker_env: str
+) -> Stack:
+    """A server and a worker (WORKER_ENV + worker_env) on the test's database, once the worker made its VAPID key."""
     # Retries within the test's time: the first one after 0.1-0.2 s (Retry-After still wins).
     db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
     with ThreadPoolExecutor(2) as pool:
-        worker = pool.submit(own_worker, **WORKER_ENV)
+        worker = pool.submit(own_worker, **{**WORKER_ENV, **worker_env})
         server = pool.submit(own_server)
-        started = Stack(db, server.result(), worker.result(), push_service)
+        started = Stack(db, server.result(), worker.result(), push)
     wait_for(lambda: fetch(db, "SELECT 1 FROM notify.vapid_keys"), 10, what="the worker's first VAPID key")
+    return started
+
+
+@pytest.fixture
+def stack(db: psycopg.Connection[Any], own_server: Any, own_worker: Any, push_service: PushService) -> Iterator[Stack]:  # noqa: F811
+    started = start_stack(db, own_server, own_worker, push_service)
     yield started
     started.client.close()
 
@@ -398,7 +406,7 @@ def test_subscribe_stores_keys_encrypted_with_the_current_vapid_key(
     created = ok(
         client.post(SUBSCRIBE, json={"subscription": browser, "device_info": info}, headers=user_headers(user)), 201
     )
-    assert set(created) == {"id", "user_id", "kind", "is_active", "created_at", "device_info"}
+    assert set(created) == {"id", "user_id", "kind", "is_active", "created_at", "device_info", "subscription_token"}
     assert (created["user_id"], created["kind"], created["is_active"], created["device_info"]) == (
         str(user),
         "webpush",
@@ -658,7 +666,7 @@ def notification(**fields: Any) -> dict[str, Any]:
 
 def test_payload_cuts_the_body_first_then_drops_data() -> None:
     small = json.loads(push_payload(notification(data={"url": "/a", "actions": [{"action": "x"}]})))
-    assert (small["url"], small["actions"], small["body"]) == ("/a", [{"action": "x"}], "B")
+    assert (small["url"], small["actions"], small["body"]) == ("/a", [{"action": "x", "title": "x"}], "B")
 
     cut = push_payload(notification(body="é" * 3000, data={"url": "/b", "k": "v"}))
     assert len(cut) <= MAX_PLAINTEXT and len(cut) > MAX_PLAINTEXT - 8, "the body is cut no more than needed"
@@ -670,6 +678,19 @@ def test_payload_cuts_the_body_first_then_drops_data() -> None:
 
     titled = push_payload(notification(title="t" * 5000, body="b" * 5000, data={"url": "/d"}))
     assert len(titled) <= MAX_PLAINTEXT and json.loads(titled)["url"] == "/d"
+
+
+def test_payload_offers_at_most_two_actions_titled_by_their_labels() -> None:
+    offered = [{"action": "approve", "label": "Approve", "style": "primary"}, "junk", {"label": "no action"},
+               {"action": "reject", "title": "Reject"}, {"action": "later", "label": "Later"}]  # fmt: skip
+    payload = json.loads(push_payload(notification(data={"actions": offered}), receipt="r"))
+    assert payload["actions"] == [{"action": "approve", "title": "Approve"}, {"action": "reject", "title": "Reject"}]
+    assert (payload["receipt"], payload["data"]["actions"]) == ("r", offered)
+    assert json.loads(push_payload(notification(data={"actions": "approve"})))["actions"] == []
+
+    # Too big with them: the actions go only after the body and data could not make room.
+    big = json.loads(push_payload(notification(title="t" * 5000, data={"actions": offered})))
+    assert big["actions"] == [] and big["title"].endswith("…")
 
 
 def test_ttl_urgency_and_topic_follow_priority_expiry_and_group() -> None:

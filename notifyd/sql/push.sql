@@ -27,3 +27,8 @@ SELECT s.id, s.kind, s.is_active, s.device_info, s.created_at, s.last_used_at, s
        substring(s.endpoint FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+') AS endpoint_origin
 FROM notify.push_subscriptions AS s  -- RLS: the caller's own
 ORDER BY s.created_at DESC, s.id
+
+-- move_push_subscription --
+-- Moves live Web Push device $1 of user $2, still at endpoint hash $3, to a new endpoint; NULL when gone (as notify_worker)
+SELECT notify_private.move_push_subscription(id => $1, user_id => $2, old_token_hash => $3, endpoint => $4,
+                                            p256dh_key => $5, auth_key => $6, token_hash => $7, vapid_key_id => $8)

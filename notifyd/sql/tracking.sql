@@ -12,3 +12,7 @@ SELECT notify_private.record_event(notify_private.in_app_delivery($1, $2), $1, $
 -- analytics --
 -- Delivery, open and click counts and rates from $1 to $2 per bucket $3, type and channel, as the caller sees them
 SELECT * FROM notify.analytics($1, $2, $3)
+
+-- take_push_action --
+-- Takes action $3 of notification $2 as its user $1 (a service worker's action button); NULL when deleted
+SELECT notify_private.take_action(user_id => $1, notification_id => $2, action => $3)

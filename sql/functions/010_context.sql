@@ -1,20 +1,5 @@
 -- Who is calling and which policy values are in force: the inputs of every RLS policy and function.
 
--- Replaces 0001's definition (functions are re-applied on every migrate). No SET clause, and the
--- settings table is read only when a session pinned the clock: every send reads the clock a dozen
--- times (column defaults, triggers, the planner), and this keeps each read at the cost of now().
-CREATE OR REPLACE FUNCTION notify.now() RETURNS timestamptz
-    LANGUAGE sql STABLE
-AS $$
-    SELECT CASE
-        WHEN coalesce(pg_catalog.current_setting('notify.clock', true), '') = '' THEN pg_catalog.now()
-        WHEN (SELECT s.value = 'true'::jsonb FROM notify.settings AS s WHERE s.key = 'clock.pinnable')
-        THEN pg_catalog.current_setting('notify.clock')::timestamptz
-        ELSE pg_catalog.now()
-    END
-$$;
-COMMENT ON FUNCTION notify.now() IS 'the current time of notifyd: now(), or notify.clock when clock.pinnable is on';
-
 CREATE OR REPLACE FUNCTION notify.current_claims() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = ''
@@ -60,6 +45,21 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify.setting(text) IS 'a policy value from notify.settings; an unknown key is an error, never NULL';
+
+-- Replaces 0001's definition (functions are re-applied on every migrate). No SET clause and no
+-- subquery (the settings table is read through notify.setting, only when a session pinned the clock),
+-- so PostgreSQL inlines it: every send reads the clock a dozen times (column defaults, triggers, the
+-- planner), and a SQL function that is not inlined is parsed and planned anew at each call.
+CREATE OR REPLACE FUNCTION notify.now() RETURNS timestamptz
+    LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN coalesce(pg_catalog.current_setting('notify.clock', true), '') = '' THEN pg_catalog.now()
+        WHEN notify.setting('clock.pinnable') = 'true'::jsonb THEN pg_catalog.current_setting('notify.clock')::timestamptz
+        ELSE pg_catalog.now()
+    END
+$$;
+COMMENT ON FUNCTION notify.now() IS 'the current time of notifyd: now(), or notify.clock when clock.pinnable is on';
 
 -- No SET clause: PostgreSQL inlines this into the policies that use it (names are qualified).
 CREATE OR REPLACE FUNCTION notify.in_admin_scope(user_id uuid) RETURNS boolean

@@ -54,7 +54,9 @@ ALTER FUNCTION notify.check_service_key(text, text) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.check_service_key(text, text)
     IS 'whether key is the live key of the named service (notifyd asks before it knows the caller)';
 
-CREATE OR REPLACE FUNCTION notify.take_action(notification_id uuid, action text) RETURNS jsonb
+-- The REST route acts for the caller (notify.take_action); the service worker's action buttons
+-- (notifyd.tracking_api, as notify_worker) for the user its receipt token names.
+CREATE OR REPLACE FUNCTION notify_private.take_action(user_id uuid, notification_id uuid, action text) RETURNS jsonb
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = ''
@@ -64,10 +66,10 @@ DECLARE
     offered jsonb;
     recorded notify.notification_actions;
 BEGIN
-    -- The caller's own, live notification only: definer rights never widen what a user sees.
+    -- The user's own, live notification only: definer rights never widen what a user sees.
     SELECT n.id, n.user_id, n.type, n.data, n.batch_id INTO target
     FROM notify.notifications AS n
-    WHERE n.id = take_action.notification_id AND n.user_id = notify.current_user_id()
+    WHERE n.id = take_action.notification_id AND n.user_id = take_action.user_id
       AND n.deleted_at IS NULL
     FOR UPDATE;
     IF NOT FOUND THEN
@@ -93,6 +95,17 @@ BEGIN
     RETURN jsonb_build_object('id', recorded.id, 'notification_id', recorded.notification_id,
                               'action', recorded.action, 'taken_at', recorded.taken_at);
 END
+$$;
+ALTER FUNCTION notify_private.take_action(uuid, uuid, text) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.take_action(uuid, uuid, text)
+    IS 'records that a user pressed an action button of their own live notification: notification_actions row, action_taken, NOTIFY notify_actions';
+
+CREATE OR REPLACE FUNCTION notify.take_action(notification_id uuid, action text) RETURNS jsonb
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+    SELECT notify_private.take_action(notify.current_user_id(), take_action.notification_id, take_action.action)
 $$;
 ALTER FUNCTION notify.take_action(uuid, text) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.take_action(uuid, text)

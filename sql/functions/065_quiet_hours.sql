@@ -22,12 +22,14 @@
 --   * Quiet hours end where the quiet stretch ends: overlapping and touching windows chain. A stretch
 --     longer than 7 days (windows covering the whole week) never ends: 'infinity'.
 
+-- plpgsql, not sql: PostgreSQL 15 parses and plans a SQL function's body at every call (every send).
 CREATE OR REPLACE FUNCTION notify_private.quiet_hours_end(user_id uuid, type text, at timestamptz)
     RETURNS timestamptz
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
-    WITH RECURSIVE preference AS (
+BEGIN
+    RETURN (WITH RECURSIVE preference AS (
         SELECT p.quiet_hours_start, p.quiet_hours_end, p.quiet_hours_days, p.quiet_hours_windows, r.timezone,
                (quiet_hours_end.at AT TIME ZONE r.timezone)::date AS local_day
         FROM notify.notification_preferences AS p
@@ -69,7 +71,8 @@ AS $$
     )
     SELECT CASE WHEN pg_catalog.max(s.ends_at) > quiet_hours_end.at + interval '7 days' THEN 'infinity'
                 ELSE pg_catalog.max(s.ends_at) END
-    FROM stretch AS s
+    FROM stretch AS s);
+END
 $$;
 COMMENT ON FUNCTION notify_private.quiet_hours_end(uuid, text, timestamptz)
     IS 'NULL when `at` is outside the user''s quiet hours for the type, else when the quiet stretch ends';

@@ -166,13 +166,15 @@ CREATE OR REPLACE FUNCTION notify_private.global_preferences(user_id uuid) RETUR
 AS $$
     SELECT pg_catalog.jsonb_object_agg(k.key, g.item -> k.column_name)
            || pg_catalog.jsonb_build_object('locked', g.item -> 'locked', 'customized', g.item -> 'customized',
-                                            'updated_at', g.item -> 'updated_at')
+                                            'updated_at', g.item -> 'updated_at',
+                                            'timezone', coalesce(r.timezone, 'UTC'))
     FROM (SELECT notify_private.preference_item(global_preferences.user_id, NULL) AS item) AS g
     CROSS JOIN pg_catalog.jsonb_each_text(notify_private.preference_keys('global')) AS k(key, column_name)
-    GROUP BY g.item
+    LEFT JOIN notify.recipients AS r ON r.user_id = global_preferences.user_id
+    GROUP BY g.item, r.timezone
 $$;
 COMMENT ON FUNCTION notify_private.global_preferences(uuid)
-    IS 'the user''s global switches under their API names (all_push_enabled, default_digest_time, ...)';
+    IS 'the user''s global switches under their API names (all_push_enabled, default_digest_time, ...) and time zone';
 
 CREATE OR REPLACE FUNCTION notify_private.save_preferences(user_id uuid, type text, changes jsonb) RETURNS void
     LANGUAGE plpgsql
@@ -291,14 +293,28 @@ CREATE OR REPLACE FUNCTION notify.set_global_preferences(changes jsonb) RETURNS 
 AS $$
 DECLARE
     me constant uuid := notify_private.require_user();
+    switches jsonb := set_global_preferences.changes;
+    zone jsonb;
 BEGIN
-    PERFORM notify_private.save_preferences(me, NULL, set_global_preferences.changes);
+    -- The time zone is the recipient's (digests and quiet hours read it there), not a preference column.
+    IF pg_catalog.jsonb_typeof(switches) = 'object' AND switches ? 'timezone' THEN
+        zone := switches -> 'timezone';
+        switches := switches - 'timezone';
+        IF pg_catalog.jsonb_typeof(zone) <> 'string' THEN
+            RAISE EXCEPTION 'timezone must be an IANA time zone name such as "Europe/Berlin", got %', zone
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- prepare_recipient refuses a zone pg_timezone_names does not know.
+        INSERT INTO notify.recipients (user_id, timezone) VALUES (me, zone #>> '{}')
+        ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone;
+    END IF;
+    PERFORM notify_private.save_preferences(me, NULL, switches);
     RETURN notify_private.global_preferences(me);
 END
 $$;
 ALTER FUNCTION notify.set_global_preferences(jsonb) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.set_global_preferences(jsonb)
-    IS 'changes the caller''s global switches (all_push_enabled, default_digest_time, quiet hours, ...); returns them';
+    IS 'changes the caller''s global switches (all_push_enabled, default_digest_time, quiet hours, ...) and time zone; returns them';
 
 -- The org admin's side: run as the caller (notify_admin), so RLS keeps an org admin to their org.
 

@@ -3,6 +3,7 @@
 GRANT EXECUTE ON FUNCTION notify.create_service_key(text), notify.revoke_service_key(text) TO notify_admin;
 GRANT EXECUTE ON FUNCTION notify.check_service_key(text, text) TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.take_action(uuid, text) TO notify_authenticated;
+GRANT EXECUTE ON FUNCTION notify_private.take_action(uuid, uuid, text) TO notify_definer, notify_worker;
 GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid)
     TO notify_authenticated, notify_service, notify_admin, notify_worker;
 

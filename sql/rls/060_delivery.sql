@@ -10,6 +10,9 @@ GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid) TO notify_admin;
 GRANT EXECUTE ON FUNCTION notify.send_test(text) TO notify_authenticated;
 GRANT EXECUTE ON FUNCTION notify.save_push_subscription(text, text, text, text, text, bytea, uuid, jsonb)
     TO notify_authenticated;
+-- POST push/resubscribe has no user: notifyd moves the device its subscription token names.
+GRANT EXECUTE ON FUNCTION notify_private.move_push_subscription(uuid, uuid, bytea, text, text, text, bytea, uuid)
+    TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.unsubscribe_email(uuid, text) TO notify_worker, notify_admin;
 GRANT EXECUTE ON FUNCTION notify.record_email_event(text, text, text, jsonb) TO notify_worker, notify_admin;
 GRANT EXECUTE ON FUNCTION notify.current_vapid_key(), notify.add_vapid_key(text, text), notify.vapid_rotation_due(),

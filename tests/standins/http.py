@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import abc
 import json
+import socket
+import struct
 import threading
 import time
 import traceback
@@ -51,6 +53,7 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | str | dict[str, Any] | list[Any] | None = None
     delay: float = 0.0
+    reset: bool = False  # drop the connection (RST) after `delay` instead of answering
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -186,7 +189,7 @@ class StandIn(abc.ABC):
         if scripted is None:
             return normal(0.0)
         if scripted.status is None:
-            return replace(normal(scripted.delay), delay=scripted.delay)
+            return replace(normal(scripted.delay), delay=scripted.delay, reset=scripted.reset)
         return scripted
 
     # --- the server side -----------------------------------------------------------------------------
@@ -212,6 +215,12 @@ class StandIn(abc.ABC):
             self._changed.notify_all()
         if response.delay:
             self._stopping.wait(response.delay)
+        if response.reset:
+            # Linger 0: closing sends RST, as a crashed provider or a middlebox would.
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
+            handler.close_connection = True
+            return
         payload, headers = response.encoded()
         try:
             handler.send_response(response.status or 200)

@@ -1,7 +1,8 @@
 """A Web Push service (RFC 8030 delivery, RFC 8291 aes128gcm payloads, RFC 8292 VAPID), as browsers' vendors run it.
 
 `subscribe(application_server_key)` plays the browser's ``PushManager.subscribe``: it makes the P-256 key
-pair and auth secret a browser would, and returns the subscription JSON a page would post to notifyd.
+pair and auth secret a browser would, and returns the subscription JSON a page would post to notifyd;
+`adopt(...)` takes a subscription whose keys a real browser made (browser tests stub PushManager.subscribe).
 A push to the endpoint is checked the way real services check it, decrypted with the subscription's
 private key, and recorded as a `PushMessage`:
 
@@ -73,6 +74,15 @@ class _Subscription:
     gone: bool = False
 
 
+def _server_key(application_server_key: str) -> bytes:
+    server_key = b64url_decode(application_server_key)
+    # Browsers reject anything but an uncompressed P-256 point (InvalidAccessError).
+    if len(server_key) != 65:
+        raise ValueError("applicationServerKey must be a 65-byte uncompressed P-256 point")
+    ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), server_key)
+    return server_key
+
+
 def _problem(status: int, message: str) -> Response:
     """Error body in the shape Mozilla's autopush uses."""
     return Response(status, body={"code": status, "error": message, "message": message})
@@ -93,28 +103,34 @@ class PushService(StandIn):
 
     def subscribe(self, application_server_key: str) -> dict[str, Any]:
         """What ``PushManager.subscribe({applicationServerKey})`` resolves to, as ``subscription.toJSON()``."""
-        server_key = b64url_decode(application_server_key)
-        # Browsers reject anything but an uncompressed P-256 point (InvalidAccessError).
-        if len(server_key) != 65:
-            raise ValueError("applicationServerKey must be a 65-byte uncompressed P-256 point")
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), server_key)
         private_key = ec.generate_private_key(ec.SECP256R1())
-        subscription = _Subscription(
-            endpoint=f"{self.url}/push/{secrets.token_urlsafe(24)}",
-            private_key=private_key,
-            auth_secret=secrets.token_bytes(16),
-            server_key=server_key,
-        )
-        with self._changed:
-            self._subscriptions[subscription.endpoint] = subscription
+        endpoint = f"{self.url}/push/{secrets.token_urlsafe(24)}"
+        auth_secret = secrets.token_bytes(16)
+        self._add(_Subscription(endpoint, private_key, auth_secret, _server_key(application_server_key)))
         p256dh = private_key.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
         return {
-            "endpoint": subscription.endpoint,
+            "endpoint": endpoint,
             "expirationTime": None,
-            "keys": {"p256dh": b64url(p256dh), "auth": b64url(subscription.auth_secret)},
+            "keys": {"p256dh": b64url(p256dh), "auth": b64url(auth_secret)},
         }
+
+    def adopt(self, endpoint: str, private_key: str, auth: str, application_server_key: str) -> None:
+        """A subscription whose keys were made elsewhere (a browser test's stubbed ``PushManager.subscribe``).
+
+        `endpoint` must be under this service's URL; `private_key` is base64url of the 32-byte P-256 scalar
+        (the ``d`` of its JWK), `auth` base64url of the 16-byte auth secret.
+        """
+        if not endpoint.startswith(f"{self.url}/push/"):
+            raise ValueError(f"an endpoint of this service starts with {self.url}/push/")
+        scalar = int.from_bytes(b64url_decode(private_key), "big")
+        key = ec.derive_private_key(scalar, ec.SECP256R1())
+        self._add(_Subscription(endpoint, key, b64url_decode(auth), _server_key(application_server_key)))
+
+    def _add(self, subscription: _Subscription) -> None:
+        with self._changed:
+            self._subscriptions[subscription.endpoint] = subscription
 
     def unsubscribe(self, endpoint: str) -> None:
         """The user revoked the subscription: from now on the endpoint answers 410 Gone."""

@@ -1,0 +1,73 @@
+"""Scenario 3, bulk: one send_bulk to 10,000 and to 100,000 recipients vs INSERT … SELECT of the same rows.
+
+The recipients exist beforehand (no address, so each notification is in-app only); the first `sockets`
+of them are online, one socket each, and are among the recipients of both sends. Timed from the call:
+until the statement committed (every row), and until every online session received its notification
+(the events carry data.b, the send's key). The floor: INSERT … SELECT into bench.plain (same columns and
+defaults, no trigger, constraint or index) of the same number of rows, as notify_service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from bench.common import Database, Row, Scale, Table
+from bench.creation import service_connection
+from bench.sockets import Fleet
+
+SEND_BULK = "SELECT notify.send_bulk($1, 'system', 'bench bulk', data => $2::jsonb)"
+PLAIN = (
+    "INSERT INTO bench.plain (user_id, type, title, data, seq) "
+    "SELECT u, 'system', 'bench bulk', $2::jsonb, 0 FROM unnest($1::uuid[]) AS u"
+)
+RECEIPT_TIMEOUT = 60.0
+PROJECTED_LIMIT = 60.0  # seconds: a larger send whose time, projected from the smaller one's, exceeds it is skipped
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    server = db.server()
+    online = [uuid.uuid4() for _ in range(min(scale.sockets, min(scale.bulk_sizes)))]
+    offline = [uuid.uuid4() for _ in range(max(scale.bulk_sizes) - len(online))]
+    with db.owner() as owner:
+        owner.execute("INSERT INTO notify.recipients (user_id) SELECT unnest(%s::uuid[])", (online + offline,))
+        owner.execute("VACUUM ANALYZE notify.recipients")
+    fleet = Fleet(server.ws_url, online, scale.sockets_per_process)
+    conn = await service_connection(db)
+    try:
+        await asyncio.to_thread(fleet.wait_open)
+        received = await asyncio.to_thread(fleet.events)
+        rate = None
+        for size in scale.bulk_sizes:
+            if rate is not None and size / rate > PROJECTED_LIMIT:
+                table.add(Row("3", f"send_bulk to {size:,}: skipped", None, text=f"projected {size / rate:.0f} s at "
+                              f"{rate:,.0f} rows/s > {PROJECTED_LIMIT:g} s"))  # fmt: skip
+                continue
+            users = online + offline[: size - len(online)]
+            key = f"bulk{size}"
+            started = time.monotonic()
+            await conn.fetchval(SEND_BULK, users, json.dumps({"b": key}), timeout=300)
+            committed = time.monotonic() - started
+            rate = size / committed
+            received += len(online)
+            complete = await asyncio.to_thread(fleet.wait_events, received, RECEIPT_TIMEOUT)
+            receipts = (await asyncio.to_thread(fleet.collect)).get(key, [])
+            everyone = (max(receipts) - started) if receipts and complete else None
+            started = time.monotonic()
+            await conn.execute(PLAIN, users, json.dumps({"b": key}), timeout=300)
+            floor = time.monotonic() - started
+            target = size == 10_000
+            table.add(
+                Row("3", f"send_bulk to {size:,}: all rows committed", committed, floor, "s"),
+                Row("3", f"send_bulk to {size:,}: every online session ({len(online):,}) received", everyone,
+                    floor, "s", target="≤ 1 s" if target else "—",
+                    met=(everyone is not None and everyone <= 1.0) if target else None,
+                    text=None if everyone is not None else f"{len(receipts):,} of {len(online):,} in "
+                    f"{RECEIPT_TIMEOUT:g} s"),
+                Row("3", f"send_bulk to {size:,}: rows/s", size / committed, size / floor, "rows/s"),
+            )  # fmt: skip
+    finally:
+        await conn.close()
+        fleet.close()

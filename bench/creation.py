@@ -1,0 +1,130 @@
+"""Scenario 1, creation: notify.send with the whole policy evaluated vs a bare INSERT into a table of the same shape.
+
+Each client is an asyncpg connection of the NOINHERIT login role in role notify_service, sending to a
+user of its own (one user's sends serialize on the recipient's row lock, which is not what concurrency
+should measure here); one transaction per send. Every user has an address, one FCM device, a row for
+the type (push and e-mail on, digest instant, a quiet-hours window that is not active) and an org whose
+default the row overrides, so each send plans in-app, push and e-mail, takes rate-limit tokens and
+defers two Procrastinate jobs. The floor goes into bench.plain (LIKE notify.notifications INCLUDING
+DEFAULTS: no trigger, constraint or index). A second floor adds one pg_notify to that INSERT: every
+send NOTIFYs, and PostgreSQL serializes notifying commits on one lock held through the WAL flush.
+Closed loop at 1, 4 and 16 clients, then open loop at the nominal 1,667/s from 16 connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from bench.common import NOMINAL_RATE, Database, Row, Scale, Table, achieved_rate, ms, paced, quantile
+
+TYPE = "task"
+WARMUP = 0.5  # seconds of each closed-loop run not counted: first plans and caches
+CLIENTS = (1, 4, 16)
+SEND = "SELECT notify.send($1, 'task', 'bench', 'policy', 'normal')"
+PLAIN = "INSERT INTO bench.plain (user_id, type, title, body, priority, seq) VALUES ($1, 'task', 'bench', 'policy', 'normal', 0)"  # noqa: E501
+PLAIN_NOTIFY = f"WITH plain AS ({PLAIN} RETURNING 1) SELECT pg_notify('bench', '') FROM plain"
+SERVICE_CLAIMS = json.dumps({"sub": "bench", "role": "service"})
+
+
+def setup(db: Database, users: list[uuid.UUID]) -> None:
+    """The users as described above; the quiet-hours window lies 6 to 8 hours ahead, every day."""
+    quiet_start = datetime.now(UTC) + timedelta(hours=6)
+    org = uuid.uuid4()
+    with db.owner() as owner:
+        owner.execute(
+            "INSERT INTO notify.org_notification_preferences (org_id, notification_type, push_enabled, email_enabled, "
+            "digest_frequency) VALUES (%s, NULL, true, true, 'daily')",
+            (org,),
+        )
+        for user in users:
+            owner.execute(
+                "INSERT INTO notify.recipients (user_id, email, timezone, org_id) VALUES (%s, %s, 'UTC', %s)",
+                (user, f"{user.hex}@example.com", org),
+            )
+            owner.execute(
+                "INSERT INTO notify.notification_preferences (user_id, notification_type, push_enabled, "
+                "email_enabled, digest_frequency, quiet_hours_start, quiet_hours_end, quiet_hours_days) "
+                "VALUES (%s, %s, true, true, 'instant', %s, %s, '[1, 2, 3, 4, 5, 6, 7]')",
+                (user, TYPE, quiet_start.time(), (quiet_start + timedelta(hours=2)).time()),
+            )
+            owner.execute(
+                "INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token, token_hash) "
+                "VALUES (%s, 'fcm', 'enc1.x.y', sha256(gen_random_uuid()::text::bytea))",
+                (user,),
+            )
+
+
+async def service_connection(db: Database) -> asyncpg.Connection:
+    conn = await asyncpg.connect(db.login_url)
+    await conn.execute("SET ROLE notify_service")
+    await conn.execute("SELECT set_config('request.jwt.claims', $1, false)", SERVICE_CLAIMS)
+    return conn
+
+
+async def closed_loop(conns: list[asyncpg.Connection], statement: str, users: list[uuid.UUID], seconds: float
+                      ) -> list[float]:  # fmt: skip
+    """Each client sends back to back for WARMUP + seconds; the latencies after the warm-up."""
+    start = time.monotonic() + WARMUP
+    stop = start + seconds
+    latencies: list[float] = []
+
+    async def client(conn: asyncpg.Connection, user: uuid.UUID) -> None:
+        while (began := time.monotonic()) < stop:
+            await conn.execute(statement, user)
+            if began >= start:
+                latencies.append(time.monotonic() - began)
+
+    await asyncio.gather(*(client(c, u) for c, u in zip(conns, users, strict=True)))
+    return latencies
+
+
+def latency_rows(figure: str, sends: list[float], floor: list[float], seconds: float) -> list[Row]:
+    return [
+        Row("1", f"{figure}: rows/s", len(sends) / seconds, len(floor) / seconds, "rows/s"),
+        Row("1", f"{figure}: p50", ms(sends, 50), ms(floor, 50), "ms"),
+        Row("1", f"{figure}: p95", ms(sends, 95), ms(floor, 95), "ms"),
+        Row("1", f"{figure}: p99", ms(sends, 99), ms(floor, 99), "ms"),
+    ]
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    users = [uuid.uuid4() for _ in range(max(CLIENTS))]
+    setup(db, users)
+    seconds = max(1.0, scale.seconds / 4)
+    conns = [await service_connection(db) for _ in users]
+    try:
+        for clients in CLIENTS:
+            plain = await closed_loop(conns[:clients], PLAIN, users[:clients], seconds)
+            notifying = await closed_loop(conns[:clients], PLAIN_NOTIFY, users[:clients], seconds)
+            send = await closed_loop(conns[:clients], SEND, users[:clients], seconds)
+            table.add(*latency_rows(f"notify.send, {clients} client(s), closed loop", send, plain, seconds))
+            table.add(Row("1", f"bare INSERT + pg_notify, {clients} client(s): rows/s", len(notifying) / seconds,
+                          len(plain) / seconds, "rows/s"))  # fmt: skip
+        # The target's figure: creation p95 at the nominal rate (open loop, 16 connections, one user each).
+        by_conn = dict(zip(map(id, conns), users, strict=True))
+
+        async def paced_rows(statement: str) -> tuple[list[float], float]:
+            calls = await paced(conns, NOMINAL_RATE, seconds,
+                                lambda conn, _i: conn.execute(statement, by_conn[id(conn)]))  # fmt: skip
+            return [c.ended - c.began for c in calls], achieved_rate(calls)
+
+        plain_lat, plain_rate = await paced_rows(PLAIN)
+        send_lat, send_rate = await paced_rows(SEND)
+        p95, floor95 = quantile(send_lat, 95), quantile(plain_lat, 95)
+        met = p95 is not None and floor95 is not None and p95 <= 0.005 and p95 <= 3 * floor95
+        table.add(
+            Row("1", f"creation at {NOMINAL_RATE:,.0f}/s offered: achieved rows/s", send_rate, plain_rate, "rows/s",
+                target=f"{NOMINAL_RATE:,.0f}/s", met=send_rate >= 0.98 * NOMINAL_RATE),
+            Row("1", f"creation p95 at {NOMINAL_RATE:,.0f}/s (open loop, 16 conns)", ms(send_lat, 95),
+                ms(plain_lat, 95), "ms", target="≤ 5 ms and ≤ 3× bare", met=met),
+            Row("1", f"creation p99 at {NOMINAL_RATE:,.0f}/s", ms(send_lat, 99), ms(plain_lat, 99), "ms"),
+        )  # fmt: skip
+    finally:
+        for conn in conns:
+            await conn.close()

@@ -1,0 +1,267 @@
+"""Scenario 5, delivery: e-mail and Web Push deliveries/s through `notifyd worker` to fast local provider sinks.
+
+A real worker (WORKER_CONCURRENCY 8, delivery.job_size raised for the run) sends to bench.sinks' Resend and
+Web Push sinks on 127.0.0.1, each a uvloop process of its own: the test suite's stand-ins answer a few hundred
+requests/s, below what is measured here. The push sink verifies the ES256 signature of every distinct VAPID
+JWT and decrypts one body in 20 (the subscriptions share one key pair, made here); see bench.sinks. One
+send_bulk (critical, one channel) to every user; deliveries/s from its commit until the ledger's last outcome
+(the database's clock); the sink must then have accepted each e-mail (Idempotency-Key) or each endpoint
+exactly once. The floor is the sink's own ceiling: the very requests the worker made, replayed straight at
+it over 16 keep-alive connections from a process of its own. Per delivery: the worker's CPU time (a per-call
+cost, which other load on the machine sways less than the rate), the commits of the whole cluster's database
+(pg_stat_database.xact_commit, less the bench's own polls), the NOTIFYs of transactions other than the send
+itself (notify_notifications per statement, Procrastinate's job_inserted per job), and for Web Push the VAPID
+signatures the sink verified. A third run pushes to a sink that answers ROUND_TRIP late, as a push service
+afar: pushes in flight (notifyd.webpush.PARALLEL_SENDS), not CPU, bound that rate; its floor is the replay
+over as many connections.
+
+Also here, for scenario 6: commit → e-mail accepted by the Resend stand-in, one send at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psycopg
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bench.common import Database, Row, Scale, Table, quantile
+from bench.sinks import SinkProcess, replay
+from bench.sockets import Listener
+from notifyd.crypto import SecretBox, b64url, parse_key, token_hash
+from notifyd.webpush import PARALLEL_SENDS
+from tests.server import ENCRYPTION_KEY, wait_for
+from tests.standins.resend import ResendService
+
+REPLAY_CONNECTIONS = 16
+# A push service's answer from afar: what bounds the rate is then pushes in flight, not CPU.
+ROUND_TRIP = 0.05
+DECRYPT_EVERY = 20
+API_KEY = "re_bench_0123456789abcdef"
+POLL = 0.2
+CHANNELS = ["notify_notifications", "procrastinate_any_queue_v1"]
+
+
+def worker_env(resend_url: str, api_key: str) -> dict[str, str]:
+    return {"RESEND_API_KEY": api_key, "RESEND_API_URL": resend_url, "RESEND_FROM_EMAIL": "bench@example.com"}
+
+
+def pending(owner: psycopg.Connection[Any], channel: str) -> int:
+    row = owner.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = %s AND status = 'pending'", (channel,)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def commits(owner: psycopg.Connection[Any]) -> int:
+    row = owner.execute(
+        "SELECT pg_stat_force_next_flush(), xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    assert row is not None
+    return int(row[1])
+
+
+def email_users(owner: psycopg.Connection[Any], count: int) -> list[uuid.UUID]:
+    users = [uuid.uuid4() for _ in range(count)]
+    owner.execute(
+        "INSERT INTO notify.recipients (user_id, email) SELECT u, replace(u::text, '-', '') || '@example.com' "
+        "FROM unnest(%s::uuid[]) AS u",
+        (users,),
+    )
+    return users
+
+
+def push_users(owner: psycopg.Connection[Any], push_url: str, p256dh: str, auth: str, count: int) -> list[uuid.UUID]:
+    """Users with one Web Push subscription each at the sink; all share the browser-side key pair."""
+    box = SecretBox(parse_key(ENCRYPTION_KEY))
+    key = owner.execute("SELECT id FROM notify.current_vapid_key()").fetchone()
+    assert key is not None and key[0] is not None, "the worker makes the first VAPID key"
+    users = [uuid.uuid4() for _ in range(count)]
+    owner.execute("INSERT INTO notify.recipients (user_id) SELECT unnest(%s::uuid[])", (users,))
+    rows = []
+    for user in users:
+        endpoint = f"{push_url}/push/{user}"
+        rows.append((user, endpoint, box.encrypt(p256dh), box.encrypt(auth), token_hash(endpoint), key[0]))
+    with owner.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO notify.push_subscriptions (user_id, kind, endpoint, p256dh_key, auth_key, token_hash,"
+            " vapid_key_id) VALUES (%s, 'webpush', %s, %s, %s, %s, %s)",
+            rows,
+        )
+    return users
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(db: Database, owner: psycopg.Connection[Any], listener: Listener, channel: str,
+               users: list[uuid.UUID], worker_pid: int) -> tuple[float, float, float, float]:  # fmt: skip
+    """deliveries/s from the send's commit until the last outcome is recorded; per delivery: commits, foreign
+    NOTIFYs and the worker's CPU seconds (a per-call cost: other processes on the machine sway the rate)."""
+    cpu = cpu_seconds(worker_pid)
+    row = owner.execute(
+        "SELECT notify.send_bulk(%s, 'security', 'bench', 'delivery', 'critical', channels => %s), "
+        "pg_current_xact_id()::text",
+        (users, [channel]),
+    ).fetchone()
+    assert row is not None
+    started = owner.execute("SELECT clock_timestamp()").fetchone()
+    send_xid = row[1]
+    send_jobs = {
+        str(r[0])
+        for r in owner.execute(
+            "SELECT id FROM procrastinate.procrastinate_jobs WHERE queue_name = %s",
+            (channel if channel == "email" else "push",),
+        )  # fmt: skip
+    }
+    before = commits(owner)
+    polls = 0
+
+    def drained() -> bool:
+        nonlocal polls
+        polls += 1
+        return not pending(owner, channel)
+
+    wait_for(drained, timeout=120, interval=POLL, what=f"{channel} deliveries")
+    time.sleep(0.5)  # the last NOTIFYs arrive
+    worker_commits = commits(owner) - before - polls - 1
+    cpu = cpu_seconds(worker_pid) - cpu
+    # The ledger's clock, not the polls': the last outcome recorded, from the send's commit.
+    finished = owner.execute(
+        "SELECT max(updated_at) FROM notify.notification_deliveries WHERE channel = %s AND user_id = ANY(%s)",
+        (channel, users),
+    ).fetchone()
+    assert started is not None and finished is not None
+    elapsed = (finished[0] - started[0]).total_seconds()
+    foreign = 0
+    for (ch, payload), _times in listener.collect().items():
+        if ch == "notify_notifications":
+            foreign += payload != send_xid
+        elif json.loads(payload).get("job_id") is not None:
+            foreign += str(json.loads(payload)["job_id"]) not in send_jobs
+    return len(users) / elapsed, worker_commits / len(users), foreign / len(users), cpu / len(users)
+
+
+def subscription_keys() -> tuple[str, str, str]:
+    """(p256dh, auth, private key): what a browser makes when it subscribes, raw and base64url."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    scalar = private.private_numbers().private_value.to_bytes(32, "big")
+    return b64url(public), b64url(uuid.uuid4().bytes), b64url(scalar)
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    p256dh, auth, private_key = subscription_keys()
+    keys: dict[str, Any] = {"private_key": private_key, "auth": auth, "decrypt_every": DECRYPT_EVERY}
+    resend = SinkProcess("resend", api_key=API_KEY).start()
+    push = SinkProcess("push", **keys).start()
+    distant = SinkProcess("push", latency=ROUND_TRIP, **keys).start()
+    sinks = (resend, push, distant)
+    listener: Listener | None = None
+    try:
+        worker = db.worker(**worker_env(resend.url, API_KEY))
+        assert worker.proc is not None
+        listener = Listener(db.owner_url, CHANNELS)
+        with db.owner() as owner:
+            for name, channel, users, sink in (
+                ("e-mail → Resend sink", "email", email_users(owner, scale.emails), resend),
+                ("Web Push → push sink", "push", push_users(owner, push.url, p256dh, auth, scale.pushes), push),
+                (f"Web Push → push sink answering in {ROUND_TRIP * 1000:.0f} ms", "push",
+                 push_users(owner, distant.url, p256dh, auth, scale.pushes), distant),
+            ):  # fmt: skip
+                listener.collect()
+                rate, commits_each, notifies_each, cpu_each = await asyncio.to_thread(
+                    throughput, db, owner, listener, channel, users, worker.proc.pid
+                )
+                stats = await asyncio.to_thread(sink.stats)
+                reached = stats.get("emails" if channel == "email" else "endpoints", 0)
+                assert reached == len(users), (
+                    f"{reached} of {len(users)} {channel} deliveries reached the sink: {stats}"
+                )
+                # Answers held back: as many connections as the worker may use, or the replay measures itself.
+                connections = PARALLEL_SENDS if sink.latency else REPLAY_CONNECTIONS
+                ceiling = await asyncio.to_thread(replay, sink.url, await asyncio.to_thread(sink.recorded),
+                                                  connections)  # fmt: skip
+                table.add(
+                    Row("5", f"{name}: deliveries/s through the worker ({len(users):,})", rate, ceiling, "/s",
+                        target="≥ 2,000/s", met=rate >= 2000),
+                    Row("5", f"{name}: worker CPU per delivery", cpu_each * 1000, None, "ms"),
+                )  # fmt: skip
+                if sink.latency:
+                    continue
+                table.add(
+                    Row("5", f"{name}: commits per delivery (all of the database)", commits_each, None),
+                    Row("5", f"{name}: NOTIFYs per delivery besides the send's own", notifies_each, None),
+                )
+                if channel == "push":
+                    signed = stats.get("jwt signatures verified", 0)
+                    table.add(Row("5", f"{name}: distinct VAPID JWTs (signatures) in {len(users):,} pushes",
+                                  signed, None, text=f"{signed:,}"))  # fmt: skip
+    finally:
+        if listener is not None:
+            listener.close()
+        for process in db.processes:
+            process.stop()
+        for sink in sinks:
+            sink.stop()
+
+
+async def email_latency(db: Database, samples: int) -> tuple[list[float], list[float], list[float]]:
+    """Starts a worker and a Resend stand-in; sends `samples` e-mails one at a time. Returns commit → job
+    NOTIFY received, commit → e-mail accepted (the ledger: created in the send's transaction, sent when
+    the stand-in answered), and the floor: one POST straight to the stand-in, one at a time."""
+    resend = ResendService().start()
+    try:
+        worker = db.worker(**worker_env(resend.url, resend.api_key))
+        listener = await asyncpg.connect(db.owner_url)
+        sender = await asyncpg.connect(db.owner_url)
+        arrived: asyncio.Queue[float] = asyncio.Queue()
+        await listener.add_listener("procrastinate_any_queue_v1", lambda *_: arrived.put_nowait(time.monotonic()))
+        user = uuid.uuid4()
+        await sender.execute("SELECT notify.upsert_recipient($1, 'latency@example.com')", user)
+        queued = []
+        for _ in range(samples):
+            await sender.execute(
+                "SELECT notify.send($1, 'security', 'latency', priority => 'critical', channels => '{email}')", user
+            )
+            committed = time.monotonic()
+            queued.append(await asyncio.wait_for(arrived.get(), 5) - committed)
+            await asyncio.sleep(0.02)
+        ledger = (
+            "SELECT extract(epoch FROM d.sent_at - d.created_at)::float8 FROM notify.notification_deliveries AS d "
+            "WHERE d.user_id = $1 AND d.channel = 'email' AND d.status = 'sent'"
+        )
+        deadline = time.monotonic() + 30
+        while len(rows := await sender.fetch(ledger, user)) < samples and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # the ledger records 'sent' just after the stand-in answered
+        await listener.close()
+        await sender.close()
+        worker.stop()
+        body = resend.requests[-1].body
+        headers = {"Authorization": f"Bearer {resend.api_key}", "Content-Type": "application/json"}
+        floor = []
+        with httpx.Client(base_url=resend.url, headers=headers, timeout=10) as client:
+            for _ in range(samples):
+                began = time.monotonic()
+                response = await asyncio.to_thread(client.post, "/emails", content=body)
+                floor.append(time.monotonic() - began)
+                assert response.status_code < 300, response.text
+        return queued, [r[0] for r in rows], floor
+    finally:
+        resend.stop()
+
+
+__all__ = ["email_latency", "quantile", "run"]

@@ -1,0 +1,117 @@
+"""Scenario 2, end to end: commit acknowledged → notification received over a WebSocket, vs a bare LISTEN client.
+
+N sockets (one per random user, held by child processes) on one notifyd; sends to random users at
+1,667/s and 5,000/s (open loop, 16 connections, one notify.send per transaction, type 'system'), then
+batched at 10,000 notifications/s (send_bulk to 100 random users per transaction). The floor is a bare
+asyncpg client LISTENing on notify_notifications in a process of its own: commit ack → NOTIFY arrival
+(payload: the transaction id). The sustained rate is what the sockets received per second from the first
+send's slot to the last receipt; its floor is the rate the senders committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+import asyncpg
+
+from bench.common import NOMINAL_RATE, Call, Database, Row, Scale, Table, achieved_rate, ms, paced
+from bench.creation import service_connection
+from bench.sockets import Fleet, Listener
+
+SENDERS = 16
+RATES = (NOMINAL_RATE, 5_000.0)
+BATCHED_RATE = 10_000.0
+BATCH = 100
+SINGLE = "SELECT notify.send($1, 'system', 'bench')::text, pg_current_xact_id()::text"
+BULK = "SELECT notify.send_bulk($1, 'system', 'bench', data => $2::jsonb)::text, pg_current_xact_id()::text"
+DRAIN_TIMEOUT = 15.0
+
+
+def latencies(calls: list[Call], receipts: dict[str, list[float]], key: Callable[[Call], str]) -> list[float]:
+    """Receipt − commit ack, per receipt; key(call) is the receipts' key of what the call sent."""
+    out: list[float] = []
+    for call in calls:
+        out.extend(t - call.ended for t in receipts.get(key(call), ()))
+    return out
+
+
+def floor_latencies(calls: list[Call], arrivals: dict[tuple[str, str], list[float]]) -> list[float]:
+    out = []
+    for call in calls:
+        times = arrivals.get(("notify_notifications", call.result[1]))
+        if times:
+            out.append(times[0] - call.ended)
+    return out
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    server = db.server()
+    users = [uuid.uuid4() for _ in range(scale.sockets)]
+    fleet = Fleet(server.ws_url, users, scale.sockets_per_process)
+    listener: Listener | None = None
+    conns: list[asyncpg.Connection] = []
+    try:
+        await asyncio.to_thread(fleet.wait_open)
+        table.add(Row("2", f"{fleet.opened:,} sockets opened and authenticated", fleet.open_seconds, unit="s"))
+        listener = Listener(db.owner_url, ["notify_notifications"])
+        conns = [await service_connection(db) for _ in range(SENDERS)]
+        received = await asyncio.to_thread(fleet.events)
+        for rate in RATES:
+            calls = await paced(conns, rate, scale.seconds, lambda c, _i: c.fetchrow(SINGLE, random.choice(users)))
+            received += len(calls)
+            drained = await asyncio.to_thread(fleet.wait_events, received, DRAIN_TIMEOUT)
+            receipts = await asyncio.to_thread(fleet.collect)
+            arrivals = await asyncio.to_thread(listener.collect)
+            ws = latencies(calls, receipts, lambda c: c.result[0])
+            floor = floor_latencies(calls, arrivals)
+            got = sum(1 for c in calls if receipts.get(c.result[0]))
+            dups = sum(1 for c in calls if len(receipts.get(c.result[0], ())) > 1)
+            last = max((t for times in receipts.values() for t in times), default=time.monotonic())
+            sustained = got / (last - min(c.scheduled for c in calls))
+            label = f"at {rate:,.0f}/s offered"
+            p95_target = rate == NOMINAL_RATE
+            table.add(
+                Row("2", f"commit → WebSocket p50 {label}", ms(ws, 50), ms(floor, 50), "ms"),
+                Row("2", f"commit → WebSocket p95 {label}", ms(ws, 95), ms(floor, 95), "ms",
+                    target="≤ 5 ms" if p95_target else "—", met=(ms(ws, 95) or 1e9) <= 5 if p95_target else None),
+                Row("2", f"commit → WebSocket p99 {label}", ms(ws, 99), ms(floor, 99), "ms",
+                    target="≤ 25 ms" if p95_target else "—", met=(ms(ws, 99) or 1e9) <= 25 if p95_target else None),
+                Row("2", f"received {label} (sent {len(calls):,}, dups {dups}, drained {drained})",
+                    float(got), float(len(calls)), "notifications"),
+                Row("2", f"sustained single-row end to end {label}", sustained, achieved_rate(calls), "/s",
+                    target="≥ 2,500/s" if rate > NOMINAL_RATE else "—",
+                    met=sustained >= 2500 if rate > NOMINAL_RATE else None),
+            )  # fmt: skip
+
+        # Batched: one send_bulk to BATCH random users per transaction, keyed by data.b.
+        def bulk(conn: asyncpg.Connection, i: int) -> object:
+            return conn.fetchrow(BULK, random.sample(users, BATCH), json.dumps({"b": f"bulk{i}"}))
+
+        calls = await paced(conns, BATCHED_RATE / BATCH, scale.seconds, bulk)
+        received += BATCH * len(calls)
+        await asyncio.to_thread(fleet.wait_events, received, DRAIN_TIMEOUT)
+        receipts = await asyncio.to_thread(fleet.collect)
+        arrivals = await asyncio.to_thread(listener.collect)
+        ws = latencies(calls, receipts, lambda c: f"bulk{c.index}")
+        floor = floor_latencies(calls, arrivals)
+        got = len(ws)
+        last = max((t for times in receipts.values() for t in times), default=time.monotonic())
+        sustained = got / (last - min(c.scheduled for c in calls))
+        label = f"batched ({BATCH} per send_bulk) at {BATCHED_RATE:,.0f}/s offered"
+        table.add(
+            Row("2", f"commit → WebSocket p95, {label}", ms(ws, 95), ms(floor, 95), "ms"),
+            Row("2", f"commit → WebSocket p99, {label}", ms(ws, 99), ms(floor, 99), "ms"),
+            Row("2", f"sustained end to end, {label}", sustained, BATCH * achieved_rate(calls), "/s",
+                target="≥ 10,000/s", met=sustained >= 10_000),
+        )  # fmt: skip
+    finally:
+        for conn in conns:
+            await conn.close()
+        if listener is not None:
+            listener.close()
+        fleet.close()

@@ -1,0 +1,75 @@
+"""Scenario 4, memory: RSS per idle socket of notifyd at 10,000 and 20,000 sockets vs a bare `websockets` server.
+
+Each server's RSS (VmRSS) is read 2 s after start, then 3 s after the first N sockets are open and
+authenticated (one user each), then 3 s after N more; per socket = growth / sockets. The floor is
+bench/bare_ws.py (websockets' own server, no deflate, greets and holds). Clients are child processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from bench.common import Database, Row, Scale, Table, rss_kb
+from bench.sockets import LIVE, Fleet
+from tests.server import free_port
+
+SETTLE = 3.0
+
+
+async def per_socket_kb(
+    pid: int, ws_url: str, counts: tuple[int, int], per_process: int, live: str = LIVE
+) -> list[float]:
+    """KB of RSS growth per socket at each count of counts (each fleet kept open until the end)."""
+    await asyncio.sleep(2)
+    before = rss_kb(pid)
+    fleets: list[Fleet] = []
+    out = []
+    try:
+        opened = 0
+        for count in counts:
+            fleet = Fleet(ws_url, [uuid.uuid4() for _ in range(count - opened)], per_process, live=live)
+            fleets.append(fleet)
+            await asyncio.to_thread(fleet.wait_open)
+            opened = count
+            await asyncio.sleep(SETTLE)
+            out.append((rss_kb(pid) - before) / count)
+    finally:
+        for fleet in fleets:
+            fleet.close()
+    return out
+
+
+def start_bare(log: Path) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_ws", str(port)], stdout=subprocess.PIPE,
+                            stderr=log.open("ab"), text=True, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"the bare websockets server did not start (see {log})")
+    return proc, port
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    server = db.server()
+    assert server.proc is not None
+    notifyd = await per_socket_kb(server.proc.pid, server.ws_url, scale.memory_sockets, scale.sockets_per_process)
+    server.stop()
+    bare_proc, port = start_bare(db.cluster.log_dir / "bare_ws.log")
+    try:
+        bare = await per_socket_kb(bare_proc.pid, f"ws://127.0.0.1:{port}/", scale.memory_sockets,
+                                   scale.sockets_per_process, live="authenticated")  # fmt: skip
+    finally:
+        bare_proc.terminate()
+        bare_proc.wait(10)
+    for count, kb, floor in zip(scale.memory_sockets, notifyd, bare, strict=True):
+        # The target's count (or the most the open files limit lets one process hold, which the figure names);
+        # a smaller run prints its figure without a verdict.
+        last = count >= 20_000 or (scale.memory_cap is not None and count == scale.memory_cap)
+        capped = " (capped: open files limit)" if scale.memory_cap is not None and count == scale.memory_cap else ""
+        table.add(Row("4", f"RSS per idle socket at {count:,} sockets{capped}", kb, floor, "KB",
+                      target="≤ 30 KB at 20,000" if last else "—", met=kb <= 30 if last else None))  # fmt: skip
