@@ -167,6 +167,12 @@ class Notification(BaseModel):
     delivery_status: dict[str, str] = Field(description="per channel: pending, sent, delivered, failed, ...")
 
 
+class SensitiveFields(BaseModel):
+    id: uuid.UUID
+    data: dict[str, Any] = Field(description="the real values of data's sensitive fields (masked everywhere else)")
+    template_vars: dict[str, Any] = Field(description="the real values of template_vars' sensitive fields")
+
+
 class NotificationPage(BaseModel):
     items: list[Notification]
     unread_count: int

@@ -15,7 +15,7 @@ from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from notifyd import templates
+from notifyd import sensitive, templates
 from notifyd.auth import (
     MAX_SERVICE_KEY_LENGTH,
     MAX_SERVICE_NAME_LENGTH,
@@ -27,6 +27,7 @@ from notifyd.auth import (
     decode_token,
     service_caller,
 )
+from notifyd.crypto import SecretBox, SecretsError
 from notifyd.db import as_caller, as_worker
 from notifyd.errors import ApiError
 from notifyd.models import (
@@ -44,6 +45,7 @@ from notifyd.models import (
     NotificationPage,
     ReadAllResult,
     ReadResult,
+    SensitiveFields,
     UnreadCount,
 )
 from notifyd.openapi import Endpoint
@@ -54,6 +56,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_priority
 
 NOT_FOUND = "notification not found"
+NO_SENSITIVE_FIELDS = "this notification has no sensitive fields"
 BATCH_NOT_FOUND = "batch not found"
 NO_CREDENTIALS = f"missing credentials: send Authorization: Bearer <token> or {SERVICE_KEY_HEADER}"
 NO_SERVICE_NAME = f"{SERVICE_NAME_HEADER} is required with {SERVICE_KEY_HEADER}"
@@ -138,21 +141,34 @@ async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
     return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
 
 
-async def render_before_insert(conn: asyncpg.Connection, body: NotificationCreate) -> NotificationCreate:
-    """A template notification is rendered here, in the recipient's language, so it is never held."""
+async def render_before_insert(
+    conn: asyncpg.Connection, body: NotificationCreate, secrets: SecretBox | None
+) -> NotificationCreate:
+    """A template notification is rendered here, in the recipient's language, so it is never held.
+
+    Its sensitive fields are masked and sealed first: their real values never reach the database in clear.
+    """
     if body.template_id is None:
         return body
     languages = await conn.fetchval(query("template_languages"), body.template_id)
     language = await conn.fetchrow(query("rendering_language"), body.user_id)
     assert language is not None
+    masked = sensitive.mask(sensitive.marked(languages), body.data, body.template_vars)
+    try:
+        sealed = None if masked.real is None else sensitive.seal(secrets, masked.real)
+    except SecretsError as error:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     try:
         rendering = templates.render_for(
-            languages, body.template_id, language["locale"], language["default_language"], body.template_vars
+            languages, body.template_id, language["locale"], language["default_language"], masked.template_vars
         )
     except templates.TemplateError as error:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    await conn.execute(query("supply_rendering"), rendering.rendered)
-    return body.model_copy(update={"title": rendering.title, "body": rendering.body})
+    await conn.execute(query("supply_rendering"), rendering.rendered, sealed)
+    return body.model_copy(
+        update={"title": rendering.title, "body": rendering.body, "data": masked.data,
+                "template_vars": masked.template_vars}
+    )  # fmt: skip
 
 
 async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, str]]:
@@ -162,7 +178,7 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, st
     key = idempotency_key(request, body.idempotency_key)
     channels = list(body.channels) if body.channels is not None else None
     async with as_caller(request.app.state.pool, caller) as conn:
-        body = await render_before_insert(conn, body)
+        body = await render_before_insert(conn, body, request.app.state.settings.secrets)
         notification_id = await conn.fetchval(query("send_notification"), body.user_id, *send_args(body, channels, key))
         row = await conn.fetchrow(query("sent_notification"), notification_id)
         headers = await rate_limit_headers(conn)
@@ -316,6 +332,22 @@ async def get_notification(request: Request) -> Response:
     return reply(notification(row))
 
 
+async def get_sensitive(request: Request) -> Response:
+    caller = await end_user(request)
+    notification_id = path_uuid(request, "notification_id")
+    async with as_caller(request.app.state.pool, caller) as conn:
+        row = await conn.fetchrow(query("sealed_fields"), notification_id)
+    if row is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    if row["sealed"] is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, NO_SENSITIVE_FIELDS)
+    try:
+        real = sensitive.reveal(request.app.state.settings.secrets, row["sealed"])
+    except SecretsError as error:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    return reply(SensitiveFields(id=notification_id, **real))
+
+
 async def mark_read(request: Request) -> Response:
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
@@ -371,7 +403,7 @@ _IDEMPOTENCY = ((IDEMPOTENCY_HEADER, "replaying a key answers 200 with the first
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", PREFIX, create_notification, "create a notification", "sender",
              ok_status=status.HTTP_202_ACCEPTED, ok_model=CreatedNotification, request_model=NotificationCreate,
-             headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS,),
+             headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE),
              extra_responses={status.HTTP_200_OK: "an idempotency key replayed: the first id"}),
     Endpoint("POST", f"{PREFIX}/bulk", create_bulk, "send one notification to many users", "sender",
              ok_status=status.HTTP_202_ACCEPTED, ok_model=BulkAccepted, request_model=BulkCreate,
@@ -381,7 +413,7 @@ ENDPOINTS: list[Endpoint] = [
              ok_model=BatchStatus, path_params=("batch_id",), errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("POST", "/api/v1/internal/notifications/send", internal_send, "send a notification (services)",
              "sender", ok_status=status.HTTP_202_ACCEPTED, ok_model=InternalSent, request_model=NotificationCreate,
-             headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS,),
+             headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE),
              extra_responses={status.HTTP_200_OK: "an idempotency key replayed: the first id"}),
     Endpoint("GET", PREFIX, list_notifications, "the caller's notifications, one page", "user",
              ok_model=NotificationPage, query_model=ListQuery),
@@ -391,6 +423,10 @@ ENDPOINTS: list[Endpoint] = [
              ok_model=ReadAllResult),
     Endpoint("GET", _NOTIFICATION, get_notification, "one notification", "user",
              ok_model=Notification, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
+    Endpoint("GET", f"{_NOTIFICATION}/sensitive", get_sensitive,
+             "the real values of one notification's sensitive fields (masked everywhere else)", "user",
+             ok_model=SensitiveFields, path_params=("notification_id",),
+             errors=(status.HTTP_404_NOT_FOUND, status.HTTP_503_SERVICE_UNAVAILABLE)),
     Endpoint("PATCH", f"{_NOTIFICATION}/read", mark_read, "mark one notification read", "user",
              ok_model=ReadResult, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("DELETE", _NOTIFICATION, delete_notification, "delete one notification (soft)", "user",

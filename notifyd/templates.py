@@ -26,7 +26,9 @@ import procrastinate
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from notifyd import sensitive
 from notifyd.config import Settings
+from notifyd.crypto import SecretBox, SecretsError
 from notifyd.db import as_worker
 from notifyd.queries import query
 
@@ -179,23 +181,34 @@ def render_for(
     return render(compiled_templates, choose(templates, name, locale, default_language), variables)
 
 
-async def render_notifications(pool: asyncpg.Pool, notification_ids: Sequence[str]) -> tuple[int, int]:
+async def render_notifications(
+    pool: asyncpg.Pool, notification_ids: Sequence[str], secrets: SecretBox | None
+) -> tuple[int, int]:
     """Renders the still-unrendered ones among these notifications; returns (rendered, failed)."""
     async with as_worker(pool) as conn:
         rows = await conn.fetch(query("templates_to_render"), notification_ids)
         rendered = failed = 0
         for row in rows:
+            masked = sensitive.mask(sensitive.marked(row["templates"]), row["data"], row["template_vars"])
+            sealed = None
+            if masked.real is not None:
+                try:
+                    sealed = sensitive.seal(secrets, masked.real)
+                except SecretsError as error:
+                    # Never kept in clear: shown masked, the real values are gone (REST refuses such a send).
+                    log.warning("notification %s: %s; its sensitive fields are dropped", row["id"], error)
             try:
                 result = render_for(
-                    row["templates"], row["template_id"], row["locale"], row["default_language"], row["template_vars"]
+                    row["templates"], row["template_id"], row["locale"], row["default_language"], masked.template_vars
                 )
             except TemplateError as error:
                 log.warning("notification %s: %s", row["id"], error)
                 failed += await conn.fetchval(query("render_failed"), row["id"], str(error))
                 continue
             rendered += await conn.fetchval(
-                query("store_rendering"), row["id"], result.title, result.body, result.rendered
-            )
+                query("store_rendering"), row["id"], result.title, result.body, result.rendered,
+                masked.data, masked.template_vars, sealed,
+            )  # fmt: skip
     return rendered, failed
 
 
@@ -205,4 +218,4 @@ def register(app: procrastinate.App, pool: asyncpg.Pool, settings: Settings) -> 
 
     @app.task(name=TASK, queue=QUEUE, retry=DeliveryRetry())
     async def render_notifications_task(notification_ids: list[str]) -> None:
-        await render_notifications(pool, notification_ids)
+        await render_notifications(pool, notification_ids, settings.secrets)

@@ -49,6 +49,7 @@ class LanguageConvertor(Convertor[str]):
 
 register_url_convertor("language", LanguageConvertor())
 Source = Annotated[str, Field(max_length=100_000)]
+FieldName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class TemplateVersion(BaseModel):
@@ -69,6 +70,7 @@ class TemplateVersion(BaseModel):
     default_priority: Priority
     default_channels: list[Channel]
     variables: dict[str, Any]
+    sensitive_fields: list[str]
     is_active: bool
     created_at: datetime
 
@@ -94,6 +96,10 @@ class TemplateChange(BaseModel):
     default_channels: Annotated[list[Channel], Field(min_length=1)] = ["in_app", "push"]
     variables: dict[str, str] = Field(
         default_factory=dict, description="every variable the template uses, with what it means"
+    )
+    sensitive_fields: Annotated[list[FieldName], Field(max_length=50)] = Field(
+        default_factory=list,
+        description="top-level keys of data and template_vars shown masked in every channel and stored encrypted",
     )
 
 
@@ -151,6 +157,7 @@ async def put_template(request: Request) -> Response:
         request, caller, "put_template", name, language, body.type, body.title_template, body.body_template,
         body.push_title_template, body.push_body_template, body.email_subject_template, body.email_html_template,
         body.email_text_template, body.default_priority, body.default_channels, body.variables,
+        body.sensitive_fields,
     )  # fmt: skip
     return reply(TemplateVersion.model_validate(written), status.HTTP_201_CREATED)
 

@@ -309,6 +309,8 @@ def test_rest_methods(context: Any, server: ServerProcess, server_owner_url: str
     }""")
     assert listed["pages"] == 3 and sorted(listed["ids"]) == sorted(sent) and len(listed["ids"]) == 45
     assert page.evaluate("id => client.get(id).then((n) => n.title)", sent[0]) == "n0"
+    nothing = "id => client.revealSensitive(id).catch((e) => [e.status, e.message])"
+    assert page.evaluate(nothing, sent[0]) == [404, "this notification has no sensitive fields"]
 
     read = page.evaluate("id => client.markRead(id)", sent[0])
     assert read["id"] == sent[0] and read["read_at"]

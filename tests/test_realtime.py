@@ -133,9 +133,15 @@ async def test_read_in_one_tab_updates_the_other(server: ServerProcess, server_o
         first_seq = notifications(await recv_until(tab1, "unread_count"))[0]["seq"]
         await recv_until(tab2, "unread_count")
         await tab1.send(json.dumps({"type": "mark_read", "notification_id": nid}))
-        answer = await recv(tab1)
-        assert answer["type"] == "read_status_updated" and answer["notification_id"] == nid
-        assert answer["read_at"] and answer["unread_count"] == 0
+        # The answer and the hub's fan-out of the change race (both follow the commit): either comes first.
+        asked: list[dict[str, Any]] = []
+        types: list[str] = []
+        while not ("read_status_updated" in types and "unread_count" in types[types.index("notification") :]
+                   if "notification" in types else False):  # fmt: skip
+            asked.append(await recv(tab1))
+            types.append(asked[-1]["type"])
+        [answer] = [e for e in asked if e["type"] == "read_status_updated"]
+        assert answer["notification_id"] == nid and answer["read_at"] and answer["unread_count"] == 0
         events = await recv_until(tab2, "unread_count")
         [changed] = notifications(events)
         assert changed["id"] == nid and changed["seq"] > first_seq and changed["read_at"] is not None
@@ -144,9 +150,8 @@ async def test_read_in_one_tab_updates_the_other(server: ServerProcess, server_o
             {"type": "read_status_updated", "notification_id": nid, "read_at": changed["read_at"], "unread_count": 0}
         ]
         assert events[-1] == {"type": "unread_count", "count": 0, "by_type": {}}
-        # The tab that asked got its answer directly and is not told twice.
-        rest = await recv_until(tab1, "unread_count")
-        assert [e["type"] for e in rest] == ["notification", "unread_count"]
+        # The tab that asked got its answer directly and is not told twice; it sees the change once.
+        assert sorted(e["type"] for e in asked) == ["notification", "read_status_updated", "unread_count"], asked
 
 
 async def test_mark_read_of_another_users_notification_is_not_found(

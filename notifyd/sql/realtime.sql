@@ -16,7 +16,7 @@ LEFT JOIN LATERAL (
            -- the read_status_updated event's read_at, as the notification's JSON has it
            CASE WHEN n.deleted_at IS NULL THEN pg_catalog.to_jsonb(n.read_at) #>> '{}' END AS read_at,
            extract(epoch FROM pg_catalog.clock_timestamp() - n.updated_at)::float8 AS lag,
-           (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error'])::text AS data
+           (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'])::text AS data
     FROM notify.notifications AS n
     WHERE n.changed_xid >= pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
       AND NOT pg_catalog.pg_visible_in_snapshot(n.changed_xid, $1::text::pg_snapshot)
@@ -48,7 +48,7 @@ SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = noti
 
 -- ws_resume_page --
 -- As the caller: the caller's notifications created or changed after seq $1 (not held), in seq order, at most $2
-SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error'] AS data
+SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'] AS data
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.seq > $1 AND n.held_until IS NULL
 ORDER BY n.seq

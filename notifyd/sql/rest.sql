@@ -23,8 +23,9 @@ FROM notify.notifications AS n
 WHERE n.id = $1
 
 -- supply_rendering --
--- Hands the rendering of the next template notification of this transaction to the insert trigger
-SELECT set_config('notify.rendered', $1::jsonb::text, true)
+-- Hands the rendering ($1) and sealed sensitive fields ($2) of the next template notification of this
+-- transaction to the insert trigger
+SELECT set_config('notify.rendered', jsonb_build_object('rendered', $1::jsonb, 'sealed', $2::text)::text, true)
 
 -- rendering_language --
 -- User $1's locale (a user nobody told us about: the default language) and the default language of templates
@@ -119,6 +120,13 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
 FROM notify.notifications AS n
 WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
   AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
+
+-- sealed_fields --
+-- The encrypted sensitive fields of one of the caller's live notifications (NULL: it has none)
+SELECT n.sealed
+FROM notify.notifications AS n
+WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+  AND n.held_until IS DISTINCT FROM 'infinity'
 
 -- unread_count --
 -- The caller's unread notifications: {"count": n, "by_type": {...}}

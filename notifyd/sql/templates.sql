@@ -2,12 +2,13 @@
 
 -- templates_to_render --
 -- The unrendered template notifications among $1, with the recipient's locale and the template in each language
-SELECT id, template_id, template_vars, locale, default_language, templates
+SELECT id, template_id, template_vars, data, locale, default_language, templates
 FROM notify_private.templates_to_render($1::uuid[])
 
 -- store_rendering --
--- Stores a rendering: releases the real-time event and starts the deliveries; false when rendered already
-SELECT notify_private.store_rendering($1, $2, $3, $4::jsonb)
+-- Stores a rendering and the masked data ($5), template_vars ($6) and sealed values ($7): releases the
+-- real-time event and starts the deliveries; false when rendered already
+SELECT notify_private.store_rendering($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
 
 -- render_failed --
 -- Marks a notification whose template cannot be rendered; its deliveries fail with the reason
@@ -35,11 +36,11 @@ WHERE t.name = $1
 INSERT INTO notify.notification_templates AS t
     (name, language, version, type, title_template, body_template, push_title_template, push_body_template,
      email_subject_template, email_html_template, email_text_template, default_priority, default_channels,
-     variables)
+     variables, sensitive_fields)
 SELECT $1, $2,
        coalesce((SELECT max(o.version) FROM notify.notification_templates AS o
                  WHERE o.name = $1 AND o.language = $2), 0) + 1,
-       $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+       $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 RETURNING to_jsonb(t.*)
 
 -- default_language --

@@ -40,6 +40,12 @@ export interface Notification {
   delivery_status?: Record<string, string>;
 }
 
+export interface SensitiveFields {
+  id: string;
+  data: Record<string, unknown>;
+  template_vars: Record<string, unknown>;
+}
+
 export interface NotificationPage {
   items: Notification[];
   unread_count: number;
@@ -206,6 +212,8 @@ export class NotifydClient extends EventTarget {
 
   list(query?: ListQuery): Promise<NotificationPage>;
   get(id: string): Promise<Notification>;
+  /** The real values of the fields its template marks sensitive (masked in every other view); 404 if none. */
+  revealSensitive(id: string): Promise<SensitiveFields>;
   fetchUnreadCount(): Promise<UnreadCount>;
   markRead(id: string): Promise<ReadResult>;
   markAllRead(): Promise<ReadAllResult>;

@@ -178,6 +178,8 @@ export class NotifydClient extends EventTarget {
   }
 
   get(id) { return this.request("GET", encodeURIComponent(id)); }
+  /** The real values of the fields its template marks sensitive (every other view shows them masked). */
+  revealSensitive(id) { return this.request("GET", `${encodeURIComponent(id)}/sensitive`); }
   fetchUnreadCount() { return this.request("GET", "unread-count"); }
   markRead(id) { return this.request("PATCH", `${encodeURIComponent(id)}/read`); }
   markAllRead() { return this.request("POST", "read-all"); }

@@ -143,6 +143,7 @@ AS $$
 DECLARE
     -- NULL when absent, JSON null, or data is no object (which its own constraint refuses).
     group_title constant jsonb := nullif(NEW.data -> 'group_title', 'null'::jsonb);
+    supplied jsonb;
 BEGIN
     IF NEW.user_id IS NULL THEN
         RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation';
@@ -171,7 +172,9 @@ BEGIN
     NEW.priority := coalesce(NEW.priority, 'normal');
     IF NEW.template_id IS NOT NULL THEN
         PERFORM notify_private.require_template(NEW.template_id);
-        NEW.rendered := coalesce(NEW.rendered, notify_private.supplied_rendering());
+        supplied := notify_private.supplied_rendering();
+        NEW.rendered := coalesce(NEW.rendered, supplied -> 'rendered');
+        NEW.sealed := coalesce(NEW.sealed, supplied ->> 'sealed');
     END IF;
     -- Also after the lock: the group a concurrent sender just started or grew is visible.
     -- A template notification never folds: a group shows one text, and a rendering is per notification.

@@ -42,16 +42,17 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify_private.supplied_rendering()
-    IS 'takes the rendering that notifyd''s REST put in the transaction-local setting notify.rendered (once)';
+    IS 'takes {"rendered", "sealed"} that notifyd''s REST put in the transaction-local setting notify.rendered (once)';
 
 CREATE OR REPLACE FUNCTION notify_private.templates_to_render(notification_ids uuid[])
-    RETURNS TABLE (id uuid, template_id text, template_vars jsonb, locale text, default_language text,
-                   templates jsonb)
+    RETURNS TABLE (id uuid, template_id text, template_vars jsonb, data jsonb, locale text,
+                   default_language text, templates jsonb)
     LANGUAGE sql STABLE
     SET search_path = ''
 AS $$
     -- The newest active version of the notification's template in each language; notifyd picks the language.
-    SELECT n.id, n.template_id, n.template_vars, r.locale, notify.setting('templates.default_language') #>> '{}',
+    SELECT n.id, n.template_id, n.template_vars, n.data, r.locale,
+           notify.setting('templates.default_language') #>> '{}',
            notify.template_languages(n.template_id)
     FROM notify.notifications AS n
     JOIN notify.recipients AS r ON r.user_id = n.user_id
@@ -61,8 +62,10 @@ $$;
 COMMENT ON FUNCTION notify_private.templates_to_render(uuid[])
     IS 'the unrendered template notifications among these, with the recipient''s locale and the template in every language';
 
-CREATE OR REPLACE FUNCTION notify_private.store_rendering(notification_id uuid, title text, body text, rendered jsonb)
-    RETURNS boolean
+CREATE OR REPLACE FUNCTION notify_private.store_rendering(
+    notification_id uuid, title text, body text, rendered jsonb,
+    data jsonb DEFAULT NULL, template_vars jsonb DEFAULT NULL, sealed text DEFAULT NULL  -- NULL: unchanged
+) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -75,6 +78,9 @@ BEGIN
     UPDATE notify.notifications AS n
     SET title = left(btrim(store_rendering.title), 255), body = left(store_rendering.body, 10000),
         rendered = store_rendering.rendered,
+        data = coalesce(store_rendering.data, n.data),
+        template_vars = coalesce(store_rendering.template_vars, n.template_vars),
+        sealed = coalesce(store_rendering.sealed, n.sealed),
         held_until = CASE
             WHEN n.send_at > notify.now() THEN n.send_at
             WHEN n.priority <> 'critical' AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
@@ -107,8 +113,8 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION notify_private.store_rendering(uuid, text, text, jsonb)
-    IS 'stores a template notification''s rendered text, releases its real-time event and starts its deliveries';
+COMMENT ON FUNCTION notify_private.store_rendering(uuid, text, text, jsonb, jsonb, jsonb, text)
+    IS 'stores a template notification''s rendered text (and its masked fields), releases its real-time event and starts its deliveries';
 
 CREATE OR REPLACE FUNCTION notify_private.render_failed(notification_id uuid, error text) RETURNS boolean
     LANGUAGE plpgsql
