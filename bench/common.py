@@ -157,7 +157,7 @@ class Table:
             print("   ", " | ".join(row.cells()[1:]), file=sys.stderr, flush=True)
 
     def render(self) -> str:
-        header = ["#", "figure", "value", "floor (same run)", "ratio", "target (issue 9)", "met"]
+        header = ["#", "figure", "value", "floor (same run)", "ratio", "target", "met"]
         lines = [header] + [r.cells() for r in self.rows]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in lines]

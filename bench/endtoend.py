@@ -2,7 +2,8 @@
 
 N sockets (one per random user, held by child processes) on one notifyd; sends to random users at
 1,667/s and 5,000/s (open loop, 16 connections, one notify.send per transaction, type 'system'), then
-batched at 10,000 notifications/s (send_bulk to 100 random users per transaction). The floor is a bare
+batched at 1,667 (100,000 a minute) and 10,000 notifications/s (send_bulk to 100 random users per
+transaction). The floor is a bare
 asyncpg client LISTENing on notify_notifications in a process of its own: commit ack → NOTIFY arrival
 (payload: the transaction id). The sustained rate is what the sockets received per second from the first
 send's slot to the last receipt; its floor is the rate the senders committed.
@@ -25,7 +26,7 @@ from bench.sockets import Fleet, Listener
 
 SENDERS = 16
 RATES = (NOMINAL_RATE, 5_000.0)
-BATCHED_RATE = 10_000.0
+BATCHED_RATES = (NOMINAL_RATE, 10_000.0)
 BATCH = 100
 SINGLE = "SELECT notify.send($1, 'system', 'bench')::text, pg_current_xact_id()::text"
 BULK = "SELECT notify.send_bulk($1, 'system', 'bench', data => $2::jsonb)::text, pg_current_xact_id()::text"
@@ -90,25 +91,30 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
 
         # Batched: one send_bulk to BATCH random users per transaction, keyed by data.b.
         def bulk(conn: asyncpg.Connection, i: int) -> object:
-            return conn.fetchrow(BULK, random.sample(users, BATCH), json.dumps({"b": f"bulk{i}"}))
+            return conn.fetchrow(BULK, random.sample(users, BATCH), json.dumps({"b": f"bulk{rate:.0f}-{i}"}))
 
-        calls = await paced(conns, BATCHED_RATE / BATCH, scale.seconds, bulk)
-        received += BATCH * len(calls)
-        await asyncio.to_thread(fleet.wait_events, received, DRAIN_TIMEOUT)
-        receipts = await asyncio.to_thread(fleet.collect)
-        arrivals = await asyncio.to_thread(listener.collect)
-        ws = latencies(calls, receipts, lambda c: f"bulk{c.index}")
-        floor = floor_latencies(calls, arrivals)
-        got = len(ws)
-        last = max((t for times in receipts.values() for t in times), default=time.monotonic())
-        sustained = got / (last - min(c.scheduled for c in calls))
-        label = f"batched ({BATCH} per send_bulk) at {BATCHED_RATE:,.0f}/s offered"
-        table.add(
-            Row("2", f"commit → WebSocket p95, {label}", ms(ws, 95), ms(floor, 95), "ms"),
-            Row("2", f"commit → WebSocket p99, {label}", ms(ws, 99), ms(floor, 99), "ms"),
-            Row("2", f"sustained end to end, {label}", sustained, BATCH * achieved_rate(calls), "/s",
-                target="≥ 10,000/s", met=sustained >= 10_000),
-        )  # fmt: skip
+        for rate in BATCHED_RATES:
+            calls = await paced(conns, rate / BATCH, scale.seconds, bulk)
+            received += BATCH * len(calls)
+            await asyncio.to_thread(fleet.wait_events, received, DRAIN_TIMEOUT)
+            receipts = await asyncio.to_thread(fleet.collect)
+            arrivals = await asyncio.to_thread(listener.collect)
+            ws = latencies(calls, receipts, lambda c: f"bulk{rate:.0f}-{c.index}")  # noqa: B023 - used at once
+            floor = floor_latencies(calls, arrivals)
+            got = len(ws)
+            last = max((t for times in receipts.values() for t in times), default=time.monotonic())
+            sustained = got / (last - min(c.scheduled for c in calls))
+            label = f"batched ({BATCH} per send_bulk) at {rate:,.0f}/s offered"
+            # Issue 10: 100,000 a minute end to end with p95 under 50 ms; issue 9: 10,000/s.
+            per_minute = rate == NOMINAL_RATE
+            table.add(
+                Row("2", f"commit → WebSocket p95, {label}", ms(ws, 95), ms(floor, 95), "ms",
+                    target="< 50 ms" if per_minute else "—", met=(ms(ws, 95) or 1e9) < 50 if per_minute else None),
+                Row("2", f"commit → WebSocket p99, {label}", ms(ws, 99), ms(floor, 99), "ms"),
+                Row("2", f"sustained end to end, {label}", sustained, BATCH * achieved_rate(calls), "/s",
+                    target="≥ 1,667/s (100,000/min)" if per_minute else "≥ 10,000/s",
+                    met=sustained >= (0.98 * NOMINAL_RATE if per_minute else 10_000)),
+            )  # fmt: skip
     finally:
         for conn in conns:
             await conn.close()

@@ -48,8 +48,9 @@ RESUME_PAGE = 500
 RATE_PER_SECOND = 10.0
 RATE_BURST = 10.0
 FLOOD_STRIKES = 30.0
-# A client that stops reading still gets its close frame once it drains; do not wait forever.
-CLOSE_WAIT = 30.0
+# A client that stops reading still gets its close frame once it drains; a socket that has not
+# taken it within this long is dropped (a reading client takes it in milliseconds).
+CLOSE_WAIT = 5.0
 
 
 def _dumps(event: dict[str, Any]) -> str:

@@ -111,6 +111,15 @@ def reply(
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
+async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:
+    """The row query `name` finds for `key` as the caller; 404 with `missing` when RLS shows none."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        row = await conn.fetchrow(query(name), key)
+    if row is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, missing)
+    return row
+
+
 def path_uuid(request: Request, name: str) -> uuid.UUID:
     value = request.path_params[name]
     assert isinstance(value, uuid.UUID)  # the route's {name:uuid} convertor made it
@@ -230,12 +239,8 @@ async def create_bulk(request: Request) -> Response:
 
 
 async def bulk_status(request: Request) -> Response:
-    caller = await sender(request)
     batch_id = path_uuid(request, "batch_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(query("batch_status"), batch_id)
-    if row is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, BATCH_NOT_FOUND)
+    row = await found(request, await sender(request), "batch_status", batch_id, BATCH_NOT_FOUND)
     deliveries: dict[str, int] = row["deliveries"]
     pending = deliveries.get("pending", 0) + deliveries.get("held", 0)
     counts = BatchCounts(
@@ -323,22 +328,14 @@ async def unread_count(request: Request) -> Response:
 
 
 async def get_notification(request: Request) -> Response:
-    caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(query("get_notification"), notification_id)
-    if row is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    row = await found(request, await end_user(request), "get_notification", notification_id, NOT_FOUND)
     return reply(notification(row))
 
 
 async def get_sensitive(request: Request) -> Response:
-    caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(query("sealed_fields"), notification_id)
-    if row is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    row = await found(request, await end_user(request), "sealed_fields", notification_id, NOT_FOUND)
     if row["sealed"] is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, NO_SENSITIVE_FIELDS)
     try:

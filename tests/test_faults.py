@@ -36,6 +36,7 @@ from tests.test_worker import FAST, prepared, private_cluster, resend_env  # noq
 
 EMAILS = 900
 PUSHES = 100
+EMAILS_IN_FLIGHT = 200
 KILLS = 20
 # Slow provider answers keep the 1,000 deliveries in flight across all the kills.
 PROVIDER_DELAY = 0.3
@@ -206,13 +207,23 @@ def check_each_once(suite: str, sessions: Sessions, sender: Sender, **faults: An
 
 
 def test_terminating_every_connection_of_notifyd_loses_nothing_and_duplicates_nothing(
-    db: psycopg.Connection[Any], own_server: Any
+    db: psycopg.Connection[Any], own_server: Any, own_worker: Any, resend_service: ResendService
 ) -> None:
     server = own_server()
+    # The worker too, with e-mails in flight to a slow provider: it resumes (or exits non-zero and is
+    # started again, as a supervisor would), and every e-mail goes out once.
+    worker = own_worker(**FAST, **resend_env(resend_service))
+    email_users = [uuid.uuid4() for _ in range(EMAILS_IN_FLIGHT)]
+    db.execute(
+        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
+    )
+    resend_service.script(*[Response(delay=0.05)] * EMAILS_IN_FLIGHT)
     users = [uuid.uuid4() for _ in range(20)]
     sessions = Sessions(server, users)
     sender = Sender(database_url(db, login=False), users)
-    terminated = 0
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => '{email}')", (email_users,))  # fmt: skip
+    terminated = restarts = 0
     try:
         for _ in range(5):
             time.sleep(0.6)
@@ -221,9 +232,23 @@ def test_terminating_every_connection_of_notifyd_loses_nothing_and_duplicates_no
                 "WHERE datname = current_database() AND usename = 'notifyd_test_login'"
             ).fetchall()
             terminated += len(rows)
+            if worker.proc is not None and worker.proc.poll() is not None:
+                assert worker.proc.returncode != 0, "a worker that lost its database exits non-zero"
+                restarts += 1
+                worker = own_worker(**FAST, **resend_env(resend_service))
         time.sleep(1)
     finally:
         sender.stop()
+    wait_for(lambda: pending(db) == 0, 60, what="the e-mails to go out after the terminations")
+    # Accepted e-mails per address: a delivery sent twice (under a new idempotency key) would show here.
+    per_address = Counter(address for e in resend_service.emails for address in e.to)
+    row = db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'email' AND status = 'sent'"
+    ).fetchone()
+    assert row is not None
+    report("pg_terminate_backend (worker)", emails=EMAILS_IN_FLIGHT, emails_sent=row[0],
+           emails_sent_twice=sum(1 for n in per_address.values() if n > 1), worker_restarts=restarts)  # fmt: skip
+    assert row[0] == len(per_address) == EMAILS_IN_FLIGHT and set(per_address.values()) == {1}
     check_each_once("pg_terminate_backend", sessions, sender, connections_terminated=terminated)
     assert terminated >= 5
 
@@ -388,7 +413,7 @@ async def _drain(ws: Any) -> None:
 
 
 async def _abuse(server: ServerProcess, extra_sockets: int) -> Counter[str]:
-    """Floods, huge frames, slow readers and more sockets than allowed; how each ended."""
+    """Floods, huge frames and more sockets than allowed; how each ended (slow readers: test_realtime)."""
     endings: Counter[str] = Counter()
 
     async def ended(kind: str, action: Any) -> None:

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.figures import report
 from tests.server import ServerProcess, make_token
 
 EVENT_TIMEOUT = 5.0
@@ -364,6 +365,8 @@ async def test_slow_reader_is_closed_1013_while_others_are_served(server: Server
         nid = await asyncio.to_thread(send, server_owner_url, fast_user, "still here")
         assert notifications(await recv_until(fast, "notification"))[0]["id"] == nid
         code, events = await closed_with(slow, timeout=30)
+    report("slow reader", notifications_sent=3000, received_before_close=len(notifications(events)), close_code=code,
+           other_client_served=True)  # fmt: skip
     assert code == 1013
     assert len(notifications(events)) < 1200, "closed before everything was queued"
     metrics = httpx.get(f"{server.url}/metrics").text

@@ -531,6 +531,7 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("GET", f"{API}/history"), ("GET", f"{API}/export"), ("DELETE", "/api/v1/admin/users/{user_id}"),
         ("POST", f"{API}/receipts"), ("GET", "/t/open/{token}"), ("GET", "/t/click/{token}"),
         ("GET", f"{API}/analytics"), ("GET", f"{API}/stream"),
+        ("GET", f"{API}/{{notification_id}}/sensitive"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
