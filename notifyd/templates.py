@@ -203,7 +203,9 @@ async def render_notifications(
                 )
             except TemplateError as error:
                 log.warning("notification %s: %s", row["id"], error)
-                failed += await conn.fetchval(query("render_failed"), row["id"], str(error))
+                failed += await conn.fetchval(
+                    query("render_failed"), row["id"], str(error), masked.data, masked.template_vars, sealed
+                )
                 continue
             rendered += await conn.fetchval(
                 query("store_rendering"), row["id"], result.title, result.body, result.rendered,

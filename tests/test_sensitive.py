@@ -222,3 +222,26 @@ def test_without_a_key_the_worker_shows_masks_and_keeps_nothing_in_clear(
     kept = stored(db, notification_id)
     assert kept["sealed"] is None and CODE not in str(kept["visible"]) and ACCOUNT not in str(kept["visible"])
     assert f"notification {notification_id}: sensitive fields need NOTIFICATION_ENCRYPTION_KEY" in worker.log()
+
+
+def test_a_template_that_cannot_render_keeps_nothing_in_clear_either(
+    db: psycopg.Connection[Any], own_worker: Any
+) -> None:
+    add_template(db)
+    own_worker(WORKER_POLL_INTERVAL="0.5")
+    conn = service_conn(db)
+    try:
+        row = conn.execute(
+            "SELECT notify.send(%s, 'security', channels => ARRAY['in_app'], template => 'sign_in_code', "
+            "template_vars => %s)",
+            (uuid.uuid4(), Jsonb({"code": CODE})),  # no "who": the body cannot render
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    notification_id = str(row[0])
+    wait_for(lambda: stored(db, notification_id)["visible"]["render_error"], 15, what="the render error")
+    kept = stored(db, notification_id)
+    assert "'who' is undefined" in kept["visible"]["render_error"]
+    assert kept["visible"]["template_vars"] == {"code": sensitive.MASK}
+    assert kept["sealed"].startswith("enc1.") and CODE not in str(kept["visible"])

@@ -11,8 +11,9 @@ FROM notify_private.templates_to_render($1::uuid[])
 SELECT notify_private.store_rendering($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
 
 -- render_failed --
--- Marks a notification whose template cannot be rendered; its deliveries fail with the reason
-SELECT notify_private.render_failed($1, $2)
+-- Marks a notification whose template cannot be rendered (storing the masked data $3, template_vars $4 and
+-- sealed values $5); its deliveries fail with the reason
+SELECT notify_private.render_failed($1, $2, $3::jsonb, $4::jsonb, $5)
 
 -- template_languages --
 -- The newest active version of template $1 in each language (a JSON array, empty when there is none)

@@ -116,13 +116,21 @@ $$;
 COMMENT ON FUNCTION notify_private.store_rendering(uuid, text, text, jsonb, jsonb, jsonb, text)
     IS 'stores a template notification''s rendered text (and its masked fields), releases its real-time event and starts its deliveries';
 
-CREATE OR REPLACE FUNCTION notify_private.render_failed(notification_id uuid, error text) RETURNS boolean
+CREATE OR REPLACE FUNCTION notify_private.render_failed(
+    notification_id uuid, error text,
+    data jsonb DEFAULT NULL, template_vars jsonb DEFAULT NULL, sealed text DEFAULT NULL  -- NULL: unchanged
+) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
 BEGIN
     -- It stays held: never shown with placeholders. Its deliveries are dead letters with the reason.
-    UPDATE notify.notifications AS n SET render_error = left(render_failed.error, 1000)
+    -- Its sensitive fields are masked and sealed even so: a failed rendering keeps nothing in clear.
+    UPDATE notify.notifications AS n
+    SET render_error = left(render_failed.error, 1000),
+        data = coalesce(render_failed.data, n.data),
+        template_vars = coalesce(render_failed.template_vars, n.template_vars),
+        sealed = coalesce(render_failed.sealed, n.sealed)
     WHERE n.id = render_failed.notification_id AND n.rendered IS NULL AND n.render_error IS NULL;
     IF NOT FOUND THEN
         RETURN false;
@@ -134,5 +142,5 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION notify_private.render_failed(uuid, text)
+COMMENT ON FUNCTION notify_private.render_failed(uuid, text, jsonb, jsonb, text)
     IS 'marks a template notification that cannot be rendered: render_error, and its deliveries failed with the reason';

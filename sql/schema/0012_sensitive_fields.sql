@@ -12,6 +12,7 @@ ALTER TABLE notify.notifications ADD COLUMN sealed text;
 COMMENT ON COLUMN notify.notifications.sealed IS
     'the real values of the template''s sensitive fields, AES-256-GCM under NOTIFICATION_ENCRYPTION_KEY; data and template_vars hold masks';
 
--- The renderer reads data too and stores the masks and the sealed values: new signatures.
+-- The renderer reads data too and stores the masks and the sealed values (also when it fails): new signatures.
 DROP FUNCTION IF EXISTS notify_private.store_rendering(uuid, text, text, jsonb);
 DROP FUNCTION IF EXISTS notify_private.templates_to_render(uuid[]);
+DROP FUNCTION IF EXISTS notify_private.render_failed(uuid, text);
