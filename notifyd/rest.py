@@ -335,7 +335,7 @@ async def get_notification(request: Request) -> Response:
 
 async def get_sensitive(request: Request) -> Response:
     notification_id = path_uuid(request, "notification_id")
-    row = await found(request, await end_user(request), "sealed_fields", notification_id, NOT_FOUND)
+    row = await found(request, await end_user(request), "get_notification", notification_id, NOT_FOUND)
     if row["sealed"] is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, NO_SENSITIVE_FIELDS)
     try:

@@ -113,20 +113,13 @@ ORDER BY array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority),
 LIMIT $6
 
 -- get_notification --
--- One of the caller's live notifications with its delivery status per channel
+-- One of the caller's live notifications with its delivery status per channel (and its sealed sensitive fields)
 SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
        n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
-       notify.delivery_status(n.id) AS delivery_status
+       notify.delivery_status(n.id) AS delivery_status, n.sealed
 FROM notify.notifications AS n
 WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
   AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
-
--- sealed_fields --
--- The encrypted sensitive fields of one of the caller's live notifications (NULL: it has none)
-SELECT n.sealed
-FROM notify.notifications AS n
-WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-  AND n.held_until IS DISTINCT FROM 'infinity'
 
 -- unread_count --
 -- The caller's unread notifications: {"count": n, "by_type": {...}}
