@@ -26,6 +26,7 @@ from notifyd import (
     sse,
     templates_api,
     tracking_api,
+    vapid,
 )
 from notifyd.config import Settings
 from notifyd.db import create_pool
@@ -99,6 +100,8 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database_url)
+        # Browsers can subscribe as soon as serve runs, whether or not a worker has started yet.
+        await vapid.seed(app.state.pool, settings)
         app.state.hub = realtime.Hub(settings, app.state.pool, app.state.metrics)
         await app.state.hub.start()
         try:

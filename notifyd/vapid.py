@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -52,10 +54,35 @@ def not_configured(settings: Settings) -> str | None:
     return None
 
 
-async def store(pool: asyncpg.Pool, settings: Settings, public_key: str, private_key: str) -> None:
-    assert settings.secrets is not None
+def environment_pair(settings: Settings) -> tuple[str, str] | None:
+    """The VAPID_PUBLIC_KEY/VAPID_PRIVATE_KEY pair, checked to belong together, or None when they are not set."""
+    if not (settings.vapid_private_key and settings.vapid_public_key):
+        return None
+    if public_key_of(settings.vapid_private_key) != settings.vapid_public_key:
+        raise SystemExit("notifyd: VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY")
+    return settings.vapid_public_key, settings.vapid_private_key
+
+
+@asynccontextmanager
+async def _one_maintainer(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction holding the VAPID keys' lock: a serve and workers starting at once add one key, not one each."""
     async with as_worker(pool) as conn:
-        await conn.fetchval(query("add_vapid_key"), public_key, settings.secrets.encrypt(private_key))
+        await conn.execute(query("lock_vapid_keys"))
+        yield conn
+
+
+async def _store(conn: asyncpg.Connection, settings: Settings, public_key: str, private_key: str) -> None:
+    assert settings.secrets is not None
+    await conn.fetchval(query("add_vapid_key"), public_key, settings.secrets.encrypt(private_key))
+
+
+async def seed(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Stores the VAPID_* pair when serve starts, so that browsers can subscribe before any worker has run."""
+    pair = environment_pair(settings)
+    if pair is None or not_configured(settings) is not None:
+        return
+    async with _one_maintainer(pool) as conn:
+        await _store(conn, settings, *pair)
 
 
 async def maintain(pool: asyncpg.Pool, settings: Settings) -> str | None:
@@ -67,17 +94,14 @@ async def maintain(pool: asyncpg.Pool, settings: Settings) -> str | None:
     if reason is not None:
         log.warning("%s", reason)
         return None
-    if settings.vapid_private_key and settings.vapid_public_key:
-        if public_key_of(settings.vapid_private_key) != settings.vapid_public_key:
-            raise SystemExit("notifyd: VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY")
-        await store(pool, settings, settings.vapid_public_key, settings.vapid_private_key)
-    async with as_worker(pool) as conn:
-        due = await conn.fetchval(query("vapid_rotation_due"))
-    if due:
-        public, private = generate()
-        await store(pool, settings, public, private)
-        log.info("new VAPID key %s… for new subscribers", public[:12])
-    async with as_worker(pool) as conn:
+    pair = environment_pair(settings)
+    async with _one_maintainer(pool) as conn:
+        if pair is not None:
+            await _store(conn, settings, *pair)
+        if await conn.fetchval(query("vapid_rotation_due")):
+            public, private = generate()
+            await _store(conn, settings, public, private)
+            log.info("new VAPID key %s… for new subscribers", public[:12])
         retired = await conn.fetchval(query("retire_vapid_keys"))
         current = await conn.fetchrow(query("current_vapid_key"))
     if retired:

@@ -611,6 +611,45 @@ def test_push_needs_its_settings(db: psycopg.Connection[Any], own_server: Any) -
     assert row == {"n": 0}
 
 
+def vapid_keys(db: psycopg.Connection[Any]) -> list[str]:
+    return [str(row[0]) for row in db.execute("SELECT public_key FROM notify.vapid_keys ORDER BY created_at")]
+
+
+def test_serve_alone_seeds_the_vapid_key_of_its_environment(
+    db: psycopg.Connection[Any], own_server: Any, own_worker: Any
+) -> None:
+    public, private = vapid.generate()
+    env = {"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private}
+    assert vapid_keys(db) == []
+    serve = own_server(**env)  # no worker has ever run on this database
+    with httpx.Client(base_url=serve.url) as c:
+        assert ok(c.get(VAPID_KEY), 200) == {"public_key": public}
+        web = {"subscription": browser_subscription(new_endpoint())}
+        ok(c.post(SUBSCRIBE, json=web, headers=user_headers(uuid.uuid4())), 201)
+        own_worker(**env, **WORKER_ENV)  # started afterwards, it keeps the key serve stored
+        assert ok(c.get(VAPID_KEY), 200) == {"public_key": public}
+    assert vapid_keys(db) == [public]
+    # Restarting serve stores nothing again.
+    serve.restart()
+    assert vapid_keys(db) == [public]
+
+
+@pytest.mark.parametrize("from_environment", [True, False], ids=["VAPID_* set", "no VAPID_*: a worker makes one"])
+def test_processes_starting_at_once_make_one_vapid_key(
+    db: psycopg.Connection[Any], own_server: Any, own_worker: Any, from_environment: bool
+) -> None:
+    public, private = vapid.generate()
+    env = {"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private} if from_environment else {}
+    starts = [partial(own_server, **env), partial(own_server, **env), partial(own_worker, **env, **WORKER_ENV),
+              partial(own_worker, **env, **WORKER_ENV)]  # fmt: skip
+    with ThreadPoolExecutor(len(starts)) as pool:
+        processes = list(pool.map(lambda start: start(), starts))
+    keys = vapid_keys(db)
+    assert len(keys) == 1 and (keys == [public] or not from_environment), keys
+    for serve in processes[:2]:
+        assert ok(httpx.get(f"{serve.url}{VAPID_KEY}"), 200) == {"public_key": keys[0]}
+
+
 def test_vapid_generate_prints_a_matching_pair() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "notifyd", "vapid", "generate"], capture_output=True, text=True, check=True, timeout=30

@@ -18,6 +18,10 @@ SELECT extract(epoch FROM (notify.setting('delivery.retry_base') #>> '{}')::inte
 -- The VAPID key new subscribers get, if any
 SELECT id, public_key, private_key_encrypted FROM notify.current_vapid_key() WHERE id IS NOT NULL
 
+-- lock_vapid_keys --
+-- One VAPID maintainer at a time (serve seeding, workers rotating); readers are not blocked; released at commit
+LOCK TABLE notify.vapid_keys IN SHARE ROW EXCLUSIVE MODE
+
 -- add_vapid_key --
 -- Adds a VAPID key pair (the same public key again is a no-op); returns its id
 SELECT notify.add_vapid_key($1, $2)
