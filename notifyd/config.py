@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,6 +40,13 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"notifyd: {name} must be a number, got {raw!r}") from None
 
 
+def _seconds(name: str, default: float) -> float:
+    value = _float(name, default)
+    if not value > 0:
+        raise SystemExit(f"notifyd: {name} must be a number of seconds above 0, got {value}")
+    return value
+
+
 def _text(name: str) -> str | None:
     return os.environ.get(name) or None
 
@@ -56,6 +64,17 @@ def _secret_box() -> SecretBox | None:
         return SecretBox(parse_key(current), old)
     except SecretsError as error:
         raise SystemExit(f"notifyd: {error}") from None
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, comma-separated; anything else (a name, "*") refuses to start."""
+    entries = tuple(e.strip() for e in os.environ.get(name, "").split(",") if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise SystemExit(f"notifyd: {name} takes IP addresses and networks (10.0.0.0/8), got {entry!r}") from None
+    return entries
 
 
 def _int(name: str, default: int) -> int:
@@ -116,6 +135,12 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     # A request body over this many bytes is refused with 413 before it is read.
     max_body_bytes: int = 1024 * 1024
+    # This many wrong service keys from one client address within the window (seconds, from the first of
+    # them) and that address is refused service keys with 429 until the window ends.
+    service_key_max_failures: int = 10
+    service_key_failure_window: float = 60.0
+    # Proxies whose X-Forwarded-For names the client (uvicorn's ProxyHeadersMiddleware); empty: the TCP peer.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -162,4 +187,7 @@ class Settings:
             cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
             ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
             max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
+            service_key_max_failures=_positive("SERVICE_KEY_MAX_FAILURES", 10),
+            service_key_failure_window=_seconds("SERVICE_KEY_FAILURE_WINDOW", 60.0),
+            forwarded_allow_ips=_networks("FORWARDED_ALLOW_IPS"),
         )

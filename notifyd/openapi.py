@@ -29,7 +29,8 @@ _ERROR_TEXT = {
     status.HTTP_404_NOT_FOUND: "no such resource visible to the caller (never 403: existence is not leaked)",
     status.HTTP_413_CONTENT_TOO_LARGE: "the request body is larger than MAX_BODY_BYTES",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "the body or a parameter failed validation (pydantic or PostgreSQL)",
-    status.HTTP_429_TOO_MANY_REQUESTS: "a recipient's or the global queue is full: retry after Retry-After seconds",
+    status.HTTP_429_TOO_MANY_REQUESTS: "a recipient's or the global queue is full, or too many wrong service keys "
+    "came from this address: retry after Retry-After seconds",
     status.HTTP_503_SERVICE_UNAVAILABLE: "a setting this route needs is missing (the message names it)",
 }
 
@@ -141,6 +142,8 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
         errors = set(e.errors)
         if e.audience != "public":
             errors |= {status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN}
+        if e.audience in ("sender", "any"):
+            errors.add(status.HTTP_429_TOO_MANY_REQUESTS)  # too many wrong service keys from one address
         if e.request_model is not None or e.query_model is not None:
             errors.add(status.HTTP_422_UNPROCESSABLE_CONTENT)
         if e.request_model is not None:

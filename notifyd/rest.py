@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from notifyd.auth import (
     decode_token,
     service_caller,
 )
+from notifyd.config import Settings
 from notifyd.crypto import SecretBox, SecretsError
 from notifyd.db import as_caller, as_worker
 from notifyd.errors import ApiError
@@ -61,6 +63,9 @@ BATCH_NOT_FOUND = "batch not found"
 NO_CREDENTIALS = f"missing credentials: send Authorization: Bearer <token> or {SERVICE_KEY_HEADER}"
 NO_SERVICE_NAME = f"{SERVICE_NAME_HEADER} is required with {SERVICE_KEY_HEADER}"
 BAD_SERVICE_KEY = "invalid service key"
+TOO_MANY_WRONG_KEYS = "too many wrong service keys from this address: try again in {seconds} s"
+# Longer is no IP address: what a misconfigured proxy wrote, kept short as the key of its failure count.
+MAX_CLIENT_LENGTH = 255
 USERS_ONLY = "this route is for end users (a token with role authenticated)"
 SENDERS_ONLY = "only services and admins send notifications"
 BAD_CURSOR = "cursor is not valid"
@@ -71,8 +76,21 @@ BAD_ACTION = "action must be 1 to 100 characters"
 # --- who is calling -------------------------------------------------------------------------------
 
 
+def client_address(request: Request) -> str:
+    """The caller's address: the TCP peer, or the client behind a proxy of FORWARDED_ALLOW_IPS (server.config)."""
+    host = request.client.host if request.client is not None else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host[:MAX_CLIENT_LENGTH] or "unknown"  # a Unix socket, or what a trusted proxy wrote
+
+
 async def authenticate(request: Request) -> Caller:
-    """A bearer JWT, or a service key checked by the database; AuthError (401) otherwise."""
+    """A bearer JWT, or a service key checked by the database; AuthError (401) otherwise.
+
+    Wrong service keys are counted per client address in the database, so that every serve process shares
+    the count; past SERVICE_KEY_MAX_FAILURES that address gets 429 until its window ends, with a right key too.
+    """
     authorization = request.headers.get("authorization")
     if authorization is not None:
         return decode_token(bearer_token(authorization), request.app.state.settings)
@@ -84,9 +102,19 @@ async def authenticate(request: Request) -> Caller:
         raise AuthError(NO_SERVICE_NAME)
     if len(key) > MAX_SERVICE_KEY_LENGTH or len(name) > MAX_SERVICE_NAME_LENGTH:
         raise AuthError(BAD_SERVICE_KEY)
+    settings: Settings = request.app.state.settings
     async with as_worker(request.app.state.pool) as conn:
-        valid = await conn.fetchval(query("check_service_key"), name, key)
-    if not valid:
+        checked = await conn.fetchrow(
+            query("authenticate_service"), name, key, client_address(request), settings.service_key_max_failures,
+            timedelta(seconds=settings.service_key_failure_window),
+        )  # fmt: skip
+    assert checked is not None
+    if checked["retry_after"] is not None:
+        wait = str(checked["retry_after"])
+        raise ApiError(
+            status.HTTP_429_TOO_MANY_REQUESTS, TOO_MANY_WRONG_KEYS.format(seconds=wait), headers={"Retry-After": wait}
+        )
+    if not checked["valid"]:
         raise AuthError(BAD_SERVICE_KEY)
     return service_caller(name)
 

@@ -50,6 +50,10 @@ def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> u
         ws_ping_interval=settings.ws_heartbeat_interval,
         ws_ping_timeout=settings.ws_heartbeat_interval,
         log_config=None,
+        # The client address behind a proxy, only for the peers FORWARDED_ALLOW_IPS lists: uvicorn would
+        # otherwise trust X-Forwarded-For from 127.0.0.1 (and read FORWARDED_ALLOW_IPS its own way).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         timeout_graceful_shutdown=5,
     )
 

@@ -1,8 +1,8 @@
 -- The REST notification center's SQL (notifyd.rest); each runs as the caller, so RLS decides.
 
--- check_service_key --
--- Whether $2 is the live key of the service named $1 (run as notify_worker)
-SELECT notify.check_service_key($1, $2)
+-- authenticate_service --
+-- Whether $2 is the live key of the service named $1, counting a wrong one against client $3 (as notify_worker)
+SELECT valid, retry_after FROM notify.authenticate_service($1, $2, $3, $4, $5)
 
 -- send_notification --
 -- Creates one notification through notify.send; a replayed idempotency key returns the first id

@@ -54,6 +54,52 @@ ALTER FUNCTION notify.check_service_key(text, text) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.check_service_key(text, text)
     IS 'whether key is the live key of the named service (notifyd asks before it knows the caller)';
 
+-- Guessing is bounded per client address: after max_failures wrong keys in the window that began with the
+-- first of them, every attempt from that address is refused until the window ends, a right key too (else its
+-- answer would still tell a guess right from wrong). A right key writes nothing: the success path only reads.
+CREATE OR REPLACE FUNCTION notify.authenticate_service(
+    name text, key text, client text, max_failures integer, failure_window interval,
+    OUT valid boolean, OUT retry_after integer)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    at constant timestamptz := notify.now();
+    window_ends timestamptz;
+BEGIN
+    SELECT f.window_started_at + authenticate_service.failure_window INTO window_ends
+    FROM notify_private.service_key_failures AS f
+    WHERE f.client = authenticate_service.client AND f.failures >= authenticate_service.max_failures
+      AND f.window_started_at + authenticate_service.failure_window > at;
+    IF FOUND THEN
+        valid := false;
+        retry_after := greatest(1, ceil(extract(epoch FROM window_ends - at)))::integer;
+        RETURN;
+    END IF;
+    valid := notify.check_service_key(authenticate_service.name, authenticate_service.key);
+    IF valid THEN
+        RETURN;
+    END IF;
+    INSERT INTO notify_private.service_key_failures AS f (client, window_started_at, failures)
+    VALUES (authenticate_service.client, at, 1)
+    ON CONFLICT ON CONSTRAINT service_key_failures_pkey DO UPDATE SET
+        failures = CASE WHEN f.window_started_at + authenticate_service.failure_window <= at THEN 1
+                        ELSE f.failures + 1 END,
+        window_started_at = CASE WHEN f.window_started_at + authenticate_service.failure_window <= at THEN at
+                                 ELSE f.window_started_at END;
+    -- Forget the windows that ended (the table holds the addresses of one window). SKIP LOCKED: another
+    -- attempt may be counting one of them, and waiting for it could deadlock.
+    DELETE FROM notify_private.service_key_failures AS f
+    WHERE f.client IN (SELECT o.client FROM notify_private.service_key_failures AS o
+                       WHERE o.window_started_at <= at - authenticate_service.failure_window
+                       FOR UPDATE SKIP LOCKED);
+END
+$$;
+ALTER FUNCTION notify.authenticate_service(text, text, text, integer, interval) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.authenticate_service(text, text, text, integer, interval)
+    IS 'checks a service key for notifyd, counting wrong ones per client address: retry_after set while it is refused';
+
 -- The REST route acts for the caller (notify.take_action); the service worker's action buttons
 -- (notifyd.tracking_api, as notify_worker) for the user its receipt token names.
 CREATE OR REPLACE FUNCTION notify_private.take_action(user_id uuid, notification_id uuid, action text) RETURNS jsonb

@@ -1,7 +1,10 @@
 -- Grants and policies of service keys and action buttons (after 010_reset dropped them all).
 
 GRANT EXECUTE ON FUNCTION notify.create_service_key(text), notify.revoke_service_key(text) TO notify_admin;
-GRANT EXECUTE ON FUNCTION notify.check_service_key(text, text) TO notify_worker;
+-- notifyd checks keys only through authenticate_service, which counts the wrong ones.
+GRANT EXECUTE ON FUNCTION notify.check_service_key(text, text) TO notify_definer;
+GRANT EXECUTE ON FUNCTION notify.authenticate_service(text, text, text, integer, interval) TO notify_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON notify_private.service_key_failures TO notify_definer;
 GRANT EXECUTE ON FUNCTION notify.take_action(uuid, text) TO notify_authenticated;
 GRANT EXECUTE ON FUNCTION notify_private.take_action(uuid, uuid, text) TO notify_definer, notify_worker;
 GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid)
