@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -41,17 +43,35 @@ class ApiError(Exception):
     """An error answer with a status, a stable code and a message for the caller."""
 
     def __init__(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None,
+        problem: Problem | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "ERROR")
         self.message = message
         self.headers = headers
+        self.problem = problem or Problem(message)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+@dataclass(frozen=True)
+class Problem:
+    """What an error answer says: a message, the request field it concerns and a hint when they are known."""
+
+    message: str
+    field: str | None = None
+    hint: str | None = None
+
+    def body(self, code: str) -> dict[str, Any]:
+        error = {"code": code, "message": self.message, "field": self.field, "hint": self.hint}
+        return {"error": {k: v for k, v in error.items() if v is not None}}
+
+
+def error_response(
+    status: int, code: str, message: str | Problem, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    problem = message if isinstance(message, Problem) else Problem(message)
+    return JSONResponse(problem.body(code), status_code=status, headers=headers)
 
 
 async def audit_refusal(request: Request, status: int) -> None:
@@ -72,7 +92,7 @@ async def audit_refusal(request: Request, status: int) -> None:
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     await audit_refusal(request, exc.status)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return error_response(exc.status, exc.code, exc.problem, exc.headers)
 
 
 async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
@@ -96,16 +116,55 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, CODES[422], problems)
 
 
+# (schema, table, constraint) -> (the columns it covers in table order, the table a foreign key refers to)
+_CONSTRAINTS: dict[tuple[str, str, str], tuple[tuple[str, ...], str | None]] = {}
+
+
+async def _constraint(pool: asyncpg.Pool, error: asyncpg.PostgresError) -> tuple[tuple[str, ...], str | None]:
+    schema, table, name = (getattr(error, f, None) for f in ("schema_name", "table_name", "constraint_name"))
+    if not (schema and table and name):
+        return (), None
+    if (schema, table, name) not in _CONSTRAINTS:  # constraints do not change while notifyd runs
+        async with as_worker(pool) as conn:
+            row = await conn.fetchrow(query("constraint_columns"), schema, table, name)
+        _CONSTRAINTS[schema, table, name] = (tuple(row["columns"] or ()), row["refers_to"]) if row else ((), None)
+    return _CONSTRAINTS[schema, table, name]
+
+
+async def database_problem(pool: asyncpg.Pool, error: asyncpg.PostgresError) -> Problem:
+    """The caller's view of a class 22/23 error: never PostgreSQL's relation names, DETAIL (row values) or CONTEXT.
+
+    Constraints are named as sentences: that sentence is the message. PostgreSQL's own words for an unnamed
+    constraint become a short one. The field is the column the error names (RAISE ... USING COLUMN, not-null),
+    else the first column the constraint covers; the hint is RAISE's HINT.
+    """
+    message = str(getattr(error, "message", None) or "the database refused the request")
+    name = getattr(error, "constraint_name", None)
+    columns, refers_to = await _constraint(pool, error)
+    field = getattr(error, "column_name", None) or (columns[0] if columns else None)
+    if name and " " in name:
+        message = name
+    elif getattr(error, "table_name", None):  # PostgreSQL's own words: they name the relation
+        subject = field or "a value"
+        message = {
+            "23502": f"{subject} is required",
+            "23503": f"{subject} must be a row of {refers_to}" if refers_to else f"{subject} names no existing row",
+            "23505": f"{' and '.join(columns) or subject} must be unique: that value is taken already",
+        }.get(error.sqlstate or "", f"{subject} is not valid")
+    return Problem(message, field, getattr(error, "hint", None))
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, asyncpg.PostgresError)
     sqlstate = exc.sqlstate or ""
     # Class 22/23: the database refused the data with a message meant for the caller.
     if sqlstate[:2] in ("22", "23"):
-        return error_response(422, CODES[422], str(exc))
+        return error_response(422, CODES[422], await database_problem(request.app.state.pool, exc))
     if sqlstate == RATE_LIMITED_SQLSTATE:
         # DETAIL says "retry after N seconds" (notify_private.take_token).
         wait = re.search(r"\d+", getattr(exc, "detail", None) or "")
-        return error_response(429, CODES[429], str(exc), {"Retry-After": wait.group() if wait else "60"})
+        problem = Problem(exc.message, hint=getattr(exc, "hint", None))
+        return error_response(429, CODES[429], problem, {"Retry-After": wait.group() if wait else "60"})
     if sqlstate == "42501":
         await audit_refusal(request, 403)
         return error_response(403, CODES[403], "not allowed")

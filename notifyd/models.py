@@ -205,6 +205,8 @@ class ActionResult(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    field: str | None = Field(default=None, description="the request field the error concerns, when known")
+    hint: str | None = Field(default=None, description="what to do about it, when the database says")
 
 
 class ErrorBody(BaseModel):

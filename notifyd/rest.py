@@ -31,7 +31,7 @@ from notifyd.auth import (
 from notifyd.config import Settings
 from notifyd.crypto import SecretBox, SecretsError
 from notifyd.db import as_caller, as_worker
-from notifyd.errors import ApiError
+from notifyd.errors import ApiError, database_problem
 from notifyd.models import (
     ActionResult,
     BatchCounts,
@@ -257,7 +257,8 @@ async def create_bulk(request: Request) -> Response:
             )
         except asyncpg.NumericValueOutOfRangeError as too_many:
             # The database decides the limit (batch.max_recipients); this route answers 400 for it.
-            raise ApiError(status.HTTP_400_BAD_REQUEST, too_many.message) from None
+            problem = await database_problem(request.app.state.pool, too_many)
+            raise ApiError(status.HTTP_400_BAD_REQUEST, problem.message, problem=problem) from None
         created = await conn.fetchval(query("batch_created_here"), batch_id)
         batch = await conn.fetchrow(query("batch_status"), batch_id)
         headers = await rate_limit_headers(conn)

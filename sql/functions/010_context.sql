@@ -78,7 +78,7 @@ AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM notify.notification_types AS t WHERE t.name = require_type.type) THEN
         RAISE EXCEPTION 'unknown notification type "%"', require_type.type
-            USING ERRCODE = 'invalid_parameter_value',
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'type',
                   HINT = 'the types are the rows of notify.notification_types; a DBA adds new ones there';
     END IF;
     RETURN require_type.type;

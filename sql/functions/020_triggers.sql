@@ -40,7 +40,7 @@ BEGIN
        AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names AS z WHERE z.name = NEW.timezone) THEN
         RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'use an IANA name such as Europe/Berlin';
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'timezone', HINT = 'use an IANA name such as Europe/Berlin';
     END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := notify.now();
@@ -146,13 +146,13 @@ DECLARE
     supplied jsonb;
 BEGIN
     IF NEW.user_id IS NULL THEN
-        RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation';
+        RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation', COLUMN = 'user_id';
     END IF;
     PERFORM notify.require_type(NEW.type);
     IF group_title IS NOT NULL AND (jsonb_typeof(group_title) <> 'string'
                                     OR length(group_title #>> '{}') NOT BETWEEN 1 AND 255) THEN
         RAISE EXCEPTION 'data.group_title must be a string of 1 to 255 characters, got %', group_title
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'for example "{count} tickets assigned"';
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'data', HINT = 'for example "{count} tickets assigned"';
     END IF;
     NEW.seq := notify_private.next_seq(NEW.user_id);
     -- After the lock: a concurrent first use of the key has committed by now and is visible,

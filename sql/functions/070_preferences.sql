@@ -302,7 +302,7 @@ BEGIN
         switches := switches - 'timezone';
         IF pg_catalog.jsonb_typeof(zone) <> 'string' THEN
             RAISE EXCEPTION 'timezone must be an IANA time zone name such as "Europe/Berlin", got %', zone
-                USING ERRCODE = 'invalid_parameter_value';
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'timezone';
         END IF;
         -- prepare_recipient refuses a zone pg_timezone_names does not know.
         INSERT INTO notify.recipients (user_id, timezone) VALUES (me, zone #>> '{}')

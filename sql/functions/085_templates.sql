@@ -8,7 +8,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM notify.notification_templates AS t
                    WHERE t.name = require_template.name AND t.is_active) THEN
         RAISE EXCEPTION 'template "%" does not exist in any language', require_template.name
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'template_id';
     END IF;
     RETURN require_template.name;
 END
