@@ -12,10 +12,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import psycopg
 import pytest
 
+from notifyd.db import as_role, create_pool
+from notifyd.errors import Problem, database_problem
+from tests.conftest import database_url
 from tests.server import ServerProcess, make_token
 
 API = "/api/v1/notifications"
@@ -134,3 +138,28 @@ def test_the_error_fields_are_in_the_document() -> None:
     detail = OPENAPI["components"]["schemas"]["ErrorDetail"]
     assert set(detail["properties"]) == {"code", "message", "field", "hint"}
     assert detail["required"] == ["code", "message"]
+
+
+async def test_unique_and_not_null_violations_name_the_field_never_the_row(db: psycopg.Connection[Any]) -> None:
+    """PostgreSQL's DETAIL of a unique violation holds the row's values: the answer names the column only."""
+    pool = await create_pool(database_url(db, login=True), min_size=1, max_size=2)
+    try:
+        async with as_role(pool, "notify_admin", {"sub": "dba", "role": "admin"}) as conn:
+            insert = "INSERT INTO notify.notification_types (name, description) VALUES ($1, $2)"
+            errors = []
+            for name, description in (("task", "a second task type"), ("new_type", None), ("Bad Type", "x")):
+                try:
+                    async with conn.transaction():
+                        await conn.execute(insert, name, description)
+                except asyncpg.PostgresError as refused:
+                    errors.append(refused)
+        assert [e.sqlstate for e in errors] == ["23505", "23502", "23514"]
+        assert all("violates" in e.message for e in errors)
+        problems = [await database_problem(pool, e) for e in errors]
+    finally:
+        await pool.close()
+    assert problems == [
+        Problem("name must be unique: that value is taken already", "name"),
+        Problem("description is required", "description"),
+        Problem("type names are lowercase words", "name"),
+    ]
