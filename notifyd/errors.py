@@ -1,4 +1,5 @@
-"""JSON errors `{"error": {"code", "message"}}` with the statuses of CONTRACT §3; never a 500 on bad input."""
+"""JSON errors `{"error": {"code", "message", "field"?, "hint"?}}` with the statuses of CONTRACT §3; never a 500 on
+bad input."""
 
 from __future__ import annotations
 

@@ -179,7 +179,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             "title": "notifyd",
             "version": __version__,
             "description": "User notifications where PostgreSQL does the work. Errors are "
-            '{"error": {"code", "message"}}.',
+            '{"error": {"code", "message"}}, with "field" and "hint" when they are known.',
         },
         "paths": paths,
         "components": {
