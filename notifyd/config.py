@@ -84,6 +84,8 @@ class Settings:
     port: int = 8000
     ws_heartbeat_interval: int = 30
     ws_max_connections: int = 10_000
+    # Open WebSocket and SSE sessions of one user in this process; one more is refused (4008 / 429).
+    ws_max_connections_per_user: int = 20
     public_base_url: str = "http://127.0.0.1:8000"
     # Seconds of clock skew tolerated on exp/nbf/iat.
     jwt_leeway: int = 30
@@ -116,6 +118,9 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     # A request body over this many bytes is refused with 413 before it is read.
     max_body_bytes: int = 1024 * 1024
+    # A request line with its headers over this many bytes, or with more header fields, is refused with 431.
+    max_header_bytes: int = 16 * 1024
+    max_header_count: int = 100
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -162,4 +167,7 @@ class Settings:
             cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
             ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
             max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
+            max_header_bytes=_positive("MAX_HEADER_BYTES", 16 * 1024),
+            max_header_count=_positive("MAX_HEADER_COUNT", 100),
+            ws_max_connections_per_user=_positive("WS_MAX_CONNECTIONS_PER_USER", 20),
         )
