@@ -55,8 +55,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.header_count = 0
         self.upgraded = False
-        # After a refusal: input is dropped; the 431 waits for the answer before it (pipelining); the
-        # connection's close after the 431.
+        # After a refusal: input is dropped; a 431 waiting for the answer before it (pipelining); the timer
+        # that closes the connection once the 431 is out.
         self.dropping = False
         self.deferred: str | None = None
         self.linger: asyncio.TimerHandle | None = None
