@@ -11,7 +11,7 @@ suite's stand-ins, all on loopback; raises notify.settings limits and the delive
 run and prints them; each scenario is bounded in time. Prints the machine (cores, PostgreSQL,
 pg_test_fsync) and ONE table: figure, value, the floor, their ratio, the issue's target, met.
 
-Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst.
+Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk, burst, creation, delivery, endtoend, memory, queries  # noqa: E402
+from bench import bulk, burst, creation, delivery, endtoend, headers, memory, queries  # noqa: E402
 from bench.common import BENCH_SETTINGS, PROCESS_ENV, Cluster, Database, Row, Scale, Table, raise_open_files  # noqa: E402
 
 FD_RESERVE = 600  # a server's descriptors besides its sockets: database pool, logs, listeners
@@ -40,9 +40,19 @@ SCENARIOS: dict[str, Scenario] = {
     "delivery": delivery.run,
     "queries": queries.run,
     "burst": burst.run,
+    "headers": headers.run,
 }
 # Each scenario's own ceiling in seconds at the default scale (a larger --sockets/--duration raises it).
-BUDGET = {"creation": 120, "endtoend": 200, "bulk": 200, "memory": 200, "delivery": 150, "queries": 200, "burst": 280}
+BUDGET = {
+    "creation": 120,
+    "endtoend": 200,
+    "bulk": 200,
+    "memory": 200,
+    "delivery": 150,
+    "queries": 200,
+    "burst": 280,
+    "headers": 90,
+}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -103,6 +103,8 @@ class Settings:
     port: int = 8000
     ws_heartbeat_interval: int = 30
     ws_max_connections: int = 10_000
+    # Open WebSocket and SSE sessions of one user in this process; one more is refused (4008 / 429).
+    ws_max_connections_per_user: int = 20
     public_base_url: str = "http://127.0.0.1:8000"
     # Seconds of clock skew tolerated on exp/nbf/iat.
     jwt_leeway: int = 30
@@ -141,6 +143,9 @@ class Settings:
     service_key_failure_window: float = 60.0
     # Proxies whose X-Forwarded-For names the client (uvicorn's ProxyHeadersMiddleware); empty: the TCP peer.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # A request line with its headers over this many bytes, or with more header fields, is refused with 431.
+    max_header_bytes: int = 16 * 1024
+    max_header_count: int = 100
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -190,4 +195,7 @@ class Settings:
             service_key_max_failures=_positive("SERVICE_KEY_MAX_FAILURES", 10),
             service_key_failure_window=_seconds("SERVICE_KEY_FAILURE_WINDOW", 60.0),
             forwarded_allow_ips=_networks("FORWARDED_ALLOW_IPS"),
+            max_header_bytes=_positive("MAX_HEADER_BYTES", 16 * 1024),
+            max_header_count=_positive("MAX_HEADER_COUNT", 100),
+            ws_max_connections_per_user=_positive("WS_MAX_CONNECTIONS_PER_USER", 20),
         )

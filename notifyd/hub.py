@@ -72,8 +72,13 @@ class Hub:
 
     # -- sessions --------------------------------------------------------------------------
 
-    def register(self, session: Subscriber) -> None:
-        self._sessions.setdefault(session.user_id, set()).add(session)
+    def admit(self, session: Subscriber) -> bool:
+        """Registers the session, unless its user has WS_MAX_CONNECTIONS_PER_USER sessions here already."""
+        sessions = self._sessions.setdefault(session.user_id, set())
+        if len(sessions) >= self.settings.ws_max_connections_per_user:
+            return False
+        sessions.add(session)
+        return True
 
     def unregister(self, session: Subscriber) -> None:
         sessions = self._sessions.get(session.user_id)

@@ -29,8 +29,13 @@ _ERROR_TEXT = {
     status.HTTP_404_NOT_FOUND: "no such resource visible to the caller (never 403: existence is not leaked)",
     status.HTTP_413_CONTENT_TOO_LARGE: "the request body is larger than MAX_BODY_BYTES",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "the body or a parameter failed validation (pydantic or PostgreSQL)",
-    status.HTTP_429_TOO_MANY_REQUESTS: "a recipient's or the global queue is full, or too many wrong service keys "
-    "came from this address: retry after Retry-After seconds",
+    status.HTTP_429_TOO_MANY_REQUESTS: (
+        "a recipient's or the global queue is full, too many wrong service keys came from this address, or the "
+        "user has WS_MAX_CONNECTIONS_PER_USER streams and sockets open: retry after Retry-After seconds"
+    ),
+    status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        "the request line and headers are larger than MAX_HEADER_BYTES, or have more than MAX_HEADER_COUNT fields"
+    ),
     status.HTTP_503_SERVICE_UNAVAILABLE: "a setting this route needs is missing (the message names it)",
 }
 
@@ -123,7 +128,15 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
     """The OpenAPI document: every endpoint with its parameters, bodies, security and errors."""
     refs, components = _schemas(endpoints)
     error_ref = refs[(ErrorBody, "serialization")]
-    paths: dict[str, dict[str, Any]] = {path: dict(ops) for path, ops in extra_paths.items()}
+    # Any request's head may be over the limits (notifyd/headlimit.py), on every route.
+    head_refused = {
+        "description": _ERROR_TEXT[status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE],
+        "content": {"application/json": {"schema": error_ref}},
+    }
+    paths: dict[str, dict[str, Any]] = {
+        path: {method: {**op, "responses": {**op["responses"], "431": head_refused}} for method, op in ops.items()}
+        for path, ops in extra_paths.items()
+    }
     names = Counter(e.handler.__name__ for e in endpoints)
     for e in endpoints:
         responses: dict[str, Any] = {}
@@ -139,7 +152,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             if e.ok_model is not None:
                 schema = refs[(e.ok_model, "serialization")]
                 responses[str(code)]["content"] = {"application/json": {"schema": schema}}
-        errors = set(e.errors)
+        errors = {*e.errors, status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE}
         if e.audience != "public":
             errors |= {status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN}
         if e.audience in ("sender", "any"):

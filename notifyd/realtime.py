@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -35,9 +36,16 @@ log = logging.getLogger("notifyd.realtime")
 CLOSE_AUTH_FAILED = 4001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013  # server full, or client too slow
+# The user already has WS_MAX_CONNECTIONS_PER_USER sessions open in this process: the new one is refused.
+CLOSE_TOO_MANY_SESSIONS = 4008
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"  # the error code of that refusal (WebSocket and SSE alike)
+TOO_MANY_SESSIONS = "at most {limit} open sockets and streams per user (WS_MAX_CONNECTIONS_PER_USER)"
 
 AUTH_TIMEOUT = 5.0
-BAD_AFTER = "after must be a seq or a notification id"
+# seq is a PostgreSQL bigint: a number outside 0..SEQ_MAX names no notification (and asyncpg cannot send it).
+SEQ_MAX = 2**63 - 1
+_SEQ_DIGITS = re.compile(r"[0-9]{1,19}")
+BAD_AFTER = f"after must be a seq (0 to {SEQ_MAX}) or a notification id"
 # Room for a mark-all-read of ~1,000 unread (a notification and a read event each); a reader
 # further behind than that is closed (1013) and resumes by seq.
 SEND_QUEUE_LIMIT = 2048
@@ -64,10 +72,11 @@ def _error(code: str, message: str) -> str:
 class _Closed(Exception):
     """Ends the session with a close code, after an optional last message."""
 
-    def __init__(self, code: int, last: str | None = None) -> None:
+    def __init__(self, code: int, last: str | None = None, reason: str = "") -> None:
         super().__init__(code)
         self.code = code
         self.last = last
+        self.reason = reason
 
 
 class _RateLimit:
@@ -335,25 +344,36 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _parse(text: Any) -> dict[str, Any] | None:
+    """A client message: a JSON object (NaN and Infinity are not JSON); None for anything else."""
     if not isinstance(text, str):
         return None
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         return None
     return value if isinstance(value, dict) else None
 
 
+def parse_seq(value: Any) -> int | None:
+    """A seq: a JSON integer, or ASCII digits (a query string, Last-Event-ID), within 0..SEQ_MAX; else None."""
+    if isinstance(value, str) and _SEQ_DIGITS.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEQ_MAX:
+        return value
+    return None
+
+
 def parse_after(value: Any) -> int | str | None:
-    """A seq (int, or digits from the query string) or a notification uuid; None if neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
+    """A seq or a notification uuid; None if neither (a float, a bool, a number out of range, ...)."""
+    seq = parse_seq(value)
+    if seq is not None:
+        return seq
     if isinstance(value, str):
-        if value.isdigit():
-            return int(value)
         with contextlib.suppress(ValueError):
             return str(uuid.UUID(value))
     return None
@@ -397,7 +417,7 @@ async def _close(ws: WebSocket, closed: _Closed) -> None:
         async with asyncio.timeout(CLOSE_WAIT):
             if closed.last is not None:
                 await ws.send_text(closed.last)
-            await ws.close(closed.code)
+            await ws.close(closed.code, closed.reason)
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -416,7 +436,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         caller = _authenticate(await _first_token(ws, rate), hub)
         session = Session(hub, caller)
         after = ws.query_params.get("after")
-        hub.register(session)  # before reading anything, so no change falls between read and live
+        # Registered before reading anything, so no change falls between read and live.
+        if not hub.admit(session):
+            refusal = TOO_MANY_SESSIONS.format(limit=hub.settings.ws_max_connections_per_user)
+            raise _Closed(CLOSE_TOO_MANY_SESSIONS, _error(TOO_MANY_CONNECTIONS, refusal), refusal)
         session.schedule_expiry(caller)
         session.push("authenticated", _dumps({"type": "authenticated", "user_id": str(session.user_id)}))
         resume_after = parse_after(after) if after is not None else None

@@ -13,6 +13,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from notifyd.app import create_app
 from notifyd.config import Settings
+from notifyd.headlimit import head_limited
 from notifyd.hub import Hub
 from notifyd.redact import Redactor
 
@@ -43,6 +44,8 @@ def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> u
         create_app(settings, extra_routes),
         host=settings.host,
         port=settings.port,
+        # httptools with a cap on request heads (why not h11: notifyd/headlimit.py).
+        http=head_limited(settings.max_header_bytes, settings.max_header_count),
         # Measured (FIELD-NOTES): per-message deflate costs ~70 KB per idle socket.
         ws=WebSocketProtocol,
         ws_per_message_deflate=False,

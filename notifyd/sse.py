@@ -20,9 +20,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from notifyd.auth import Caller, decode_token
-from notifyd.errors import ApiError
+from notifyd.errors import ApiError, error_response
 from notifyd.openapi import Endpoint
-from notifyd.realtime import BAD_AFTER, CLOSE_WAIT, Hub, Session, parse_after
+from notifyd.realtime import BAD_AFTER, CLOSE_WAIT, TOO_MANY_CONNECTIONS, TOO_MANY_SESSIONS, Hub, Session, parse_after
 from notifyd.rest import USERS_ONLY, end_user
 
 log = logging.getLogger("notifyd.sse")
@@ -32,6 +32,8 @@ PATH = "/api/v1/notifications/stream"
 RETRY_MS = 3000
 SERVER_FULL = "too many open streams; retry later"
 SERVER_FULL_HEADERS = {"Retry-After": "5"}
+# A slot of the user's frees only when one of their own streams or sockets ends (a dead one within a heartbeat).
+USER_FULL_HEADERS = {"Retry-After": "30"}
 # no-store: never cached; X-Accel-Buffering: nginx must pass each event on at once.
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # The session's queue takes a "ping" like any event, so the heartbeat never overtakes one being written.
@@ -88,19 +90,28 @@ class EventStream(StreamingResponse):
         async def event(kind: str, text: str) -> None:
             await body(frame(kind, text))
 
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await body(f"retry: {RETRY_MS}\n\n".encode())
-        hub.open_connections += 1
         session = Session(hub, self.caller)
-        hub.register(session)  # before the resume reads anything, so no change falls between read and live
-        session.schedule_expiry(self.caller)
-        session.start_writing(event)
-        tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(_resume_then_ping(session, self.after, hub.settings.ws_heartbeat_interval)),
-            asyncio.create_task(_disconnected(receive)),
-            asyncio.create_task(hub.draining.wait()),
-        ]
+        # Admitted before the resume reads anything, so no change falls between read and live; checked here,
+        # with no await between the count and the registration, so two streams opened at once cannot both pass.
+        if not hub.admit(session):
+            refusal = TOO_MANY_SESSIONS.format(limit=hub.settings.ws_max_connections_per_user)
+            refused = error_response(
+                status.HTTP_429_TOO_MANY_REQUESTS, TOO_MANY_CONNECTIONS, refusal, USER_FULL_HEADERS
+            )
+            await refused(scope, receive, send)
+            return
+        hub.open_connections += 1
+        tasks: list[asyncio.Task[Any]] = []
         try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await body(f"retry: {RETRY_MS}\n\n".encode())
+            session.schedule_expiry(self.caller)
+            session.start_writing(event)
+            tasks = [
+                asyncio.create_task(_resume_then_ping(session, self.after, hub.settings.ws_heartbeat_interval)),
+                asyncio.create_task(_disconnected(receive)),
+                asyncio.create_task(hub.draining.wait()),
+            ]
             done, _ = await asyncio.wait([*tasks, session.killed], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
@@ -149,5 +160,6 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", PATH, stream,
              "Server-Sent Events: the WebSocket's notification, unread_count and read_status_updated events; "
              "resume by Last-Event-ID (a seq) or ?after=", "user", ok_media_type="text/event-stream",
-             query_model=StreamQuery, headers=(("Last-Event-ID", "resume after this seq (sent by EventSource)"),)),
+             query_model=StreamQuery, headers=(("Last-Event-ID", "resume after this seq (sent by EventSource)"),),
+             errors=(status.HTTP_429_TOO_MANY_REQUESTS,)),
 ]  # fmt: skip

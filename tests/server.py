@@ -58,10 +58,11 @@ class NotifydProcess(abc.ABC):
     def spawn(self, **env: str) -> subprocess.Popen[bytes]:
         full_env = {**os.environ, "DATABASE_URL": self.database_url, **TEST_ENV, **env, **self.env}
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifyd", self.command], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self.argv(), env=full_env, stdout=log, stderr=subprocess.STDOUT)
         return self.proc
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "notifyd", self.command]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
