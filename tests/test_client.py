@@ -113,7 +113,9 @@ async def test_async_client_does_the_same(
         (lambda c: c.batch_status(uuid.uuid4()), 404, "NOT_FOUND"),
     ],
 )
-def test_api_errors_are_exceptions_with_status_and_code(server: ServerProcess, call: Any, status: int, code: str) -> None:
+def test_api_errors_are_exceptions_with_status_and_code(
+    server: ServerProcess, call: Any, status: int, code: str
+) -> None:
     with Client(server.url, BEARER, retry=FAST) as notifyd, pytest.raises(NotifydError) as raised:
         call(notifyd)
     assert (raised.value.status, raised.value.code) == (status, code)
