@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,7 @@ from notifyd.models import NotificationCreate
 from notifyd.queries import query
 from notifyd.rest import send_args
 
-# What the operators' sends are recorded as (created_by, the services' audit).
+# The service name the operators' commands act as (the sub of their claims).
 CLI_SERVICE = "notifyd-cli"
 CLI_CLAIMS = {"sub": CLI_SERVICE, "role": "service"}
 
@@ -128,18 +129,24 @@ def status() -> dict[str, Any]:
         async with as_worker(pool) as conn:
             queues = await conn.fetch(query("queue_depth"))
             dead = await conn.fetchval(query("dead_letter_count"))
-            pending = await conn.fetchrow(query("oldest_pending_delivery"))
-        assert pending is not None
+            waiting = await conn.fetchrow(query("waiting_deliveries"))
+        assert waiting is not None
         return {
             "queues": [{"queue": q["queue"], "status": q["status"], "jobs": q["jobs"],
                         "oldest_age_seconds": round(q["oldest_age"] or 0.0, 1)} for q in queues],
             "dead_letters": dead,
-            "pending_deliveries": pending["pending"],
-            "oldest_pending_delivery": pending["oldest"].isoformat() if pending["oldest"] else None,
+            "pending_deliveries": waiting["pending"],
+            "oldest_pending_delivery": _iso(waiting["oldest_pending"]),
+            "held_deliveries": waiting["held"],
+            "oldest_held_delivery": _iso(waiting["oldest_held"]),
         }  # fmt: skip
 
     result: dict[str, Any] = _run(work)
     return result
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def print_json(value: Any) -> None:

@@ -4,8 +4,11 @@
 -- How many deliveries failed for good (run as notify_worker)
 SELECT count(*) FROM notify.dead_letters
 
--- oldest_pending_delivery --
--- When the oldest delivery still waiting to go out was planned, and how many wait (run as notify_worker)
-SELECT min(created_at) AS oldest, count(*) AS pending
+-- waiting_deliveries --
+-- Deliveries not out yet, pending (due now) and held (quiet hours, e-mail delay, limits), and the oldest of each
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+       min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending,
+       count(*) FILTER (WHERE status = 'held') AS held,
+       min(created_at) FILTER (WHERE status = 'held') AS oldest_held
 FROM notify.notification_deliveries
-WHERE status = 'pending'
+WHERE status IN ('pending', 'held')
