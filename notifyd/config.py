@@ -75,6 +75,16 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format() -> str:
+    value = os.environ.get("LOG_FORMAT") or "text"
+    if value not in LOG_FORMATS:
+        raise SystemExit(f"notifyd: LOG_FORMAT is text or json, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -116,6 +126,8 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     # A request body over this many bytes is refused with 413 before it is read.
     max_body_bytes: int = 1024 * 1024
+    # Log lines as text (default) or one JSON object per line (notifyd.requestid.JsonFormatter).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -162,4 +174,5 @@ class Settings:
             cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
             ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
             max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
+            log_format=_log_format(),
         )
