@@ -34,6 +34,7 @@ from notifyd.errors import HANDLERS
 from notifyd.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
 from notifyd.metrics import Metrics
 from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
+from notifyd.requestid import RequestIdMiddleware
 
 ENDPOINTS = [
     *rest.ENDPOINTS,
@@ -114,6 +115,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
         routes=[*health.routes, *API_ROUTES, *realtime.routes, *browser.routes(), *(extra_routes or [])],
         exception_handlers=HANDLERS,
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(SecurityHeaders),
             *cors(settings),
             Middleware(WebSocketOrigins, settings=settings),

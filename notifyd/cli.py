@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from notifyd import dev, server, vapid, worker
+from notifyd import dev, operate, server, vapid, worker
 from notifyd.config import Settings
 from notifyd.localdb import owner_database
 from notifyd.migrate import MigrationError, migrate_url
@@ -45,6 +45,49 @@ def cmd_dev(_: argparse.Namespace) -> int:
     return dev.run()
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    try:
+        notification = operate.notification_of(
+            args.to, args.type, args.title, args.body, args.priority, args.data, args.channels
+        )
+        operate.print_json(operate.send(notification, args.idempotency_key))
+    except operate.OperatorError as error:
+        return operate.fail("send", error)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        operate.print_json(operate.explain(args.notification_id))
+    except operate.OperatorError as error:
+        return operate.fail("explain", error)
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    try:
+        operate.print_json(operate.status())
+    except operate.OperatorError as error:
+        return operate.fail("status", error)
+    return 0
+
+
+def add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """send, explain, status: for operators on the host, over SQL with DATABASE_URL (notifyd.operate)."""
+    send = commands.add_parser("send", help="send one notification as the service notifyd-cli (reads DATABASE_URL)")
+    send.add_argument("--to", required=True, metavar="USER_ID", help="the recipient's user id (a uuid)")
+    send.add_argument("--type", required=True, help="the notification type, e.g. system")
+    send.add_argument("--title", required=True)
+    send.add_argument("--body")
+    send.add_argument("--priority", default="normal", help="critical, high, normal (default) or low")
+    send.add_argument("--data", metavar="JSON", help="a JSON object, e.g. '{\"url\": \"/orders/1\"}'")
+    send.add_argument("--channels", metavar="LIST", help="comma-separated: in_app,push,email (default: routing)")
+    send.add_argument("--idempotency-key", help="a replay answers the first notification instead of a new one")
+    explain = commands.add_parser("explain", help="why a notification went where it went, as JSON (DATABASE_URL)")
+    explain.add_argument("notification_id", metavar="ID")
+    commands.add_parser("status", help="queue depth, dead letters, oldest pending delivery, as JSON (DATABASE_URL)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     vapid_parser = commands.add_parser("vapid", help="VAPID keys for Web Push")
     vapid_commands = vapid_parser.add_subparsers(dest="vapid_command", required=True)
     vapid_commands.add_parser("generate", help="print a new key pair as VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY lines")
+    add_operator_commands(commands)
     args = parser.parse_args(argv)
     handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev,
-                "vapid": cmd_vapid_generate}  # fmt: skip
+                "vapid": cmd_vapid_generate, "send": cmd_send, "explain": cmd_explain,
+                "status": cmd_status}  # fmt: skip
     return handlers[args.command](args)

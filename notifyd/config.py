@@ -94,6 +94,16 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format() -> str:
+    value = os.environ.get("LOG_FORMAT") or "text"
+    if value not in LOG_FORMATS:
+        raise SystemExit(f"notifyd: LOG_FORMAT is text or json, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -146,6 +156,8 @@ class Settings:
     # A request line with its headers over this many bytes, or with more header fields, is refused with 431.
     max_header_bytes: int = 16 * 1024
     max_header_count: int = 100
+    # Log lines as text (default) or one JSON object per line (notifyd.requestid.JsonFormatter).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -198,4 +210,5 @@ class Settings:
             max_header_bytes=_positive("MAX_HEADER_BYTES", 16 * 1024),
             max_header_count=_positive("MAX_HEADER_COUNT", 100),
             ws_max_connections_per_user=_positive("WS_MAX_CONNECTIONS_PER_USER", 20),
+            log_format=_log_format(),
         )

@@ -11,6 +11,7 @@ import asyncpg
 
 from notifyd.auth import Caller
 from notifyd.queries import query
+from notifyd.requestid import REQUEST_ID
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -28,7 +29,7 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 1
 async def as_role(pool: asyncpg.Pool, db_role: str, claims: dict[str, Any]) -> AsyncIterator[asyncpg.Connection]:
     """A transaction running as `db_role` with `claims`; both end with the transaction."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(query("become_caller"), db_role, json.dumps(claims))
+        await conn.execute(query("become_caller"), db_role, json.dumps(claims), REQUEST_ID.get() or "")
         yield conn
 
 

@@ -226,6 +226,13 @@ async def run_job(pool: asyncpg.Pool, box: SecretBox | None, channel: Channel, d
     async with as_worker(pool) as conn:
         # The pool's jsonb codec encodes the list.
         results = await conn.fetch(query("record_outcomes"), [_outcome_json(i, o) for i, o in outcomes.items()])
+        statuses: dict[str, int] = {}
+        for result in results:
+            statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+        # One line per job, with the request id of the send that made it (the log formatter adds it).
+        log.info("%s: notification(s) %s: %s", channel.queue,
+                 ", ".join(sorted({str(row["notification"]["id"]) for row in rows})),
+                 ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))  # fmt: skip
         pending = [r for r in results if r["status"] == "pending"]
         if not pending:
             return

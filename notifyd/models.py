@@ -114,12 +114,14 @@ class ListQuery(BaseModel):
 
 class CreatedNotification(BaseModel):
     id: uuid.UUID
+    notification_id: uuid.UUID = Field(description="the same as id: both create routes answer both fields")
     status: Literal["queued"]
     channels: list[Channel]
     created_at: datetime
 
 
 class InternalSent(BaseModel):
+    id: uuid.UUID = Field(description="the same as notification_id: both create routes answer both fields")
     notification_id: uuid.UUID
     status: Literal["queued"]
 

@@ -225,14 +225,16 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, st
 
 async def create_notification(request: Request) -> Response:
     row, created, headers = await send_one(request)
-    answer = CreatedNotification(id=row["id"], status="queued", channels=row["channels"], created_at=row["created_at"])
+    answer = CreatedNotification(
+        id=row["id"], notification_id=row["id"], status="queued", channels=row["channels"], created_at=row["created_at"]
+    )
     return reply(answer, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK, headers)
 
 
 async def internal_send(request: Request) -> Response:
     row, created, headers = await send_one(request)
     return reply(
-        InternalSent(notification_id=row["id"], status="queued"),
+        InternalSent(id=row["id"], notification_id=row["id"], status="queued"),
         status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
         headers,
     )

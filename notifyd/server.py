@@ -15,7 +15,7 @@ from notifyd.app import create_app
 from notifyd.config import Settings
 from notifyd.headlimit import head_limited
 from notifyd.hub import Hub
-from notifyd.redact import Redactor
+from notifyd.requestid import TEXT_FORMAT, JsonFormatter, TextFormatter
 
 # Inbound WebSocket frames are small JSON commands: anything larger is refused (close 1009).
 WS_MAX_MESSAGE_BYTES = 4096
@@ -32,10 +32,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             del self.request, self.response
 
 
-def configure_logging() -> None:
-    """Every line of every logger through one redacting formatter (tokens, addresses, keys; notifyd.redact)."""
+def configure_logging(log_format: str = "text") -> None:
+    """Every line of every logger through one redacting formatter (tokens, addresses, keys; notifyd.redact),
+    as text or JSON, with the request id of the request or job it belongs to."""
     handler = logging.StreamHandler()
-    handler.setFormatter(Redactor("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
@@ -74,5 +75,5 @@ class Server(uvicorn.Server):
 
 
 def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None:
-    configure_logging()
+    configure_logging(settings.log_format)
     Server(config(settings, extra_routes)).run()

@@ -28,6 +28,7 @@ from notifyd.deliveries import Channel, RetryLater, run_job
 from notifyd.email import EmailChannel
 from notifyd.fcm import FcmChannel
 from notifyd.queries import query
+from notifyd.requestid import REQUEST_ID
 from notifyd.webpush import WebPushChannel
 
 log = logging.getLogger("notifyd.worker")
@@ -62,8 +63,12 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
     retry = DeliveryRetry()
 
     def delivery_task(channel: Channel) -> Callable[..., Awaitable[None]]:
-        async def deliver(delivery_ids: list[str]) -> None:
-            await run_job(pool, settings.secrets, channel, delivery_ids)
+        async def deliver(delivery_ids: list[str], request_id: str | None = None) -> None:
+            token = REQUEST_ID.set(request_id)
+            try:
+                await run_job(pool, settings.secrets, channel, delivery_ids)
+            finally:
+                REQUEST_ID.reset(token)
 
         return deliver
 
@@ -71,8 +76,8 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
         app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))
 
     @app.task(name="deliver_in_app", queue="in_app", retry=retry)
-    async def deliver_in_app(delivery_ids: list[str]) -> None:
-        """Releases real-time events held for send_at or the in-app rate limit."""
+    async def deliver_in_app(delivery_ids: list[str], request_id: str | None = None) -> None:
+        """Releases real-time events held for send_at or the in-app rate limit (request_id: every job carries it)."""
         async with as_worker(pool) as conn:
             await conn.fetchval(query("release_in_app"), delivery_ids)
 
@@ -186,7 +191,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
 
 
 def run(settings: Settings) -> int:
-    server.configure_logging()
+    server.configure_logging(settings.log_format)
     try:
         # uvloop, as uvicorn picks it for `notifyd serve`: ~8% less worker CPU per e-mail (socket I/O, callbacks).
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

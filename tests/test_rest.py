@@ -177,7 +177,8 @@ def test_create_is_queued_and_in_the_database(client: httpx.Client, owner: psyco
         "expires_at": "2030-02-01T09:00:00Z",
     }
     created = ok(client.post(API, json=body, headers=SERVICE), 202)
-    assert set(created) == {"id", "status", "channels", "created_at"}
+    assert set(created) == {"id", "notification_id", "status", "channels", "created_at"}
+    assert created["notification_id"] == created["id"], "both create routes answer both fields"
     # The user has no e-mail address: that delivery is skipped, so only in-app is listed.
     assert created["status"] == "queued" and created["channels"] == ["in_app"]
     row = owner.execute(
@@ -550,8 +551,10 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         request_schema["properties"]
     )
     assert set(resolve(create["responses"]["202"]["content"]["application/json"]["schema"])["properties"]) == {
-        "id", "status", "channels", "created_at",
+        "id", "notification_id", "status", "channels", "created_at",
     }  # fmt: skip
+    internal = paths[INTERNAL]["post"]["responses"]["202"]["content"]["application/json"]["schema"]
+    assert set(resolve(internal)["properties"]) == {"id", "notification_id", "status"}
     assert create["security"] == [{"bearerAuth": []}, {"serviceKey": [], "serviceName": []}]
     page = resolve(paths[API]["get"]["responses"]["200"]["content"]["application/json"]["schema"])
     assert set(page["properties"]) == {"items", "unread_count", "next_cursor", "has_more"}

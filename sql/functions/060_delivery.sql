@@ -45,7 +45,9 @@ BEGIN
     -- One job per queue, priority and start time, each carrying at most delivery.job_size deliveries.
     RETURN (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                'queue', chunk.queue, 'task', 'deliver_' || chunk.queue, 'priority', chunk.priority,
-               'scheduled_at', chunk.scheduled_at, 'args', pg_catalog.jsonb_build_object('delivery_ids', chunk.ids))),
+               'scheduled_at', chunk.scheduled_at, 'args', pg_catalog.jsonb_build_object('delivery_ids', chunk.ids,
+                   -- The request that made these deliveries, for the worker's log lines (NULL outside one).
+                   'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')))),
            '[]'::jsonb)
     FROM (
         SELECT q.queue, q.priority, q.scheduled_at, pg_catalog.array_agg(q.id ORDER BY q.id) AS ids
