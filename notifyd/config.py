@@ -116,6 +116,11 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     # A request body over this many bytes is refused with 413 before it is read.
     max_body_bytes: int = 1024 * 1024
+    # One template rendering (all its fields) may write this many bytes and take this many seconds.
+    template_max_output_bytes: int = 256 * 1024
+    template_render_timeout: float = 1.0
+    # Pre-started child processes that render templates for serve and the worker (killed when over budget).
+    template_render_processes: int = 2
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -162,4 +167,7 @@ class Settings:
             cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
             ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
             max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
+            template_max_output_bytes=_positive("TEMPLATE_MAX_OUTPUT_BYTES", 256 * 1024),
+            template_render_timeout=_float("TEMPLATE_RENDER_TIMEOUT", 1.0),
+            template_render_processes=_positive("TEMPLATE_RENDER_PROCESSES", 2),
         )
