@@ -34,6 +34,7 @@ def _serve(conn: Connection, max_bytes: int, timeout: float) -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     cache = templates.CompiledTemplates()
+    conn.send("ready")
     while True:
         try:
             template, variables = conn.recv()
@@ -55,6 +56,9 @@ class _Child:
         )
         self.process.start()
         child_end.close()
+        # Ready once it has imported the renderer: a budget counted from its start would include its imports.
+        if self.conn.recv() != "ready":
+            raise RuntimeError("a template rendering process did not start")
 
     def exchange(self, request: Any, wait: float) -> Any:
         """The child's answer, or None when it did not answer in time or died."""
