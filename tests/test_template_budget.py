@@ -59,8 +59,10 @@ def test_the_sandbox_refuses_templates_over_budget_in_time(source: str) -> None:
 
 
 def test_templates_within_budget_render_as_before() -> None:
-    source = ("{{ '%d' % 5 }} {{ range(3)|join(',') }} {{ range(3)|length }} {{ 'a'|center(5) }}"
-              "{% for i in range(3) %}{{ loop.index }}{% endfor %} {{ 'ab' * 2 }} {{ '{:>4}'.format('x') }}")  # fmt: skip
+    source = (
+        "{{ '%d' % 5 }} {{ range(3)|join(',') }} {{ range(3)|length }} {{ 'a'|center(5) }}"
+        "{% for i in range(3) %}{{ loop.index }}{% endfor %} {{ 'ab' * 2 }} {{ '{:>4}'.format('x') }}"
+    )
     assert templates.render(templates.CompiledTemplates(), row(source), {}).body == "5 0,1,2 3   a  123 abab    x"
     # The cap counts every field of one rendering together, in UTF-8 bytes.
     wide = row("{{ 'é' * 600 }}", push_body_template="{{ 'é' * 600 }}")
