@@ -34,6 +34,7 @@ from notifyd.errors import HANDLERS
 from notifyd.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
 from notifyd.metrics import Metrics
 from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
+from notifyd.render_pool import RenderPool
 from notifyd.requestid import RequestIdMiddleware
 
 ENDPOINTS = [
@@ -103,6 +104,8 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
         app.state.pool = await create_pool(settings.database_url)
         # Browsers can subscribe as soon as serve runs, whether or not a worker has started yet.
         await vapid.seed(app.state.pool, settings)
+        app.state.render_pool = RenderPool(settings)
+        await app.state.render_pool.start()
         app.state.hub = realtime.Hub(settings, app.state.pool, app.state.metrics)
         await app.state.hub.start()
         try:
@@ -110,6 +113,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
         finally:
             await app.state.hub.stop()
             await app.state.pool.close()
+            await app.state.render_pool.stop()
 
     app = Starlette(
         routes=[*health.routes, *API_ROUTES, *realtime.routes, *browser.routes(), *(extra_routes or [])],

@@ -158,6 +158,11 @@ class Settings:
     max_header_count: int = 100
     # Log lines as text (default) or one JSON object per line (notifyd.requestid.JsonFormatter).
     log_format: str = "text"
+    # One template rendering (all its fields) may write this many bytes and take this many seconds.
+    template_max_output_bytes: int = 256 * 1024
+    template_render_timeout: float = 1.0
+    # Pre-started child processes that render templates for serve and the worker (killed when over budget).
+    template_render_processes: int = 2
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -211,4 +216,7 @@ class Settings:
             max_header_count=_positive("MAX_HEADER_COUNT", 100),
             ws_max_connections_per_user=_positive("WS_MAX_CONNECTIONS_PER_USER", 20),
             log_format=_log_format(),
+            template_max_output_bytes=_positive("TEMPLATE_MAX_OUTPUT_BYTES", 256 * 1024),
+            template_render_timeout=_float("TEMPLATE_RENDER_TIMEOUT", 1.0),
+            template_render_processes=_positive("TEMPLATE_RENDER_PROCESSES", 2),
         )

@@ -52,6 +52,7 @@ from notifyd.models import (
 )
 from notifyd.openapi import Endpoint
 from notifyd.queries import query
+from notifyd.render_pool import RenderPool
 
 PREFIX = "/api/v1/notifications"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -179,7 +180,7 @@ async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
 
 
 async def render_before_insert(
-    conn: asyncpg.Connection, body: NotificationCreate, secrets: SecretBox | None
+    conn: asyncpg.Connection, body: NotificationCreate, secrets: SecretBox | None, render_pool: RenderPool
 ) -> NotificationCreate:
     """A template notification is rendered here, in the recipient's language, so it is never held.
 
@@ -196,9 +197,8 @@ async def render_before_insert(
     except SecretsError as error:
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     try:
-        rendering = templates.render_for(
-            languages, body.template_id, language["locale"], language["default_language"], masked.template_vars
-        )
+        chosen = templates.choose(languages, body.template_id, language["locale"], language["default_language"])
+        rendering = await render_pool.render(chosen, masked.template_vars)
     except templates.TemplateError as error:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     await conn.execute(query("supply_rendering"), rendering.rendered, sealed)
@@ -215,7 +215,9 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, st
     key = idempotency_key(request, body.idempotency_key)
     channels = list(body.channels) if body.channels is not None else None
     async with as_caller(request.app.state.pool, caller) as conn:
-        body = await render_before_insert(conn, body, request.app.state.settings.secrets)
+        body = await render_before_insert(
+            conn, body, request.app.state.settings.secrets, request.app.state.render_pool
+        )
         notification_id = await conn.fetchval(query("send_notification"), body.user_id, *send_args(body, channels, key))
         row = await conn.fetchrow(query("sent_notification"), notification_id)
         headers = await rate_limit_headers(conn)

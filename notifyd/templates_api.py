@@ -1,9 +1,9 @@
 """Templates over REST for admins: list, every version of one, a new version, and a preview render.
 
 Templates are global: a DBA (an admin token without org_id) writes them; an org admin reads them,
-and the database refuses their writes (RLS, 403). A new version must compile in the sandbox and use
-only the variables it declares (422 otherwise); the worker picks it up at once (the compiled-template
-cache is keyed by version).
+and the database refuses their writes (RLS, 403). A new version must compile in the sandbox, use
+only the variables it declares and render within the budget with its variables empty (422
+otherwise); the worker picks it up at once (the compiled-template cache is keyed by version).
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ async def put_template(request: Request) -> Response:
     fields = body.model_dump()
     try:
         templates.check({**fields, "name": name, "language": language})
+        await request.app.state.render_pool.check({**fields, "name": name, "language": language})
     except templates.TemplateError as error:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     written = await fetch(
@@ -173,7 +174,7 @@ async def preview_template(request: Request) -> Response:
     try:
         # The language asked for, else its fallback, exactly as a recipient with that locale would get it.
         chosen = templates.choose(languages, name, body.language, default_language)
-        rendering = templates.render(templates.compiled_templates, chosen, body.variables)
+        rendering = await request.app.state.render_pool.render(chosen, body.variables)
     except templates.TemplateError as error:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     preview = Preview(language=chosen["language"], version=chosen["version"], title=rendering.title,

@@ -28,6 +28,7 @@ from notifyd.deliveries import Channel, RetryLater, run_job
 from notifyd.email import EmailChannel
 from notifyd.fcm import FcmChannel
 from notifyd.queries import query
+from notifyd.render_pool import RenderPool
 from notifyd.requestid import REQUEST_ID
 from notifyd.webpush import WebPushChannel
 
@@ -58,7 +59,9 @@ def connector(settings: Settings) -> procrastinate.PsycopgConnector:
     return procrastinate.PsycopgConnector(conninfo=settings.database_url, kwargs={"options": options})
 
 
-def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -> procrastinate.App:
+def build_app(
+    settings: Settings, pool: asyncpg.Pool, channels: list[Channel], render_pool: RenderPool
+) -> procrastinate.App:
     app = procrastinate.App(connector=connector(settings))
     retry = DeliveryRetry()
 
@@ -87,7 +90,7 @@ def build_app(settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -
         await vapid.maintain(pool, settings)
 
     digests.register(app, pool, settings)
-    templates.register(app, pool, settings)
+    templates.register(app, pool, settings, render_pool)
     retention.register(app, pool, settings)
     return app
 
@@ -141,7 +144,11 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         reason = channel.not_configured()
         if reason is not None:
             log.warning("%s: %s; its deliveries will be skipped", channel.queue, reason)
-    app = build_app(settings, pool, channels)
+    # Templates render in killable children here too: one C-level operation the sandbox cannot interrupt
+    # would otherwise stall this event loop, its heartbeats and every other delivery.
+    render_pool = RenderPool(settings)
+    await render_pool.start()
+    app = build_app(settings, pool, channels, render_pool)
     if stop_requested is None:
         stop_requested = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,6 +195,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         for channel in channels:
             await channel.close()
         await pool.close()
+        await render_pool.stop()
 
 
 def run(settings: Settings) -> int:
