@@ -1,0 +1,123 @@
+"""The notifyd ASGI application: REST, WebSocket and health routes over one pool and one LISTEN hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from notifyd import (
+    browser,
+    delivery_api,
+    email_api,
+    health,
+    history_api,
+    preferences_api,
+    push_api,
+    realtime,
+    rest,
+    retention,
+    sse,
+    templates_api,
+    tracking_api,
+)
+from notifyd.config import Settings
+from notifyd.db import create_pool
+from notifyd.errors import HANDLERS
+from notifyd.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
+from notifyd.metrics import Metrics
+from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
+
+ENDPOINTS = [
+    *rest.ENDPOINTS,
+    *push_api.ENDPOINTS,
+    *delivery_api.ENDPOINTS,
+    *email_api.ENDPOINTS,
+    *preferences_api.ENDPOINTS,
+    *templates_api.ENDPOINTS,
+    *history_api.ENDPOINTS,
+    *tracking_api.ENDPOINTS,
+    *retention.ENDPOINTS,
+    *sse.ENDPOINTS,
+]
+OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
+
+
+async def openapi_json(_: Request) -> JSONResponse:
+    return JSONResponse(OPENAPI)
+
+
+def _literal_first(path: str) -> list[int]:
+    """Sort key: a literal segment before a parameter where paths differ ({name}/preview before {name}/{language})."""
+    return [1 if part.startswith("{") else 0 for part in path.split("/")]
+
+
+def _route(path: str, endpoints: list[Endpoint]) -> Route:
+    """One route per path with all its methods, so that a 405 lists every method of the path in Allow."""
+    handlers = {e.method: e.handler for e in endpoints}
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method in handlers else "GET"](request)
+
+    dispatch.__name__ = "_".join(e.handler.__name__ for e in endpoints)
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def api_routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
+    by_path: dict[str, list[Endpoint]] = {}
+    for e in endpoints:
+        by_path.setdefault(e.path, []).append(e)
+    return [_route(path, by_path[path]) for path in sorted(by_path, key=_literal_first)]
+
+
+API_ROUTES: list[BaseRoute] = [*api_routes(ENDPOINTS), Route("/openapi.json", openapi_json, methods=["GET"])]
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """CORS for the pages of CORS_ALLOWED_ORIGINS: bearer tokens in headers, never cookies (no credentials)."""
+    if not settings.cors_allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Retry-After"],
+            allow_credentials=False,
+        )
+    ]
+
+
+def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.pool = await create_pool(settings.database_url)
+        app.state.hub = realtime.Hub(settings, app.state.pool, app.state.metrics)
+        await app.state.hub.start()
+        try:
+            yield
+        finally:
+            await app.state.hub.stop()
+            await app.state.pool.close()
+
+    app = Starlette(
+        routes=[*health.routes, *API_ROUTES, *realtime.routes, *browser.routes(), *(extra_routes or [])],
+        exception_handlers=HANDLERS,
+        middleware=[
+            Middleware(SecurityHeaders),
+            *cors(settings),
+            Middleware(WebSocketOrigins, settings=settings),
+            Middleware(BodyLimit, limit=settings.max_body_bytes),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    return app

@@ -1,0 +1,129 @@
+"""The `notifyd` command: migrate, serve, worker, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from importlib import metadata
+
+import asyncpg
+
+from notifyd import dev, server, startup, vapid, worker
+from notifyd.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
+from notifyd.localdb import owner_database
+from notifyd.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
+
+# `notifyd migrate --check` exit statuses, for deploy scripts.
+CHECK_UP_TO_DATE, CHECK_PENDING, CHECK_FAILED = 0, 1, 2
+# serve and worker exit with this when the database is not migrated for them.
+EXIT_NOT_MIGRATED = 3
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    url, cluster = owner_database(dev.DEV_DATABASE)
+    try:
+        if args.check or args.dry_run:
+            return _report_pending(url, check=args.check)
+        applied = asyncio.run(migrate_url(url))
+    except (MigrationError, OSError, asyncpg.PostgresError) as error:
+        print(f"notifyd migrate: {error}", file=sys.stderr)
+        return CHECK_FAILED if args.check else 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print(f"notifyd migrate: up to date ({len(applied)} new migration(s) applied)")
+    return 0
+
+
+def _report_pending(url: str, *, check: bool) -> int:
+    """--check and --dry-run: what migrate would apply, changing nothing."""
+    found = asyncio.run(status_url(url))
+    problem = refusal_of_changed(found)
+    if problem is not None:
+        raise MigrationError(problem)
+    for name in found.unknown:
+        print(f"newer than this notifyd (already applied): {name}")
+    if not found.pending:
+        print("notifyd migrate: up to date (nothing to apply)")
+        return CHECK_UP_TO_DATE
+    for name in found.pending:
+        print(f"would apply: {name}")
+    print("then would re-apply: functions/*.sql, rls/*.sql")
+    return CHECK_PENDING if check else 0
+
+
+def _check_database(settings: Settings) -> int | None:
+    """Refuses (an exit status) a database this notifyd cannot run on; None: start."""
+    server.configure_logging()
+    try:
+        asyncio.run(startup.check(settings.database_url))
+    except startup.NotMigrated as error:
+        print(f"notifyd: {error}", file=sys.stderr)
+        return EXIT_NOT_MIGRATED
+    return None
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    refused = _check_database(settings)
+    if refused is not None:
+        return refused
+    server.run(settings)
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    refused = _check_database(settings)
+    if refused is not None:
+        return refused
+    return worker.run(settings)
+
+
+def cmd_vapid_generate(_: argparse.Namespace) -> int:
+    public_key, private_key = vapid.generate()
+    print(f"VAPID_PUBLIC_KEY={public_key}\nVAPID_PRIVATE_KEY={private_key}")
+    return 0
+
+
+def cmd_dev(_: argparse.Namespace) -> int:
+    return dev.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"notifyd {metadata.version('notifyd')}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate_parser = _command(commands, MIGRATE, "apply the schema, functions and policies (idempotent)")
+    modes = migrate_parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--check",
+        action="store_true",
+        help=f"apply nothing; exit {CHECK_UP_TO_DATE} if up to date, {CHECK_PENDING} if migrations "
+        f"are pending (printed), {CHECK_FAILED} if the database cannot be read",
+    )
+    modes.add_argument("--dry-run", action="store_true", help="print what would apply, change nothing")
+    _command(commands, SERVE, "REST + WebSocket + LISTEN")
+    _command(commands, WORKER, "the Procrastinate worker with the periodic tasks")
+    _command(commands, DEV, "everything in one process on an embedded default")
+    vapid_parser = commands.add_parser("vapid", help="VAPID keys for Web Push")
+    vapid_commands = vapid_parser.add_subparsers(dest="vapid_command", required=True)
+    vapid_commands.add_parser("generate", help="print a new key pair as VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY lines")
+    args = parser.parse_args(argv)
+    handlers = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev,
+                "vapid": cmd_vapid_generate}  # fmt: skip
+    return handlers[args.command](args)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with the environment variables it reads."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=help_text(variables_of(name)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

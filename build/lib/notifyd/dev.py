@@ -1,0 +1,231 @@
+"""`notifyd dev`: the whole service (API, WebSocket, worker) on an embedded default database, with a demo page.
+
+Dev mode only: it mints tokens for a few demo users, keeps its secrets in .notifyd/dev-secrets.json,
+and, unless Resend is configured, catches e-mail in a local outbox shown at /dev/outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import html
+import json
+import secrets
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import jwt
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from notifyd import server, worker
+from notifyd.config import Settings, env
+from notifyd.crypto import SecretBox, new_key, parse_key
+from notifyd.localdb import owner_database, state_dir
+from notifyd.migrate import migrate_url
+from notifyd.queries import query
+
+DEV_DATABASE = "notifyd"
+DEV_LOGIN = "notifyd_dev"
+DEV_PASSWORD = "notifyd-dev"
+DEMO_USERS = {
+    "alice": uuid.UUID("a11ce000-0000-4000-8000-000000000001"),
+    "bob": uuid.UUID("b0b00000-0000-4000-8000-000000000002"),
+    "carol": uuid.UUID("ca201000-0000-4000-8000-000000000003"),
+}
+SECRETS_FILE = "dev-secrets.json"
+OUTBOX_API_KEY = "re_dev_outbox"
+
+
+def _as_login(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{DEV_LOGIN}:{DEV_PASSWORD}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def prepare_database(owner_url: str) -> str:
+    """Migrates the database and returns the URL notifyd logs in with (never the owner)."""
+    await migrate_url(owner_url)
+    conn = await asyncpg.connect(owner_url)
+    try:
+        if not await conn.fetchval(query("dev_login_exists")):
+            try:
+                await conn.execute(query("create_dev_login"))
+            except asyncpg.DuplicateObjectError:
+                pass  # made meanwhile by another dev process
+        await conn.execute(query("grant_dev_login"))
+        for name, user_id in DEMO_USERS.items():
+            await conn.execute(query("dev_recipient"), user_id, f"{name}@example.com")
+    finally:
+        await conn.close()
+    return _as_login(owner_url)
+
+
+def _token(secret: str, sub: str, role: str) -> str:
+    return jwt.encode({"sub": sub, "role": role, "exp": int(time.time()) + 12 * 3600}, secret, algorithm="HS256")
+
+
+def _addresses(to: object) -> str:
+    return ", ".join(map(str, to)) if isinstance(to, list) else str(to)
+
+
+# The demo page runs its own inline module and style and talks to this origin only (fetch, WebSocket, the
+# service worker); nothing frames it. notifyd.hygiene adds nosniff and no-referrer to every page.
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# An e-mail's own HTML, sandboxed (no script of it runs on this origin), with its remote images as a mail
+# client would show them.
+EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-ancestors 'none'"
+
+
+class Outbox:
+    """Resend's POST /emails, kept in memory: where dev e-mail lands when no provider is configured."""
+
+    def __init__(self) -> None:
+        self.emails: list[dict[str, object]] = []
+        self._by_key: dict[str, str] = {}
+
+    async def receive(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {OUTBOX_API_KEY}":
+            return JSONResponse({"statusCode": 401, "name": "invalid_api_key", "message": "API key is invalid"}, 401)
+        key = request.headers.get("idempotency-key")
+        if key is not None and key in self._by_key:
+            return JSONResponse({"id": self._by_key[key]})
+        email = {"id": str(uuid.uuid4()), "received_at": time.strftime("%H:%M:%S"), **(await request.json())}
+        self.emails.insert(0, email)
+        if key is not None:
+            self._by_key[key] = str(email["id"])
+        return JSONResponse({"id": email["id"]})
+
+    async def page(self, _: Request) -> HTMLResponse:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(e['received_at']))}</td><td>{html.escape(_addresses(e.get('to')))}</td>"
+            f'<td><a href="/dev/outbox/{e["id"]}">{html.escape(str(e.get("subject")))}</a></td></tr>'
+            for e in self.emails
+        )
+        return HTMLResponse(
+            "<!doctype html><title>notifyd outbox</title><h1>Outbox</h1>"
+            "<p>E-mail that notifyd dev sent (no provider is configured). <a href='/'>Back to the demo</a></p>"
+            f"<table><tr><th>at</th><th>to</th><th>subject</th></tr>{rows}</table>"
+        )
+
+    async def listing(self, _: Request) -> JSONResponse:
+        fields = ("id", "received_at", "subject")
+        return JSONResponse([{**{f: e.get(f) for f in fields}, "to": _addresses(e.get("to"))} for e in self.emails])
+
+    async def show(self, request: Request) -> Response:
+        wanted = request.path_params["email_id"]
+        for email in self.emails:
+            if email["id"] == wanted:
+                # The e-mail's own HTML, sandboxed: no script of it runs on this origin.
+                return HTMLResponse(str(email.get("html") or ""), headers={"Content-Security-Policy": EMAIL_CSP})
+        return HTMLResponse("no such e-mail", status_code=404)
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    static = resources.files("notifyd").joinpath("static")
+    page = static.joinpath("demo.html").read_text(encoding="utf-8")
+    outbox = Outbox()
+
+    async def demo(_: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
+
+    async def tokens(_: Request) -> JSONResponse:
+        users = {
+            name: {"user_id": str(uid), "token": _token(settings.jwt_secret, str(uid), "authenticated")}
+            for name, uid in DEMO_USERS.items()
+        }
+        return JSONResponse({"users": users, "service_token": _token(settings.jwt_secret, "demo-service", "service")})
+
+    return [
+        Route("/", demo, methods=["GET"]),
+        Route("/dev/tokens", tokens, methods=["GET"]),
+        Route("/dev/outbox", outbox.page, methods=["GET"]),
+        Route("/dev/outbox.json", outbox.listing, methods=["GET"]),
+        Route("/dev/outbox/{email_id}", outbox.show, methods=["GET"]),
+        Route("/dev/resend/emails", outbox.receive, methods=["POST"]),
+    ]
+
+
+def dev_secrets(state_dir: Path) -> dict[str, str]:
+    """The dev JWT secret and encryption key, made on the first run and kept, so restarts keep working."""
+    path = state_dir / SECRETS_FILE
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    made = {"jwt_secret": secrets.token_urlsafe(32), "encryption_key": new_key()}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(made), encoding="utf-8")
+    return made
+
+
+def dev_settings(login_url: str) -> Settings:
+    """The environment's settings, with every channel given a local default where it has none."""
+    kept = dev_secrets(state_dir())
+    settings = Settings.from_env(database_url=login_url, jwt_secret=env("JWT_SECRET") or kept["jwt_secret"])
+    defaults: dict[str, object] = {}
+    if settings.secrets is None:
+        defaults["secrets"] = SecretBox(parse_key(kept["encryption_key"]))
+    if settings.vapid_subject is None:
+        defaults["vapid_subject"] = "mailto:dev@localhost"
+    if settings.resend_api_key is None:
+        defaults |= {
+            "resend_api_key": OUTBOX_API_KEY,
+            "resend_api_url": f"http://127.0.0.1:{settings.port}/dev/resend",
+            "resend_from_email": settings.resend_from_email or "notifyd@localhost",
+        }
+    return dataclasses.replace(settings, **defaults)  # type: ignore[arg-type]
+
+
+class _Server(server.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # dev stops the server and the worker together: the signal handlers are run_everything's.
+        yield
+
+
+async def run_everything(settings: Settings) -> int:
+    """The API, WebSocket and worker in one process until Ctrl-C; the worker's exit status."""
+    web = _Server(server.config(settings, routes(settings)))
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    web_task = asyncio.create_task(web.serve())
+    worker_task = asyncio.create_task(worker.serve(settings, stop))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({web_task, worker_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    web.should_exit = True
+    stop.set()
+    await asyncio.gather(web_task, stopping)
+    return await worker_task
+
+
+def run() -> int:
+    owner_url, cluster = owner_database(DEV_DATABASE)
+    try:
+        login_url = asyncio.run(prepare_database(owner_url))
+        settings = dev_settings(login_url)
+        print(
+            f"notifyd dev: database migrated; demo on http://{settings.host}:{settings.port}/ (Ctrl-C stops)",
+            flush=True,
+        )
+        server.configure_logging()
+        status = asyncio.run(run_everything(settings))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print("notifyd dev: stopped", flush=True)
+    return status

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one notifyd process (its own registry, so several apps can share a process)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.open_sockets = Gauge("notifyd_open_sockets", "WebSocket sessions open now", registry=self.registry)
+        self.events_sent = Counter(
+            "notifyd_events_sent", "events sent to WebSocket sessions, by type", ["type"], registry=self.registry
+        )
+        self.listen_reconnects = Counter(
+            "notifyd_listen_reconnects", "times the LISTEN connection was re-made", registry=self.registry
+        )
+        self.catch_up_lag = Histogram(
+            "notifyd_catch_up_lag_seconds",
+            "from a notification's change to its read by the fan-out",
+            registry=self.registry,
+        )
+        self.slow_clients_closed = Counter(
+            "notifyd_slow_clients_closed", "sessions closed because their send queue was full", registry=self.registry
+        )
+
+        # Read from the database at each scrape: every process shows the same figures, workers' included.
+        self.deliveries = Gauge(
+            "notifyd_deliveries", "deliveries in the ledger", ["channel", "provider", "status"], registry=self.registry
+        )
+        self.delivery_repeats = Gauge(
+            "notifyd_delivery_repeats",
+            "attempts after an unrecorded answer (the provider may have got the delivery twice)",
+            ["channel", "provider"],
+            registry=self.registry,
+        )
+        self.queue_jobs = Gauge("notifyd_queue_jobs", "Procrastinate jobs", ["queue", "status"], registry=self.registry)
+        self.queue_oldest = Gauge(
+            "notifyd_queue_oldest_job_seconds",
+            "age of the oldest waiting or running job",
+            ["queue"],
+            registry=self.registry,
+        )
+
+    def set_delivery_figures(self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]]) -> None:
+        for gauge in (self.deliveries, self.delivery_repeats, self.queue_jobs, self.queue_oldest):
+            gauge.clear()
+        repeats: dict[tuple[str, str], float] = {}
+        for row in counts:
+            self.deliveries.labels(row["channel"], row["provider"], row["status"]).set(row["deliveries"])
+            key = (row["channel"], row["provider"])
+            repeats[key] = repeats.get(key, 0) + (row["repeats"] or 0)
+        for (channel, provider), value in repeats.items():
+            self.delivery_repeats.labels(channel, provider).set(value)
+        oldest: dict[str, float] = {}
+        for row in queues:
+            self.queue_jobs.labels(row["queue"], row["status"]).set(row["jobs"])
+            oldest[row["queue"]] = max(oldest.get(row["queue"], 0.0), row["oldest_age"] or 0.0)
+        for queue, age in oldest.items():
+            self.queue_oldest.labels(queue).set(age)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
