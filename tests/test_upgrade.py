@@ -23,7 +23,8 @@ from tests.conftest import create_app_login, database_url
 from tests.test_migrate import schema_dump
 
 SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "v0.1.0" / "sql"
-TABLES = ("recipients", "notifications", "notification_deliveries", "notification_preferences", "notification_templates",
+TABLES = ("recipients", "notifications", "notification_deliveries", "notification_preferences",
+          "notification_templates",
           "push_subscriptions")  # fmt: skip
 
 
@@ -48,7 +49,8 @@ def fill(owner: psycopg.Connection[Any], users: list[uuid.UUID]) -> dict[uuid.UU
             service.execute("SELECT notify.upsert_recipient(%s, %s, 'en', 'UTC')", (user, f"user{n}@example.com"))
             for i in range(3):
                 service.execute(
-                    "SELECT notify.send(user_id => %s, type => 'billing', title => %s, channels => ARRAY['in_app', 'email'])",
+                    "SELECT notify.send(user_id => %s, type => 'billing', title => %s,"
+                    " channels => ARRAY['in_app', 'email'])",
                     (user, f"invoice {i}"),
                 )  # fmt: skip
     for user in users:
@@ -84,8 +86,8 @@ def as_seen_by_users(owner: psycopg.Connection[Any], users: list[uuid.UUID]) -> 
                 ).fetchall(),
                 "unread": me.execute("SELECT notify.unread_count() -> 'count'").fetchone(),
                 "billing email": me.execute(
-                    "SELECT item -> 'email_enabled' FROM jsonb_array_elements(notify.preferences() -> 'items') AS item"
-                    " WHERE item ->> 'type' = 'billing'"
+                    "SELECT i -> 'email_enabled' FROM jsonb_array_elements(notify.preferences() -> 'items') AS i"
+                    " WHERE i ->> 'notification_type' = 'billing'"
                 ).fetchone(),
                 "devices": me.execute("SELECT count(*) FROM notify.push_subscriptions").fetchone(),
             }
@@ -108,7 +110,8 @@ def test_a_database_of_0_1_0_upgrades_to_a_fresh_installs_catalog_with_every_row
     assert all(before.values()), before
     assert before["notifications"] == 9 and before["notification_deliveries"] >= 9
     for user in users:
-        assert seen_before[str(user)]["unread"] == (2,) and seen_before[str(user)]["billing email"] == (False,)
+        assert seen_before[str(user)]["unread"] == (2,)
+        assert seen_before[str(user)]["billing email"] == (False,)
         assert (read[user], "invoice 0", True) in seen_before[str(user)]["notifications"]
 
     pending = asyncio.run(status_url(old_url)).pending
