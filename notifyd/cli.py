@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from importlib import metadata
 
 import asyncpg
 
-from notifyd import dev, server, startup, vapid, worker
+from notifyd import __version__, dev, server, startup, vapid, worker
 from notifyd.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
 from notifyd.localdb import owner_database
 from notifyd.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
@@ -93,7 +92,7 @@ def cmd_dev(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"notifyd {metadata.version('notifyd')}")
+    parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     migrate_parser = _command(commands, MIGRATE, "apply the schema, functions and policies (idempotent)")
     modes = migrate_parser.add_mutually_exclusive_group()
