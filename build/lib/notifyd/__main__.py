@@ -1,5 +1,0 @@
-from __future__ import annotations
-
-from notifyd.cli import main
-
-raise SystemExit(main())
