@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+# One version, pyproject.toml's, as the installed package's metadata states it.
+__version__ = metadata.version("notifyd")

@@ -6,19 +6,28 @@ import argparse
 import asyncio
 import sys
 
-from notifyd import dev, operate, server, vapid, worker
-from notifyd.config import Settings
+import asyncpg
+
+from notifyd import __version__, dev, operate, server, startup, vapid, worker
+from notifyd.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
 from notifyd.localdb import owner_database
-from notifyd.migrate import MigrationError, migrate_url
+from notifyd.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
+
+# `notifyd migrate --check` exit statuses, for deploy scripts.
+CHECK_UP_TO_DATE, CHECK_PENDING, CHECK_FAILED = 0, 1, 2
+# serve and worker exit with this when the database is not migrated for them.
+EXIT_NOT_MIGRATED = 3
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace) -> int:
     url, cluster = owner_database(dev.DEV_DATABASE)
     try:
+        if args.check or args.dry_run:
+            return _report_pending(url, check=args.check)
         applied = asyncio.run(migrate_url(url))
-    except MigrationError as error:
+    except (MigrationError, OSError, asyncpg.PostgresError) as error:
         print(f"notifyd migrate: {error}", file=sys.stderr)
-        return 1
+        return CHECK_FAILED if args.check else 1
     finally:
         if cluster is not None:
             cluster.stop()
@@ -26,13 +35,49 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _report_pending(url: str, *, check: bool) -> int:
+    """--check and --dry-run: what migrate would apply, changing nothing."""
+    found = asyncio.run(status_url(url))
+    problem = refusal_of_changed(found)
+    if problem is not None:
+        raise MigrationError(problem)
+    for name in found.unknown:
+        print(f"newer than this notifyd (already applied): {name}")
+    if not found.pending:
+        print("notifyd migrate: up to date (nothing to apply)")
+        return CHECK_UP_TO_DATE
+    for name in found.pending:
+        print(f"would apply: {name}")
+    print("then would re-apply: functions/*.sql, rls/*.sql")
+    return CHECK_PENDING if check else 0
+
+
+def _check_database(settings: Settings) -> int | None:
+    """Refuses (an exit status) a database this notifyd cannot run on; None: start."""
+    server.configure_logging()
+    try:
+        asyncio.run(startup.check(settings.database_url))
+    except startup.NotMigrated as error:
+        print(f"notifyd: {error}", file=sys.stderr)
+        return EXIT_NOT_MIGRATED
+    return None
+
+
 def cmd_serve(_: argparse.Namespace) -> int:
-    server.run(Settings.from_env())
+    settings = Settings.from_env()
+    refused = _check_database(settings)
+    if refused is not None:
+        return refused
+    server.run(settings)
     return 0
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    return worker.run(Settings.from_env())
+    settings = Settings.from_env()
+    refused = _check_database(settings)
+    if refused is not None:
+        return refused
+    return worker.run(settings)
 
 
 def cmd_vapid_generate(_: argparse.Namespace) -> int:
@@ -90,11 +135,20 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply the schema, functions and policies (idempotent)")
-    commands.add_parser("serve", help="REST + WebSocket + LISTEN")
-    commands.add_parser("worker", help="the Procrastinate worker with the periodic tasks")
-    commands.add_parser("dev", help="everything in one process on an embedded default")
+    migrate_parser = _command(commands, MIGRATE, "apply the schema, functions and policies (idempotent)")
+    modes = migrate_parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--check",
+        action="store_true",
+        help=f"apply nothing; exit {CHECK_UP_TO_DATE} if up to date, {CHECK_PENDING} if migrations "
+        f"are pending (printed), {CHECK_FAILED} if the database cannot be read",
+    )
+    modes.add_argument("--dry-run", action="store_true", help="print what would apply, change nothing")
+    _command(commands, SERVE, "REST + WebSocket + LISTEN")
+    _command(commands, WORKER, "the Procrastinate worker with the periodic tasks")
+    _command(commands, DEV, "everything in one process on an embedded default")
     vapid_parser = commands.add_parser("vapid", help="VAPID keys for Web Push")
     vapid_commands = vapid_parser.add_subparsers(dest="vapid_command", required=True)
     vapid_commands.add_parser("generate", help="print a new key pair as VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY lines")
@@ -104,3 +158,16 @@ def main(argv: list[str] | None = None) -> int:
                 "vapid": cmd_vapid_generate, "send": cmd_send, "explain": cmd_explain,
                 "status": cmd_status}  # fmt: skip
     return handlers[args.command](args)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with the environment variables it reads."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=help_text(variables_of(name)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

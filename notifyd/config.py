@@ -1,10 +1,15 @@
-"""The settings of the notifyd process, read from the environment (names from seed 001 §4.2)."""
+"""The settings of the notifyd process, read from the environment.
+
+VARIABLES is the one list of every environment variable notifyd reads: `env()` refuses any
+other name, Settings.from_env reads through it, and each command's --help lists its own.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from notifyd.crypto import SecretBox, SecretsError, parse_key
@@ -18,12 +23,172 @@ DEFAULT_PUSH_ENDPOINT_ALLOWLIST = (
 )
 
 
+SERVE, WORKER, MIGRATE, DEV = "serve", "worker", "migrate", "dev"
+_RUNNING = (SERVE, WORKER, DEV)  # the processes that build Settings
+_ALL = (SERVE, WORKER, MIGRATE, DEV)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its default as the docs state it, what it does, who reads it."""
+
+    name: str
+    default: str
+    description: str
+    commands: tuple[str, ...]
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "DATABASE_URL",
+        "(dev and migrate: a local default)",
+        "PostgreSQL URL: the login role for serve/worker, the database owner for migrate",
+        _ALL,
+    ),
+    Variable(
+        "JWT_SECRET",
+        "(required; dev makes one)",
+        "HS256 secret the JWTs of users and services are signed with",
+        _RUNNING,
+    ),
+    Variable("JWT_AUDIENCE", "(none: aud not checked)", "the aud claim every JWT must carry", _RUNNING),
+    Variable("NOTIFYD_HOST", "127.0.0.1", "address serve listens on", (SERVE, DEV)),
+    Variable("NOTIFYD_PORT", "8000", "port serve listens on", (SERVE, DEV)),
+    Variable(
+        "PUBLIC_BASE_URL",
+        "http://NOTIFYD_HOST:NOTIFYD_PORT",
+        "notifyd's address as clients see it (links in e-mails, WebSocket origin)",
+        _RUNNING,
+    ),
+    Variable("WS_HEARTBEAT_INTERVAL", "30", "seconds between WebSocket pings (and the pong timeout)", (SERVE, DEV)),
+    Variable("WS_MAX_CONNECTIONS", "10000", "WebSocket connections one serve process accepts", (SERVE, DEV)),
+    Variable(
+        "CORS_ALLOWED_ORIGINS",
+        "(none: no CORS headers)",
+        "comma-separated origins whose pages may call the API",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "WS_ALLOWED_ORIGINS",
+        "(none: any origin)",
+        "comma-separated origins whose pages may open the WebSocket (PUBLIC_BASE_URL always may)",
+        (SERVE, DEV),
+    ),
+    Variable("MAX_BODY_BYTES", "1048576", "request bodies over this many bytes are refused with 413", (SERVE, DEV)),
+    Variable(
+        "MAX_HEADER_BYTES", "16384", "a request head (line and headers) over this many bytes is refused with 431", (SERVE, DEV)
+    ),
+    Variable("MAX_HEADER_COUNT", "100", "a request with more header fields is refused with 431", (SERVE, DEV)),
+    Variable(
+        "WS_MAX_CONNECTIONS_PER_USER",
+        "20",
+        "WebSockets and SSE streams one user may hold open on one serve process (the newest is refused)",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "SERVICE_KEY_MAX_FAILURES",
+        "10",
+        "wrong service keys from one client address before it is answered 429 until the window ends",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "SERVICE_KEY_FAILURE_WINDOW", "60", "seconds, from the first wrong key, that the count covers", (SERVE, DEV)
+    ),
+    Variable(
+        "FORWARDED_ALLOW_IPS",
+        "(none: the TCP peer is the client)",
+        "comma-separated proxy addresses/networks whose X-Forwarded-For names the client",
+        (SERVE, DEV),
+    ),
+    Variable("LOG_FORMAT", "text", "text, or json: one JSON object per log line", _RUNNING),
+    Variable(
+        "TEMPLATE_MAX_OUTPUT_BYTES", "262144", "bytes one template rendering may produce, all fields together", _RUNNING
+    ),
+    Variable("TEMPLATE_RENDER_TIMEOUT", "1.0", "seconds one template rendering may take", _RUNNING),
+    Variable(
+        "TEMPLATE_RENDER_PROCESSES", "2", "child processes that render templates, per serve and per worker", _RUNNING
+    ),
+    Variable(
+        "NOTIFICATION_ENCRYPTION_KEY",
+        "(none: push subscriptions cannot be stored)",
+        "base64 32-byte key sealing secrets and sensitive fields at rest",
+        _RUNNING,
+    ),
+    Variable(
+        "NOTIFICATION_ENCRYPTION_OLD_KEYS",
+        "(none)",
+        "comma-separated earlier keys, still opened after a key rotation",
+        _RUNNING,
+    ),
+    Variable("VAPID_PUBLIC_KEY", "(none: worker keeps one in the database)", "Web Push VAPID public key", _RUNNING),
+    Variable("VAPID_PRIVATE_KEY", "(none)", "Web Push VAPID private key", _RUNNING),
+    Variable("VAPID_SUBJECT", "(none: Web Push off)", "mailto: or https: contact sent to push services", _RUNNING),
+    Variable(
+        "PUSH_ENDPOINT_ALLOWLIST",
+        "the browsers' push services",
+        "comma-separated host patterns a push subscription's endpoint may name",
+        _RUNNING,
+    ),
+    Variable("FCM_PROJECT_ID", "(none: FCM off)", "Firebase project of the FCM channel", _RUNNING),
+    Variable("GOOGLE_APPLICATION_CREDENTIALS", "(none)", "service-account JSON file for FCM", _RUNNING),
+    Variable("FCM_API_URL", "(Google's)", "FCM endpoint (a stand-in in tests)", _RUNNING),
+    Variable("RESEND_API_KEY", "(none: e-mail off)", "Resend API key of the e-mail channel", _RUNNING),
+    Variable("RESEND_API_URL", "(Resend's)", "Resend endpoint (a stand-in in tests)", _RUNNING),
+    Variable("RESEND_FROM_EMAIL", "(none)", "sender address of e-mails", _RUNNING),
+    Variable("RESEND_FROM_NAME", "notifyd", "sender name of e-mails", _RUNNING),
+    Variable(
+        "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
+    ),
+    Variable("PRIVACY_POLICY_URL", "(none)", "link in the footer of e-mails", _RUNNING),
+    Variable("PROVIDER_TIMEOUT", "10", "seconds a provider call may take before it counts as failed", _RUNNING),
+    Variable("WORKER_CONCURRENCY", "8", "jobs one worker runs at once", (WORKER, DEV)),
+    Variable("WORKER_HEARTBEAT_INTERVAL", "10", "seconds between the worker's heartbeats", (WORKER, DEV)),
+    Variable(
+        "WORKER_STALLED_AFTER", "30", "seconds of silence after which a worker's jobs are taken back", (WORKER, DEV)
+    ),
+    Variable("WORKER_POLL_INTERVAL", "1", "seconds between looks for jobs scheduled for later", (WORKER, DEV)),
+    Variable(
+        "NOTIFYD_LOCAL_SERVER",
+        "127.0.0.1:5432",
+        "without DATABASE_URL: the local PostgreSQL server to use if it answers",
+        (MIGRATE, DEV),
+    ),
+    Variable(
+        "NOTIFYD_PRIVATE_PORT", "54329", "without a local server: port of the private cluster started", (MIGRATE, DEV)
+    ),
+    Variable(
+        "NOTIFYD_PRIVATE_DIR", "NOTIFYD_STATE_DIR/pgdata", "data directory of that private cluster", (MIGRATE, DEV)
+    ),
+    Variable(
+        "NOTIFYD_STATE_DIR", "./.notifyd", "where dev keeps its secrets, outbox and private cluster", (MIGRATE, DEV)
+    ),
+)
+REGISTRY = {v.name: v for v in VARIABLES}
+
+
+def env(name: str) -> str | None:
+    """The variable's value; only the registered names may be read, so that the docs list them all."""
+    if name not in REGISTRY:
+        raise KeyError(f"{name} is not in notifyd.config.VARIABLES")
+    return os.environ.get(name)
+
+
+def variables_of(command: str) -> list[Variable]:
+    return [v for v in VARIABLES if command in v.commands]
+
+
+def help_text(variables: Iterable[Variable]) -> str:
+    """The environment section of a command's --help."""
+    lines = [f"  {v.name:32} {v.description} (default: {v.default})" for v in variables]
+    return "environment variables:\n" + "\n".join(lines)
+
+
 # An origin as browsers send it in the Origin header: scheme://host[:port], nothing more.
 _ORIGIN = re.compile(r"https?://[^/?#\s]+")
 
 
 def _origins(name: str) -> tuple[str, ...]:
-    origins = tuple(o.strip() for o in os.environ.get(name, "").split(",") if o.strip())
+    origins = tuple(o.strip() for o in (env(name) or "").split(",") if o.strip())
     for origin in origins:
         if not _ORIGIN.fullmatch(origin):
             raise SystemExit(f"notifyd: {name} takes origins such as https://app.example.com, got {origin!r}")
@@ -31,7 +196,7 @@ def _origins(name: str) -> tuple[str, ...]:
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+    raw = env(name)
     if raw is None or raw == "":
         return default
     try:
@@ -48,7 +213,7 @@ def _seconds(name: str, default: float) -> float:
 
 
 def _text(name: str) -> str | None:
-    return os.environ.get(name) or None
+    return env(name) or None
 
 
 def _secret_box() -> SecretBox | None:
@@ -58,7 +223,7 @@ def _secret_box() -> SecretBox | None:
     try:
         old = tuple(
             parse_key(k, "NOTIFICATION_ENCRYPTION_OLD_KEYS")
-            for k in (os.environ.get("NOTIFICATION_ENCRYPTION_OLD_KEYS") or "").split(",")
+            for k in (env("NOTIFICATION_ENCRYPTION_OLD_KEYS") or "").split(",")
             if k.strip()
         )
         return SecretBox(parse_key(current), old)
@@ -68,7 +233,7 @@ def _secret_box() -> SecretBox | None:
 
 def _networks(name: str) -> tuple[str, ...]:
     """IP addresses and CIDR networks, comma-separated; anything else (a name, "*") refuses to start."""
-    entries = tuple(e.strip() for e in os.environ.get(name, "").split(",") if e.strip())
+    entries = tuple(e.strip() for e in (env(name) or "").split(",") if e.strip())
     for entry in entries:
         try:
             ipaddress.ip_network(entry)
@@ -78,7 +243,7 @@ def _networks(name: str) -> tuple[str, ...]:
 
 
 def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    raw = env(name)
     if raw is None or raw == "":
         return default
     try:
@@ -98,7 +263,7 @@ LOG_FORMATS = ("text", "json")
 
 
 def _log_format() -> str:
-    value = os.environ.get("LOG_FORMAT") or "text"
+    value = env("LOG_FORMAT") or "text"
     if value not in LOG_FORMATS:
         raise SystemExit(f"notifyd: LOG_FORMAT is text or json, got {value!r}")
     return value
@@ -167,29 +332,29 @@ class Settings:
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
         """The settings of the environment; `dev` passes the database and secret it made itself."""
-        url = database_url or os.environ.get("DATABASE_URL")
+        url = database_url or env("DATABASE_URL")
         if not url:
             raise SystemExit("notifyd: DATABASE_URL is not set")
-        secret = jwt_secret or os.environ.get("JWT_SECRET")
+        secret = jwt_secret or env("JWT_SECRET")
         if not secret:
             raise SystemExit("notifyd: JWT_SECRET is not set")
-        host = os.environ.get("NOTIFYD_HOST", "127.0.0.1")
+        host = env("NOTIFYD_HOST") or "127.0.0.1"
         port = _int("NOTIFYD_PORT", 8000)
         return cls(
             database_url=url,
             jwt_secret=secret,
-            jwt_audience=os.environ.get("JWT_AUDIENCE") or None,
+            jwt_audience=_text("JWT_AUDIENCE"),
             host=host,
             port=port,
             ws_heartbeat_interval=_int("WS_HEARTBEAT_INTERVAL", 30),
             ws_max_connections=_int("WS_MAX_CONNECTIONS", 10_000),
-            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+            public_base_url=(env("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
             secrets=_secret_box(),
             vapid_public_key=_text("VAPID_PUBLIC_KEY"),
             vapid_private_key=_text("VAPID_PRIVATE_KEY"),
             vapid_subject=_text("VAPID_SUBJECT"),
             push_endpoint_allowlist=tuple(
-                p.strip() for p in os.environ.get("PUSH_ENDPOINT_ALLOWLIST", "").split(",") if p.strip()
+                p.strip() for p in (env("PUSH_ENDPOINT_ALLOWLIST") or "").split(",") if p.strip()
             )
             or DEFAULT_PUSH_ENDPOINT_ALLOWLIST,
             fcm_project_id=_text("FCM_PROJECT_ID"),
@@ -198,7 +363,7 @@ class Settings:
             resend_api_key=_text("RESEND_API_KEY"),
             resend_api_url=_text("RESEND_API_URL"),
             resend_from_email=_text("RESEND_FROM_EMAIL"),
-            resend_from_name=os.environ.get("RESEND_FROM_NAME") or "notifyd",
+            resend_from_name=_text("RESEND_FROM_NAME") or "notifyd",
             resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
             privacy_policy_url=_text("PRIVACY_POLICY_URL"),
             provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import html
 import json
-import os
 import secrets
 import signal
 import time
@@ -28,7 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from notifyd import server, worker
-from notifyd.config import Settings
+from notifyd.config import Settings, env
 from notifyd.crypto import SecretBox, new_key, parse_key
 from notifyd.localdb import owner_database, state_dir
 from notifyd.migrate import migrate_url
@@ -176,7 +175,7 @@ def dev_secrets(state_dir: Path) -> dict[str, str]:
 def dev_settings(login_url: str) -> Settings:
     """The environment's settings, with every channel given a local default where it has none."""
     kept = dev_secrets(state_dir())
-    settings = Settings.from_env(database_url=login_url, jwt_secret=os.environ.get("JWT_SECRET") or kept["jwt_secret"])
+    settings = Settings.from_env(database_url=login_url, jwt_secret=env("JWT_SECRET") or kept["jwt_secret"])
     defaults: dict[str, object] = {}
     if settings.secrets is None:
         defaults["secrets"] = SecretBox(parse_key(kept["encryption_key"]))

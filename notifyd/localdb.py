@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from notifyd.config import env
 from notifyd.queries import query
 
 # Where to look for a running server, and where to make the private one; tests point these elsewhere.
@@ -29,7 +30,7 @@ STATE_DIR_ENV = "NOTIFYD_STATE_DIR"  # default ./.notifyd
 
 def state_dir() -> Path:
     """Where the embedded default keeps its files: the private cluster, dev secrets."""
-    return Path(os.environ.get(STATE_DIR_ENV) or Path.cwd() / ".notifyd")
+    return Path(env(STATE_DIR_ENV) or Path.cwd() / ".notifyd")
 
 
 class LocalDatabaseError(Exception):
@@ -120,14 +121,15 @@ def resolve_server() -> tuple[str, PrivateCluster | None]:
 
     The URL names the `postgres` maintenance database; callers pick their own database.
     """
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"], None
-    host, _, port = os.environ.get(LOCAL_SERVER_ENV, "127.0.0.1:5432").rpartition(":")
+    url = env("DATABASE_URL")
+    if url:
+        return url, None
+    host, _, port = (env(LOCAL_SERVER_ENV) or "127.0.0.1:5432").rpartition(":")
     if server_answers(host, int(port)):
         return f"postgresql://postgres@{host}:{port}/postgres", None
     cluster = PrivateCluster(
-        Path(os.environ.get(PRIVATE_DIR_ENV) or state_dir() / "pgdata"),
-        int(os.environ.get(PRIVATE_PORT_ENV, "54329")),
+        Path(env(PRIVATE_DIR_ENV) or state_dir() / "pgdata"),
+        int(env(PRIVATE_PORT_ENV) or "54329"),
     )
     cluster.start()
     return cluster.url(), cluster
@@ -158,7 +160,8 @@ def owner_database(dbname: str) -> tuple[str, PrivateCluster | None]:
 
     Also returns the private cluster if one had to be started, for the caller to stop.
     """
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"], None
+    url = env("DATABASE_URL")
+    if url:
+        return url, None
     server_url, cluster = resolve_server()
     return asyncio.run(ensure_database(server_url, dbname)), cluster

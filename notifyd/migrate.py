@@ -9,11 +9,10 @@ are not something the libraries we looked at (yoyo, alembic) model.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from importlib import metadata, resources
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -28,14 +27,15 @@ class MigrationError(Exception):
     """A migration cannot be applied as the files stand."""
 
 
-def sql_dir() -> Path:
-    """The project's sql/ directory (NOTIFYD_SQL_DIR overrides it)."""
-    return Path(os.environ.get("NOTIFYD_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+def package_tree() -> Traversable:
+    """The installed sql/ tree: the wheel carries it as notifyd._schema (a link to sql/ in a checkout)."""
+    return resources.files("notifyd._schema")
 
 
 @dataclass(frozen=True)
 class SqlFile:
-    path: Path
+    directory: str
+    path: Traversable
 
     @property
     def name(self) -> str:
@@ -50,9 +50,61 @@ class SqlFile:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def sql_files(directory: str) -> list[SqlFile]:
-    """The .sql files of one sql/ subdirectory, in the order they apply."""
-    return [SqlFile(p) for p in sorted((sql_dir() / directory).glob("*.sql"))]
+def sql_files(directory: str, tree: Traversable | None = None) -> list[SqlFile]:
+    """The .sql files of one subdirectory of a sql/ tree (the installed one by default), in the order they apply."""
+    folder = (tree or package_tree()) / directory
+    if not folder.is_dir():
+        return []
+    return sorted((SqlFile(directory, p) for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda f: f.name)
+
+
+def migrations(tree: Traversable | None = None) -> list[SqlFile]:
+    """The tree's sql/schema files; none at all means a broken install, never "nothing to do"."""
+    found = sql_files("schema", tree)
+    if not found:
+        raise MigrationError(
+            f"no migrations found in {tree or package_tree()}/schema: the installed package lacks its SQL files"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Status:
+    """How a database's ledger compares with a sql/ tree."""
+
+    # The tree's migrations the database lacks, in the order they would apply (Procrastinate's as "procrastinate X").
+    pending: list[str]
+    # Migrations the database ran that the tree does not hold: a newer notifyd migrated it.
+    unknown: list[str]
+    # Landed migrations whose file differs from what ran.
+    changed: list[str]
+
+
+async def status(conn: asyncpg.Connection, tree: Traversable | None = None) -> Status:
+    """Reads the ledger (an unmigrated database has none) without changing anything."""
+    files = migrations(tree)
+    applied: dict[str, str] = {}
+    if await conn.fetchval(query("ledger_exists")):
+        applied = {r["name"]: r["checksum"] for r in await conn.fetch(query("applied_migrations"))}
+    installed = metadata.version("procrastinate")
+    pending = [] if applied.get(_PROCRASTINATE_LEDGER_NAME) == installed else [f"procrastinate {installed}"]
+    pending += [f.name for f in files if f.name not in applied]
+    known = {f.name for f in files} | {_PROCRASTINATE_LEDGER_NAME}
+    return Status(
+        pending=pending,
+        unknown=sorted(name for name in applied if name not in known),
+        changed=[f.name for f in files if f.name in applied and applied[f.name] != f.checksum],
+    )
+
+
+def refusal_of_changed(found: Status) -> str | None:
+    """The error of a ledger whose landed migrations differ from the tree's files, or None."""
+    if not found.changed:
+        return None
+    return (
+        f"{', '.join('sql/schema/' + n for n in found.changed)} changed after it was applied; "
+        "landed migrations never change: add a new file instead"
+    )
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -87,19 +139,21 @@ async def _apply_procrastinate(conn: asyncpg.Connection, applied: dict[str, str]
         await conn.execute(query("record_migration"), _PROCRASTINATE_LEDGER_NAME, installed)
 
 
-async def migrate(conn: asyncpg.Connection, *, up_to: str | None = None) -> list[str]:
+async def migrate(conn: asyncpg.Connection, *, up_to: str | None = None, tree: Traversable | None = None) -> list[str]:
     """Brings the database up to date in one transaction; returns the schema files it applied.
 
     `up_to` stops after the named sql/schema file and skips the re-applied directories:
-    it exists to build an install step by step and compare it with a fresh one.
+    it exists to build an install step by step and compare it with a fresh one. `tree` is
+    another sql/ tree than the installed one (an earlier release's, to test upgrades from it).
     """
+    files = migrations(tree)
     newly_applied: list[str] = []
     async with conn.transaction():
         await conn.execute(query("migration_lock"))
         await conn.execute(query("migration_ledger"))
         applied = {r["name"]: r["checksum"] for r in await conn.fetch(query("applied_migrations"))}
         await _apply_procrastinate(conn, applied)
-        for migration in sql_files("schema"):
+        for migration in files:
             if migration.name in applied:
                 if applied[migration.name] != migration.checksum:
                     raise MigrationError(
@@ -115,7 +169,7 @@ async def migrate(conn: asyncpg.Connection, *, up_to: str | None = None) -> list
         if up_to is not None:
             raise MigrationError(f"no migration named {up_to!r} in sql/schema")
         for directory in ("functions", "rls"):
-            for script in sql_files(directory):
+            for script in sql_files(directory, tree):
                 await _run(conn, script)
     return newly_applied
 
@@ -124,13 +178,22 @@ async def _run(conn: asyncpg.Connection, script: SqlFile) -> None:
     try:
         await conn.execute(script.text)
     except asyncpg.PostgresError as error:
-        raise MigrationError(f"{script.path.parent.name}/{script.name}: {error}") from error
+        raise MigrationError(f"{script.directory}/{script.name}: {error}") from error
 
 
-async def migrate_url(database_url: str) -> list[str]:
+async def migrate_url(database_url: str, tree: Traversable | None = None) -> list[str]:
     """Connects to `database_url` (as the database owner) and migrates it."""
     conn = await asyncpg.connect(database_url)
     try:
-        return await migrate(conn)
+        return await migrate(conn, tree=tree)
+    finally:
+        await conn.close()
+
+
+async def status_url(database_url: str, tree: Traversable | None = None) -> Status:
+    """Connects to `database_url` and compares its ledger with the tree."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await status(conn, tree)
     finally:
         await conn.close()

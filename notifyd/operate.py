@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any
 import asyncpg
 import pydantic
 
+from notifyd.config import env
 from notifyd.db import as_role, as_worker, create_pool
 from notifyd.models import NotificationCreate
 from notifyd.queries import query
@@ -35,7 +35,7 @@ class OperatorError(Exception):
 
 
 def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
+    url = env("DATABASE_URL")
     if not url:
         raise OperatorError("DATABASE_URL is not set")
     return url

@@ -1,29 +1,33 @@
-# Sourced by scripts/dev and scripts/test: a virtualenv with the project, pgTAP for the SQL tests and
-# Chromium for the browser tests.
+# Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
+# extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [ ! -x .venv/bin/python ]; then
-    "${PYTHON:-python3}" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-
-# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing chromium for the browser tests" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-
-# pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
-for bindir in /usr/lib/postgresql/*/bin; do
-    [ -d "$bindir" ] || continue
-    major=$(basename "$(dirname "$bindir")")
-    if [ ! -f "/usr/share/postgresql/$major/extension/pgtap.control" ] && [ "$(id -u)" = 0 ] \
-        && command -v apt-get >/dev/null; then
-        echo "setup: installing pgTAP for PostgreSQL $major" >&2
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-pgtap" >/dev/null
+setup_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        "${PYTHON:-python3}" -m venv .venv
     fi
-done
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${1:-}"
+}
+
+setup_test_tools() {
+    # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+    if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing chromium for the browser tests" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+
+    # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
+    for bindir in /usr/lib/postgresql/*/bin; do
+        [ -d "$bindir" ] || continue
+        major=$(basename "$(dirname "$bindir")")
+        if [ ! -f "/usr/share/postgresql/$major/extension/pgtap.control" ] && [ "$(id -u)" = 0 ] \
+            && command -v apt-get >/dev/null; then
+            echo "setup: installing pgTAP for PostgreSQL $major" >&2
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-pgtap" >/dev/null
+        fi
+    done
+}

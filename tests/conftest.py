@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from notifyd.localdb import resolve_server
+from notifyd.localdb import resolve_server, with_database
 from notifyd.migrate import migrate
 from tests import figures
 from tests.browser import browser, context  # noqa: F401 - fixtures for the browser tests
@@ -137,6 +138,21 @@ def as_role(app: psycopg.Connection[Any]) -> Any:
         return Persona(app, role, claims)
 
     return make
+
+
+@pytest.fixture
+def empty_database(db: psycopg.Connection[Any]) -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"notifyd_migrate_{uuid.uuid4().hex[:10]}"
+        db.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return with_database(SERVER_URL, name)
+
+    yield make
+    for name in made:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

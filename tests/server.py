@@ -54,15 +54,21 @@ class NotifydProcess(abc.ABC):
         self.log_path = log_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        # Another interpreter (an installed wheel's venv) and working directory than the tests' own.
+        self.python = sys.executable
+        self.cwd: Path | None = None
 
     def spawn(self, **env: str) -> subprocess.Popen[bytes]:
-        full_env = {**os.environ, "DATABASE_URL": self.database_url, **TEST_ENV, **env, **self.env}
+        inherited = dict(os.environ)
+        if self.python != sys.executable:
+            inherited.pop("PYTHONPATH", None)  # another interpreter imports its own install, never the checkout
+        full_env = {**inherited, "DATABASE_URL": self.database_url, **TEST_ENV, **env, **self.env}
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv(), env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv(), env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         return self.proc
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "notifyd", self.command]
+        return [self.python, "-m", "notifyd", self.command]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

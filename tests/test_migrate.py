@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -13,24 +12,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from notifyd.localdb import pg_binary, with_database
+from notifyd.localdb import pg_binary
 from notifyd.migrate import MigrationError, migrate, migrate_url, sql_files
-from tests.conftest import SERVER_URL
-
-
-@pytest.fixture
-def empty_database(db: psycopg.Connection[Any]) -> Iterator[Callable[[], str]]:
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"notifyd_migrate_{uuid.uuid4().hex[:10]}"
-        db.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return with_database(SERVER_URL, name)
-
-    yield make
-    for name in made:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def schema_dump(url: str) -> str:

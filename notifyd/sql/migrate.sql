@@ -31,3 +31,20 @@ CREATE SCHEMA IF NOT EXISTS procrastinate
 -- set_local_search_path --
 -- Points unqualified names at one schema until the end of the transaction
 SELECT set_config('search_path', $1, true)
+
+-- ledger_exists --
+-- Whether the database has a migration ledger at all (read from the catalog: needs no privilege)
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'notify_private' AND c.relname = 'migrations')
+
+-- read_ledger_as_worker --
+-- Reads the ledger as notify_worker (granted SELECT on it) when the login holds that role; a no-op otherwise
+SELECT CASE WHEN pg_catalog.pg_has_role(current_user, 'notify_worker', 'MEMBER')
+            THEN pg_catalog.set_config('role', 'notify_worker', true) END
+
+-- login_privileges --
+-- What the login role may do beyond the notify roles: each of these bypasses row-level security
+SELECT r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
+       pg_catalog.pg_has_role(current_user, d.datdba, 'MEMBER') AS owner
+FROM pg_catalog.pg_roles r, pg_catalog.pg_database d
+WHERE r.rolname = current_user AND d.datname = pg_catalog.current_database()

@@ -2,7 +2,9 @@
 
 GRANT USAGE ON SCHEMA notify
     TO notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
-GRANT USAGE ON SCHEMA notify_private TO notify_definer;
+GRANT USAGE ON SCHEMA notify_private TO notify_definer, notify_worker;
+-- serve and worker read which migrations ran before they start (and refuse an out-of-date database).
+GRANT SELECT ON notify_private.migrations TO notify_worker;
 
 GRANT EXECUTE ON FUNCTION notify_private.next_seq(uuid) TO notify_definer;
 

@@ -1,0 +1,183 @@
+-- The SQL API of CONTRACT §2: what services, end users and DBAs call.
+
+CREATE OR REPLACE FUNCTION notify.send(
+    user_id         uuid,
+    type            text,
+    title           text DEFAULT NULL,
+    body            text DEFAULT NULL,
+    priority        text DEFAULT 'normal',
+    data            jsonb DEFAULT '{}',
+    channels        text[] DEFAULT NULL,
+    template        text DEFAULT NULL,
+    template_vars   jsonb DEFAULT '{}',
+    idempotency_key text DEFAULT NULL,
+    expires_at      timestamptz DEFAULT NULL,
+    send_at         timestamptz DEFAULT NULL,
+    group_key       text DEFAULT NULL
+) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    new_id uuid;
+BEGIN
+    INSERT INTO notify.notifications AS n
+        (user_id, type, title, body, priority, data, channels, template_id, template_vars,
+         idempotency_key, expires_at, send_at, group_key)
+    VALUES
+        (send.user_id, send.type, send.title, send.body, send.priority, send.data, send.channels,
+         send.template, send.template_vars, send.idempotency_key, send.expires_at, send.send_at,
+         send.group_key)
+    RETURNING n.id INTO new_id;
+    IF new_id IS NULL AND send.idempotency_key IS NOT NULL THEN
+        -- The trigger skipped a replayed key or folded a new one: answer with the notification holding it.
+        SELECT coalesce(
+            (SELECT n.id FROM notify.notifications AS n
+             WHERE n.user_id = send.user_id AND n.idempotency_key = send.idempotency_key),
+            (SELECT f.notification_id FROM notify.notification_folds AS f
+             WHERE f.user_id = send.user_id AND f.idempotency_key = send.idempotency_key))
+        INTO new_id;
+    ELSIF new_id IS NULL THEN
+        -- The trigger folded it into its group, which that fold changed last in this transaction.
+        SELECT n.id INTO new_id FROM notify.notifications AS n
+        WHERE n.user_id = send.user_id AND n.type = send.type AND n.group_key = send.group_key
+          AND n.changed_xid = pg_catalog.pg_current_xact_id()
+        ORDER BY n.seq DESC
+        LIMIT 1;
+    END IF;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
+    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id; a fold returns its group''s id';
+
+CREATE OR REPLACE FUNCTION notify.send_bulk(
+    user_ids        uuid[],
+    type            text,
+    title           text DEFAULT NULL,
+    body            text DEFAULT NULL,
+    priority        text DEFAULT 'normal',
+    data            jsonb DEFAULT '{}',
+    channels        text[] DEFAULT NULL,
+    template        text DEFAULT NULL,
+    template_vars   jsonb DEFAULT '{}',
+    idempotency_key text DEFAULT NULL,
+    expires_at      timestamptz DEFAULT NULL,
+    send_at         timestamptz DEFAULT NULL,
+    group_key       text DEFAULT NULL
+) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    max_recipients constant integer := notify.setting('batch.max_recipients')::integer;
+    recipient_count integer;
+    new_batch_id uuid;
+BEGIN
+    PERFORM notify.require_type(send_bulk.type);
+    IF coalesce(cardinality(user_ids), 0) = 0 THEN
+        RAISE EXCEPTION 'send_bulk needs at least one user_id' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(user_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'user_ids must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT count(DISTINCT u) INTO recipient_count FROM unnest(user_ids) AS u;
+    IF recipient_count > max_recipients THEN
+        -- Its own SQLSTATE (value out of range), so that callers can tell it from a bad type.
+        RAISE EXCEPTION 'send_bulk takes at most % recipients, got %', max_recipients, recipient_count
+            USING ERRCODE = 'numeric_value_out_of_range', HINT = 'split the list, or raise batch.max_recipients in notify.settings';
+    END IF;
+    IF send_bulk.idempotency_key IS NOT NULL THEN
+        SELECT b.id INTO new_batch_id FROM notify.notification_batches AS b
+        WHERE b.idempotency_key = send_bulk.idempotency_key;
+        IF FOUND THEN
+            RETURN new_batch_id;
+        END IF;
+    END IF;
+    INSERT INTO notify.notification_batches AS b (type, recipient_count, idempotency_key, created_by)
+    VALUES (send_bulk.type, recipient_count, send_bulk.idempotency_key, notify.current_claims() ->> 'sub')
+    RETURNING b.id INTO new_batch_id;
+    -- Sorted, so that concurrent bulk sends take recipients' row locks in one order.
+    INSERT INTO notify.notifications
+        (user_id, type, title, body, priority, data, channels, template_id, template_vars,
+         idempotency_key, expires_at, send_at, group_key, batch_id)
+    SELECT u, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
+           send_bulk.channels, send_bulk.template, send_bulk.template_vars, send_bulk.idempotency_key,
+           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id
+    FROM (SELECT DISTINCT u FROM unnest(user_ids) AS u) AS recipients
+    ORDER BY u;
+    RETURN new_batch_id;
+END
+$$;
+COMMENT ON FUNCTION notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
+    IS 'sends one notification to each of up to batch.max_recipients users in one statement; returns the batch id';
+
+CREATE OR REPLACE FUNCTION notify.mark_read(notification_id uuid) RETURNS timestamptz
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    WITH newly_read AS (
+        UPDATE notify.notifications AS n SET read_at = notify.now()
+        WHERE n.id = mark_read.notification_id AND n.read_at IS NULL AND n.deleted_at IS NULL
+        RETURNING n.read_at
+    )
+    SELECT read_at FROM newly_read
+    UNION ALL
+    SELECT n.read_at FROM notify.notifications AS n
+    WHERE n.id = mark_read.notification_id AND n.read_at IS NOT NULL AND n.deleted_at IS NULL
+    LIMIT 1
+$$;
+COMMENT ON FUNCTION notify.mark_read(uuid) IS 'marks one of the caller''s notifications read; returns when it was read, NULL if not visible';
+
+CREATE OR REPLACE FUNCTION notify.mark_all_read() RETURNS integer
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    WITH newly_read AS (
+        UPDATE notify.notifications AS n SET read_at = notify.now()
+        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
+          AND (n.send_at IS NULL OR n.send_at <= notify.now())
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM newly_read
+$$;
+COMMENT ON FUNCTION notify.mark_all_read() IS 'marks all of the caller''s unread notifications read; returns how many';
+
+CREATE OR REPLACE FUNCTION notify.unread_count() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT jsonb_build_object(
+        'count', coalesce(sum(per_type.unread), 0),
+        'by_type', coalesce(jsonb_object_agg(per_type.type, per_type.unread), '{}'::jsonb))
+    FROM (
+        SELECT n.type, count(*) AS unread
+        FROM notify.notifications AS n
+        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
+          AND (n.send_at IS NULL OR n.send_at <= notify.now()) AND n.held_until IS DISTINCT FROM 'infinity'
+        GROUP BY n.type
+    ) AS per_type
+$$;
+COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications: {"count": n, "by_type": {...}}';
+
+CREATE OR REPLACE FUNCTION notify.upsert_recipient(
+    user_id  uuid,
+    email    text DEFAULT NULL,
+    locale   text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    org_id   uuid DEFAULT NULL
+) RETURNS void
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    INSERT INTO notify.recipients AS r (user_id, email, locale, timezone, org_id)
+    VALUES (upsert_recipient.user_id, upsert_recipient.email, coalesce(upsert_recipient.locale, 'en'),
+            coalesce(upsert_recipient.timezone, 'UTC'), upsert_recipient.org_id)
+    ON CONFLICT ON CONSTRAINT recipients_pkey DO UPDATE SET
+        email = coalesce(upsert_recipient.email, r.email),
+        locale = coalesce(upsert_recipient.locale, r.locale),
+        timezone = coalesce(upsert_recipient.timezone, r.timezone),
+        org_id = coalesce(upsert_recipient.org_id, r.org_id)
+$$;
+COMMENT ON FUNCTION notify.upsert_recipient(uuid, text, text, text, uuid)
+    IS 'creates or updates a recipient; a NULL argument keeps the stored value';

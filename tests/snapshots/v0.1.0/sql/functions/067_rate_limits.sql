@@ -1,0 +1,108 @@
+-- Rate limits: token buckets that schedule excess for later instead of dropping it.
+
+-- It gained `refuse`: drop the two-argument version a previous migrate made, or calls turn ambiguous.
+DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text);
+CREATE OR REPLACE FUNCTION notify_private.take_token(user_id uuid, channel text, refuse boolean DEFAULT true)
+    RETURNS timestamptz
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    capacity constant double precision := notify.setting(CASE take_token.channel
+        WHEN 'push' THEN 'rate_limit.push_per_hour'
+        WHEN 'in_app' THEN 'rate_limit.in_app_per_hour'
+        ELSE 'rate_limit.email_per_day' END)::double precision;
+    per_second constant double precision :=
+        capacity / CASE WHEN take_token.channel = 'email' THEN 86400 ELSE 3600 END;
+    max_queued constant integer := notify.setting('rate_limit.max_queued')::integer;
+    at constant timestamptz := notify.now();
+    left_over double precision;
+BEGIN
+    -- The bucket's row lock serializes concurrent senders to one user: no limit is ever exceeded.
+    INSERT INTO notify.rate_buckets AS b (user_id, channel, tokens, refreshed_at)
+    VALUES (take_token.user_id, take_token.channel, capacity - 1, at)
+    ON CONFLICT ON CONSTRAINT rate_buckets_pkey DO UPDATE SET
+        tokens = least(capacity,
+                       b.tokens + greatest(0, extract(epoch FROM at - b.refreshed_at)) * per_second) - 1,
+        refreshed_at = greatest(b.refreshed_at, at)
+    RETURNING b.tokens INTO left_over;
+    IF left_over >= 0 THEN
+        RETURN at;
+    END IF;
+    -- Refusing is for the sender's transaction; later (a template rendered after commit) it only waits.
+    IF -left_over > max_queued AND take_token.refuse THEN
+        RAISE EXCEPTION 'rate limited: user % has % % deliveries waiting for the rate limit already',
+            take_token.user_id, max_queued, take_token.channel
+            USING ERRCODE = 'NT429',
+                  DETAIL = format('retry after %s seconds', ceil((-left_over - max_queued) / per_second)),
+                  HINT = 'wait, or raise rate_limit.max_queued or the rate_limit.* values in notify.settings';
+    END IF;
+    -- The token this delivery spent is the one that frees up -left_over/per_second from now.
+    RETURN at + make_interval(secs => -left_over / per_second);
+END
+$$;
+COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean)
+    IS 'spends one of a user''s tokens on a channel; returns when the delivery may go (now, or when its token frees up)';
+
+CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    capacity constant double precision := notify.setting('rate_limit.global_per_minute')::double precision;
+    per_second constant double precision := capacity / 60;
+    at constant timestamptz := notify.now();
+    before double precision;
+BEGIN
+    UPDATE notify.global_rate_bucket AS b
+    SET tokens = least(capacity, b.tokens + greatest(0, extract(epoch FROM at - b.refreshed_at)) * per_second)
+                 - global_token_times.wanted,
+        refreshed_at = greatest(b.refreshed_at, at)
+    RETURNING b.tokens + global_token_times.wanted INTO before;
+    -- The k-th delivery (from 1) goes now while tokens last, then one every 1/per_second.
+    RETURN ARRAY(SELECT at + make_interval(secs => greatest(0, k - before) / per_second)
+                 FROM generate_series(1, global_token_times.wanted) AS k);
+END
+$$;
+COMMENT ON FUNCTION notify_private.global_token_times(integer)
+    IS 'spends tokens of the global bucket (bulk sends); returns when each of the wanted deliveries may go';
+
+CREATE OR REPLACE FUNCTION notify.rate_limit_status() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+    -- What X-RateLimit-* headers say: the global bucket of bulk sends, refilled to now.
+    SELECT pg_catalog.jsonb_build_object(
+        'limit', s.capacity,
+        'remaining', greatest(0, pg_catalog.floor(s.tokens)),
+        'reset', pg_catalog.ceil(greatest(0, s.capacity - s.tokens) / (s.capacity / 60)))
+    FROM (SELECT notify.setting('rate_limit.global_per_minute')::double precision AS capacity,
+                 least(notify.setting('rate_limit.global_per_minute')::double precision,
+                       b.tokens + greatest(0, extract(epoch FROM notify.now() - b.refreshed_at))
+                                  * notify.setting('rate_limit.global_per_minute')::double precision / 60) AS tokens
+          FROM notify.global_rate_bucket AS b) AS s
+$$;
+ALTER FUNCTION notify.rate_limit_status() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.rate_limit_status()
+    IS 'the global bulk-send bucket: {"limit", "remaining", "reset" (seconds until full)}';
+
+CREATE OR REPLACE FUNCTION notify_private.release_in_app(delivery_ids uuid[]) RETURNS integer
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    -- The held real-time event goes now: a new seq (the update trigger) wakes the WebSocket path.
+    WITH due AS (
+        UPDATE notify.notification_deliveries AS d
+        SET status = 'sent', sent_at = notify.now(), updated_at = notify.now()
+        WHERE d.id = ANY (release_in_app.delivery_ids) AND d.status = 'pending' AND d.channel = 'in_app'
+        RETURNING d.notification_id
+    ), released AS (
+        UPDATE notify.notifications AS n SET held_until = NULL
+        FROM due WHERE n.id = due.notification_id AND n.held_until IS NOT NULL
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*)::integer FROM released
+$$;
+COMMENT ON FUNCTION notify_private.release_in_app(uuid[])
+    IS 'releases held in-app notifications (rate limit or send_at come due): their real-time event goes out';

@@ -1,0 +1,460 @@
+-- Preferences (REQ-017/018/019, seed 001 §5.3) and org policy (seed 000 story 6), in SQL.
+--
+-- A user reads what is in force for them (notify.preferences) and changes their row for one type
+-- (notify.set_preference) or their global row (notify.set_global_preferences). An org admin sets the
+-- org's defaults and locks (notify.set_org_preference), reads them (notify.org_preferences) and reads
+-- the org's delivery figures (notify.org_delivery_stats). notifyd's REST routes call exactly these.
+--
+-- The rules:
+--   * What is in force is what the planner uses: push, e-mail and digest frequency come from
+--     notify_private.effective_preferences; quiet hours from the user's most specific row (the row
+--     for the type, else the global row), as the quiet-hours rules pick it; digest time and day from
+--     the type's row, else the global row, else the digest.default_* settings.
+--   * A change names only the keys it changes. A row that does not exist yet starts from what is in
+--     force (push, e-mail) and from the user's global row (digest, quiet hours), so nothing else moves.
+--   * In-app is always on (REQ-017): in_app_enabled false is refused.
+--   * A channel an org admin locked for the type (on the type's org row or the org's global row) is
+--     the org's call: a different value is refused with a message naming the lock; the same value
+--     is accepted and changes nothing, so the user's own choice is back when the lock is lifted.
+--   * Errors: class 22 for a bad key or value, class 23 (check_violation) for what a rule refuses,
+--     42501 when the claims name no user, P0002 (no_data_found) for an org outside an org admin's scope.
+
+CREATE OR REPLACE FUNCTION notify_private.preference_keys(kind text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path = ''
+AS $$
+    -- The keys callers use, each with the column it writes.
+    SELECT CASE preference_keys.kind
+        WHEN 'type' THEN jsonb_build_object(
+            'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'in_app_enabled', 'in_app_enabled',
+            'digest_frequency', 'digest_frequency', 'digest_time', 'digest_time', 'digest_day', 'digest_day',
+            'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
+            'quiet_hours_days', 'quiet_hours_days', 'quiet_hours_windows', 'quiet_hours_windows')
+        WHEN 'global' THEN jsonb_build_object(
+            'all_push_enabled', 'push_enabled', 'all_email_enabled', 'email_enabled',
+            'default_digest_frequency', 'digest_frequency', 'default_digest_time', 'digest_time',
+            'default_digest_day', 'digest_day',
+            'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
+            'quiet_hours_days', 'quiet_hours_days', 'quiet_hours_windows', 'quiet_hours_windows')
+        WHEN 'org' THEN jsonb_build_object(
+            'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'digest_frequency', 'digest_frequency',
+            'push_locked', 'push_locked', 'email_locked', 'email_locked')
+    END
+$$;
+COMMENT ON FUNCTION notify_private.preference_keys(text)
+    IS 'the keys of a user''s type row (type), global row (global) or an org row (org), each mapped to its column';
+
+CREATE OR REPLACE FUNCTION notify_private.preference_changes(changes jsonb, kind text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = ''
+AS $$
+DECLARE
+    keys constant jsonb := notify_private.preference_keys(preference_changes.kind);
+    -- NULL means "not set here": inherit (digest, org defaults) or no quiet hours.
+    nullable constant text[] := CASE preference_changes.kind
+        WHEN 'org' THEN ARRAY['push_enabled', 'email_enabled', 'digest_frequency']
+        ELSE ARRAY['digest_frequency', 'digest_time', 'digest_day', 'quiet_hours_start', 'quiet_hours_end'] END;
+    change record;
+    column_name text;
+    normalized jsonb;
+    columns jsonb := '{}';
+BEGIN
+    IF pg_catalog.jsonb_typeof(preference_changes.changes) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'changes must be a JSON object such as {"push_enabled": false}, got %',
+            coalesce(preference_changes.changes::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR change IN SELECT c.key, c.value FROM pg_catalog.jsonb_each(preference_changes.changes) AS c ORDER BY c.key LOOP
+        column_name := keys ->> change.key;
+        normalized := change.value;
+        IF column_name IS NULL THEN
+            RAISE EXCEPTION 'unknown preference "%": the keys are %', change.key,
+                (SELECT pg_catalog.string_agg(k, ', ' ORDER BY k) FROM pg_catalog.jsonb_object_keys(keys) AS k)
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF change.value = 'null' THEN
+            IF NOT column_name = ANY (nullable) THEN
+                RAISE EXCEPTION '% cannot be null', change.key USING ERRCODE = 'null_value_not_allowed';
+            END IF;
+        ELSIF column_name IN ('push_enabled', 'email_enabled', 'in_app_enabled', 'push_locked', 'email_locked') THEN
+            IF pg_catalog.jsonb_typeof(change.value) <> 'boolean' THEN
+                RAISE EXCEPTION '% must be true or false, got %', change.key, change.value
+                    USING ERRCODE = 'invalid_parameter_value';
+            ELSIF column_name = 'in_app_enabled' AND change.value = 'false' THEN
+                RAISE EXCEPTION 'in_app_enabled cannot be false: in-app notifications are always on (turn push or e-mail off instead)'
+                    USING ERRCODE = 'check_violation';
+            END IF;
+        ELSIF column_name = 'digest_frequency' THEN
+            IF change.value #>> '{}' NOT IN ('instant', 'daily', 'weekly', 'never')
+               OR pg_catalog.jsonb_typeof(change.value) <> 'string' THEN
+                RAISE EXCEPTION '% must be instant, daily, weekly or never, got %', change.key, change.value
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF column_name IN ('digest_time', 'quiet_hours_start', 'quiet_hours_end') THEN
+            IF pg_catalog.jsonb_typeof(change.value) <> 'string'
+               OR change.value #>> '{}' !~ '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$' THEN
+                RAISE EXCEPTION '% must be a time of day "HH:MM" or "HH:MM:SS" from 00:00 to 23:59:59, got %',
+                    change.key, change.value USING ERRCODE = 'invalid_datetime_format';
+            END IF;
+            normalized := pg_catalog.to_jsonb((change.value #>> '{}')::time::text);
+        ELSIF column_name = 'digest_day' THEN
+            IF change.value::text !~ '^[1-7]$' THEN
+                RAISE EXCEPTION '% must be an ISO weekday from 1 (Monday) to 7 (Sunday), got %', change.key, change.value
+                    USING ERRCODE = 'numeric_value_out_of_range';
+            END IF;
+        END IF;
+        -- quiet_hours_days and quiet_hours_windows: the quiet-hours trigger checks them, naming the field.
+        columns := columns || pg_catalog.jsonb_build_object(column_name, normalized);
+    END LOOP;
+    RETURN columns;
+END
+$$;
+COMMENT ON FUNCTION notify_private.preference_changes(jsonb, text)
+    IS 'checks a change object''s keys and values (clear class-22/23 errors) and returns {column: value}';
+
+CREATE OR REPLACE FUNCTION notify_private.org_locks(user_id uuid, type text) RETURNS text[]
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- Like effective_preferences: a lock on the type's org row or on the org's global row holds.
+    SELECT pg_catalog.array_remove(ARRAY[CASE WHEN pg_catalog.bool_or(o.push_locked) THEN 'push' END,
+                                         CASE WHEN pg_catalog.bool_or(o.email_locked) THEN 'email' END], NULL)
+    FROM notify.org_notification_preferences AS o
+    JOIN notify.recipients AS r ON r.org_id = o.org_id
+    WHERE r.user_id = org_locks.user_id
+      AND (o.notification_type = org_locks.type OR o.notification_type IS NULL)
+$$;
+COMMENT ON FUNCTION notify_private.org_locks(uuid, text)
+    IS 'the channels (push, email) the user''s org admin locked for a type (NULL: for every type)';
+
+CREATE OR REPLACE FUNCTION notify_private.preference_item(user_id uuid, type text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'notification_type', preference_item.type,
+        'push_enabled', e.push_enabled,
+        'email_enabled', e.email_enabled,
+        'in_app_enabled', true,
+        'digest_frequency', e.digest_frequency,
+        'digest_time',
+            coalesce(p.digest_time, g.digest_time, (notify.setting('digest.default_time') #>> '{}')::time)::text,
+        'digest_day', coalesce(p.digest_day, g.digest_day, notify.setting('digest.default_weekday')::integer),
+        'quiet_hours_start', p.quiet_hours_start::text,
+        'quiet_hours_end', p.quiet_hours_end::text,
+        'quiet_hours_days', coalesce(p.quiet_hours_days, '[1, 2, 3, 4, 5]'),
+        'quiet_hours_windows', coalesce(p.quiet_hours_windows, '[]'),
+        'locked', pg_catalog.to_jsonb(notify_private.org_locks(preference_item.user_id, preference_item.type)),
+        'customized', p.id IS NOT NULL AND p.notification_type IS NOT DISTINCT FROM preference_item.type,
+        'updated_at', CASE WHEN p.notification_type IS NOT DISTINCT FROM preference_item.type THEN p.updated_at END)
+    FROM notify_private.effective_preferences(preference_item.user_id, preference_item.type) AS e
+    LEFT JOIN LATERAL (
+        SELECT x.* FROM notify.notification_preferences AS x
+        WHERE x.user_id = preference_item.user_id
+          AND (x.notification_type = preference_item.type OR x.notification_type IS NULL)
+        ORDER BY x.notification_type NULLS LAST
+        LIMIT 1
+    ) AS p ON true
+    -- A digest time or day the type's row leaves NULL is the global row's.
+    LEFT JOIN notify.notification_preferences AS g
+        ON g.user_id = preference_item.user_id AND g.notification_type IS NULL
+$$;
+COMMENT ON FUNCTION notify_private.preference_item(uuid, text)
+    IS 'what is in force for a user and type (NULL: the global level), the org''s locks, whether the user set it';
+
+CREATE OR REPLACE FUNCTION notify_private.global_preferences(user_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_object_agg(k.key, g.item -> k.column_name)
+           || pg_catalog.jsonb_build_object('locked', g.item -> 'locked', 'customized', g.item -> 'customized',
+                                            'updated_at', g.item -> 'updated_at',
+                                            'timezone', coalesce(r.timezone, 'UTC'))
+    FROM (SELECT notify_private.preference_item(global_preferences.user_id, NULL) AS item) AS g
+    CROSS JOIN pg_catalog.jsonb_each_text(notify_private.preference_keys('global')) AS k(key, column_name)
+    LEFT JOIN notify.recipients AS r ON r.user_id = global_preferences.user_id
+    GROUP BY g.item, r.timezone
+$$;
+COMMENT ON FUNCTION notify_private.global_preferences(uuid)
+    IS 'the user''s global switches under their API names (all_push_enabled, default_digest_time, ...) and time zone';
+
+CREATE OR REPLACE FUNCTION notify_private.save_preferences(user_id uuid, type text, changes jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    columns jsonb := notify_private.preference_changes(
+        save_preferences.changes, CASE WHEN save_preferences.type IS NULL THEN 'global' ELSE 'type' END);
+    locked constant text[] := notify_private.org_locks(save_preferences.user_id, save_preferences.type);
+    in_force record;
+    channel text;
+    lock_value boolean;
+BEGIN
+    SELECT * INTO in_force FROM notify_private.effective_preferences(save_preferences.user_id, save_preferences.type);
+    FOREACH channel IN ARRAY locked LOOP
+        lock_value := CASE channel WHEN 'push' THEN in_force.push_enabled ELSE in_force.email_enabled END;
+        IF columns -> (channel || '_enabled') = pg_catalog.to_jsonb(NOT lock_value) THEN
+            RAISE EXCEPTION '%', pg_catalog.format('%s is locked %s by your organization''s admin %s',
+                CASE channel WHEN 'push' THEN 'push' ELSE 'e-mail' END, CASE WHEN lock_value THEN 'on' ELSE 'off' END,
+                coalesce('for ' || save_preferences.type || ' notifications', 'for every notification type'))
+                USING ERRCODE = 'check_violation',
+                      HINT = 'notify.preferences() lists the locked channels of each type under "locked"';
+        END IF;
+        -- The lock decides while it lasts; the user's own choice stays as it was.
+        columns := columns - (channel || '_enabled');
+    END LOOP;
+    IF columns = '{}' THEN
+        RETURN;
+    END IF;
+    -- Rows reference the recipient: a user may set preferences before anything was sent to them.
+    INSERT INTO notify.recipients (user_id) VALUES (save_preferences.user_id) ON CONFLICT DO NOTHING;
+    -- A new row leaves the switches unset (inherited: user global, org, default) and keeps the
+    -- user's global quiet hours and digest times, which a row replaces as a whole.
+    INSERT INTO notify.notification_preferences AS p
+        (user_id, notification_type, digest_time, digest_day,
+         quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
+    SELECT save_preferences.user_id, save_preferences.type,
+           g.digest_time, g.digest_day, g.quiet_hours_start, g.quiet_hours_end,
+           coalesce(g.quiet_hours_days, '[1, 2, 3, 4, 5]'), coalesce(g.quiet_hours_windows, '[]')
+    FROM (SELECT 1) AS one
+    LEFT JOIN notify.notification_preferences AS g
+        ON g.user_id = save_preferences.user_id AND g.notification_type IS NULL
+    ON CONFLICT ON CONSTRAINT notification_preferences_user_id_notification_type_key DO NOTHING;
+    UPDATE notify.notification_preferences AS p
+    SET (push_enabled, email_enabled, in_app_enabled, digest_frequency, digest_time, digest_day,
+         quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
+        = (SELECT c.push_enabled, c.email_enabled, c.in_app_enabled, c.digest_frequency, c.digest_time, c.digest_day,
+                  c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_days, c.quiet_hours_windows
+           FROM pg_catalog.jsonb_populate_record(p, columns) AS c),
+        updated_at = notify.now()
+    WHERE p.user_id = save_preferences.user_id AND p.notification_type IS NOT DISTINCT FROM save_preferences.type;
+END
+$$;
+COMMENT ON FUNCTION notify_private.save_preferences(uuid, text, jsonb)
+    IS 'applies checked changes to a user''s row for a type (NULL: the global row); what it does not set stays inherited';
+
+CREATE OR REPLACE FUNCTION notify_private.require_user() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    IF notify.current_user_id() IS NULL THEN
+        RAISE EXCEPTION 'preferences belong to the calling user: request.jwt.claims has no user sub'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a DBA acts for a user with SET ROLE notify_authenticated and that user''s sub claim';
+    END IF;
+    RETURN notify.current_user_id();
+END
+$$;
+COMMENT ON FUNCTION notify_private.require_user() IS 'the calling end user, or a clear error when the claims name none';
+
+-- The user's side. SECURITY DEFINER because a user may not call the planner's
+-- notify_private.effective_preferences, nor create their own recipient row; each reads and
+-- writes only the caller's own rows (notify.current_user_id()).
+
+CREATE OR REPLACE FUNCTION notify.preferences() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'items', (SELECT pg_catalog.jsonb_agg(notify_private.preference_item(me.id, t.name) ORDER BY t.name)
+                  FROM notify.notification_types AS t),
+        'global', notify_private.global_preferences(me.id))
+    FROM (SELECT notify_private.require_user() AS id) AS me
+$$;
+ALTER FUNCTION notify.preferences() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.preferences()
+    IS 'the caller''s preferences in force: {"items": [one per type], "global": {...}}, with the channels their org locked';
+
+CREATE OR REPLACE FUNCTION notify.set_preference(type text, changes jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    me constant uuid := notify_private.require_user();
+BEGIN
+    IF set_preference.type IS NULL THEN
+        RAISE EXCEPTION 'type cannot be null: notify.set_global_preferences changes the global switches'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM notify.require_type(set_preference.type);
+    PERFORM notify_private.save_preferences(me, set_preference.type, set_preference.changes);
+    RETURN notify_private.preference_item(me, set_preference.type);
+END
+$$;
+ALTER FUNCTION notify.set_preference(text, jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.set_preference(text, jsonb)
+    IS 'changes the caller''s preferences for one type (only the keys given); returns the type''s item as in force';
+
+CREATE OR REPLACE FUNCTION notify.set_global_preferences(changes jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    me constant uuid := notify_private.require_user();
+    switches jsonb := set_global_preferences.changes;
+    zone jsonb;
+BEGIN
+    -- The time zone is the recipient's (digests and quiet hours read it there), not a preference column.
+    IF pg_catalog.jsonb_typeof(switches) = 'object' AND switches ? 'timezone' THEN
+        zone := switches -> 'timezone';
+        switches := switches - 'timezone';
+        IF pg_catalog.jsonb_typeof(zone) <> 'string' THEN
+            RAISE EXCEPTION 'timezone must be an IANA time zone name such as "Europe/Berlin", got %', zone
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- prepare_recipient refuses a zone pg_timezone_names does not know.
+        INSERT INTO notify.recipients (user_id, timezone) VALUES (me, zone #>> '{}')
+        ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone;
+    END IF;
+    PERFORM notify_private.save_preferences(me, NULL, switches);
+    RETURN notify_private.global_preferences(me);
+END
+$$;
+ALTER FUNCTION notify.set_global_preferences(jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.set_global_preferences(jsonb)
+    IS 'changes the caller''s global switches (all_push_enabled, default_digest_time, quiet hours, ...) and time zone; returns them';
+
+-- The org admin's side: run as the caller (notify_admin), so RLS keeps an org admin to their org.
+
+CREATE OR REPLACE FUNCTION notify_private.require_org(org_id uuid) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    IF require_org.org_id IS NULL THEN
+        RAISE EXCEPTION 'org_id cannot be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Not found, whether or not the org exists: an org admin learns nothing of other orgs.
+    IF notify.current_org_id() IS DISTINCT FROM require_org.org_id AND notify.current_org_id() IS NOT NULL THEN
+        RAISE EXCEPTION 'no org % in your scope: an org admin manages their own org only', require_org.org_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN require_org.org_id;
+END
+$$;
+COMMENT ON FUNCTION notify_private.require_org(uuid)
+    IS 'the org if the calling admin may manage it (a DBA any, an org admin their org_id claim), else P0002 (not found)';
+
+CREATE OR REPLACE FUNCTION notify_private.org_item(org_id uuid, type text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- NULL push_enabled/email_enabled/digest_frequency: the org sets nothing here (the org's global
+    -- row, then the users and the system defaults decide).
+    SELECT pg_catalog.jsonb_build_object(
+        'notification_type', org_item.type,
+        'push_enabled', o.push_enabled, 'email_enabled', o.email_enabled, 'digest_frequency', o.digest_frequency,
+        'push_locked', coalesce(o.push_locked, false), 'email_locked', coalesce(o.email_locked, false),
+        'updated_at', o.updated_at)
+    FROM (SELECT 1) AS one
+    LEFT JOIN notify.org_notification_preferences AS o
+        ON o.org_id = org_item.org_id AND o.notification_type IS NOT DISTINCT FROM org_item.type
+$$;
+COMMENT ON FUNCTION notify_private.org_item(uuid, text)
+    IS 'an org''s defaults and locks for one type (NULL: its global row), as far as the caller may see';
+
+CREATE OR REPLACE FUNCTION notify.org_preferences(org_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'org_id', o.id,
+        'global', notify_private.org_item(o.id, NULL) - 'notification_type',
+        'items', (SELECT pg_catalog.jsonb_agg(notify_private.org_item(o.id, t.name) ORDER BY t.name)
+                  FROM notify.notification_types AS t))
+    FROM (SELECT notify_private.require_org(org_preferences.org_id) AS id) AS o
+$$;
+COMMENT ON FUNCTION notify.org_preferences(uuid)
+    IS 'an org''s default preferences and locks: {"org_id", "global": {...}, "items": [one per type]}';
+
+CREATE OR REPLACE FUNCTION notify.set_org_preference(org_id uuid, type text, changes jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    columns jsonb;
+    saved notify.org_notification_preferences;
+    unset_lock text;
+BEGIN
+    PERFORM notify_private.require_org(set_org_preference.org_id);
+    IF set_org_preference.type IS NOT NULL THEN
+        PERFORM notify.require_type(set_org_preference.type);
+    END IF;
+    columns := notify_private.preference_changes(set_org_preference.changes, 'org');
+    IF columns <> '{}' THEN
+        INSERT INTO notify.org_notification_preferences AS o (org_id, notification_type)
+        VALUES (set_org_preference.org_id, set_org_preference.type)
+        ON CONFLICT ON CONSTRAINT org_notification_preferences_org_id_notification_type_key DO NOTHING;
+        UPDATE notify.org_notification_preferences AS o
+        SET (push_enabled, email_enabled, digest_frequency, push_locked, email_locked)
+            = (SELECT c.push_enabled, c.email_enabled, c.digest_frequency, c.push_locked, c.email_locked
+               FROM pg_catalog.jsonb_populate_record(o, columns) AS c),
+            updated_at = notify.now()
+        WHERE o.org_id = set_org_preference.org_id
+          AND o.notification_type IS NOT DISTINCT FROM set_org_preference.type
+        RETURNING o.* INTO saved;
+        -- A lock without a value would be read as "locked on" by the planner: make the admin say it.
+        unset_lock := CASE WHEN saved.push_locked AND saved.push_enabled IS NULL THEN 'push'
+                           WHEN saved.email_locked AND saved.email_enabled IS NULL THEN 'email' END;
+        IF unset_lock IS NOT NULL THEN
+            RAISE EXCEPTION '%_locked needs %_enabled: lock the channel on (true) or off (false)', unset_lock, unset_lock
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    RETURN CASE WHEN set_org_preference.type IS NULL
+                THEN notify_private.org_item(set_org_preference.org_id, NULL) - 'notification_type'
+                ELSE notify_private.org_item(set_org_preference.org_id, set_org_preference.type) END;
+END
+$$;
+COMMENT ON FUNCTION notify.set_org_preference(uuid, text, jsonb)
+    IS 'an org admin sets the org''s defaults and locks for a type (NULL: every type), only the keys given; returns them';
+
+CREATE OR REPLACE FUNCTION notify.org_delivery_stats(org_id uuid, since timestamptz DEFAULT NULL,
+                                                     until timestamptz DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+DECLARE
+    low constant timestamptz := coalesce(org_delivery_stats.since, '-infinity');
+    high constant timestamptz := coalesce(org_delivery_stats.until, 'infinity');
+    no_counts constant jsonb := '{"in_app": {}, "push": {}, "email": {}}';
+BEGIN
+    PERFORM notify_private.require_org(org_delivery_stats.org_id);
+    IF low > high THEN
+        RAISE EXCEPTION 'since (%) must not be after until (%)', org_delivery_stats.since, org_delivery_stats.until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The org's users as they are now. Run as the caller: RLS shows an org admin their org's rows only.
+    RETURN (
+        WITH counted AS (
+            SELECT 'deliveries' AS figure, d.channel, d.status AS name, pg_catalog.count(*) AS n
+            FROM notify.notification_deliveries AS d
+            JOIN notify.recipients AS r ON r.user_id = d.user_id
+            WHERE r.org_id = org_delivery_stats.org_id AND d.created_at >= low AND d.created_at < high
+            GROUP BY d.channel, d.status
+            UNION ALL
+            SELECT 'events', a.channel, a.event, pg_catalog.count(*)
+            FROM notify.notification_analytics AS a
+            WHERE a.org_id = org_delivery_stats.org_id AND a.created_at >= low AND a.created_at < high
+            GROUP BY a.channel, a.event
+        ), per_channel AS (
+            SELECT c.figure, c.channel, pg_catalog.jsonb_object_agg(c.name, c.n) AS counts
+            FROM counted AS c GROUP BY c.figure, c.channel
+        )
+        SELECT pg_catalog.jsonb_build_object(
+            'org_id', org_delivery_stats.org_id, 'since', org_delivery_stats.since, 'until', org_delivery_stats.until,
+            'users', (SELECT pg_catalog.count(*) FROM notify.recipients AS r WHERE r.org_id = org_delivery_stats.org_id),
+            'notifications', (
+                SELECT pg_catalog.count(*) FROM notify.notifications AS n
+                JOIN notify.recipients AS r ON r.user_id = n.user_id
+                WHERE r.org_id = org_delivery_stats.org_id AND n.created_at >= low AND n.created_at < high),
+            'deliveries', no_counts || coalesce((SELECT pg_catalog.jsonb_object_agg(p.channel, p.counts)
+                                                 FROM per_channel AS p WHERE p.figure = 'deliveries'), '{}'),
+            'events', no_counts || coalesce((SELECT pg_catalog.jsonb_object_agg(p.channel, p.counts)
+                                             FROM per_channel AS p WHERE p.figure = 'events'), '{}')));
+END
+$$;
+COMMENT ON FUNCTION notify.org_delivery_stats(uuid, timestamptz, timestamptz)
+    IS 'an org''s notifications, deliveries by channel and status, and provider events by channel, in [since, until)';
