@@ -76,7 +76,10 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("MAX_BODY_BYTES", "1048576", "request bodies over this many bytes are refused with 413", (SERVE, DEV)),
     Variable(
-        "MAX_HEADER_BYTES", "16384", "a request head (line and headers) over this many bytes is refused with 431", (SERVE, DEV)
+        "MAX_HEADER_BYTES",
+        "16384",
+        "a request head (line and headers) over this many bytes is refused with 431",
+        (SERVE, DEV),
     ),
     Variable("MAX_HEADER_COUNT", "100", "a request with more header fields is refused with 431", (SERVE, DEV)),
     Variable(
