@@ -162,6 +162,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # Class 22/23: the database refused the data with a message meant for the caller.
     if sqlstate[:2] in ("22", "23"):
         return error_response(422, CODES[422], await database_problem(request.app.state.pool, exc))
+    # Class 28: the database found the caller's claims malformed (notify.current_org_id and
+    # current_user_id); notifyd checks the same before, so this is the second line, still a 401.
+    if sqlstate[:2] == "28":
+        await audit_refusal(request, 401)
+        return error_response(401, CODES[401], str(exc), {"WWW-Authenticate": "Bearer"})
     if sqlstate == RATE_LIMITED_SQLSTATE:
         # DETAIL says "retry after N seconds" (notify_private.take_token).
         wait = re.search(r"\d+", getattr(exc, "detail", None) or "")

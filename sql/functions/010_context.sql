@@ -8,26 +8,59 @@ AS $$
 $$;
 COMMENT ON FUNCTION notify.current_claims() IS 'the caller''s JWT claims from request.jwt.claims (PostgREST convention), {} when unset';
 
+-- A claim that is present but malformed is an error, never NULL: NULL means "no such caller" to the
+-- policies, and for org_id it means a DBA, whose rights span every org. The one accepted uuid form is
+-- 8-4-4-4-12 hex digits in either case, as notifyd's own check (notifyd/auth.py) reads it.
 CREATE OR REPLACE FUNCTION notify.current_user_id() RETURNS uuid
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
-    -- A service's sub is any name: only a uuid-shaped sub is an end user.
-    SELECT CASE WHEN c.sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                THEN c.sub::uuid END
-    FROM (SELECT notify.current_claims() ->> 'sub' AS sub) AS c
+DECLARE
+    claims jsonb := notify.current_claims();
+    sub jsonb := claims -> 'sub';
+BEGIN
+    IF sub IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.jsonb_typeof(sub) <> 'string' THEN
+        RAISE EXCEPTION 'the sub claim of request.jwt.claims must be a string'
+            USING ERRCODE = 'invalid_authorization_specification';
+    END IF;
+    IF (sub #>> '{}') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RETURN (sub #>> '{}')::uuid;
+    END IF;
+    -- A service's or a DBA's sub is a name; a user's is their uuid.
+    IF claims ->> 'role' = 'authenticated' OR pg_catalog.current_setting('role') = 'notify_authenticated' THEN
+        RAISE EXCEPTION 'the sub claim of a user token must be a uuid (8-4-4-4-12 hex digits)'
+            USING ERRCODE = 'invalid_authorization_specification';
+    END IF;
+    RETURN NULL;
+END
 $$;
-COMMENT ON FUNCTION notify.current_user_id() IS 'the end user making the request: the sub claim as uuid, NULL if none';
+COMMENT ON FUNCTION notify.current_user_id()
+    IS 'the end user making the request: the sub claim as uuid, NULL if absent or a name; a malformed sub is an error (28000)';
 
 CREATE OR REPLACE FUNCTION notify.current_org_id() RETURNS uuid
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
-    SELECT CASE WHEN c.org ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                THEN c.org::uuid END
-    FROM (SELECT notify.current_claims() ->> 'org_id' AS org) AS c
+DECLARE
+    org jsonb := notify.current_claims() -> 'org_id';
+BEGIN
+    IF org IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.jsonb_typeof(org) = 'string'
+       AND (org #>> '{}') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RETURN (org #>> '{}')::uuid;
+    END IF;
+    RAISE EXCEPTION 'the org_id claim must be a uuid string (8-4-4-4-12 hex digits); only a DBA''s token omits it'
+        USING ERRCODE = 'invalid_authorization_specification',
+              HINT = 'a malformed org_id is refused, never read as absent: absent means a DBA, whose admin rights span every org';
+END
 $$;
-COMMENT ON FUNCTION notify.current_org_id() IS 'the org_id claim as uuid; NULL for a DBA, whose admin rights span every org';
+COMMENT ON FUNCTION notify.current_org_id()
+    IS 'the org_id claim as uuid; NULL (absent) for a DBA, whose admin rights span every org; a malformed org_id is an error (28000)';
 
 CREATE OR REPLACE FUNCTION notify.setting(key text) RETURNS jsonb
     LANGUAGE plpgsql STABLE
