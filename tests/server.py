@@ -48,6 +48,7 @@ class NotifydProcess(abc.ABC):
     """A `python -m notifyd <command>` child process with the test environment and a log file."""
 
     command = ""
+    arguments: tuple[str, ...] = ()
 
     def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
         self.database_url = database_url
@@ -59,7 +60,10 @@ class NotifydProcess(abc.ABC):
         full_env = {**os.environ, "DATABASE_URL": self.database_url, **TEST_ENV, **env, **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifyd", self.command], env=full_env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "notifyd", self.command, *self.arguments],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self.proc
 

@@ -14,8 +14,11 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -190,3 +193,62 @@ def test_three_servers_and_two_workers_one_of_each_killed_deliver_everything_onc
     assert len(per_address) == EMAILS and set(per_address.values()) == {1}, "each address got its e-mail once"
     assert listening_after == 2, "the killed process's LISTEN connection is gone"
     assert workers[1].proc is not None and workers[1].proc.poll() is None
+
+
+class TwoWorkerServer(ServerProcess):
+    """`notifyd serve --workers 2`: one port, two serve processes under one parent."""
+
+    arguments = ("--workers", "2")
+
+    def children(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children()
+
+
+def owner_of(server: TwoWorkerServer, client_port: int) -> int:
+    """The pid of the serve process holding the server side of the client's connection from `client_port`."""
+    for child in server.children():
+        if any(c.raddr and c.raddr.port == client_port for c in child.net_connections("tcp")):
+            return int(child.pid)
+    raise AssertionError(f"no serve process holds the connection from port {client_port}")
+
+
+async def test_serve_workers_2_runs_two_processes_that_both_answer_and_both_deliver(
+    db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    server = TwoWorkerServer(database_url(db, login=True), tmp_path / "serve.log")
+    server.start()
+    try:
+        wait_for(lambda: len(server.children()) == 2 and connections(db)[1] == 2, what="two processes, each listening")
+        user = uuid.uuid4()
+        sockets: dict[int, list[Any]] = {}  # serve pid -> sessions on it
+        async with AsyncExitStack() as stack:
+            for _ in range(40):  # the kernel hands each connection to one of the two; until both have some
+                ws = await stack.enter_async_context(connect(f"{server.ws_url}?token={make_token(user)}"))
+                while json.loads(await ws.recv())["type"] != "unread_count":
+                    pass
+                pid = await asyncio.to_thread(owner_of, server, ws.local_address[1])
+                sockets.setdefault(pid, []).append(ws)
+                if len(sockets) == 2 and min(len(s) for s in sockets.values()) >= 2:
+                    break
+            assert len(sockets) == 2, "both processes took WebSocket sessions"
+            note = await asyncio.to_thread(
+                lambda: str(db.execute("SELECT notify.send(%s, 'task', 'Both')", (user,)).fetchone()[0])
+            )  # type: ignore[index]
+            for ws in (w for ws_list in sockets.values() for w in ws_list):
+                while (event := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "notification":
+                    pass
+                assert event["data"]["id"] == note
+        # A child that dies is replaced; the port keeps answering.
+        first, second = server.children()
+        first.kill()
+        wait_for(lambda: len(server.children()) == 2 and first.pid not in {c.pid for c in server.children()},
+                 what="the dead serve process replaced")  # fmt: skip
+        wait_for(server.ready, what="the port answering after the replacement")
+        assert second.is_running()
+        assert server.proc is not None
+        server.proc.terminate()  # SIGTERM: the parent stops both, each gracefully
+        assert server.proc.wait(15) == 0
+        assert not second.is_running()
+    finally:
+        server.stop()
