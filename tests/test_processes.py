@@ -232,9 +232,11 @@ async def test_serve_workers_2_runs_two_processes_that_both_answer_and_both_deli
                 if len(sockets) == 2 and min(len(s) for s in sockets.values()) >= 2:
                     break
             assert len(sockets) == 2, "both processes took WebSocket sessions"
-            note = await asyncio.to_thread(
-                lambda: str(db.execute("SELECT notify.send(%s, 'task', 'Both')", (user,)).fetchone()[0])
-            )  # type: ignore[index]
+            row = await asyncio.to_thread(
+                lambda: db.execute("SELECT notify.send(%s, 'task', 'Both')", (user,)).fetchone()
+            )
+            assert row is not None
+            note = str(row[0])
             for ws in (w for ws_list in sockets.values() for w in ws_list):
                 while (event := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "notification":
                     pass
