@@ -83,7 +83,8 @@ class NotifydProcess(abc.ABC):
 
     def start(self) -> None:
         proc = self.spawn(**self.start_env())
-        deadline = time.monotonic() + 20
+        # Generous: several processes starting at once on a loaded machine take their time.
+        deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"notifyd {self.command} exited: {self.log()[-2000:]}")
