@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 
-from notifyd import __version__, dev, operate, server, startup, vapid, worker
+from notifyd import __version__, dev, operate, server, startup, supervisor, vapid, worker
 from notifyd.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
 from notifyd.localdb import owner_database
 from notifyd.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
@@ -63,13 +63,14 @@ def _check_database(settings: Settings) -> int | None:
     return None
 
 
-def cmd_serve(_: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     refused = _check_database(settings)
     if refused is not None:
         return refused
-    server.run(settings)
-    return 0
+    if args.workers > 1:
+        return supervisor.run(settings.host, settings.port, args.workers)
+    return 0 if server.run(settings) else supervisor.STARTUP_FAILURE
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
@@ -133,6 +134,12 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     commands.add_parser("status", help="queue depth, dead letters, oldest pending delivery, as JSON (DATABASE_URL)")
 
 
+def _workers(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
@@ -146,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         f"are pending (printed), {CHECK_FAILED} if the database cannot be read",
     )
     modes.add_argument("--dry-run", action="store_true", help="print what would apply, change nothing")
-    _command(commands, SERVE, "REST + WebSocket + LISTEN")
+    serve_parser = _command(commands, SERVE, "REST + WebSocket + LISTEN")
+    serve_parser.add_argument("--workers", type=_workers, default=1, metavar="N",
+                              help="N serve processes on the one port, each with its own pool and LISTEN "
+                                   "connection; one that dies is started again (default 1)")  # fmt: skip
     _command(commands, WORKER, "the Procrastinate worker with the periodic tasks")
     _command(commands, DEV, "everything in one process on an embedded default")
     vapid_parser = commands.add_parser("vapid", help="VAPID keys for Web Push")

@@ -116,7 +116,11 @@ class Session:
         # The task sending the queue, while it has events; why it failed, if it did (the endpoint logs it).
         self.writing: asyncio.Task[None] | None = None
         self.write_error: BaseException | None = None
-        # Highest seq put in the queue: nothing at or below it is sent again.
+        # The client holds every change with a seq in (resumed_from, sent_seq]: this connection sent it, or it
+        # was before the `after` the client resumed from. None until the first resume (nothing sent yet).
+        # Per user, seqs follow commit order and the hub misses no commit, so live events from a resume on are
+        # gap-free: one range says it all, however many events went out.
+        self.resumed_from: int | None = None
         self.sent_seq = 0
         # The hub offers a read_status_updated right after its notification: sent only if that was.
         self.delivered_seq: int | None = None
@@ -226,9 +230,9 @@ class Session:
             self._write()  # what was pushed between its last check and its end
 
     async def resume(self, after: str | int | None) -> None:
-        """Everything since `after` in seq order (or nothing before now, without it), then live."""
+        """Everything since `after` in seq order that this connection has not sent (or nothing before now, on a
+        first resume without it), then `resumed`, then live."""
         self.pending = self.pending if self.pending is not None else []
-        sent = 0
         async with as_caller(self.hub.pool, self.caller) as conn:
             current_max = int(await conn.fetchval(query("ws_max_seq")))
             start: int | None = None
@@ -241,12 +245,35 @@ class Session:
                 else:
                     start = int(found)
         if start is None:
-            self.sent_seq = max(self.sent_seq, current_max)
+            if self.resumed_from is None:  # a first resume without a point: live from now on
+                self.resumed_from = self.sent_seq = current_max
         else:
-            position = start
+            await self._replay(start, current_max)
+        pending, self.pending = self.pending, None
+        for kind, seq, text, notification_id in pending:
+            self._deliver(kind, seq, text, notification_id)
+        await self.send_unread_count()
+
+    async def _replay(self, start: int, current_max: int) -> None:
+        """The changes after seq `start` but those in (resumed_from, sent_seq], which this connection already sent.
+
+        Live events keep coming into `pending` meanwhile; whatever the replay reaches is dropped from them.
+        """
+        # A point beyond the newest seq is the newest: what commits from now on is the client's.
+        start = min(start, current_max)
+        if self.resumed_from is None:
+            ranges: list[tuple[int, int | None]] = [(start, None)]
+        else:
+            # Below the range sent: what the client missed before this connection; above it: what is newer.
+            below = [(start, self.resumed_from)] if start < self.resumed_from else []
+            ranges = [*below, (max(start, self.sent_seq), None)]
+        sent = 0
+        reached = start
+        for low, high in ranges:
+            position = low
             while True:
                 async with as_caller(self.hub.pool, self.caller) as conn:
-                    page = await conn.fetch(query("ws_resume_page"), position, RESUME_PAGE)
+                    page = await conn.fetch(query("ws_resume_page"), position, high, RESUME_PAGE)
                 for row in page:
                     # A resume may be larger than the queue: it waits for the client.
                     while len(self.queue or ()) >= SEND_QUEUE_LIMIT:
@@ -257,12 +284,11 @@ class Session:
                 sent += len(page)
                 if len(page) < RESUME_PAGE:
                     break
-            self.sent_seq = position if sent else min(start, current_max)
-            self.push("resumed", _dumps({"type": "resumed", "count": sent}))
-        pending, self.pending = self.pending, None
-        for kind, seq, text, notification_id in pending:
-            self._deliver(kind, seq, text, notification_id)
-        await self.send_unread_count()
+            reached = max(reached, position)
+        # The range grows down to `start` (sent now, or the client's own) and up to the newest sent.
+        self.resumed_from = start if self.resumed_from is None else min(self.resumed_from, start)
+        self.sent_seq = max(self.sent_seq, reached)
+        self.push("resumed", _dumps({"type": "resumed", "count": sent}))
 
     async def send_unread_count(self) -> None:
         async with as_caller(self.hub.pool, self.caller) as conn:

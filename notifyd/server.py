@@ -16,6 +16,7 @@ from notifyd.config import Settings
 from notifyd.headlimit import head_limited
 from notifyd.hub import Hub
 from notifyd.requestid import TEXT_FORMAT, JsonFormatter, TextFormatter
+from notifyd.supervisor import inherited_socket
 
 # Inbound WebSocket frames are small JSON commands: anything larger is refused (close 1009).
 WS_MAX_MESSAGE_BYTES = 4096
@@ -74,6 +75,11 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> None:
+def run(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> bool:
+    """Serves until stopped; False if the startup failed (nothing was served)."""
     configure_logging(settings.log_format)
-    Server(config(settings, extra_routes)).run()
+    server = Server(config(settings, extra_routes))
+    # Under `serve --workers N` the parent bound the socket; on its own, uvicorn binds host:port.
+    shared = inherited_socket()
+    server.run(sockets=[shared] if shared is not None else None)
+    return server.started

@@ -48,6 +48,7 @@ class NotifydProcess(abc.ABC):
     """A `python -m notifyd <command>` child process with the test environment and a log file."""
 
     command = ""
+    arguments: tuple[str, ...] = ()
 
     def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
         self.database_url = database_url
@@ -68,7 +69,7 @@ class NotifydProcess(abc.ABC):
         return self.proc
 
     def argv(self) -> list[str]:
-        return [self.python, "-m", "notifyd", self.command]
+        return [self.python, "-m", "notifyd", self.command, *self.arguments]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -86,7 +87,8 @@ class NotifydProcess(abc.ABC):
 
     def start(self) -> None:
         proc = self.spawn(**self.start_env())
-        deadline = time.monotonic() + 20
+        # Generous: several processes starting at once on a loaded machine take their time.
+        deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"notifyd {self.command} exited: {self.log()[-2000:]}")

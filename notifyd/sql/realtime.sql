@@ -47,12 +47,13 @@ SELECT coalesce(max(n.seq), 0) FROM notify.notifications AS n WHERE n.user_id = 
 SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = notify.current_user_id()
 
 -- ws_resume_page --
--- As the caller: the caller's notifications created or changed after seq $1 (not held), in seq order, at most $2
+-- As the caller: the caller's notifications created or changed after seq $1 and up to seq $2 (NULL: no bound), not held, in seq order, at most $3
 SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'] AS data
 FROM notify.notifications AS n
-WHERE n.user_id = notify.current_user_id() AND n.seq > $1 AND n.held_until IS NULL
+WHERE n.user_id = notify.current_user_id() AND n.seq > $1
+  AND n.seq <= coalesce($2::bigint, 9223372036854775807) AND n.held_until IS NULL
 ORDER BY n.seq
-LIMIT $2
+LIMIT $3
 
 -- ws_mark_read --
 -- As the caller: marks one notification read; NULL if it is not the caller's
