@@ -103,6 +103,12 @@ VARIABLES: tuple[Variable, ...] = (
         "comma-separated proxy addresses/networks whose X-Forwarded-For names the client",
         (SERVE, DEV),
     ),
+    Variable(
+        "NOTIFYD_LISTEN_FD",
+        "(none)",
+        "set by serve --workers for its children: the listening socket they share (never set it yourself)",
+        (SERVE,),
+    ),
     Variable("LOG_FORMAT", "text", "text, or json: one JSON object per log line", _RUNNING),
     Variable(
         "TEMPLATE_MAX_OUTPUT_BYTES", "262144", "bytes one template rendering may produce, all fields together", _RUNNING

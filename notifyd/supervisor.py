@@ -16,10 +16,12 @@ import sys
 import time
 from typing import Any
 
+from notifyd.config import env
+
 log = logging.getLogger("notifyd.supervisor")
 
 # Set by the parent for its children: the file descriptor of the socket they accept on.
-LISTEN_FD = "NOTIFYD_LISTEN_FD"
+LISTEN_FD_ENV = "NOTIFYD_LISTEN_FD"
 # The exit status of a serve process whose startup failed (uvicorn's own number for it).
 STARTUP_FAILURE = 3
 CHECK_INTERVAL = 0.5
@@ -29,14 +31,14 @@ RESTART_PAUSE = 1.0
 
 def inherited_socket() -> socket.socket | None:
     """In a child: the parent's listening socket; None in a process started on its own."""
-    fd = os.environ.get(LISTEN_FD)
+    fd = env(LISTEN_FD_ENV)
     return socket.socket(fileno=int(fd)) if fd else None
 
 
 def run(host: str, port: int, workers: int) -> int:
     listener = socket.create_server((host, port), backlog=2048)
     listener.set_inheritable(True)
-    env = {**os.environ, LISTEN_FD: str(listener.fileno())}
+    env = {**os.environ, LISTEN_FD_ENV: str(listener.fileno())}
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
