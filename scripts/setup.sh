@@ -1,5 +1,6 @@
 # Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
-# extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests.
+# extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
+# systemd-analyze for the unit files.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,6 +18,13 @@ setup_test_tools() {
         echo "setup: installing chromium for the browser tests" >&2
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+
+    # tests/test_deploy.py checks the systemd units with systemd-analyze (Debian's systemd).
+    if ! command -v systemd-analyze >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing systemd for systemd-analyze" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
     fi
 
     # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
