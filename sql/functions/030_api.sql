@@ -10,11 +10,16 @@ CREATE OR REPLACE FUNCTION notify.request_digest(
     LANGUAGE sql IMMUTABLE
 AS $$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-        $1, CASE WHEN $7 IS NULL THEN pg_catalog.btrim(coalesce($2, '')) END,
-        CASE WHEN $7 IS NULL THEN coalesce($3, '') END, coalesce($4, 'normal'), coalesce($5, '{}'),
-        (SELECT pg_catalog.array_agg(DISTINCT c ORDER BY c) FROM pg_catalog.unnest($6) AS c), $7,
-        coalesce($8, '{}'), extract(epoch FROM $9), extract(epoch FROM $10), $11,
-        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest($12) AS u))::text, 'UTF8'))
+        request_digest.type,
+        CASE WHEN request_digest.template IS NULL THEN pg_catalog.btrim(coalesce(request_digest.title, '')) END,
+        CASE WHEN request_digest.template IS NULL THEN coalesce(request_digest.body, '') END,
+        coalesce(request_digest.priority, 'normal'), coalesce(request_digest.data, '{}'),
+        (SELECT pg_catalog.array_agg(DISTINCT c ORDER BY c) FROM pg_catalog.unnest(request_digest.channels) AS c),
+        request_digest.template, coalesce(request_digest.template_vars, '{}'),
+        extract(epoch FROM request_digest.expires_at), extract(epoch FROM request_digest.send_at),
+        request_digest.group_key,
+        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u)
+    )::text, 'UTF8'))
 $$;
 COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[])
     IS 'sha256 of a send''s arguments as a canonical JSON array: what its idempotency key is bound to';
