@@ -1,15 +1,18 @@
 -- The SQL API of CONTRACT §2: what services, end users and DBAs call.
 
--- No SET clause: the planner inlines it into notify.send. Only the request's own words count:
--- defaults filled in, channels as a set, times as instants (not in the session's time zone), and
--- no title or body for a template send (notifyd puts the rendering there, in the user's language).
+-- Only the request's own words count: defaults filled in, channels and recipients as sets, times as
+-- instants (not in the session's time zone), and no title or body for a template send (notifyd puts the
+-- rendering there, in the user's language). PL/pgSQL, whose plan is kept for the session: a SQL function
+-- with subqueries is not inlined, and would be planned anew at every send.
 CREATE OR REPLACE FUNCTION notify.request_digest(
     type text, title text, body text, priority text, data jsonb, channels text[], template text,
     template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[]
 ) RETURNS bytea
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = ''
 AS $$
-    SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+BEGIN
+    RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
         request_digest.type,
         CASE WHEN request_digest.template IS NULL THEN pg_catalog.btrim(coalesce(request_digest.title, '')) END,
         CASE WHEN request_digest.template IS NULL THEN coalesce(request_digest.body, '') END,
@@ -19,7 +22,8 @@ AS $$
         extract(epoch FROM request_digest.expires_at), extract(epoch FROM request_digest.send_at),
         request_digest.group_key,
         (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u)
-    )::text, 'UTF8'))
+    )::text, 'UTF8'));
+END
 $$;
 COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[])
     IS 'sha256 of a send''s arguments as a canonical JSON array: what its idempotency key is bound to';
