@@ -5,7 +5,7 @@
 
 ALTER TABLE notify.notifications ADD COLUMN request_digest bytea;
 COMMENT ON COLUMN notify.notifications.request_digest IS
-    'sha256 of the request notify.send made it from (notify_private.request_digest), kept with its idempotency key';
+    'sha256 of the request notify.send made it from (notify.request_digest), kept with its idempotency key';
 ALTER TABLE notify.notification_folds ADD COLUMN request_digest bytea;
 COMMENT ON COLUMN notify.notification_folds.request_digest IS
     'sha256 of the request notify.send made the folded notification from, kept with its idempotency key';
