@@ -398,3 +398,28 @@ def test_every_operation_documents_and_answers_431_for_an_oversized_head(fuzz_se
         assert answer.status_code == 431 and error_code(answer) == "HEADERS_TOO_LARGE", (method, path)
         assert "MAX_HEADER_BYTES" in answer.json()["error"]["message"]
     assert httpx.get(f"{fuzz_server.url}/healthz", headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "other"),
+    [
+        ("/api/v1/notifications", {"user_id": str(USER), "type": "task", "title": "a"}, {"title": "b"}),
+        ("/api/v1/internal/notifications/send", {"user_id": str(USER), "type": "task", "title": "a"},
+         {"data": {"x": 1}}),
+        ("/api/v1/notifications/bulk", {"user_ids": [str(USER)], "type": "task", "title": "a"}, {"priority": "low"}),
+    ],  # fmt: skip
+)
+def test_a_key_reused_with_another_body_is_a_documented_422(
+    fuzz_server: ServerProcess, path: str, body: dict[str, Any], other: dict[str, Any]
+) -> None:
+    """The fuzzer sends random Idempotency-Keys: a repeat with another body is an expected 422, never a 500."""
+    assert "422" in OPENAPI["paths"][path]["post"]["responses"]
+    headers = {**SERVICE_AUTH, "Idempotency-Key": str(uuid.uuid4())}
+    assert httpx.post(f"{fuzz_server.url}{path}", json=body, headers=headers).status_code == 202
+    answer = httpx.post(f"{fuzz_server.url}{path}", json={**body, **other}, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == {
+        "code": "VALIDATION_ERROR", "message": "idempotency key reused with a different request",
+        "field": "idempotency_key",
+        "hint": "a replay must repeat the first request exactly; a new request needs a new key",
+    }  # fmt: skip
