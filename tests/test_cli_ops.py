@@ -52,7 +52,8 @@ def test_send_then_explain_then_status(db: psycopg.Connection[Any]) -> None:
     other = notifyd(db, "send", "--to", str(user), "--type", "system", "--title", "Maintenance tonight",
                     "--idempotency-key", "maint-1")  # fmt: skip
     assert other.returncode != 0 and other.stdout == ""
-    assert "idempotency key reused with a different request (SQLSTATE 23505)" in other.stderr and count(db) == 1
+    assert "the database refused: idempotency key reused with a different request" in other.stderr
+    assert "(SQLSTATE 23505)" in other.stderr and count(db) == 1
 
     explained = notifyd(db, "explain", answer["id"])
     assert explained.returncode == 0, explained.stderr
