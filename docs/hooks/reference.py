@@ -137,8 +137,8 @@ def render(doc: dict[str, Any]) -> str:
     """The Markdown of the reference: one chapter per tag, its operations, then the schemas."""
     server = doc["servers"][0]
     lines = [
-        f"OpenAPI {doc['openapi']}, notifyd {doc['info']['version']}; paths are relative to "
-        f"`{server['url']}` ({server['description']}). {doc['info']['description']}",
+        f"OpenAPI {doc['openapi']}, notifyd {doc['info']['version']}. Paths are relative to `{server['url']}`: "
+        f"{server['description']}. {doc['info']['description']}",
         "",
     ]
     for tag in doc["tags"]:
