@@ -69,9 +69,7 @@ def test_every_module_a_module_imports_is_served() -> None:
 
 def test_elements_are_defined_through_the_guard() -> None:
     """Defining a tag twice throws: every element module defines through base.js, which skips a taken name."""
-    defining = sorted(
-        p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*.js") if "customElements.define(" in p.read_text()
-    )
-    assert defining == ["elements/base.js"]
-    modules = sorted(p.name for p in (STATIC / "elements").glob("*.js") if 'define("notifyd-' in p.read_text())
-    assert modules == ["bell.js", "inbox.js", "preferences.js", "push-toggle.js", "toasts.js"]
+    modules = {p.relative_to(STATIC).as_posix(): p.read_text() for p in STATIC.rglob("*.js")}
+    assert [name for name, text in modules.items() if "customElements.define(" in text] == ["elements/base.js"]
+    defining = sorted(name for name, text in modules.items() if 'define("notifyd-' in text)
+    assert defining == [f"elements/{name}.js" for name in ("bell", "inbox", "preferences", "push-toggle", "toasts")]
