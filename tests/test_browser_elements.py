@@ -536,6 +536,15 @@ def test_preferences_with_browser_notifications(
         toggle.get_by_role("button", name="Enable browser notifications").click()
         expect(toggle).to_contain_text("This browser cannot receive notifications here: its push service is not")
         expect(toggle).not_to_contain_text("Registration failed")
+        # Refused by the browser itself (a policy, say): how to unblock, not "NotAllowedError".
+        fresh.add_init_script(
+            "PushManager.prototype.subscribe = () => Promise.reject("
+            "new DOMException('Registration failed - permission denied', 'NotAllowedError'))"
+        )
+        page.reload()
+        toggle.get_by_role("button", name="Enable browser notifications").click()
+        expect(toggle).to_contain_text("Notifications are blocked for this site. To unblock them")
+        expect(toggle).not_to_contain_text("Registration failed")
         assert page.errors == []
     finally:
         fresh.close()
