@@ -185,7 +185,7 @@ BEGIN
     NEW.updated_at := NEW.created_at;
     NEW.changed_xid := pg_catalog.pg_current_xact_id();
     -- Stored and listed at once either way; its real-time event waits for send_at, or, past the
-    -- in-app rate limit (REQ-022), for its token. Critical bypasses the per-user limits.
+    -- user's in-app rate limit, for its token. Critical bypasses the per-user limits.
     IF NEW.template_id IS NOT NULL AND NEW.rendered IS NULL THEN
         -- Sent from SQL: never shown with placeholders; notifyd renders it and releases it.
         NEW.held_until := 'infinity';

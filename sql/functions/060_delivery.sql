@@ -135,7 +135,7 @@ CREATE FUNCTION notify_private.plan_notification(notification notify.notificatio
 AS $$
     SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
     FROM (SELECT (plan_notification.notification).*) AS n
-    -- REQ-002: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
+    -- By priority: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
     -- low in-app, e-mail by digest only. A sender's channels narrow that set.
     -- Critical is the user's safety (security alerts): their own switches do not stop it; an org lock does.
     CROSS JOIN LATERAL (
@@ -157,7 +157,7 @@ AS $$
         OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
     ) AS device
     CROSS JOIN LATERAL (
-        -- REQ-019: non-critical push waits for the end of the user's quiet hours (in-app never waits).
+        -- Non-critical push waits for the end of the user's quiet hours (in-app never waits).
         -- Read only where it decides something: push on, not critical, a device to send to.
         SELECT CASE WHEN 'push' = ANY (k.wanted) AND NOT k.critical AND prefs.push_enabled AND device.has_device
                     THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END
@@ -292,7 +292,7 @@ BEGIN
     -- Sent from SQL with a template: one job renders them (in notifyd), then starts their deliveries' jobs.
     SELECT pg_catalog.array_agg(n.id ORDER BY n.id) INTO unrendered
     FROM new_notifications AS n WHERE n.template_id IS NOT NULL AND n.rendered IS NULL;
-    -- REQ-023: bulk sends share one global rate; past it their push and e-mail wait their turn
+    -- Bulk sends share one global rate (bulk.*); past it their push and e-mail wait their turn
     -- (throttled, never refused). Critical announcements go at once.
     SELECT pg_catalog.count(*) INTO throttled FROM new_notifications AS n
     WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical';
@@ -389,8 +389,8 @@ BEGIN
                'auth_key', s.auth_key, 'fcm_token', s.fcm_token, 'device_info', s.device_info) END,
            CASE WHEN k.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
                'id', k.id, 'public_key', k.public_key, 'private_key_encrypted', k.private_key_encrypted) END,
-           (SELECT pg_catalog.count(*) FROM notify.notifications AS u
-            WHERE u.user_id = c.user_id AND u.read_at IS NULL AND u.deleted_at IS NULL)
+           (SELECT pg_catalog.count(*) FROM notify.inbox AS u
+            WHERE u.user_id = c.user_id AND u.read_at IS NULL)
     FROM claimed AS c
     JOIN notify.notifications AS n ON n.id = c.notification_id
     JOIN notify.recipients AS r ON r.user_id = c.user_id

@@ -1,4 +1,4 @@
--- Quiet hours (REQ-019): when a user's non-critical push waits, and until when.
+-- Quiet hours: when a user's non-critical push waits, and until when.
 --
 -- The rules, as notify_private.quiet_hours_end applies them:
 --   * Which windows: those of the user's most specific preference row for the type (the row for the

@@ -1,4 +1,5 @@
--- Preferences (REQ-017/018/019, seed 001 §5.3) and org policy (seed 000 story 6), in SQL.
+-- Preferences (per channel, digest frequency and quiet hours, per type and global) and an org's policy
+-- (defaults and locks an org admin sets for its users), in SQL.
 --
 -- A user reads what is in force for them (notify.preferences) and changes their row for one type
 -- (notify.set_preference) or their global row (notify.set_global_preferences). An org admin sets the
@@ -12,7 +13,7 @@
 --     the type's row, else the global row, else the digest.default_* settings.
 --   * A change names only the keys it changes. A row that does not exist yet starts from what is in
 --     force (push, e-mail) and from the user's global row (digest, quiet hours), so nothing else moves.
---   * In-app is always on (REQ-017): in_app_enabled false is refused.
+--   * In-app is always on, the one channel a user cannot lose: in_app_enabled false is refused.
 --   * A channel an org admin locked for the type (on the type's org row or the org's global row) is
 --     the org's call: a different value is refused with a message naming the lock; the same value
 --     is accepted and changes nothing, so the user's own choice is back when the lock is lifted.

@@ -1,4 +1,4 @@
--- Tracking and the analytics report (REQ-021).
+-- Tracking (what reached and was opened, clicked or acted on) and the analytics report over it.
 --
 -- Recording: every first-party tracked event (push receipts from the service worker, the e-mail open
 -- pixel and click redirect, WebSocket acks) goes through notify_private.record_event: one row per
