@@ -331,6 +331,7 @@ COMMENT ON FUNCTION notify_private.plan_deliveries()
 CREATE OR REPLACE TRIGGER notifications_plan_deliveries AFTER INSERT ON notify.notifications
     REFERENCING NEW TABLE AS new_notifications
     FOR EACH STATEMENT EXECUTE FUNCTION notify_private.plan_deliveries();
+COMMENT ON TRIGGER notifications_plan_deliveries ON notify.notifications IS 'plans the deliveries of the statement''s new notifications and defers their jobs';
 
 -- A test notification the user asks for, to see that each channel reaches them.
 

@@ -78,13 +78,16 @@ COMMENT ON FUNCTION notify_private.audit_change()
 CREATE OR REPLACE TRIGGER notification_templates_audit
     AFTER INSERT OR UPDATE OR DELETE ON notify.notification_templates
     FOR EACH ROW EXECUTE FUNCTION notify_private.audit_change('name', 'type', 'language', 'version', 'is_active');
+COMMENT ON TRIGGER notification_templates_audit ON notify.notification_templates IS 'audits every change of a template';
 CREATE OR REPLACE TRIGGER org_notification_preferences_audit
     AFTER INSERT OR UPDATE OR DELETE ON notify.org_notification_preferences
     FOR EACH ROW EXECUTE FUNCTION notify_private.audit_change(
         'notification_type', 'push_enabled', 'email_enabled', 'digest_frequency', 'push_locked', 'email_locked');
+COMMENT ON TRIGGER org_notification_preferences_audit ON notify.org_notification_preferences IS 'audits every change of an org''s defaults and locks';
 CREATE OR REPLACE TRIGGER retention_policies_audit
     AFTER INSERT OR UPDATE OR DELETE ON notify.retention_policies
     FOR EACH ROW EXECUTE FUNCTION notify_private.audit_change('notification_type', 'max_age', 'max_read_per_user');
+COMMENT ON TRIGGER retention_policies_audit ON notify.retention_policies IS 'audits every change of a retention policy';
 
 CREATE OR REPLACE FUNCTION notify_private.refuse_audit_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -99,5 +102,7 @@ COMMENT ON FUNCTION notify_private.refuse_audit_change() IS 'trigger: refuses UP
 -- Grants cannot stop the table owner or a superuser; this trigger does (short of disabling triggers).
 CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON notify.audit_log
     FOR EACH ROW EXECUTE FUNCTION notify_private.refuse_audit_change();
+COMMENT ON TRIGGER audit_log_append_only ON notify.audit_log IS 'refuses UPDATE and DELETE of audit rows, for every role';
 CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON notify.audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION notify_private.refuse_audit_change();
+COMMENT ON TRIGGER audit_log_no_truncate ON notify.audit_log IS 'refuses TRUNCATE of the audit log, for every role';
