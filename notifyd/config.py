@@ -148,7 +148,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
     ),
-    Variable("PRIVACY_POLICY_URL", "(none)", "link in the footer of e-mails", _RUNNING),
+    Variable(
+        "PRIVACY_POLICY_URL",
+        "(none: e-mails have no privacy link)",
+        "the product's privacy policy, linked in e-mail footers",
+        _RUNNING,
+    ),
     Variable("PROVIDER_TIMEOUT", "10", "seconds a provider call may take before it counts as failed", _RUNNING),
     Variable("WORKER_CONCURRENCY", "8", "jobs one worker runs at once", (WORKER, DEV)),
     Variable("WORKER_HEARTBEAT_INTERVAL", "10", "seconds between the worker's heartbeats", (WORKER, DEV)),

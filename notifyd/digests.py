@@ -260,7 +260,7 @@ def render_digest(digest: Digest, settings: Settings) -> RenderedEmail:
         "unsubscribe_digests": words.unsubscribe_digests,
         "unsubscribe_url": unsubscribe_all,
         "privacy": words.privacy,
-        "privacy_url": settings.privacy_policy_url or f"{settings.public_base_url}/privacy",
+        "privacy_url": settings.privacy_policy_url,
     }
     return RenderedEmail(
         subject=f"{heading}: {summary}",

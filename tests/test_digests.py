@@ -24,7 +24,16 @@ from psycopg import sql
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.deliveries import RetryLater
-from notifyd.digests import ALL_DIGESTS, claim_due_digests, count_label, digest_language, register, send_digest
+from notifyd.digests import (
+    ALL_DIGESTS,
+    Digest,
+    claim_due_digests,
+    count_label,
+    digest_language,
+    register,
+    render_digest,
+    send_digest,
+)
 from notifyd.email import EmailChannel, unsubscribe_token
 from notifyd.worker import connector
 from tests.conftest import database_url
@@ -304,7 +313,7 @@ def test_the_digest_email_groups_counts_links_and_unsubscribes(
         for task in tasks:
             assert f"{PUBLIC_BASE_URL}/notifications/{task}" in part
         assert "https://app.example.com/threads/7" in part and f"/notifications/{mention}" not in part
-        assert f"{PUBLIC_BASE_URL}/privacy" in part
+        assert "privacy" not in part.lower(), "no PRIVACY_POLICY_URL: no link to a page nobody serves"
         assert "Monday 23 November 2026" in part
     assert html.index("Task 0") < html.index("Grace mentioned you"), "the largest group comes first"
     # One-click stops the digests (one token for them all); the footer also names each type's own link.
@@ -328,6 +337,25 @@ def test_the_digest_email_groups_counts_links_and_unsubscribes(
     assert last is not None and last[0] == at
     assert send(db, settings, claimed["id"]) == "gone", "a sent digest is not sent again"
     assert len(resend_service.emails) == 1
+
+
+@pytest.mark.parametrize("privacy", [None, "https://acme.example/privacy?a=1&b=2"])
+def test_the_digest_footer_names_the_product_and_links_privacy_only_when_set(privacy: str | None) -> None:
+    settings = Settings(database_url="postgresql://unused", jwt_secret=JWT_SECRET, public_base_url=PUBLIC_BASE_URL,
+                        resend_from_name="Acme Tasks", privacy_policy_url=privacy)  # fmt: skip
+    items = [{"id": str(uuid.uuid4()), "type": t, "title": "Held", "body": "", "data": {},
+              "created_at": "2026-11-23T08:00:00+00:00"} for t in ("task", "user")]  # fmt: skip
+    digest = Digest(uuid.uuid4(), "daily", datetime(2026, 11, 23, tzinfo=UTC), 1,
+                    {"user_id": str(uuid.uuid4()), "locale": "en", "timezone": "UTC"}, items)  # fmt: skip
+    email = render_digest(digest, settings)
+    for part in (email.html, email.text):
+        assert "Acme Tasks" in part
+        assert ("Privacy policy" in part) is (privacy is not None)
+    if privacy is not None:
+        assert f'href="{privacy.replace("&", "&amp;")}"' in email.html and f"Privacy policy: {privacy}" in email.text
+    # The separators stay between links: none dangling at the end of the footer.
+    footer = email.html.rsplit("border-top", 1)[1]
+    assert footer.count("&middot;") == footer.count("</a>") - 1
 
 
 def test_rate_limits_and_server_errors_are_retried_and_the_digest_arrives_once(
