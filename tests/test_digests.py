@@ -83,8 +83,9 @@ def tick(db: psycopg.Connection[Any], clock: Callable[[datetime], None], at: dat
     return in_worker(db, lambda pool: claim_due_digests(pool, at))
 
 
-def mail_settings(db: psycopg.Connection[Any], resend: ResendService) -> Settings:
+def mail_settings(db: psycopg.Connection[Any], resend: ResendService, privacy: str | None = None) -> Settings:
     return Settings(
+        privacy_policy_url=privacy,
         database_url=database_url(db, login=True),
         jwt_secret=JWT_SECRET,
         public_base_url=PUBLIC_BASE_URL,
@@ -462,7 +463,7 @@ def test_the_digest_speaks_the_recipients_language(
     notify(db, user, "Zweite Aufgabe")
     notify(db, user, "Grace", "user")
     [claimed] = tick(db, clock, MONDAY_NINE)
-    settings = mail_settings(db, resend_service)
+    settings = mail_settings(db, resend_service, privacy="https://example.com/privacy")
     assert send(db, settings, claimed["id"]) == "sent"
     [email] = resend_service.emails
     assert email.subject == subject

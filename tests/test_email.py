@@ -191,12 +191,9 @@ def test_an_email_arrives_escaped_with_a_button_and_an_unsubscribe_link(
 
 @pytest.mark.parametrize("product", ["Acme Tasks", "Ben & Jerry's"])
 def test_the_footer_names_the_product_and_links_its_privacy_policy(
-    db: psycopg.Connection[Any],
-    service: psycopg.Connection[Any],
-    own_worker: Any,
-    resend_service: ResendService,
-    product: str,
-) -> None:
+    product: str, db: psycopg.Connection[Any], service: psycopg.Connection[Any],
+    own_worker: Any, resend_service: ResendService,
+) -> None:  # fmt: skip
     privacy = "https://acme.example/legal/privacy?lang=en&v=2"
     own_worker(**mail_env(resend_service, RESEND_FROM_NAME=product, PRIVACY_POLICY_URL=privacy))
     user = recipient(service, "max@example.com")
