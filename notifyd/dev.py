@@ -192,6 +192,8 @@ def dev_settings(login_url: str) -> Settings:
         defaults["vapid_subject"] = "mailto:dev@localhost"
     if env("RESEND_FROM_NAME") is None:
         defaults["resend_from_name"] = DEMO_PRODUCT
+    if settings.notification_center_url is None:
+        defaults["notification_center_url"] = f"{settings.public_base_url}/#inbox"
     if settings.resend_api_key is None:
         defaults |= {
             "resend_api_key": OUTBOX_API_KEY,

@@ -81,15 +81,20 @@ def test_the_dev_sink_lists_what_arrived_escaped(subject: str, to: str) -> None:
     assert "1 e-mail(s) caught" in page and "Nothing has arrived yet." not in page
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, dev.DEMO_PRODUCT), ("Initech", "Initech")])
-def test_dev_e_mails_name_the_demo_product_unless_resend_from_name_says(
-    configured: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [({}, (dev.DEMO_PRODUCT, "http://127.0.0.1:8000/#inbox")),
+     ({"RESEND_FROM_NAME": "Initech", "NOTIFICATION_CENTER_URL": "https://initech.example/inbox"},
+      ("Initech", "https://initech.example/inbox"))],
+)  # fmt: skip
+def test_dev_e_mails_name_the_demo_and_link_its_inbox_unless_configured(
+    configured: dict[str, str], expected: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
-    monkeypatch.delenv("JWT_SECRET", raising=False)
-    monkeypatch.delenv("RESEND_API_KEY", raising=False)
-    if configured is None:
-        monkeypatch.delenv("RESEND_FROM_NAME", raising=False)
-    else:
-        monkeypatch.setenv("RESEND_FROM_NAME", configured)
-    assert dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd").resend_from_name == expected
+    for name in ("JWT_SECRET", "RESEND_API_KEY", "RESEND_FROM_NAME", "NOTIFICATION_CENTER_URL", "PUBLIC_BASE_URL",
+                 "NOTIFYD_HOST", "NOTIFYD_PORT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in configured.items():
+        monkeypatch.setenv(name, value)
+    made = dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd")
+    assert (made.resend_from_name, made.notification_center_url) == expected
