@@ -35,6 +35,8 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(SNAPSHOT_ARCHIVE) as archive:
         archive.extractall(target, filter="data")
     return target / "sql"
+
+
 TABLES = ("recipients", "notifications", "notification_deliveries", "notification_preferences",
           "notification_templates",
           "push_subscriptions")  # fmt: skip
