@@ -1,7 +1,9 @@
 """The browser side, served by notifyd itself: the JS client, the custom elements and the service worker.
 
-Files are read from the package once and served with an ETag; only the names below are served. The
-service worker is also served at the origin's root, the only place its scope can cover a whole site.
+Files are read from the package once and served with an ETag; only the names below (and the element
+modules) are served. The service worker is also served at the origin's root, the only place its scope can
+cover a whole site; so is the icon, where browsers ask for it on every page of the origin (the demo, e-mail
+previews, the API).
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from starlette.routing import BaseRoute, Route
 
 STATIC_PREFIX = "/static"
 SERVICE_WORKER = "notifyd-sw.js"
+JS = "text/javascript"
+FAVICON = "favicon.ico"
 FILES = {
-    "notifyd-client.js": "text/javascript",
+    "notifyd-client.js": JS,
     "notifyd-client.d.ts": "application/typescript",
-    "notifyd-elements.js": "text/javascript",
-    "notifyd-push.js": "text/javascript",
-    SERVICE_WORKER: "text/javascript",
+    "notifyd-elements.js": JS,
+    "notifyd-push.js": JS,
+    SERVICE_WORKER: JS,
+    FAVICON: "image/x-icon",
 }
+# notifyd-elements.js imports one module per custom element from here: every .js file in it is served.
+ELEMENTS_DIR = "elements"
 # Modules are imported from other origins (the product's pages): they are public code, like a CDN's.
 CACHE_CONTROL = "public, max-age=300, must-revalidate"
 
@@ -47,8 +54,10 @@ class StaticFile:
 
 def _load() -> dict[str, StaticFile]:
     static = resources.files("notifyd").joinpath("static")
+    elements = static.joinpath(ELEMENTS_DIR)
+    modules = [f"{ELEMENTS_DIR}/{path.name}" for path in elements.iterdir() if path.name.endswith(".js")]
     loaded = {}
-    for name, media_type in FILES.items():
+    for name, media_type in {**FILES, **dict.fromkeys(modules, JS)}.items():
         path = static.joinpath(name)
         if path.is_file():
             body = path.read_bytes()
@@ -65,13 +74,17 @@ def routes() -> list[BaseRoute]:
             return Response("not found", status_code=404, media_type="text/plain")
         return found.response(request)
 
-    async def service_worker(request: Request) -> Response:
-        found = files.get(SERVICE_WORKER)
-        if found is None:
-            return Response("not found", status_code=404, media_type="text/plain")
-        return found.response(request, {"Service-Worker-Allowed": "/"})
+    def at_root(name: str, headers: dict[str, str] | None = None) -> Route:
+        async def serve(request: Request) -> Response:
+            found = files.get(name)
+            if found is None:
+                return Response("not found", status_code=404, media_type="text/plain")
+            return found.response(request, headers)
+
+        return Route(f"/{name}", serve, methods=["GET"])
 
     return [
-        Route(f"{STATIC_PREFIX}/{{name}}", static_file, methods=["GET"]),
-        Route(f"/{SERVICE_WORKER}", service_worker, methods=["GET"]),
+        Route(f"{STATIC_PREFIX}/{{name:path}}", static_file, methods=["GET"]),
+        at_root(SERVICE_WORKER, {"Service-Worker-Allowed": "/"}),
+        at_root(FAVICON),
     ]

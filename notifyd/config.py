@@ -148,7 +148,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
     ),
-    Variable("PRIVACY_POLICY_URL", "(none)", "link in the footer of e-mails", _RUNNING),
+    Variable(
+        "PRIVACY_POLICY_URL",
+        "(none: e-mails have no privacy link)",
+        "the product's privacy policy, linked in e-mail footers",
+        _RUNNING,
+    ),
+    Variable(
+        "NOTIFICATION_CENTER_URL",
+        "(none: digests link only what notifications link)",
+        "the product's page of a user's notifications, linked from digest e-mails",
+        _RUNNING,
+    ),
     Variable("PROVIDER_TIMEOUT", "10", "seconds a provider call may take before it counts as failed", _RUNNING),
     Variable("WORKER_CONCURRENCY", "8", "jobs one worker runs at once", (WORKER, DEV)),
     Variable("WORKER_HEARTBEAT_INTERVAL", "10", "seconds between the worker's heartbeats", (WORKER, DEV)),
@@ -307,6 +318,8 @@ class Settings:
     resend_from_name: str = "notifyd"
     resend_webhook_secret: str | None = field(default=None, repr=False)
     privacy_policy_url: str | None = None
+    # The product's notification center: notifyd serves no such page, so digests link it only when set.
+    notification_center_url: str | None = None
     # Seconds any provider call may take before it counts as failed (and is retried).
     provider_timeout: float = 10.0
     worker_concurrency: int = 8
@@ -375,6 +388,7 @@ class Settings:
             resend_from_name=_text("RESEND_FROM_NAME") or "notifyd",
             resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
             privacy_policy_url=_text("PRIVACY_POLICY_URL"),
+            notification_center_url=_text("NOTIFICATION_CENTER_URL"),
             provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),
             worker_concurrency=_int("WORKER_CONCURRENCY", 8),
             worker_heartbeat_interval=_float("WORKER_HEARTBEAT_INTERVAL", 10.0),

@@ -13,6 +13,7 @@ import html
 import json
 import secrets
 import signal
+import string
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,11 @@ DEMO_USERS = {
     "bob": uuid.UUID("b0b00000-0000-4000-8000-000000000002"),
     "carol": uuid.UUID("ca201000-0000-4000-8000-000000000003"),
 }
+# The demo's tour shows both ways e-mail goes: alice takes it at once (her own preference, set on the first
+# run), bob and carol keep the default daily digest.
+INSTANT_EMAIL_USER = "alice"
+# The product the demo page plays; e-mails name it as their sender unless RESEND_FROM_NAME says otherwise.
+DEMO_PRODUCT = "Acme Tasks"
 SECRETS_FILE = "dev-secrets.json"
 OUTBOX_API_KEY = "re_dev_outbox"
 
@@ -65,6 +71,7 @@ async def prepare_database(owner_url: str) -> str:
         await conn.execute(query("grant_dev_login"))
         for name, user_id in DEMO_USERS.items():
             await conn.execute(query("dev_recipient"), user_id, f"{name}@example.com")
+        await conn.execute(query("dev_instant_email"), DEMO_USERS[INSTANT_EMAIL_USER])
     finally:
         await conn.close()
     return _as_login(owner_url)
@@ -87,13 +94,19 @@ DEMO_CSP = (
 )
 # An e-mail's own HTML, sandboxed (no script of it runs on this origin), with its remote images as a mail
 # client would show them.
+NOTHING_CAUGHT = '<tr><td colspan="3">Nothing has arrived yet.</td></tr>'
 EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-ancestors 'none'"
 
 
 class Outbox:
-    """Resend's POST /emails, kept in memory: where dev e-mail lands when no provider is configured."""
+    """Resend's POST /emails, kept in memory: where dev e-mail lands when no provider is configured.
 
-    def __init__(self) -> None:
+    Its page (/dev/outbox) is a developer's tool, not part of the demo product, and looks it: it must not
+    pass for the demo's own "E-mail outbox" tab.
+    """
+
+    def __init__(self, page: str) -> None:
+        self._page = string.Template(page)
         self.emails: list[dict[str, object]] = []
         self._by_key: dict[str, str] = {}
 
@@ -115,11 +128,7 @@ class Outbox:
             f'<td><a href="/dev/outbox/{e["id"]}">{html.escape(str(e.get("subject")))}</a></td></tr>'
             for e in self.emails
         )
-        return HTMLResponse(
-            "<!doctype html><title>notifyd outbox</title><h1>Outbox</h1>"
-            "<p>E-mail that notifyd dev sent (no provider is configured). <a href='/'>Back to the demo</a></p>"
-            f"<table><tr><th>at</th><th>to</th><th>subject</th></tr>{rows}</table>"
-        )
+        return HTMLResponse(self._page.substitute(count=len(self.emails), rows=rows or NOTHING_CAUGHT))
 
     async def listing(self, _: Request) -> JSONResponse:
         fields = ("id", "received_at", "subject")
@@ -137,7 +146,7 @@ class Outbox:
 def routes(settings: Settings) -> list[BaseRoute]:
     static = resources.files("notifyd").joinpath("static")
     page = static.joinpath("demo.html").read_text(encoding="utf-8")
-    outbox = Outbox()
+    outbox = Outbox(static.joinpath("dev-sink.html").read_text(encoding="utf-8"))
 
     async def demo(_: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
@@ -181,6 +190,10 @@ def dev_settings(login_url: str) -> Settings:
         defaults["secrets"] = SecretBox(parse_key(kept["encryption_key"]))
     if settings.vapid_subject is None:
         defaults["vapid_subject"] = "mailto:dev@localhost"
+    if env("RESEND_FROM_NAME") is None:
+        defaults["resend_from_name"] = DEMO_PRODUCT
+    if settings.notification_center_url is None:
+        defaults["notification_center_url"] = f"{settings.public_base_url}/#inbox"
     if settings.resend_api_key is None:
         defaults |= {
             "resend_api_key": OUTBOX_API_KEY,

@@ -230,7 +230,7 @@ def render_digest(digest: Digest, settings: Settings) -> RenderedEmail:
             {
                 "title": item["title"] or words.untitled.format(type=item["type"]),
                 "body": _preview(item["body"] or ""),
-                "url": open_link(item.get("data") or {}) or f"{settings.public_base_url}/notifications/{item['id']}",
+                "url": open_link(item.get("data") or {}) or settings.notification_center_url,
                 "time": _date(words, words.item_time, created, short=True),
             }
         )
@@ -255,12 +255,12 @@ def render_digest(digest: Digest, settings: Settings) -> RenderedEmail:
         "summary": summary,
         "groups": groups,
         "all_notifications": words.all_notifications,
-        "notifications_url": f"{settings.public_base_url}/notifications",
+        "notifications_url": settings.notification_center_url,
         "footer": words.footer.format(sender=settings.resend_from_name),
         "unsubscribe_digests": words.unsubscribe_digests,
         "unsubscribe_url": unsubscribe_all,
         "privacy": words.privacy,
-        "privacy_url": settings.privacy_policy_url or f"{settings.public_base_url}/privacy",
+        "privacy_url": settings.privacy_policy_url,
     }
     return RenderedEmail(
         subject=f"{heading}: {summary}",

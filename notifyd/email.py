@@ -139,7 +139,7 @@ def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
         "type": notification["type"],
         "open_url": click_url(settings, delivery, link) if link is not None else None,
         "unsubscribe_url": unsubscribe_url,
-        "privacy_url": settings.privacy_policy_url or f"{settings.public_base_url}/privacy",
+        "privacy_url": settings.privacy_policy_url,
         "sender": settings.resend_from_name,
     }
     if own is not None:

@@ -118,10 +118,105 @@ def _parameters(e: Endpoint) -> list[dict[str, Any]]:
     return params
 
 
+# Every operation's tag is the one of the longest path prefix here that its path starts with; the tags are
+# the chapters of the REST reference, so a route lands in its chapter by where it lives, not by which module
+# serves it.
+_TAG_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("/api/v1/notifications", "notifications"),
+    ("/api/v1/internal/notifications", "notifications"),
+    ("/api/v1/notifications/push", "push"),
+    ("/api/v1/notifications/vapid-public-key", "push"),
+    ("/api/v1/notifications/preferences", "preferences"),
+    ("/api/v1/admin/orgs", "preferences"),
+    ("/api/v1/admin/templates", "templates"),
+    ("/api/v1/notifications/history", "history"),
+    ("/api/v1/notifications/export", "history"),
+    ("/api/v1/notifications/analytics", "history"),
+    ("/api/v1/admin/users", "history"),
+    ("/api/v1/notifications/receipts", "tracking"),
+    ("/t/", "tracking"),
+    ("/unsubscribe/", "email"),
+    ("/api/v1/webhooks/resend", "email"),
+    ("/api/v1/notifications/stream", "realtime"),
+)
+
+TAGS: list[dict[str, str]] = [
+    {"name": "notifications", "description": "Send notifications, and the notification center of the caller."},
+    {"name": "push", "description": "Web Push and FCM devices of the caller, and the VAPID key they subscribe with."},
+    {"name": "preferences", "description": "The caller's channels, digests and quiet hours; org defaults and locks."},
+    {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
+    {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
+    {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
+    {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
+    {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
+    {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},
+]
+
+
+# OpenAPI has no words for a WebSocket: its protocol is described here, as the extension x-websocket, and
+# the REST reference renders it next to the Server-Sent Events route that carries the same events.
+_SEQ_OR_ID = "a seq (an integer 0 … 2^63-1, or those digits as a string) or a notification id"
+WEBSOCKET: dict[str, Any] = {
+    "path": "/api/v1/notifications/ws",
+    "tag": "realtime",
+    "description": "The notification center in real time, for end users. Every message is one JSON object "
+    "with a `type`; the server sends events in `seq` order and a changed notification again with its new "
+    "`seq`. A client that reconnects resumes from the last `seq` it saw and misses nothing.",
+    "authentication": "A user JWT (role authenticated) as `?token=` in the URL (kept out of the logs), or in "
+    'a first message `{"type": "authenticate", "token": …}` within 5 s. A later authenticate message with a '
+    "fresh token of the same user extends the session. `?after=` resumes at once.",
+    "client_messages": {
+        "authenticate": {"fields": {"token": "the user's JWT"}, "answer": "authenticated"},
+        "ping": {"fields": {}, "answer": "pong"},
+        "mark_read": {"fields": {"notification_id": "uuid"}, "answer": "read_status_updated, or error NOT_FOUND"},
+        "ack": {
+            "fields": {"notification_id": "uuid"},
+            "answer": "nothing; the in-app delivery is recorded as delivered, once (error NOT_FOUND if not yours)",
+        },
+        "resume": {
+            "fields": {"after": _SEQ_OR_ID},
+            "answer": "every notification changed after it, in seq order, then resumed",
+        },
+    },
+    "server_messages": {
+        "authenticated": {"fields": {"user_id": "uuid"}},
+        "notification": {"fields": {"data": "the notification, with its seq"}},
+        "unread_count": {"fields": {"count": "integer", "by_type": "object: type → count"}},
+        "read_status_updated": {
+            "fields": {"notification_id": "uuid", "read_at": "RFC 3339 time", "unread_count": "integer"}
+        },
+        "resumed": {"fields": {"count": "how many notifications the resume sent"}},
+        "pong": {"fields": {"timestamp": "RFC 3339 time"}},
+        "error": {
+            "fields": {
+                "code": "AUTH_FAILED, INVALID_MESSAGE, NOT_FOUND, RATE_LIMITED or TOO_MANY_CONNECTIONS",
+                "message": "what is wrong",
+            }
+        },
+    },
+    "close_codes": {
+        "4001": "authentication failed, the token expired, or a token of another user",
+        "4008": "the user already has WS_MAX_CONNECTIONS_PER_USER sockets and streams open in this process",
+        "1008": "flooding: more than 10 messages per second sustained, the errors ignored",
+        "1009": "a message over 4 KB",
+        "1013": "the server is full (WS_MAX_CONNECTIONS) or the client is too slow (2,048 events queued): "
+        "reconnect and resume",
+    },
+}
+
+
+def tag_of(path: str) -> str:
+    """The chapter of the REST reference that a path belongs to."""
+    matches = [(len(prefix), tag) for prefix, tag in _TAG_PREFIXES if path.startswith(prefix)]
+    if not matches:
+        raise ValueError(f"no tag for {path}: add its prefix to _TAG_PREFIXES")
+    return max(matches)[1]
+
+
 def _operation_id(e: Endpoint, names: Counter[str]) -> str:
-    """The handler's name, or module_name where two modules use one name (operationIds are unique)."""
+    """The handler's name, or tag_name where two handlers share a name (operationIds are unique)."""
     name = e.handler.__name__
-    return name if names[name] == 1 else f"{e.handler.__module__.rsplit('.', 1)[-1]}_{name}"
+    return name if names[name] == 1 else f"{tag_of(e.openapi_path)}_{name}"
 
 
 def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -169,6 +264,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
                 "content": {"application/json": {"schema": error_ref}},
             }
         operation: dict[str, Any] = {
+            "tags": [tag_of(e.openapi_path)],
             "summary": e.summary,
             "operationId": _operation_id(e, names),
             "parameters": _parameters(e),
@@ -194,6 +290,9 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
             "description": "User notifications where PostgreSQL does the work. Errors are "
             '{"error": {"code", "message"}}, with "field" and "hint" when they are known.',
         },
+        "servers": [{"url": "/", "description": "the notifyd serving this document (PUBLIC_BASE_URL in production)"}],
+        "tags": TAGS,
+        "x-websocket": WEBSOCKET,
         "paths": paths,
         "components": {
             "schemas": components,
@@ -218,11 +317,17 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
 
 
 def _plain(
-    summary: str, schema: dict[str, Any], *, media_type: str = "application/json", extra: dict[str, Any] | None = None
+    operation_id: str,
+    summary: str,
+    schema: dict[str, Any],
+    *,
+    media_type: str = "application/json",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": summary, "content": {media_type: {"schema": schema}}}}
     responses.update(extra or {})
-    return {"get": {"summary": summary, "security": [], "parameters": [], "responses": responses}}
+    operation = {"tags": ["operations"], "summary": summary, "operationId": operation_id, "security": []}
+    return {"get": {**operation, "parameters": [], "responses": responses}}
 
 
 _READY = {
@@ -240,14 +345,16 @@ _READY = {
 # The routes of notifyd.health and this document itself.
 OPERATIONAL_PATHS: dict[str, dict[str, Any]] = {
     "/healthz": _plain(
+        "liveness",
         "liveness: the process answers",
         {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "const": "ok"}}},
     ),
     "/readyz": _plain(
+        "readiness",
         "readiness: the database answers and the LISTEN connection is up",
         _READY,
         extra={"503": {"description": "not ready", "content": {"application/json": {"schema": _READY}}}},
     ),
-    "/metrics": _plain("Prometheus metrics of this process", {"type": "string"}, media_type="text/plain"),
-    "/openapi.json": _plain("this document", {"type": "object"}),
+    "/metrics": _plain("metrics", "Prometheus metrics of this process", {"type": "string"}, media_type="text/plain"),
+    "/openapi.json": _plain("openapi_document", "this document", {"type": "object"}),
 }

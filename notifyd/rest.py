@@ -56,7 +56,7 @@ from notifyd.render_pool import RenderPool
 
 PREFIX = "/api/v1/notifications"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_priority
+PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_notifications
 
 NOT_FOUND = "notification not found"
 NO_SENSITIVE_FIELDS = "this notification has no sensitive fields"
@@ -338,9 +338,8 @@ async def list_notifications(request: Request) -> Response:
         after = decode_cursor(params.cursor, params.sort)
     async with as_caller(request.app.state.pool, caller) as conn:
         rows = await conn.fetch(
-            query(f"list_{params.sort}"),
-            params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1,
-            *([after[2]] if params.sort == "priority" else []),
+            query("list_notifications"),
+            params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1, params.sort, after[2],
         )  # fmt: skip
         unread = await conn.fetchval(query("unread_count"))
     page, has_more = rows[: params.limit], len(rows) > params.limit

@@ -1,8 +1,9 @@
 # Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
 # extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
-# systemd-analyze for the unit files.
+# systemd-analyze for the unit files, TypeScript for the type check of the browser modules.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+TYPESCRIPT=5.9.3  # tests/test_js_types.py checks this is the version it runs
 
 setup_venv() {
     if [ ! -x .venv/bin/python ]; then
@@ -25,6 +26,14 @@ setup_test_tools() {
         echo "setup: installing systemd for systemd-analyze" >&2
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+    fi
+
+    # tests/test_js_types.py type-checks notifyd/static with tsc, from npm into .tools/ (git-ignored). Pinned to
+    # 5.9.x: the stable compiler written in JS, whose checkJs (types from JSDoc comments) is mature and which runs on
+    # the Node 20 we have; the registry's latest, 7.x, is the native port, newer than that check needs.
+    if [ "$(.tools/node_modules/.bin/tsc --version 2>/dev/null)" != "Version $TYPESCRIPT" ] && command -v npm >/dev/null; then
+        echo "setup: installing TypeScript $TYPESCRIPT into .tools/" >&2
+        npm install --prefix .tools --no-audit --no-fund --no-save --silent "typescript@$TYPESCRIPT" >/dev/null
     fi
 
     # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.

@@ -526,6 +526,25 @@ def test_preferences_with_browser_notifications(
         expect(toggle).to_have_attribute("data-state", "unsubscribed")
         expect(toggle).to_contain_text("Browser notifications are off for this browser.")
         expect(toggle.get_by_role("button", name="Enable browser notifications")).to_be_visible()
+
+        # A browser without a push service: the toggle says so in words, not with the browser's own error.
+        fresh.add_init_script(
+            "PushManager.prototype.subscribe = () => Promise.reject("
+            "new DOMException('Registration failed - push service error', 'AbortError'))"
+        )
+        page.reload()
+        toggle.get_by_role("button", name="Enable browser notifications").click()
+        expect(toggle).to_contain_text("This browser cannot receive notifications here: its push service is not")
+        expect(toggle).not_to_contain_text("Registration failed")
+        # Refused by the browser itself (a policy, say): how to unblock, not "NotAllowedError".
+        fresh.add_init_script(
+            "PushManager.prototype.subscribe = () => Promise.reject("
+            "new DOMException('Registration failed - permission denied', 'NotAllowedError'))"
+        )
+        page.reload()
+        toggle.get_by_role("button", name="Enable browser notifications").click()
+        expect(toggle).to_contain_text("Notifications are blocked for this site. To unblock them")
+        expect(toggle).not_to_contain_text("Registration failed")
         assert page.errors == []
     finally:
         fresh.close()
@@ -575,4 +594,36 @@ def test_configure_gives_waiting_elements_their_client(
     expect(badge(page)).to_have_text("2")
     expect(page).to_have_title("App")
     expect(page.locator("notifyd-toasts")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_the_elements_survive_being_loaded_twice(context: Any, server: ServerProcess, server_owner_url: str) -> None:
+    """A second copy of each element module (another URL) leaves the first definitions in place, without errors."""
+    user = uuid.uuid4()
+    page = center(context, server, user, inbox=False)
+    page.evaluate(
+        """() => Promise.all(["toasts", "bell", "inbox", "push-toggle", "preferences"].map(
+            (name) => import(`/static/elements/${name}.js?copy=2`)))"""
+    )
+    send(server_owner_url, user, "Still here")
+    expect(badge(page)).to_have_text("1")
+    expect(toasts(page)).to_have_text(["Still here×"])
+    assert page.errors == []
+
+
+def test_the_page_places_the_toasts(context: Any, server: ServerProcess, server_owner_url: str) -> None:
+    """Bottom right by default; --notifyd-toasts-inset moves them (here: bottom left, clear of a side panel)."""
+    user = uuid.uuid4()
+    page = center(context, server, user, inbox=False)
+    page.emulate_media(reduced_motion="reduce")  # no slide-in: the boxes are where they stay
+    send(server_owner_url, user, "Where am I")
+    expect(toasts(page)).to_have_count(1)
+
+    def edges() -> tuple[float, float, float]:
+        box = toasts(page).first.bounding_box()
+        return round(box["x"]), round(1200 - box["x"] - box["width"]), round(800 - box["y"] - box["height"])
+
+    assert edges() == (1200 - 16 - 360, 16, 16)
+    page.add_style_tag(content=":root { --notifyd-toasts-inset: auto auto 16px 16px; }")
+    assert edges() == (16, 1200 - 16 - 360, 16)
     assert page.errors == []

@@ -99,6 +99,31 @@ def test_every_object_of_notify_has_a_purpose_comment(db: psycopg.Connection[Any
     assert uncommented == []
 
 
+def test_every_trigger_of_ours_has_a_purpose_comment_and_every_comment_is_one_line(
+    db: psycopg.Connection[Any],
+) -> None:
+    triggers = rows(
+        db,
+        """
+        SELECT t.tgname, obj_description(t.oid, 'pg_trigger') FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+        WHERE c.relnamespace::regnamespace::text = ANY(%(schemas)s) AND NOT t.tgisinternal""",
+    )
+    assert len(triggers) >= 10
+    assert [t[0] for t in triggers if t[1] is None] == []
+    comments = rows(
+        db,
+        """
+        SELECT d.objoid::text, d.description FROM pg_description d
+        WHERE d.objsubid = 0 AND d.objoid IN (
+            SELECT c.oid FROM pg_class c WHERE c.relnamespace::regnamespace::text = ANY(%(schemas)s)
+            UNION ALL SELECT p.oid FROM pg_proc p WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s)
+            UNION ALL SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                      WHERE c.relnamespace::regnamespace::text = ANY(%(schemas)s))""",
+    )
+    assert len(comments) > 100
+    assert [c for c in comments if "\n" in c[1] or not c[1].strip()] == []
+
+
 def test_the_group_roles_cannot_log_in(db: psycopg.Connection[Any]) -> None:
     roles = db.execute("""
         SELECT rolname, rolcanlogin, rolsuper, rolbypassrls FROM pg_roles

@@ -453,7 +453,7 @@ CLAIMS = st.fixed_dictionaries(
 
 
 def _time_ok(value: Any, *, future: bool) -> bool | None:
-    """The README's rule for a NumericDate; None when too close to now to call (the leeway's edge)."""
+    """The rule for a NumericDate (docs/security.md); None when too close to now to call (the leeway's edge)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= LATEST_TIME:
         return False
     if abs(value - NOW) < LEEWAY + 120 + (time.time() - NOW):
@@ -474,7 +474,7 @@ def _storable(value: Any, depth: int = 32) -> bool:
 
 
 def well_formed(claims: dict[str, Any]) -> bool | None:
-    """Whether the README's rules accept these claims (None: an exp or nbf too near now to tell)."""
+    """Whether docs/security.md's rules accept these claims (None: an exp or nbf too near now to tell)."""
     exp = claims.get("exp", ABSENT)
     if exp is ABSENT or exp is None:
         return False

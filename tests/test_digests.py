@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
 import unicodedata
 import uuid
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import markupsafe
 import procrastinate
 import psycopg
 import pytest
@@ -26,7 +28,16 @@ from psycopg import sql
 from notifyd.config import Settings
 from notifyd.db import create_pool
 from notifyd.deliveries import RetryLater
-from notifyd.digests import ALL_DIGESTS, claim_due_digests, count_label, digest_language, register, send_digest
+from notifyd.digests import (
+    ALL_DIGESTS,
+    Digest,
+    claim_due_digests,
+    count_label,
+    digest_language,
+    register,
+    render_digest,
+    send_digest,
+)
 from notifyd.email import EmailChannel, unsubscribe_token
 from notifyd.worker import connector
 from tests.conftest import database_url
@@ -76,8 +87,10 @@ def tick(db: psycopg.Connection[Any], clock: Callable[[datetime], None], at: dat
     return in_worker(db, lambda pool: claim_due_digests(pool, at))
 
 
-def mail_settings(db: psycopg.Connection[Any], resend: ResendService) -> Settings:
+def mail_settings(db: psycopg.Connection[Any], resend: ResendService, **pages: str) -> Settings:
+    """Sends through the stand-in; `pages`: the product's pages digests may link (privacy policy, center)."""
     return Settings(
+        **pages,
         database_url=database_url(db, login=True),
         jwt_secret=JWT_SECRET,
         public_base_url=PUBLIC_BASE_URL,
@@ -303,10 +316,10 @@ def test_the_digest_email_groups_counts_links_and_unsubscribes(
     assert "Fix <script>alert(1)</script>" in text, "the text part is not HTML-escaped"
     for part in (html, text):
         assert "4 new notifications" in part and "3 task updates, 1 mention" in part
-        for task in tasks:
-            assert f"{PUBLIC_BASE_URL}/notifications/{task}" in part
-        assert "https://app.example.com/threads/7" in part and f"/notifications/{mention}" not in part
-        assert f"{PUBLIC_BASE_URL}/privacy" in part
+        assert "Task 0" in part and "Task 1" in part
+        # Only what the notifications link: no NOTIFICATION_CENTER_URL or PRIVACY_POLICY_URL, no page nobody serves.
+        assert "https://app.example.com/threads/7" in part and "/notifications" not in part
+        assert "privacy" not in part.lower() and "All notifications" not in part
         assert "Monday 23 November 2026" in part
     assert html.index("Task 0") < html.index("Grace mentioned you"), "the largest group comes first"
     # One-click stops the digests (one token for them all); the footer also names each type's own link.
@@ -330,6 +343,38 @@ def test_the_digest_email_groups_counts_links_and_unsubscribes(
     assert last is not None and last[0] == at
     assert send(db, settings, claimed["id"]) == "gone", "a sent digest is not sent again"
     assert len(resend_service.emails) == 1
+
+
+@pytest.mark.parametrize(
+    ("privacy", "center"),
+    [(None, None), ("https://acme.example/privacy?a=1&b=2", None), (None, "https://acme.example/inbox?tab=all&x=1"),
+     ("https://acme.example/privacy", "https://acme.example/inbox")],
+)  # fmt: skip
+def test_the_digest_links_only_the_pages_that_are_set(privacy: str | None, center: str | None) -> None:
+    settings = Settings(database_url="postgresql://unused", jwt_secret=JWT_SECRET, public_base_url=PUBLIC_BASE_URL,
+                        resend_from_name="Acme Tasks", privacy_policy_url=privacy,
+                        notification_center_url=center)  # fmt: skip
+    thread = "https://acme.example/threads/7"
+    items = [{"id": str(uuid.uuid4()), "type": t, "title": f"Held {t}", "body": "", "data": data,
+              "created_at": "2026-11-23T08:00:00+00:00"}
+             for t, data in (("task", {}), ("user", {"url": thread}))]  # fmt: skip
+    digest = Digest(uuid.uuid4(), "daily", datetime(2026, 11, 23, tzinfo=UTC), 1,
+                    {"user_id": str(uuid.uuid4()), "locale": "en", "timezone": "UTC"}, items)  # fmt: skip
+    email = render_digest(digest, settings)
+    for part in (email.html, email.text):
+        assert "Acme Tasks" in part and "Held task" in part and thread in part
+        assert ("Privacy policy" in part) is (privacy is not None)
+        assert ("All notifications" in part) is (center is not None)
+        assert "/notifications" not in part, "notifyd serves no notification center"
+    links = set(re.findall(r'href="([^"]*)"', email.html))
+    unsubscribe = {link for link in links if link.startswith(f"{PUBLIC_BASE_URL}/unsubscribe/")}
+    wanted = {thread, *(str(markupsafe.escape(page)) for page in (privacy, center) if page is not None)}
+    assert links - unsubscribe == wanted, "every link goes to a page that is set"
+    if center is not None:
+        assert f"  {center}\n" in email.text and f"All notifications: {center}" in email.text
+    # The separators stay between links: none dangling at the end of the footer.
+    footer = email.html.rsplit("border-top", 1)[1]
+    assert footer.count("&middot;") == footer.count("</a>") - 1
 
 
 def test_rate_limits_and_server_errors_are_retried_and_the_digest_arrives_once(
@@ -436,7 +481,8 @@ def test_the_digest_speaks_the_recipients_language(
     notify(db, user, "Zweite Aufgabe")
     notify(db, user, "Grace", "user")
     [claimed] = tick(db, clock, MONDAY_NINE)
-    settings = mail_settings(db, resend_service)
+    settings = mail_settings(db, resend_service, privacy_policy_url="https://example.com/privacy",
+                             notification_center_url="https://example.com/notifications")  # fmt: skip
     assert send(db, settings, claimed["id"]) == "sent"
     [email] = resend_service.emails
     assert email.subject == subject

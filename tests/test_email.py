@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import markupsafe
 import psycopg
 import pytest
 from hypothesis import given, settings
@@ -147,7 +148,7 @@ def token_of(email: SentEmail) -> str:
 # --- sending ------------------------------------------------------------------------------------------
 
 
-def test_an_email_arrives_escaped_with_unsubscribe_and_privacy_links(
+def test_an_email_arrives_escaped_with_a_button_and_an_unsubscribe_link(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any], worker: WorkerProcess, resend_service: ResendService
 ) -> None:
     user = recipient(service, "ada@example.com")
@@ -173,7 +174,7 @@ def test_an_email_arrives_escaped_with_unsubscribe_and_privacy_links(
     assert open_token(JWT_SECRET, "click", click.rsplit("/", 1)[1])["url"] == "https://app.example.com/tasks/7"
     assert "javascript:" not in email.html
     assert "<script>alert(1)</script> & more" in email.text and "Line <b>two</b>" in email.text
-    assert f"Open: {click}" in email.text
+    assert f"Open in notifyd: {click}" in email.text
 
     link = email.headers["List-Unsubscribe"].removeprefix("<").removesuffix(">")
     assert email.headers["List-Unsubscribe"] == f"<{link}>"
@@ -181,13 +182,40 @@ def test_an_email_arrives_escaped_with_unsubscribe_and_privacy_links(
     assert link.startswith(f"{PUBLIC_BASE_URL}/unsubscribe/") and len(token_of(email)) > 40
     for part in (email.html, email.text):
         assert link in part
-        assert f"{PUBLIC_BASE_URL}/privacy" in part
         assert "task notifications" in part
+        # No PRIVACY_POLICY_URL: no privacy link at all, rather than one to a page nobody serves.
+        assert "privacy" not in part.lower()
     analytics = db.execute(
         "SELECT event FROM notify.notification_analytics WHERE notification_id = %s AND channel = 'email'",
         (notification,),
     ).fetchall()
     assert analytics == [("sent",)]
+
+
+@pytest.mark.parametrize("product", ["Acme Tasks", "Ben & Jerry's"])
+def test_the_footer_names_the_product_and_links_its_privacy_policy(
+    product: str, db: psycopg.Connection[Any], service: psycopg.Connection[Any],
+    own_worker: Any, resend_service: ResendService,
+) -> None:  # fmt: skip
+    privacy = "https://acme.example/legal/privacy?lang=en&v=2"
+    own_worker(**mail_env(resend_service, RESEND_FROM_NAME=product, PRIVACY_POLICY_URL=privacy))
+    user = recipient(service, "max@example.com")
+    action = "https://app.example.com/tasks/9"
+    settled(db, send(service, user, data={"action_url": action}), "sent")
+
+    [email] = emails_to(resend_service, "max@example.com")
+    assert email.html is not None and email.text is not None
+    escaped = str(markupsafe.escape(product))  # as Jinja2 escapes it
+    assert f"because {product} sends you task notifications" in email.text
+    assert f"because {escaped} sends" in email.html
+    # The call to action: one button to the notification's action URL (through the click redirect), in
+    # both parts.
+    [(click, label)] = re.findall(r'<a href="([^"]*/t/click/[^"]*)"[^>]*>([^<]*)</a>', email.html)
+    assert label == f"Open in {escaped}"
+    assert open_token(JWT_SECRET, "click", click.rsplit("/", 1)[1])["url"] == action
+    assert f"Open in {product}: {click}" in email.text
+    assert f'href="{markupsafe.escape(privacy)}"' in email.html and ">Privacy policy</a>" in email.html
+    assert f"Privacy policy: {privacy}" in email.text
 
 
 def test_rate_limits_and_server_errors_are_retried_and_each_email_arrives_once(

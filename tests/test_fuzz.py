@@ -64,7 +64,7 @@ TOKENS = {
 # must accept every request its schema allows.
 SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
-    "subscribe", "resubscribe", "push_api_unsubscribe", "put_global_preferences", "get_analytics",
+    "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
     "put_preference", "get_org_stats",
 ]  # fmt: skip

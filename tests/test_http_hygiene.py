@@ -230,7 +230,19 @@ def test_servers_are_past_their_advisories(package: str, fixed: str, vulnerable:
 
 def test_the_browser_modules_are_nosniff(server: ServerProcess) -> None:
     # Modules are imported cross-origin: a browser must never guess another type for them.
-    for path in ("/static/notifyd-client.js", "/static/notifyd-elements.js", "/notifyd-sw.js"):
+    modules = ("/static/notifyd-client.js", "/static/notifyd-elements.js", "/static/elements/base.js", "/notifyd-sw.js")
+    for path in modules:
         answer = httpx.get(f"{server.url}{path}")
         assert answer.headers["content-type"].startswith("text/javascript")
         assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/demo.html", "/static/elements", "/static/elements/", "/static/elements/nope.js",
+     "/static/elements/..%2Fnotifyd-client.js", "/static/..%2Fbrowser.py", "/static/elements%2Fbase.js/x"],
+)  # fmt: skip
+def test_only_the_browser_modules_are_static(server: ServerProcess, path: str) -> None:
+    """/static/{path} reaches into elements/, and only to the modules there: anything else is a plain 404."""
+    answer = httpx.get(f"{server.url}{path}")
+    assert (answer.status_code, answer.text) == (404, "not found")

@@ -1,6 +1,6 @@
 """The policy table: priority × the user's preferences × an org lock × quiet hours → the planned deliveries.
 
-`expected()` writes the documented rules out by hand (README "Delivery" planning table and its
+`expected()` writes the documented rules out by hand (docs/channels.md planning table and its
 resolution rules, issue 5: REQ-002 priorities, REQ-017/018 preferences, REQ-019 quiet hours, seed 000
 story 6 org locks); it never asks the SQL. Every case of the full product, 4 priorities × (push on/off
 × e-mail on/off × digest instant/daily/never) × 3 org locks × inside/outside quiet hours = 288 cases,

@@ -1,4 +1,4 @@
-"""Upgrading a database of notifyd 0.1.0 (its sql/ tree kept in tests/snapshots) to the current schema.
+"""Upgrading a database of notifyd 0.1.0 (its sql/ tree kept in tests/snapshots as an archive) to the current schema.
 
 The old database is filled through 0.1.0's own SQL API as the roles that use it, then migrated
 with the current tree: its catalog must equal a fresh install's, and every row must still be there
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,20 @@ from notifyd.migrate import migrate_url, migrations, status_url
 from tests.conftest import create_app_login, database_url
 from tests.test_migrate import schema_dump
 
-SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "v0.1.0" / "sql"
+# The sql/ tree of notifyd 0.1.0 (commit 6ac08bf), kept because CI's clone may be shallow. It is an archive, not
+# files: what 0.1.0 installed is test data that never changes, not code to read or keep in step with sql/.
+SNAPSHOT_ARCHIVE = Path(__file__).resolve().parent / "snapshots" / "v0.1.0-sql.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """0.1.0's sql/ tree, unpacked."""
+    target = tmp_path_factory.mktemp("v0.1.0")
+    with tarfile.open(SNAPSHOT_ARCHIVE) as archive:
+        archive.extractall(target, filter="data")
+    return target / "sql"
+
+
 TABLES = ("recipients", "notifications", "notification_deliveries", "notification_preferences",
           "notification_templates",
           "push_subscriptions")  # fmt: skip
@@ -98,10 +112,10 @@ def as_seen_by_users(owner: psycopg.Connection[Any], users: list[uuid.UUID]) -> 
 
 @pytest.mark.slow
 def test_a_database_of_0_1_0_upgrades_to_a_fresh_installs_catalog_with_every_row_readable(
-    empty_database: Callable[[], str],
+    empty_database: Callable[[], str], snapshot: Path
 ) -> None:
     old_url, fresh_url = empty_database(), empty_database()
-    assert asyncio.run(migrate_url(old_url, tree=SNAPSHOT)) == [m.name for m in migrations(SNAPSHOT)]
+    assert asyncio.run(migrate_url(old_url, tree=snapshot)) == [m.name for m in migrations(snapshot)]
     users = [uuid.uuid4() for _ in range(3)]
     with psycopg.connect(old_url, autocommit=True) as owner:
         create_app_login(owner)

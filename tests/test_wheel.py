@@ -115,6 +115,15 @@ async def _send_and_receive(server: ServerProcess, owner_url: str, user: uuid.UU
         assert [n["id"] for n in notifications(await recv_until(ws, "notification", timeout=15))] == [str(sent[0])]
 
 
+def test_the_installed_wheel_carries_every_browser_module(venv: Venv) -> None:
+    """notifyd-elements.js imports the element modules from static/elements/: a glob of "*" would miss them."""
+    static = ROOT / "notifyd" / "static"
+    installed = venv.package_dir() / "static"
+    wanted = sorted(p.relative_to(static).as_posix() for p in static.rglob("*") if p.is_file())
+    assert "elements/base.js" in wanted
+    assert sorted(p.relative_to(installed).as_posix() for p in installed.rglob("*") if p.is_file()) == wanted
+
+
 def test_the_installed_wheel_refuses_to_serve_an_unmigrated_database(
     venv: Venv, empty_database: Callable[[], str], tmp_path: Path
 ) -> None:

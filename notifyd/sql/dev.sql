@@ -15,3 +15,10 @@ GRANT notify_service, notify_authenticated, notify_admin, notify_worker TO notif
 -- dev_recipient --
 -- Gives a demo user an address, so the e-mail channel has somewhere to go (the local outbox)
 SELECT notify.upsert_recipient($1, $2)
+
+-- dev_instant_email --
+-- A demo user who takes e-mail at once instead of in the daily digest; once only, so a later choice in the
+-- demo's Preferences stays
+INSERT INTO notify.notification_preferences (user_id, notification_type, digest_frequency)
+VALUES ($1, NULL, 'instant')
+ON CONFLICT (user_id, notification_type) DO NOTHING

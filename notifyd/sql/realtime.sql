@@ -30,10 +30,8 @@ LEFT JOIN LATERAL (
 SELECT per_type.user_id, sum(per_type.unread)::bigint AS count, jsonb_object_agg(per_type.type, per_type.unread)::text AS by_type
 FROM (
     SELECT n.user_id, n.type, count(*) AS unread
-    FROM notify.notifications AS n
-    WHERE n.user_id = ANY($1::uuid[]) AND n.read_at IS NULL AND n.deleted_at IS NULL
-      AND (n.send_at IS NULL OR n.send_at <= notify.now())
-      AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered (yet)
+    FROM notify.inbox AS n
+    WHERE n.user_id = ANY($1::uuid[]) AND n.read_at IS NULL
     GROUP BY n.user_id, n.type
 ) AS per_type
 GROUP BY per_type.user_id

@@ -61,65 +61,39 @@ LEFT JOIN notify.notifications AS n ON n.batch_id = b.id
 WHERE b.id = $1
 GROUP BY b.id
 
--- list_newest --
--- One page of the caller's notifications, newest first; $4/$5 is the (created_at, id) keyset cursor
+-- list_notifications --
+-- One page of the caller's notifications in the order $7 (newest, oldest or priority: most urgent first,
+-- then newest); $4/$5 is the (created_at, id) keyset cursor and $8 its priority rank.
+-- Each ORDER BY key and the cursor's CASE reduce to one order once $7 is known, so the planned query
+-- walks the (user_id, created_at, id) index like a query written for that order alone.
 SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
        n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
        notify.delivery_status(n.id) AS delivery_status
-FROM notify.notifications AS n
-WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
-  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
+FROM notify.inbox AS n
+WHERE n.user_id = notify.current_user_id()
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
-  AND ($5::uuid IS NULL OR (n.created_at, n.id) < ($4::timestamptz, $5::uuid))
-ORDER BY n.created_at DESC, n.id DESC
-LIMIT $6
-
--- list_oldest --
--- One page of the caller's notifications, oldest first; $4/$5 is the (created_at, id) keyset cursor
-SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
-       n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
-       notify.delivery_status(n.id) AS delivery_status
-FROM notify.notifications AS n
-WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
-  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
-  AND ($1::text IS NULL OR n.type = $1)
-  AND ($2::text IS NULL OR n.priority = $2)
-  AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
-  AND ($5::uuid IS NULL OR (n.created_at, n.id) > ($4::timestamptz, $5::uuid))
-ORDER BY n.created_at, n.id
-LIMIT $6
-
--- list_priority --
--- One page of the caller's notifications, most urgent first, then newest; $7 is the cursor's priority rank
-SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
-       n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
-       notify.delivery_status(n.id) AS delivery_status
-FROM notify.notifications AS n
-WHERE n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-  AND (n.send_at IS NULL OR n.send_at <= notify.now())  -- scheduled: in the center once due
-  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
-  AND ($1::text IS NULL OR n.type = $1)
-  AND ($2::text IS NULL OR n.priority = $2)
-  AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
-  AND ($5::uuid IS NULL
-       OR array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) > $7::integer
-       OR (array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) = $7::integer
-           AND (n.created_at, n.id) < ($4::timestamptz, $5::uuid)))
-ORDER BY array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority), n.created_at DESC, n.id DESC
+  AND ($5::uuid IS NULL OR CASE $7::text
+      WHEN 'oldest' THEN (n.created_at, n.id) > ($4::timestamptz, $5::uuid)
+      WHEN 'priority' THEN array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) > $8::integer
+          OR (array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) = $8::integer
+              AND (n.created_at, n.id) < ($4::timestamptz, $5::uuid))
+      ELSE (n.created_at, n.id) < ($4::timestamptz, $5::uuid) END)
+ORDER BY CASE WHEN $7::text = 'priority' THEN array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) END,
+         CASE WHEN $7::text = 'oldest' THEN n.created_at END,
+         CASE WHEN $7::text = 'oldest' THEN n.id END,
+         CASE WHEN $7::text <> 'oldest' THEN n.created_at END DESC,
+         CASE WHEN $7::text <> 'oldest' THEN n.id END DESC
 LIMIT $6
 
 -- get_notification --
--- One of the caller's live notifications with its delivery status per channel (and its sealed sensitive fields)
+-- One of the caller's visible notifications with its delivery status per channel (and its sealed sensitive fields)
 SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
        n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
        notify.delivery_status(n.id) AS delivery_status, n.sealed
-FROM notify.notifications AS n
-WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-  AND n.held_until IS DISTINCT FROM 'infinity'  -- a template not rendered yet: never with placeholders
+FROM notify.inbox AS n
+WHERE n.id = $1 AND n.user_id = notify.current_user_id()
 
 -- unread_count --
 -- The caller's unread notifications: {"count": n, "by_type": {...}}

@@ -200,7 +200,9 @@ export class NotifydClient extends EventTarget {
   setToken(token: NotifydClientOptions["token"]): void;
 
   addEventListener<K extends keyof NotifydEventMap>(type: K, listener: (event: NotifydEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   removeEventListener<K extends keyof NotifydEventMap>(type: K, listener: (event: NotifydEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
   /** addEventListener that returns its own remover. */
   on<K extends keyof NotifydEventMap>(type: K, listener: (event: NotifydEventMap[K]) => void): () => void;
 

@@ -9,6 +9,7 @@
 /** @typedef {import("./notifyd-client.d.ts").NotifydClientOptions} NotifydClientOptions */
 /** @typedef {import("./notifyd-client.d.ts").ConnectionState} ConnectionState */
 /** @typedef {import("./notifyd-client.d.ts").Transport} Transport */
+/** @typedef {import("./notifyd-client.d.ts").NotifydEventMap} NotifydEventMap */
 /** @typedef {{query?: Record<string, unknown>, body?: unknown, auth?: boolean}} RequestOptions */
 /** @typedef {{transport: Transport, close(): void, send(message: object): void}} Connection */
 
@@ -32,7 +33,11 @@ export class NotifydError extends Error {
   }
 }
 
-/** The claims of a JWT, decoded without verification (only to read `exp` and `sub`). */
+/**
+ * The claims of a JWT, decoded without verification (only to read `exp` and `sub`).
+ * @param {string} token
+ * @returns {{exp?: number, sub?: string}}
+ */
 function claims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -87,16 +92,24 @@ export class NotifydClient extends EventTarget {
   get unreadCount() { return this.#unreadCount; }
   get userId() { return this.#userId; }
 
-  /** addEventListener that returns its own remover. */
+  /**
+   * addEventListener that returns its own remover.
+   * @template {keyof NotifydEventMap} K
+   * @param {K} type
+   * @param {(event: NotifydEventMap[K]) => void} listener
+   */
   on(type, listener) {
-    this.addEventListener(type, listener);
-    return () => this.removeEventListener(type, listener);
+    const handler = /** @type {EventListener} */ (listener);
+    this.addEventListener(type, handler);
+    return () => this.removeEventListener(type, handler);
   }
 
+  /** @template {keyof NotifydEventMap} K @param {K} type @param {NotifydEventMap[K]["detail"]} detail */
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** @param {ConnectionState} state */
   #setState(state) {
     if (state === this.#state) return;
     this.#state = state;
@@ -119,7 +132,10 @@ export class NotifydClient extends EventTarget {
     return this.#tokenFetch;
   }
 
-  /** Replaces the token (or token function); a live connection moves to it without losing events. */
+  /**
+   * Replaces the token (or token function); a live connection moves to it without losing events.
+   * @param {NotifydClientOptions["token"]} token
+   */
   setToken(token) {
     this.#tokenSource = token;
     this.#token = null;
@@ -138,7 +154,7 @@ export class NotifydClient extends EventTarget {
     for (const [key, value] of Object.entries(query ?? {})) {
       if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
     }
-    const send = async (fresh) => {
+    const send = async (/** @type {boolean} */ fresh) => {
       /** @type {Record<string, string>} */
       const headers = { Accept: "application/json" };
       if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -146,7 +162,7 @@ export class NotifydClient extends EventTarget {
       try {
         return await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
       } catch (error) {
-        throw new NotifydError(0, NETWORK_ERROR, `notifyd could not be reached: ${error.message}`);
+        throw new NotifydError(0, NETWORK_ERROR, `notifyd could not be reached: ${/** @type {Error} */ (error).message}`);
       }
     };
     let response = await send(false);
@@ -169,7 +185,8 @@ export class NotifydClient extends EventTarget {
 
   /** @param {import("./notifyd-client.d.ts").ListQuery} [query] */
   async list(query = {}) {
-    const page = await this.request("GET", "", { query });
+    /** @type {import("./notifyd-client.d.ts").NotificationPage} */
+    const page = await this.request("GET", "", { query: { ...query } });
     // A page marks its ids as seen, so the same notification arriving live is not "new". It does not
     // move lastSeq: a page may skip seqs still in flight on the socket (or filtered out).
     for (const notification of page.items) this.#markSeen(notification);
@@ -177,18 +194,25 @@ export class NotifydClient extends EventTarget {
     return page;
   }
 
+  /** @param {string} id */
   get(id) { return this.request("GET", encodeURIComponent(id)); }
   /** The real values of the fields its template marks sensitive (every other view shows them masked). */
+  /** @param {string} id */
   revealSensitive(id) { return this.request("GET", `${encodeURIComponent(id)}/sensitive`); }
   fetchUnreadCount() { return this.request("GET", "unread-count"); }
+  /** @param {string} id */
   markRead(id) { return this.request("PATCH", `${encodeURIComponent(id)}/read`); }
   markAllRead() { return this.request("POST", "read-all"); }
+  /** @param {string} id */
   async delete(id) { await this.request("DELETE", encodeURIComponent(id)); }
+  /** @param {string} id @param {string} action */
   act(id, action) {
     return this.request("POST", `${encodeURIComponent(id)}/actions/${encodeURIComponent(action)}`);
   }
   preferences() { return this.request("GET", "preferences"); }
+  /** @param {string} type @param {import("./notifyd-client.d.ts").PreferenceChanges} changes */
   setPreference(type, changes) { return this.request("PUT", `preferences/${encodeURIComponent(type)}`, { body: changes }); }
+  /** @param {import("./notifyd-client.d.ts").GlobalChanges} changes */
   setGlobalPreferences(changes) { return this.request("PUT", "preferences/global", { body: changes }); }
 
   // Web Push lives in its own module, loaded only by pages that use it.
@@ -202,12 +226,13 @@ export class NotifydClient extends EventTarget {
   // -- events ----------------------------------------------------------------------------
 
   /** @param {Notification} notification */
+  /** @param {Notification} notification */
   #markSeen(notification) {
     const known = this.#seen.get(notification.id) ?? 0;
     if (notification.seq > known) this.#seen.set(notification.id, notification.seq);
   }
 
-  /** A notification from the live connection: emitted once per (id, higher seq). */
+  /** A notification from the live connection: emitted once per (id, higher seq). @param {Notification} notification */
   #receive(notification) {
     this.#lastSeq = Math.max(this.#lastSeq, notification.seq);
     const known = this.#seen.get(notification.id);
@@ -226,7 +251,11 @@ export class NotifydClient extends EventTarget {
     this.#emit("unread_count", { count, by_type: this.#byType });
   }
 
-  /** One message of either transport, in the WebSocket's shape. */
+  /**
+   * One message of either transport, in the WebSocket's shape.
+   * @param {Connection} conn
+   * @param {any} message parsed JSON, as the server sends it
+   */
   #onMessage(conn, message) {
     if (conn !== this.#conn) return;
     this.#awaitingPong = false;
@@ -298,6 +327,7 @@ export class NotifydClient extends EventTarget {
     this.#drop();
     this.#setState(this.#opened ? "reconnecting" : "connecting");
     // A placeholder, so that a close() or another #open() while awaiting below is noticed.
+    /** @type {Connection} */
     const pending = { transport: "websocket", close() {}, send() {} };
     this.#conn = pending;
     let token;
@@ -329,6 +359,7 @@ export class NotifydClient extends EventTarget {
     this.#scheduleRefresh(token);
   }
 
+  /** @param {string} path @param {string} token */
   #url(path, token) {
     const url = new URL(`${API}/${path}`, this.baseUrl);
     url.searchParams.set("token", token);
@@ -336,7 +367,7 @@ export class NotifydClient extends EventTarget {
     return url;
   }
 
-  /** @returns {Connection} */
+  /** @param {string} token @returns {Connection} */
   #openWebSocket(token) {
     const url = this.#url("ws", token);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -373,7 +404,7 @@ export class NotifydClient extends EventTarget {
     return conn;
   }
 
-  /** @returns {Connection} */
+  /** @param {string} token @returns {Connection} */
   #openSse(token) {
     const source = new EventSource(this.#url("stream", token));
     let opened = false;
@@ -407,7 +438,7 @@ export class NotifydClient extends EventTarget {
   }
 
   /** A ping every interval; no message at all since the last one means the WebSocket is dead. (An
-   *  EventSource cannot be pinged: it notices a broken stream itself.) */
+   *  EventSource cannot be pinged: it notices a broken stream itself.) @param {Connection} conn */
   #startHeartbeat(conn) {
     if (conn !== this.#conn) return;
     this.#awaitingPong = false;
@@ -442,7 +473,7 @@ export class NotifydClient extends EventTarget {
       await this.request("GET", "unread-count");
     } catch (error) {
       reachable = error instanceof NotifydError && error.code !== NETWORK_ERROR;
-      if (reachable && error.status === 401 && typeof this.#tokenSource === "string") {
+      if (reachable && /** @type {NotifydError} */ (error).status === 401 && typeof this.#tokenSource === "string") {
         if (this.#conn === probing) this.#fail("AUTH_FAILED", "the token was rejected", 401);
         return;
       }
@@ -459,7 +490,10 @@ export class NotifydClient extends EventTarget {
     this.#retry();
   }
 
-  /** Stops for good with an `error` event (a plain token that was rejected). */
+  /**
+   * Stops for good with an `error` event (a plain token that was rejected).
+   * @param {string} code @param {string} message @param {number} [status]
+   */
   #fail(code, message, status) {
     this.#emit("error", { code, message, ...(status ? { status } : {}) });
     this.close();
@@ -480,6 +514,7 @@ export class NotifydClient extends EventTarget {
   }
 
   /** Before the token expires, a fresh one and a resumed connection (nothing lost, nothing twice). */
+  /** @param {string} token */
   #scheduleRefresh(token) {
     const exp = claims(token).exp;
     if (typeof this.#tokenSource !== "function" || typeof exp !== "number") return;

@@ -16,6 +16,7 @@ const ANSWER_TIMEOUT_MS = 10_000;
 
 /** @typedef {import("./notifyd-client.d.ts").PushState} PushState */
 /** @typedef {import("./notifyd-client.d.ts").NotifydClient} NotifydClient */
+/** @typedef {import("./notifyd-client.d.ts").NotifydError} NotifydError */
 
 function supported() {
   return window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
@@ -26,7 +27,7 @@ async function currentKey(/** @type {NotifydClient} */ client) {
   try {
     return (await client.request("GET", `${API}/vapid-public-key`, {auth: false})).public_key;
   } catch (error) {
-    if (error.status === 503) return null;
+    if (/** @type {NotifydError} */ (error).status === 503) return null;
     throw error;
   }
 }
@@ -38,9 +39,12 @@ function keyOf(/** @type {PushSubscription} */ subscription) {
   return btoa(String.fromCharCode(...new Uint8Array(key))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** Sends `message` to the active service worker and resolves to its answer. */
+/**
+ * Sends `message` to the active service worker and resolves to its answer.
+ * @param {{type: string, [key: string]: unknown}} message
+ */
 async function ask(message) {
-  const worker = (await navigator.serviceWorker.ready).active;
+  const worker = /** @type {ServiceWorker} */ ((await navigator.serviceWorker.ready).active); // ready: active
   return new Promise((resolve, reject) => {
     const channel = new MessageChannel();
     const timer = setTimeout(() => reject(new Error(
@@ -130,7 +134,7 @@ export async function unsubscribePush(client) {
     try {
       await client.request("DELETE", `${API}/push/unsubscribe`, {body: {endpoint: subscription.endpoint}});
     } catch (error) {
-      if (error.status !== 404) throw error; // 404: the device was removed already
+      if (/** @type {NotifydError} */ (error).status !== 404) throw error; // 404: the device was removed already
     }
     await subscription.unsubscribe();
     await ask({type: "notifyd:forget"});

@@ -16,14 +16,27 @@
 // product's worker can call it; the event listeners below call the same functions inside waitUntil.
 "use strict";
 
+/**
+ * What notifyd-push.js stores for the worker, per browser.
+ * @typedef {{baseUrl: string, subscription_token: string, vapid_public_key: string, endpoint: string}} StoredSubscription
+ */
+/** @typedef {{receipt?: string | null, url?: string, id?: string}} ShownData what a shown notification carries */
+
 (() => {
+  // This script runs as a service worker: `self` is its global scope.
+  const sw = /** @type {ServiceWorkerGlobalScope & {notifyd?: object}} */ (/** @type {unknown} */ (self));
   const API = "/api/v1/notifications";
   const STORE = "push";
   const KEY = "subscription";
 
   // --- the stored subscription (handed over by notifyd-push.js's messages) -----------------------------
 
-  /** Runs `use(store)` in one transaction of the "notifyd" database; resolves to its request's result. */
+  /**
+   * Runs `use(store)` in one transaction of the "notifyd" database; resolves to its request's result.
+   * @param {IDBTransactionMode} mode
+   * @param {(store: IDBObjectStore) => IDBRequest} use
+   * @returns {Promise<any>}
+   */
   function withStore(mode, use) {
     return new Promise((resolve, reject) => {
       const open = indexedDB.open("notifyd", 1);
@@ -38,18 +51,22 @@
       };
     });
   }
+  /** @returns {Promise<StoredSubscription | undefined>} */
   const stored = () => withStore("readonly", (s) => s.get(KEY));
-  const store = (row) => withStore("readwrite", (s) => s.put(row, KEY));
+  const store = (/** @type {StoredSubscription} */ row) => withStore("readwrite", (s) => s.put(row, KEY));
   const forget = () => withStore("readwrite", (s) => s.delete(KEY));
 
   // --- notifyd's HTTP API (no Authorization header, ever) ---------------------------------------------
 
   async function baseUrl() {
     const row = await stored();
-    return row ? row.baseUrl : self.location.origin;
+    return row ? row.baseUrl : sw.location.origin;
   }
 
-  /** JSON in and out; an answer other than 2xx throws an Error carrying its `status`. */
+  /**
+   * JSON in and out; an answer other than 2xx throws an Error carrying its `status`.
+   * @param {string} method @param {string} url @param {unknown} [body]
+   */
   async function call(method, url, body) {
     const response = await fetch(url, {
       method,
@@ -58,52 +75,65 @@
       credentials: "omit",
     });
     if (!response.ok) {
-      const error = new Error(`notifyd answered ${response.status} to ${method} ${url}`);
-      error.status = response.status;
-      throw error;
+      throw Object.assign(new Error(`notifyd answered ${response.status} to ${method} ${url}`), {status: response.status});
     }
     return response.status === 204 ? null : response.json();
   }
 
+  /**
+   * @param {string | null | undefined} token the payload's receipt token
+   * @param {"received" | "clicked" | "action"} event
+   * @param {string} [action]
+   */
   async function receipt(token, event, action) {
     if (!token) return null; // a payload without a recipient to name carries no receipt
     return call("POST", `${await baseUrl()}${API}/receipts`, action ? {token, event, action} : {token, event});
   }
 
-  /** Best effort: a lost receipt only makes the analytics undercount; each event counts once anyway. */
+  /**
+   * Best effort: a lost receipt only makes the analytics undercount; each event counts once anyway.
+   * @param {string | null | undefined} token @param {"received" | "clicked"} event
+   */
   function report(token, event) {
     return receipt(token, event).catch(() => null);
   }
 
   // --- showing and clicking --------------------------------------------------------------------------
 
-  /** @param {{id: string, title?: string, body?: string, url?: string, receipt?: string, actions?: unknown[]}} message */
+  /** @param {{id?: string, title?: string, body?: string, url?: string, receipt?: string, actions?: unknown[]}} message */
   async function handlePush(message) {
     // showNotification rejects the whole notification for one malformed button: keep the well-formed ones.
-    const actions = (Array.isArray(message.actions) ? message.actions : [])
+    const actions = /** @type {any[]} */ (Array.isArray(message.actions) ? message.actions : [])
       .filter((a) => a && typeof a.action === "string" && typeof a.title === "string")
-      .map((a) => ({action: a.action, title: a.title}));
+      .map((a) => ({action: String(a.action), title: String(a.title)}));
     await Promise.all([
-      self.registration.showNotification(message.title || "notifyd", {
+      sw.registration.showNotification(message.title || "notifyd", /** @type {NotificationOptions} */ ({
         body: message.body || "",
         tag: message.id, // a notification sent again (changed) replaces the one shown
         data: {url: message.url || "/", id: message.id, receipt: message.receipt || null},
-        actions,
-      }),
+        actions, // not in TypeScript's NotificationOptions yet
+      })),
       report(message.receipt, "received"),
     ]);
   }
 
-  /** Focuses a tab already showing `url`, else opens one (allowed only while a notificationclick is handled). */
+  /**
+   * Focuses a tab already showing `url`, else opens one (allowed only while a notificationclick is handled).
+   * @param {string} url
+   */
   async function showWindow(url) {
-    const windows = await self.clients.matchAll({type: "window", includeUncontrolled: true});
+    const windows = await sw.clients.matchAll({type: "window", includeUncontrolled: true});
     const open = windows.find((client) => client.url === url);
-    return open ? open.focus() : self.clients.openWindow(url);
+    return open ? open.focus() : sw.clients.openWindow(url);
   }
 
-  /** A click on the notification (action "") or on one of its buttons. */
+  /**
+   * A click on the notification (action "") or on one of its buttons.
+   * @param {Notification} notification @param {string} action
+   */
   async function handleClick(notification, action) {
     notification.close();
+    /** @type {ShownData} */
     const data = notification.data || {};
     if (action) {
       // The button acts in the background as the notification's user; not best effort, so that a failure
@@ -111,7 +141,7 @@
       await receipt(data.receipt, "action", action);
       return;
     }
-    const url = new URL(data.url || "/", self.location.origin).href;
+    const url = new URL(data.url || "/", sw.location.origin).href;
     const reported = report(data.receipt, "clicked");
     // Also when no window can be shown, waitUntil has to last until the receipt is sent.
     await showWindow(url).finally(() => reported);
@@ -120,14 +150,19 @@
   // --- keeping the subscription alive ------------------------------------------------------------------
 
   // The page's check, the activate event and pushsubscriptionchange may overlap: one move at a time.
+  /** @type {Promise<unknown>} */
   let queue = Promise.resolve();
+  /** @template T @param {() => Promise<T>} task @returns {Promise<T>} */
   function serially(task) {
     const run = queue.then(task, task);
     queue = run.catch(() => undefined);
     return run;
   }
 
-  /** Tells notifyd that the device of `row` now receives pushes at `subscription`; keeps the new token. */
+  /**
+   * Tells notifyd that the device of `row` now receives pushes at `subscription`; keeps the new token.
+   * @param {StoredSubscription} row @param {PushSubscription} subscription @param {string} vapidKey
+   */
   async function resubscribe(row, subscription, vapidKey) {
     let moved;
     try {
@@ -137,7 +172,8 @@
         vapid_public_key: vapidKey,
       });
     } catch (error) {
-      if (error.status !== 401 && error.status !== 404) throw error;
+      const status = /** @type {{status?: number}} */ (error).status;
+      if (status !== 401 && status !== 404) throw error;
       // The user removed this device (or its token is no good): nothing will push here any more.
       await subscription.unsubscribe();
       await forget();
@@ -148,11 +184,15 @@
     return true;
   }
 
+  /** @param {string} vapidKey */
   function subscribe(vapidKey) {
-    return self.registration.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: vapidKey});
+    return sw.registration.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: vapidKey});
   }
 
-  /** The browser replaced (or dropped) the subscription: resolves to whether notifyd now has the new one. */
+  /**
+   * The browser replaced (or dropped) the subscription: resolves to whether notifyd now has the new one.
+   * @param {PushSubscription | null} oldSubscription @param {PushSubscription | null} newSubscription
+   */
   function handleSubscriptionChange(oldSubscription, newSubscription) {
     return serially(async () => {
       const row = await stored();
@@ -171,47 +211,48 @@
       const {public_key: current} = await call("GET", `${row.baseUrl}${API}/vapid-public-key`);
       if (current === row.vapid_public_key) return false;
       // A browser holds one subscription per registration: the old one goes before the new key can be used.
-      const old = await self.registration.pushManager.getSubscription();
+      const old = await sw.registration.pushManager.getSubscription();
       if (old) await old.unsubscribe();
       return resubscribe(row, await subscribe(current), current);
     });
   }
 
-  self.notifyd = {handlePush, handleClick, handleSubscriptionChange, checkVapidKey};
+  sw.notifyd = {handlePush, handleClick, handleSubscriptionChange, checkVapidKey};
 
   // --- events ----------------------------------------------------------------------------------------
 
-  self.addEventListener("push", (event) => {
+  sw.addEventListener("push", (event) => {
     let message;
     try {
-      message = event.data.json();
+      message = /** @type {PushMessageData} */ (event.data).json();
     } catch {
       message = {title: "notifyd", body: event.data ? event.data.text() : ""};
     }
     event.waitUntil(handlePush(message));
   });
 
-  self.addEventListener("notificationclick", (event) => {
+  sw.addEventListener("notificationclick", (event) => {
     event.waitUntil(handleClick(event.notification, event.action));
   });
 
-  self.addEventListener("pushsubscriptionchange", (event) => {
+  sw.addEventListener("pushsubscriptionchange", (event) => {
     event.waitUntil(handleSubscriptionChange(event.oldSubscription, event.newSubscription));
   });
 
-  self.addEventListener("activate", (event) => {
+  sw.addEventListener("activate", (event) => {
     // A key rotated while no page was open is noticed here at the latest; offline is no failure.
     event.waitUntil(checkVapidKey().catch(() => false));
   });
 
   // What notifyd-push.js asks of this worker; the answer goes back on the message's port.
+  /** @type {Record<string, (data: any) => Promise<unknown>>} */
   const requests = {
     "notifyd:store": (data) => store(data.subscription),
     "notifyd:forget": () => forget(),
     "notifyd:check-vapid": () => checkVapidKey(),
   };
-  self.addEventListener("message", (event) => {
-    const handle = event.data && requests[event.data.type];
+  sw.addEventListener("message", (event) => {
+    const handle = event.data ? requests[event.data.type] : undefined;
     if (!handle) return; // a message for a product's own worker
     const [port] = event.ports;
     event.waitUntil(handle(event.data).then(

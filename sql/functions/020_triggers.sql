@@ -27,6 +27,7 @@ COMMENT ON FUNCTION notify_private.check_setting() IS 'refuses a setting value t
 
 CREATE OR REPLACE TRIGGER settings_check BEFORE INSERT OR UPDATE ON notify.settings
     FOR EACH ROW EXECUTE FUNCTION notify_private.check_setting();
+COMMENT ON TRIGGER settings_check ON notify.settings IS 'refuses a setting value its kind cannot read, on the way in';
 
 CREATE OR REPLACE FUNCTION notify_private.prepare_recipient() RETURNS trigger
     LANGUAGE plpgsql
@@ -55,6 +56,7 @@ COMMENT ON FUNCTION notify_private.prepare_recipient() IS 'normalizes a recipien
 CREATE OR REPLACE TRIGGER recipients_prepare BEFORE INSERT OR UPDATE OF email, locale, timezone, org_id
     ON notify.recipients
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_recipient();
+COMMENT ON TRIGGER recipients_prepare ON notify.recipients IS 'normalizes a new or changed recipient and refuses an unknown time zone';
 
 -- plpgsql, not sql, here and in the other functions each send calls: PostgreSQL 15 parses and plans
 -- the body of a SQL function that it cannot inline at every call; plpgsql keeps its plans for the session.
@@ -191,7 +193,7 @@ BEGIN
     NEW.updated_at := NEW.created_at;
     NEW.changed_xid := pg_catalog.pg_current_xact_id();
     -- Stored and listed at once either way; its real-time event waits for send_at, or, past the
-    -- in-app rate limit (REQ-022), for its token. Critical bypasses the per-user limits.
+    -- user's in-app rate limit, for its token. Critical bypasses the per-user limits.
     IF NEW.template_id IS NOT NULL AND NEW.rendered IS NULL THEN
         -- Sent from SQL: never shown with placeholders; notifyd renders it and releases it.
         NEW.held_until := 'infinity';
@@ -210,6 +212,7 @@ COMMENT ON FUNCTION notify_private.prepare_new_notification()
 
 CREATE OR REPLACE TRIGGER notifications_prepare_new BEFORE INSERT ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_new_notification();
+COMMENT ON TRIGGER notifications_prepare_new ON notify.notifications IS 'makes a plain INSERT behave like notify.send: seq, clock, idempotency, grouping, holds';
 
 CREATE OR REPLACE FUNCTION notify_private.prepare_changed_notification() RETURNS trigger
     LANGUAGE plpgsql
@@ -242,6 +245,7 @@ COMMENT ON FUNCTION notify_private.prepare_changed_notification() IS 'gives a ch
 
 CREATE OR REPLACE TRIGGER notifications_prepare_changed BEFORE UPDATE ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_changed_notification();
+COMMENT ON TRIGGER notifications_prepare_changed ON notify.notifications IS 'gives every changed notification a new seq, so resume and fan-out see the change';
 
 CREATE OR REPLACE FUNCTION notify_private.signal_notifications_changed() RETURNS trigger
     LANGUAGE plpgsql
@@ -260,7 +264,9 @@ COMMENT ON FUNCTION notify_private.signal_notifications_changed() IS 'wakes LIST
 CREATE OR REPLACE TRIGGER notifications_signal_inserted AFTER INSERT ON notify.notifications
     REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_private.signal_notifications_changed();
+COMMENT ON TRIGGER notifications_signal_inserted ON notify.notifications IS 'wakes the real-time hub once per inserting statement';
 
 CREATE OR REPLACE TRIGGER notifications_signal_updated AFTER UPDATE ON notify.notifications
     REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_private.signal_notifications_changed();
+COMMENT ON TRIGGER notifications_signal_updated ON notify.notifications IS 'wakes the real-time hub once per updating statement';

@@ -1,4 +1,4 @@
--- The SQL API of CONTRACT §2: what services, end users and DBAs call.
+-- The SQL API of the schema notify: what services, end users and DBAs call.
 
 -- Only the request's own words count: defaults filled in, channels and recipients as sets, times as
 -- instants (not in the session's time zone), and no title or body for a template send (notifyd puts the
@@ -191,14 +191,13 @@ CREATE OR REPLACE FUNCTION notify.mark_all_read() RETURNS integer
     SET search_path = ''
 AS $$
     WITH newly_read AS (
-        UPDATE notify.notifications AS n SET read_at = notify.now()
-        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
-          AND (n.send_at IS NULL OR n.send_at <= notify.now())
+        UPDATE notify.inbox AS n SET read_at = notify.now()
+        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL
         RETURNING 1
     )
     SELECT count(*)::integer FROM newly_read
 $$;
-COMMENT ON FUNCTION notify.mark_all_read() IS 'marks all of the caller''s unread notifications read; returns how many';
+COMMENT ON FUNCTION notify.mark_all_read() IS 'marks read every unread notification the caller''s center shows; returns how many';
 
 CREATE OR REPLACE FUNCTION notify.unread_count() RETURNS jsonb
     LANGUAGE sql STABLE
@@ -209,9 +208,8 @@ AS $$
         'by_type', coalesce(jsonb_object_agg(per_type.type, per_type.unread), '{}'::jsonb))
     FROM (
         SELECT n.type, count(*) AS unread
-        FROM notify.notifications AS n
-        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL AND n.deleted_at IS NULL
-          AND (n.send_at IS NULL OR n.send_at <= notify.now()) AND n.held_until IS DISTINCT FROM 'infinity'
+        FROM notify.inbox AS n
+        WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL
         GROUP BY n.type
     ) AS per_type
 $$;

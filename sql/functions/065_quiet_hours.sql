@@ -1,4 +1,4 @@
--- Quiet hours (REQ-019): when a user's non-critical push waits, and until when.
+-- Quiet hours: when a user's non-critical push waits, and until when.
 --
 -- The rules, as notify_private.quiet_hours_end applies them:
 --   * Which windows: those of the user's most specific preference row for the type (the row for the
@@ -176,3 +176,4 @@ CREATE OR REPLACE TRIGGER notification_preferences_check_quiet_hours
     BEFORE INSERT OR UPDATE OF quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows
     ON notify.notification_preferences
     FOR EACH ROW EXECUTE FUNCTION notify_private.check_quiet_hours();
+COMMENT ON TRIGGER notification_preferences_check_quiet_hours ON notify.notification_preferences IS 'refuses quiet hours the planner could not read';

@@ -1,4 +1,4 @@
--- Digests (REQ-015/016/018): which users are due for their daily or weekly digest e-mail, claiming
+-- Digests: which users are due for their daily or weekly digest e-mail, claiming
 -- exactly one digest per user and period, and the worker's side of sending it.
 --
 -- The rules:
@@ -269,7 +269,7 @@ CREATE OR REPLACE VIEW notify.last_digests WITH (security_invoker = true) AS
     FROM notify.email_digests AS e
     WHERE e.status = 'sent'
     GROUP BY e.user_id, e.frequency;
-COMMENT ON VIEW notify.last_digests IS 'when each user last got their daily and weekly digest (REQ-016 last sent)';
+COMMENT ON VIEW notify.last_digests IS 'when each user last got their daily and weekly digest and how many they got';
 
 CREATE OR REPLACE FUNCTION notify.unsubscribe_digests(user_id uuid) RETURNS void
     LANGUAGE sql

@@ -1,4 +1,4 @@
--- Row triggers: notifications from the host application's own tables (issue 6).
+-- Row triggers: notifications from the host application's own tables, declared by one CREATE TRIGGER.
 --
 --   CREATE TRIGGER ticket_assigned AFTER INSERT OR UPDATE OF assignee_id ON app.tickets
 --       FOR EACH ROW EXECUTE FUNCTION notify.on_row_change('task', 'task_assigned', 'assignee_id');

@@ -1,10 +1,9 @@
--- Notification history (REQ-020): the caller's notifications with read status and delivery status per
+-- Notification history: the caller's notifications with read status and delivery status per
 -- channel, filtered by creation time, type, read status and delivery status, newest first, by keyset.
 --
 -- The rules:
---   * History is what the notification center would show over all time: not deleted, not scheduled for
---     later, not a template waiting to be rendered. RLS and the user_id = current_user_id() condition keep
---     it to the caller's own rows.
+--   * History is what the notification center would show over all time: the rows of notify.inbox. RLS
+--     and the user_id = current_user_id() condition keep it to the caller's own rows.
 --   * from_time is inclusive, to_time exclusive (so consecutive ranges never count a row twice).
 --   * read_status is 'read' or 'unread'. with_delivery_status is a delivery status (pending, held, sent,
 --     delivered, failed, bounced, skipped, suppressed, cancelled) that the notification shows on some
@@ -67,12 +66,10 @@ AS $$
            CASE WHEN n.read_at IS NULL THEN 'unread' ELSE 'read' END,
            n.read_at, n.created_at, n.expires_at, n.group_key, n.group_count, n.action_taken, n.action_taken_at,
            notify.delivery_status(n.id)
-    FROM notify.notifications AS n
+    FROM notify.inbox AS n
     WHERE notify.check_history_filters(history.from_time, history.to_time, history.read_status,
                                        history.with_delivery_status, history.on_channel, history.max_rows)
-      AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
-      AND (n.send_at IS NULL OR n.send_at <= notify.now())
-      AND n.held_until IS DISTINCT FROM 'infinity'
+      AND n.user_id = notify.current_user_id()
       AND (history.from_time IS NULL OR n.created_at >= history.from_time)
       AND (history.to_time IS NULL OR n.created_at < history.to_time)
       AND (history.of_type IS NULL OR n.type = history.of_type)

@@ -23,7 +23,7 @@ REVOKE ALL ON SCHEMA notify, notify_private
     FROM PUBLIC, notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 ALTER DEFAULT PRIVILEGES IN SCHEMA notify, notify_private REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
--- Procrastinate's schema (made by the migration runner) is granted in 060_delivery.sql.
+-- Procrastinate's schema (made by the migration runner) is granted in 060_delivery_planning.sql.
 REVOKE ALL ON ALL TABLES IN SCHEMA procrastinate
     FROM notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA procrastinate

@@ -1,21 +1,9 @@
--- Grants and policies of retention, erasure and the audit log (after 010_reset dropped them all).
+-- Grants and policies of retention and erasure (after 010_reset dropped them all).
 
 GRANT EXECUTE ON FUNCTION notify.apply_retention(integer, integer) TO notify_admin, notify_worker;
 GRANT EXECUTE ON FUNCTION notify.erase_user(uuid) TO notify_admin;
--- notifyd's REST layer audits the 401/403 answers it gives (as notify_worker).
-GRANT EXECUTE ON FUNCTION notify_private.audit(text, jsonb, text, uuid) TO notify_worker, notify_definer;
-GRANT EXECUTE ON FUNCTION notify_private.audit_hash(text), notify_private.mask_pii(text),
-    notify_private.retention_batch(text, integer), notify_private.retention_done(jsonb)
+GRANT EXECUTE ON FUNCTION notify_private.retention_batch(text, integer), notify_private.retention_done(jsonb)
     TO notify_definer;
-
--- The audit log: written only through notify_private.audit; read by admins; nobody updates or deletes.
-GRANT SELECT ON notify.audit_log TO notify_admin;
-GRANT INSERT ON notify.audit_log TO notify_definer;
-GRANT SELECT ON notify_private.audit_key TO notify_definer;
-CREATE POLICY "DBAs read every audit row, org admins their org's" ON notify.audit_log FOR SELECT
-    TO notify_admin USING (notify.current_org_id() IS NULL OR org_id = notify.current_org_id());
-CREATE POLICY "definer functions append audit rows" ON notify.audit_log FOR INSERT
-    TO notify_definer WITH CHECK (true);
 
 -- Retention and erasure delete as notify_definer (the functions check who may call them).
 GRANT DELETE ON notify.notifications, notify.notification_deliveries, notify.notification_actions,

@@ -1,0 +1,364 @@
+-- Delivery planning: which channels a notification goes out on, and the jobs that carry it.
+
+-- The one wrapper over Procrastinate's internal, versioned defer function (pinned: 3.10's _v1).
+-- Fail at migrate time, not at the first send, if an upgrade of Procrastinate changed it.
+DO $check$
+BEGIN
+    IF pg_catalog.to_regprocedure(
+           'procrastinate.procrastinate_defer_jobs_v1(procrastinate.procrastinate_job_to_defer_v1[])') IS NULL THEN
+        RAISE EXCEPTION 'procrastinate.procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[]) is missing'
+            USING HINT = 'notifyd pins Procrastinate 3.10; update notify_private.defer_jobs for this version';
+    END IF;
+END
+$check$;
+
+-- plpgsql, not sql, here and in the other functions each send calls: PostgreSQL 15 parses and plans
+-- the body of a SQL function that it cannot inline at every call; plpgsql keeps its plans for the session.
+CREATE OR REPLACE FUNCTION notify_private.defer_jobs(jobs jsonb) RETURNS bigint[]
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    -- Procrastinate's functions and triggers use unqualified names.
+    SET search_path = procrastinate, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT procrastinate.procrastinate_defer_jobs_v1(
+            pg_catalog.array_agg(ROW(j.queue, j.task, coalesce(j.priority, 0), NULL, NULL, j.args, j.scheduled_at)
+                                 ::procrastinate.procrastinate_job_to_defer_v1))
+        FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
+             AS j(queue text, task text, priority integer, args jsonb, scheduled_at timestamptz)
+        HAVING pg_catalog.count(*) > 0);
+END
+$$;
+ALTER FUNCTION notify_private.defer_jobs(jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.defer_jobs(jsonb)
+    IS 'defers Procrastinate jobs [{queue, task, priority, args, scheduled_at}] in the caller''s transaction';
+
+CREATE OR REPLACE FUNCTION notify_private.delivery_jobs(delivery_ids uuid[]) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+    -- The plan for "any of these ids" fits every array; left to choose, PostgreSQL plans anew at each
+    -- call (0.6 ms of a send's 2) because a plan for the array at hand looks a little cheaper.
+    SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    -- One job per queue, priority and start time, each carrying at most delivery.job_size deliveries.
+    RETURN (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'queue', chunk.queue, 'task', 'deliver_' || chunk.queue, 'priority', chunk.priority,
+               'scheduled_at', chunk.scheduled_at, 'args', pg_catalog.jsonb_build_object('delivery_ids', chunk.ids,
+                   -- The request that made these deliveries, for the worker's log lines (NULL outside one).
+                   'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')))),
+           '[]'::jsonb)
+    FROM (
+        SELECT q.queue, q.priority, q.scheduled_at, pg_catalog.array_agg(q.id ORDER BY q.id) AS ids
+        FROM (
+            SELECT d.id, d.scheduled_for AS scheduled_at,
+                   CASE WHEN d.channel IN ('email', 'in_app') THEN d.channel
+                        WHEN s.kind = 'fcm' THEN 'fcm'
+                        ELSE 'push' END AS queue,
+                   pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority,
+                   pg_catalog.row_number() OVER (
+                       PARTITION BY d.channel, s.kind, n.priority, d.scheduled_for ORDER BY d.id) - 1 AS position
+            FROM notify.notification_deliveries AS d
+            JOIN notify.notifications AS n ON n.id = d.notification_id
+            LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+            WHERE d.id = ANY (delivery_jobs.delivery_ids) AND d.status = 'pending'
+        ) AS q
+        GROUP BY q.queue, q.priority, q.scheduled_at, q.position / notify.setting('delivery.job_size')::integer
+    ) AS chunk);
+END
+$$;
+COMMENT ON FUNCTION notify_private.delivery_jobs(uuid[])
+    IS 'the Procrastinate jobs that carry these pending deliveries: queue push (Web Push), fcm, email or in_app (releases)';
+
+-- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
+DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
+-- No SET clause (names are qualified): PostgreSQL inlines it into the statement that plans a whole
+-- INSERT's deliveries at once, instead of calling (and, being SQL, planning) it once per notification.
+CREATE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
+    RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text,
+                   push_locked boolean, email_locked boolean)
+    LANGUAGE sql STABLE
+    ROWS 1
+AS $$
+    -- Per switch, the most specific level that sets it: the user's row for the type, the user's
+    -- global row, the org's row for the type, the org's global row, the defaults. A channel an org
+    -- admin locked is the org's call.
+    WITH levels AS (
+        SELECT p.push_enabled, p.email_enabled, p.digest_frequency, false AS push_locked, false AS email_locked,
+               CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
+        FROM notify.notification_preferences AS p
+        WHERE p.user_id = effective_preferences.user_id
+          AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
+        UNION ALL
+        SELECT o.push_enabled, o.email_enabled, o.digest_frequency, o.push_locked, o.email_locked,
+               CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
+        FROM notify.org_notification_preferences AS o
+        JOIN notify.recipients AS r ON r.org_id = o.org_id
+        WHERE r.user_id = effective_preferences.user_id
+          AND (o.notification_type = effective_preferences.type OR o.notification_type IS NULL)
+    ), locks AS (
+        SELECT (SELECT coalesce(l.push_enabled, true) FROM levels AS l WHERE l.push_locked ORDER BY l.level LIMIT 1)
+                   AS push,
+               (SELECT coalesce(l.email_enabled, true) FROM levels AS l WHERE l.email_locked ORDER BY l.level LIMIT 1)
+                   AS email
+    )
+    SELECT coalesce(locks.push, (SELECT l.push_enabled FROM levels AS l
+                                 WHERE l.push_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
+           coalesce(locks.email, (SELECT l.email_enabled FROM levels AS l
+                                  WHERE l.email_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
+           coalesce((SELECT l.digest_frequency FROM levels AS l
+                     WHERE l.digest_frequency IS NOT NULL ORDER BY l.level LIMIT 1),
+                    -- A subquery of its own: read once per statement, not once per user.
+                    (SELECT notify.setting('digest.default_frequency') #>> '{}')),
+           locks.push IS NOT NULL, locks.email IS NOT NULL
+    FROM locks
+$$;
+COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
+    IS 'the switches in force for a user and type, each from the most specific level that sets it; org locks win (and are said)';
+
+-- Its result gained a column (token): CREATE OR REPLACE cannot change a result type.
+DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
+-- SQL, STABLE and no SET clause, so that PostgreSQL inlines it: notify_private.plan_deliveries plans
+-- every notification of an INSERT in one statement. Being STABLE it cannot spend rate-limit tokens:
+-- it says which bucket a delivery spends from (token), and plans it as if the token were free now;
+-- plan_deliveries spends the tokens and moves the deliveries that must wait for theirs.
+-- Its body calls notify_private.quiet_hours_end, which 065_quiet_hours.sql creates after this file.
+SET check_function_bodies = off;
+CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
+    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
+                   token text)
+    LANGUAGE sql STABLE
+    -- A row per channel (and per device): not the default estimate of 1000, which makes the planner
+    -- think a bulk send's planning statement is huge.
+    ROWS 3
+AS $$
+    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
+    FROM (SELECT (plan_notification.notification).*) AS n
+    -- By priority: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
+    -- low in-app, e-mail by digest only. A sender's channels narrow that set.
+    -- Critical is the user's safety (security alerts): their own switches do not stop it; an org lock does.
+    CROSS JOIN LATERAL (
+        SELECT coalesce(n.channels, CASE n.priority WHEN 'low' THEN ARRAY['in_app', 'email']
+                                                    ELSE ARRAY['in_app', 'push', 'email'] END) AS wanted,
+               n.priority = 'critical' AS critical,
+               notify.now() AS now_at
+    ) AS k
+    CROSS JOIN LATERAL notify_private.effective_preferences(n.user_id, n.type) AS prefs
+    LEFT JOIN LATERAL (
+        SELECT r.email, r.timezone, sup.reason AS suppression
+        FROM notify.recipients AS r
+        LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+        WHERE r.user_id = n.user_id
+    ) AS recipient ON true
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM notify.push_subscriptions AS s WHERE s.user_id = n.user_id AND s.is_active)
+               AS has_device
+        OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
+    ) AS device
+    CROSS JOIN LATERAL (
+        -- Non-critical push waits for the end of the user's quiet hours (in-app never waits).
+        -- Read only where it decides something: push on, not critical, a device to send to.
+        SELECT CASE WHEN 'push' = ANY (k.wanted) AND NOT k.critical AND prefs.push_enabled AND device.has_device
+                    THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END
+               AS quiet_until
+        OFFSET 0  -- evaluated once, as above
+    ) AS quiet
+    CROSS JOIN LATERAL (
+        SELECT CASE
+                   WHEN NOT prefs.push_enabled AND (NOT k.critical OR prefs.push_locked)
+                   THEN format('push is turned off for %s notifications', n.type)
+                        || CASE WHEN prefs.push_locked THEN ' by the organization' ELSE '' END
+                   WHEN NOT device.has_device THEN 'no active push subscription'
+                   WHEN quiet.quiet_until = 'infinity' THEN format('quiet hours never end for %s notifications', n.type)
+               END AS push_skipped,
+               CASE
+                   -- Critical overrides the user's own switch, not a channel their org locked off.
+                   WHEN (NOT k.critical AND (NOT prefs.email_enabled OR prefs.digest_frequency = 'never'))
+                        OR (prefs.email_locked AND NOT prefs.email_enabled)
+                   THEN 'skipped'
+                   WHEN recipient.email IS NULL THEN 'skipped'
+                   WHEN recipient.suppression IS NOT NULL THEN 'suppressed'
+                   WHEN k.critical THEN 'pending'
+                   WHEN prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN 'pending'
+                   WHEN prefs.digest_frequency = 'instant' THEN 'skipped'
+                   ELSE 'held'
+               END AS email_status,
+               CASE
+                   WHEN (NOT k.critical AND (NOT prefs.email_enabled OR prefs.digest_frequency = 'never'))
+                        OR (prefs.email_locked AND NOT prefs.email_enabled)
+                   THEN format('e-mail is turned off for %s notifications', n.type)
+                        || CASE WHEN prefs.email_locked THEN ' by the organization' ELSE '' END
+                   WHEN recipient.email IS NULL THEN 'no e-mail address'
+                   WHEN recipient.suppression IS NOT NULL THEN format('the address %s', recipient.suppression)
+                   WHEN k.critical THEN NULL
+                   WHEN prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN NULL
+                   WHEN prefs.digest_frequency = 'instant' THEN 'low-priority e-mail goes out in digests only'
+                   ELSE format('for the %s digest', prefs.digest_frequency)
+               END AS email_reason
+    ) AS decided
+    CROSS JOIN LATERAL (
+        -- In-app: listed at once; a held real-time event is released by a job when it comes due.
+        SELECT 'in_app' AS channel, NULL::uuid AS subscription_id,
+               CASE WHEN NOT (n.template_id IS NOT NULL AND n.rendered IS NULL) AND n.held_until IS NULL THEN 'sent'
+                    ELSE 'pending' END AS status,
+               CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL THEN 'waiting for its template to be rendered'
+                    WHEN n.held_until IS NULL THEN NULL
+                    WHEN n.held_until = n.send_at THEN 'scheduled for send_at'
+                    ELSE format('in-app rate limit (%s per hour): its real-time event waits for a token',
+                                notify.setting('rate_limit.in_app_per_hour')) END AS reason,
+               CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL
+                    THEN CASE WHEN n.send_at > k.now_at THEN n.send_at END
+                    WHEN n.held_until IS NULL THEN NULL
+                    WHEN n.held_until = n.send_at THEN n.send_at
+                    ELSE n.held_until END AS scheduled_for,
+               NULL AS token
+        WHERE 'in_app' = ANY (k.wanted)
+        UNION ALL
+        SELECT 'push', NULL, 'skipped', decided.push_skipped, NULL, NULL
+        WHERE 'push' = ANY (k.wanted) AND decided.push_skipped IS NOT NULL
+        UNION ALL
+        -- Every active device; one token per notification, however many devices (not for critical).
+        SELECT 'push', s.id, 'pending',
+               CASE WHEN quiet.quiet_until >= k.now_at
+                    THEN format('held for quiet hours until %s %s',
+                                to_char(quiet.quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
+                                recipient.timezone) END,
+               nullif(greatest(quiet.quiet_until, k.now_at), k.now_at),
+               CASE WHEN NOT k.critical THEN 'push' END
+        FROM notify.push_subscriptions AS s
+        WHERE 'push' = ANY (k.wanted) AND decided.push_skipped IS NULL AND s.user_id = n.user_id AND s.is_active
+        UNION ALL
+        SELECT 'email', NULL, decided.email_status, decided.email_reason, NULL,
+               CASE WHEN decided.email_status = 'pending' AND NOT k.critical THEN 'email' END
+        WHERE 'email' = ANY (k.wanted)
+    ) AS c
+$$;
+RESET check_function_bodies;
+COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
+    IS 'the deliveries a new notification gets: channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
+
+CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+    -- Its statements keep the plan of their first call for the session: a bulk send's row count would
+    -- leave every later single send on that connection JIT-compiling (~200 ms) a plan that runs in 1 ms.
+    SET jit = off
+AS $$
+DECLARE
+    pending uuid[];
+    unrendered uuid[];
+    throttled integer;
+    token_times timestamptz[];
+BEGIN
+    -- One statement for all the new notifications (plan_notification is inlined into it).
+    WITH decided AS MATERIALIZED (
+        SELECT n.id, n.user_id, n.seq, n.send_at, p.channel, p.subscription_id, p.status, p.reason,
+               p.scheduled_for, p.token
+        FROM new_notifications AS n
+        CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
+    ), spent AS MATERIALIZED (
+        -- A notification spends one token per bucket however many devices, push before e-mail, and a
+        -- user's notifications in the order they were sent: past the rate, each waits its turn.
+        SELECT t.id, t.token, notify_private.take_token(t.user_id, t.token) AS token_at
+        FROM (SELECT DISTINCT d.user_id, d.seq, d.token, d.id FROM decided AS d WHERE d.token IS NOT NULL
+              ORDER BY d.user_id, d.seq, d.token DESC) AS t
+    ), planned AS (
+        INSERT INTO notify.notification_deliveries AS d
+            (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at)
+        SELECT p.id, p.user_id, p.channel, p.subscription_id, p.status,
+               CASE WHEN w.waits
+                    THEN CASE p.token
+                        WHEN 'push' THEN format('push rate limit (%s per hour): waits for a token',
+                                                notify.setting('rate_limit.push_per_hour'))
+                        ELSE format('e-mail rate limit (%s per day): waits for a token',
+                                    notify.setting('rate_limit.email_per_day')) END
+                    ELSE p.reason END,
+               CASE WHEN p.status = 'pending'
+                    THEN greatest(CASE WHEN w.waits THEN s.token_at ELSE p.scheduled_for END,
+                                  CASE WHEN p.send_at > notify.now() THEN p.send_at END) END,
+               CASE WHEN p.status = 'sent' THEN notify.now() END
+        FROM decided AS p
+        LEFT JOIN spent AS s ON s.id = p.id AND s.token = p.token
+        -- Its token comes later than now, and later than the end of its quiet hours: it waits for the token.
+        CROSS JOIN LATERAL (
+            SELECT coalesce(s.token_at > notify.now() AND NOT coalesce(p.scheduled_for >= s.token_at, false), false)
+                   AS waits
+        ) AS w
+        RETURNING d.id, d.status
+    )
+    SELECT pg_catalog.array_agg(planned.id) INTO pending FROM planned WHERE planned.status = 'pending';
+    -- Sent from SQL with a template: one job renders them (in notifyd), then starts their deliveries' jobs.
+    SELECT pg_catalog.array_agg(n.id ORDER BY n.id) INTO unrendered
+    FROM new_notifications AS n WHERE n.template_id IS NOT NULL AND n.rendered IS NULL;
+    -- Bulk sends share one global rate (bulk.*); past it their push and e-mail wait their turn
+    -- (throttled, never refused). Critical announcements go at once.
+    SELECT pg_catalog.count(*) INTO throttled FROM new_notifications AS n
+    WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical';
+    IF throttled > 0 THEN
+        token_times := notify_private.global_token_times(throttled);
+    END IF;
+    -- Only push and e-mail wait: a bulk send to in-app users has nothing pending to move.
+    IF throttled > 0 AND pending IS NOT NULL THEN
+        UPDATE notify.notification_deliveries AS d
+        SET scheduled_for = token_times[o.position],
+            reason = concat_ws('; ', d.reason, format('global rate limit (%s per minute for bulk sends)',
+                                                       notify.setting('rate_limit.global_per_minute')))
+        FROM (SELECT n.id, pg_catalog.row_number() OVER (ORDER BY n.id) AS position
+              FROM new_notifications AS n WHERE n.batch_id IS NOT NULL AND n.priority <> 'critical') AS o
+        WHERE d.notification_id = o.id AND d.id = ANY (pending) AND d.channel <> 'in_app'
+          AND token_times[o.position] > coalesce(d.scheduled_for, notify.now());
+    END IF;
+    IF unrendered IS NOT NULL THEN
+        PERFORM notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'queue', 'render', 'task', 'render_notifications',
+            'args', pg_catalog.jsonb_build_object('notification_ids', unrendered))));
+        SELECT pg_catalog.array_agg(d.id) INTO pending
+        FROM notify.notification_deliveries AS d
+        WHERE d.id = ANY (pending) AND d.notification_id <> ALL (unrendered);
+    END IF;
+    IF pending IS NOT NULL THEN
+        PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
+    END IF;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION notify_private.plan_deliveries() OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.plan_deliveries()
+    IS 'writes the planned deliveries of new notifications and defers their jobs, in the sender''s transaction';
+
+CREATE OR REPLACE TRIGGER notifications_plan_deliveries AFTER INSERT ON notify.notifications
+    REFERENCING NEW TABLE AS new_notifications
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_private.plan_deliveries();
+COMMENT ON TRIGGER notifications_plan_deliveries ON notify.notifications IS 'plans the deliveries of the statement''s new notifications and defers their jobs';
+
+-- A test notification the user asks for, to see that each channel reaches them.
+
+CREATE OR REPLACE FUNCTION notify.send_test(channel text DEFAULT 'all') RETURNS uuid
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+BEGIN
+    IF notify.current_user_id() IS NULL THEN
+        RAISE EXCEPTION 'send_test sends to the calling user: request.jwt.claims has no user sub'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email') THEN
+        RAISE EXCEPTION 'channel must be all, in_app, push or email, got "%"', send_test.channel
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Critical: the user asked for it, so their own switches and digest do not hold it back; critical
+    -- skips every other limit, so test sends have their own (a user cannot spend the provider's quota).
+    PERFORM notify_private.take_token(notify.current_user_id(), 'test');
+    RETURN notify.send(
+        user_id => notify.current_user_id(), type => 'system', title => 'Test notification',
+        body => 'notifyd can reach you here.', priority => 'critical',
+        data => '{"test": true}'::jsonb,
+        channels => CASE WHEN send_test.channel = 'all' THEN NULL ELSE ARRAY[send_test.channel] END);
+END
+$$;
+ALTER FUNCTION notify.send_test(text) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.send_test(text)
+    IS 'sends the caller a test notification on one channel or all of them (rate_limit.test_sends_per_hour); returns its id';

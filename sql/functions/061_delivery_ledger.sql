@@ -1,0 +1,230 @@
+-- The delivery ledger: the worker's side of it, the dead letters a DBA retries, what /metrics shows and
+-- what a notification's deliveries say per channel.
+
+-- The worker's side.
+
+CREATE OR REPLACE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
+    RETURNS TABLE (id uuid, channel text, attempts integer, notification jsonb, recipient jsonb,
+                   subscription jsonb, vapid_key jsonb, unread_count bigint)
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    -- Deliveries whose reason to go has vanished since they were planned end here, unsent.
+    UPDATE notify.notification_deliveries AS d
+    SET status = CASE WHEN stale.suppression IS NOT NULL THEN 'suppressed' ELSE 'skipped' END,
+        reason = coalesce(stale.reason, format('the address %s', stale.suppression)),
+        sending_since = NULL, updated_at = notify.now()
+    FROM (
+        SELECT p.id,
+               CASE WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
+                    WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
+                    -- A push held back (quiet hours, send_at) is pointless once the user has read it.
+                    WHEN p.channel = 'push' AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
+                    WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
+               CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
+        FROM notify.notification_deliveries AS p
+        JOIN notify.notifications AS n ON n.id = p.notification_id
+        JOIN notify.recipients AS r ON r.user_id = p.user_id
+        LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
+        LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+        WHERE p.id = ANY (claim_deliveries.delivery_ids) AND p.status = 'pending'
+    ) AS stale
+    WHERE d.id = stale.id AND (stale.reason IS NOT NULL OR stale.suppression IS NOT NULL);
+
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE notify.notification_deliveries AS d
+        SET attempts = d.attempts + 1,
+            repeats = d.repeats + (d.sending_since IS NOT NULL)::integer,
+            sending_since = notify.now(),
+            updated_at = notify.now()
+        WHERE d.id = ANY (claim_deliveries.delivery_ids) AND d.status = 'pending'
+        RETURNING d.*
+    )
+    SELECT c.id, c.channel, c.attempts,
+           pg_catalog.jsonb_build_object(
+               -- A template's push text, when it has one, is what push channels show.
+               'id', n.id, 'type', n.type, 'priority', n.priority,
+               'title', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
+               'body', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
+               'email', n.rendered -> 'email', 'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
+               'created_at', n.created_at,
+               'expires_at', n.expires_at),
+           pg_catalog.jsonb_build_object(
+               'user_id', r.user_id, 'email', r.email, 'locale', r.locale, 'timezone', r.timezone),
+           CASE WHEN s.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+               'id', s.id, 'kind', s.kind, 'endpoint', s.endpoint, 'p256dh_key', s.p256dh_key,
+               'auth_key', s.auth_key, 'fcm_token', s.fcm_token, 'device_info', s.device_info) END,
+           CASE WHEN k.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+               'id', k.id, 'public_key', k.public_key, 'private_key_encrypted', k.private_key_encrypted) END,
+           (SELECT pg_catalog.count(*) FROM notify.inbox AS u
+            WHERE u.user_id = c.user_id AND u.read_at IS NULL)
+    FROM claimed AS c
+    JOIN notify.notifications AS n ON n.id = c.notification_id
+    JOIN notify.recipients AS r ON r.user_id = c.user_id
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = c.subscription_id
+    LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id;
+END
+$$;
+COMMENT ON FUNCTION notify_private.claim_deliveries(uuid[])
+    IS 'starts an attempt on the still-pending deliveries of a job and returns what sending them needs';
+
+CREATE OR REPLACE FUNCTION notify_private.record_outcomes(outcomes jsonb)
+    RETURNS TABLE (id uuid, status text, attempts integer)
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
+    strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
+BEGIN
+    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id}]
+    IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(record_outcomes.outcomes) AS o(item)
+               WHERE NOT coalesce(o.item ->> 'outcome' = ANY (ARRAY['sent', 'gone', 'retry', 'failed', 'skipped']), false)) THEN
+        RAISE EXCEPTION 'an outcome is one of sent, gone, retry, failed, skipped' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Devices: success resets the strikes; the provider saying "gone" or too many strikes deactivate.
+    UPDATE notify.push_subscriptions AS s
+    SET failure_count = CASE WHEN o.outcome = 'sent' THEN 0 ELSE s.failure_count + 1 END,
+        last_used_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE s.last_used_at END,
+        last_failure_at = CASE WHEN o.outcome = 'sent' THEN s.last_failure_at ELSE notify.now() END,
+        is_active = s.is_active AND o.outcome <> 'gone'
+                    AND (o.outcome = 'sent' OR s.failure_count + 1 < strikes),
+        deactivated_reason = CASE
+            WHEN NOT s.is_active THEN s.deactivated_reason
+            WHEN o.outcome = 'gone' THEN 'the push service says the subscription is gone: ' || o.error
+            WHEN o.outcome <> 'sent' AND s.failure_count + 1 >= strikes
+                THEN format('%s consecutive failures, the last: %s', s.failure_count + 1, o.error)
+        END
+    FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes) AS o(id uuid, outcome text, error text)
+    JOIN notify.notification_deliveries AS d ON d.id = o.id
+    WHERE s.id = d.subscription_id AND o.outcome IN ('sent', 'gone', 'retry', 'failed');
+
+    RETURN QUERY
+    WITH finished AS (
+        UPDATE notify.notification_deliveries AS d
+        SET status = CASE
+                WHEN o.outcome = 'sent' THEN 'sent'
+                WHEN o.outcome = 'skipped' THEN 'skipped'
+                WHEN o.outcome = 'retry' AND d.attempts < max_attempts AND coalesce(s.is_active, true) THEN 'pending'
+                ELSE 'failed' END,
+            reason = CASE
+                WHEN o.outcome = 'skipped' THEN o.error
+                WHEN o.outcome = 'gone' THEN 'the device is gone'
+                WHEN o.outcome = 'retry' AND NOT coalesce(s.is_active, true) THEN 'the device was deactivated'
+                WHEN o.outcome = 'retry' AND d.attempts >= max_attempts
+                    THEN format('gave up after %s attempts', d.attempts)
+                WHEN o.outcome = 'failed' THEN 'the provider refused it'
+            END,
+            error_message = CASE WHEN o.outcome = 'sent' THEN NULL ELSE o.error END,
+            provider_message_id = coalesce(o.provider_message_id, d.provider_message_id),
+            sending_since = NULL,
+            sent_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE d.sent_at END,
+            failed_at = CASE WHEN o.outcome IN ('sent', 'skipped') THEN d.failed_at ELSE notify.now() END,
+            updated_at = notify.now()
+        FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes)
+             AS o(id uuid, outcome text, error text, provider_message_id text)
+        LEFT JOIN notify.notification_deliveries AS od ON od.id = o.id
+        LEFT JOIN notify.push_subscriptions AS s ON s.id = od.subscription_id
+        WHERE d.id = o.id AND d.status = 'pending'
+        RETURNING d.id, d.status, d.attempts, d.notification_id, d.user_id, d.channel, d.subscription_id
+    ), recorded AS (
+        INSERT INTO notify.notification_analytics
+            (notification_id, notification_type, channel, event, user_id, org_id, device_id)
+        SELECT f.notification_id, n.type, f.channel, f.status, f.user_id, r.org_id, f.subscription_id
+        FROM finished AS f
+        JOIN notify.notifications AS n ON n.id = f.notification_id
+        JOIN notify.recipients AS r ON r.user_id = f.user_id
+        WHERE f.status IN ('sent', 'failed')
+    )
+    SELECT f.id, f.status, f.attempts FROM finished AS f;
+END
+$$;
+COMMENT ON FUNCTION notify_private.record_outcomes(jsonb)
+    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes; analytics';
+
+-- Dead letters: what a DBA reads and retries.
+
+CREATE OR REPLACE VIEW notify.dead_letters WITH (security_invoker = true) AS
+    SELECT d.id AS delivery_id, d.notification_id, d.user_id, d.channel, s.kind AS device_kind,
+           d.subscription_id, n.type, n.priority, n.title, d.attempts, d.reason, d.error_message,
+           d.failed_at, d.created_at
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    WHERE d.status = 'failed';
+COMMENT ON VIEW notify.dead_letters IS 'deliveries that failed for good; notify.retry_delivery sends one again';
+
+CREATE OR REPLACE FUNCTION notify.retry_delivery(delivery_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    target record;
+BEGIN
+    SELECT d.id, d.status, s.is_active, s.deactivated_reason INTO target
+    FROM notify.notification_deliveries AS d
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    WHERE d.id = retry_delivery.delivery_id AND notify.in_admin_scope(d.user_id)
+    FOR UPDATE OF d;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no delivery %', retry_delivery.delivery_id USING ERRCODE = 'no_data_found';
+    ELSIF target.status <> 'failed' THEN
+        RAISE EXCEPTION 'delivery % is %, not failed: only dead letters are retried', target.id, target.status
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF target.is_active IS FALSE THEN
+        RAISE EXCEPTION 'delivery %''s device is deactivated (%)', target.id, target.deactivated_reason
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'the user subscribes again from that device';
+    END IF;
+    UPDATE notify.notification_deliveries AS d
+    SET status = 'pending', attempts = 0, reason = NULL, error_message = NULL, failed_at = NULL,
+        scheduled_for = NULL, updated_at = notify.now()
+    WHERE d.id = target.id;
+    RETURN (notify_private.defer_jobs(notify_private.delivery_jobs(ARRAY[target.id])))[1];
+END
+$$;
+ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.retry_delivery(uuid)
+    IS 'sends a dead letter again with fresh attempts; returns the Procrastinate job id';
+
+-- What /metrics shows and a DBA watches.
+
+CREATE OR REPLACE VIEW notify.delivery_counts WITH (security_invoker = true) AS
+    SELECT d.channel, coalesce(s.kind, d.channel) AS provider, d.status, pg_catalog.count(*) AS deliveries,
+           pg_catalog.sum(d.repeats) AS repeats
+    FROM notify.notification_deliveries AS d
+    LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+    GROUP BY 1, 2, 3;
+COMMENT ON VIEW notify.delivery_counts
+    IS 'deliveries by channel, provider (webpush, fcm, email, in_app) and status, and repeats (possible duplicates)';
+
+CREATE OR REPLACE VIEW notify.queue_depth WITH (security_invoker = true) AS
+    SELECT j.queue_name AS queue, j.status::text AS status, pg_catalog.count(*) AS jobs,
+           pg_catalog.min(coalesce(j.scheduled_at, e.at)) AS oldest
+    FROM procrastinate.procrastinate_jobs AS j
+    LEFT JOIN LATERAL (SELECT pg_catalog.min(ev.at) AS at FROM procrastinate.procrastinate_events AS ev
+                       WHERE ev.job_id = j.id AND ev.type = 'deferred') AS e ON true
+    WHERE j.status IN ('todo', 'doing')
+    GROUP BY 1, 2;
+COMMENT ON VIEW notify.queue_depth IS 'Procrastinate jobs waiting (todo) and running (doing) per queue, and the oldest';
+
+-- What a notification's deliveries say, per channel: the status the center and history show.
+
+CREATE OR REPLACE FUNCTION notify.delivery_status(notification_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- Push has one row per device: a channel shows its furthest-along delivery.
+    SELECT coalesce(jsonb_object_agg(best.channel, best.status), '{}'::jsonb)
+    FROM (SELECT DISTINCT ON (d.channel) d.channel, d.status
+          FROM notify.notification_deliveries AS d
+          WHERE d.notification_id = delivery_status.notification_id
+          ORDER BY d.channel, pg_catalog.array_position(
+              ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped', 'suppressed',
+                    'cancelled'], d.status)) AS best
+$$;
+COMMENT ON FUNCTION notify.delivery_status(uuid)
+    IS 'a notification''s delivery status per channel, as far as the caller may see its deliveries: {"push": "sent", ...}';

@@ -1,0 +1,144 @@
+-- An org's policy: the defaults and locks an org admin sets for the org's users (the rules of
+-- 070_preferences.sql say how a lock binds a user), and the org's delivery figures. Run as the caller
+-- (notify_admin), so RLS keeps an org admin to their org.
+
+CREATE OR REPLACE FUNCTION notify_private.require_org(org_id uuid) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    IF require_org.org_id IS NULL THEN
+        RAISE EXCEPTION 'org_id cannot be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Not found, whether or not the org exists: an org admin learns nothing of other orgs.
+    IF notify.current_org_id() IS DISTINCT FROM require_org.org_id AND notify.current_org_id() IS NOT NULL THEN
+        RAISE EXCEPTION 'no org % in your scope: an org admin manages their own org only', require_org.org_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN require_org.org_id;
+END
+$$;
+COMMENT ON FUNCTION notify_private.require_org(uuid)
+    IS 'the org if the calling admin may manage it (a DBA any, an org admin their org_id claim), else P0002 (not found)';
+
+CREATE OR REPLACE FUNCTION notify_private.org_item(org_id uuid, type text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- NULL push_enabled/email_enabled/digest_frequency: the org sets nothing here (the org's global
+    -- row, then the users and the system defaults decide).
+    SELECT pg_catalog.jsonb_build_object(
+        'notification_type', org_item.type,
+        'push_enabled', o.push_enabled, 'email_enabled', o.email_enabled, 'digest_frequency', o.digest_frequency,
+        'push_locked', coalesce(o.push_locked, false), 'email_locked', coalesce(o.email_locked, false),
+        'updated_at', o.updated_at)
+    FROM (SELECT 1) AS one
+    LEFT JOIN notify.org_notification_preferences AS o
+        ON o.org_id = org_item.org_id AND o.notification_type IS NOT DISTINCT FROM org_item.type
+$$;
+COMMENT ON FUNCTION notify_private.org_item(uuid, text)
+    IS 'an org''s defaults and locks for one type (NULL: its global row), as far as the caller may see';
+
+CREATE OR REPLACE FUNCTION notify.org_preferences(org_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'org_id', o.id,
+        'global', notify_private.org_item(o.id, NULL) - 'notification_type',
+        'items', (SELECT pg_catalog.jsonb_agg(notify_private.org_item(o.id, t.name) ORDER BY t.name)
+                  FROM notify.notification_types AS t))
+    FROM (SELECT notify_private.require_org(org_preferences.org_id) AS id) AS o
+$$;
+COMMENT ON FUNCTION notify.org_preferences(uuid)
+    IS 'an org''s default preferences and locks: {"org_id", "global": {...}, "items": [one per type]}';
+
+CREATE OR REPLACE FUNCTION notify.set_org_preference(org_id uuid, type text, changes jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    columns jsonb;
+    saved notify.org_notification_preferences;
+    unset_lock text;
+BEGIN
+    PERFORM notify_private.require_org(set_org_preference.org_id);
+    IF set_org_preference.type IS NOT NULL THEN
+        PERFORM notify.require_type(set_org_preference.type);
+    END IF;
+    columns := notify_private.preference_changes(set_org_preference.changes, 'org');
+    IF columns <> '{}' THEN
+        INSERT INTO notify.org_notification_preferences AS o (org_id, notification_type)
+        VALUES (set_org_preference.org_id, set_org_preference.type)
+        ON CONFLICT ON CONSTRAINT org_notification_preferences_org_id_notification_type_key DO NOTHING;
+        UPDATE notify.org_notification_preferences AS o
+        SET (push_enabled, email_enabled, digest_frequency, push_locked, email_locked)
+            = (SELECT c.push_enabled, c.email_enabled, c.digest_frequency, c.push_locked, c.email_locked
+               FROM pg_catalog.jsonb_populate_record(o, columns) AS c),
+            updated_at = notify.now()
+        WHERE o.org_id = set_org_preference.org_id
+          AND o.notification_type IS NOT DISTINCT FROM set_org_preference.type
+        RETURNING o.* INTO saved;
+        -- A lock without a value would be read as "locked on" by the planner: make the admin say it.
+        unset_lock := CASE WHEN saved.push_locked AND saved.push_enabled IS NULL THEN 'push'
+                           WHEN saved.email_locked AND saved.email_enabled IS NULL THEN 'email' END;
+        IF unset_lock IS NOT NULL THEN
+            RAISE EXCEPTION '%_locked needs %_enabled: lock the channel on (true) or off (false)', unset_lock, unset_lock
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    RETURN CASE WHEN set_org_preference.type IS NULL
+                THEN notify_private.org_item(set_org_preference.org_id, NULL) - 'notification_type'
+                ELSE notify_private.org_item(set_org_preference.org_id, set_org_preference.type) END;
+END
+$$;
+COMMENT ON FUNCTION notify.set_org_preference(uuid, text, jsonb)
+    IS 'an org admin sets the org''s defaults and locks for a type (NULL: every type), only the keys given; returns them';
+
+CREATE OR REPLACE FUNCTION notify.org_delivery_stats(org_id uuid, since timestamptz DEFAULT NULL,
+                                                     until timestamptz DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+DECLARE
+    low constant timestamptz := coalesce(org_delivery_stats.since, '-infinity');
+    high constant timestamptz := coalesce(org_delivery_stats.until, 'infinity');
+    no_counts constant jsonb := '{"in_app": {}, "push": {}, "email": {}}';
+BEGIN
+    PERFORM notify_private.require_org(org_delivery_stats.org_id);
+    IF low > high THEN
+        RAISE EXCEPTION 'since (%) must not be after until (%)', org_delivery_stats.since, org_delivery_stats.until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The org's users as they are now. Run as the caller: RLS shows an org admin their org's rows only.
+    RETURN (
+        WITH counted AS (
+            SELECT 'deliveries' AS figure, d.channel, d.status AS name, pg_catalog.count(*) AS n
+            FROM notify.notification_deliveries AS d
+            JOIN notify.recipients AS r ON r.user_id = d.user_id
+            WHERE r.org_id = org_delivery_stats.org_id AND d.created_at >= low AND d.created_at < high
+            GROUP BY d.channel, d.status
+            UNION ALL
+            SELECT 'events', a.channel, a.event, pg_catalog.count(*)
+            FROM notify.notification_analytics AS a
+            WHERE a.org_id = org_delivery_stats.org_id AND a.created_at >= low AND a.created_at < high
+            GROUP BY a.channel, a.event
+        ), per_channel AS (
+            SELECT c.figure, c.channel, pg_catalog.jsonb_object_agg(c.name, c.n) AS counts
+            FROM counted AS c GROUP BY c.figure, c.channel
+        )
+        SELECT pg_catalog.jsonb_build_object(
+            'org_id', org_delivery_stats.org_id, 'since', org_delivery_stats.since, 'until', org_delivery_stats.until,
+            'users', (SELECT pg_catalog.count(*) FROM notify.recipients AS r WHERE r.org_id = org_delivery_stats.org_id),
+            'notifications', (
+                SELECT pg_catalog.count(*) FROM notify.notifications AS n
+                JOIN notify.recipients AS r ON r.user_id = n.user_id
+                WHERE r.org_id = org_delivery_stats.org_id AND n.created_at >= low AND n.created_at < high),
+            'deliveries', no_counts || coalesce((SELECT pg_catalog.jsonb_object_agg(p.channel, p.counts)
+                                                 FROM per_channel AS p WHERE p.figure = 'deliveries'), '{}'),
+            'events', no_counts || coalesce((SELECT pg_catalog.jsonb_object_agg(p.channel, p.counts)
+                                             FROM per_channel AS p WHERE p.figure = 'events'), '{}')));
+END
+$$;
+COMMENT ON FUNCTION notify.org_delivery_stats(uuid, timestamptz, timestamptz)
+    IS 'an org''s notifications, deliveries by channel and status, and provider events by channel, in [since, until)';

@@ -1,0 +1,9 @@
+-- Grants of the delivery ledger (after 010_reset dropped them all).
+
+GRANT EXECUTE ON FUNCTION notify_private.claim_deliveries(uuid[]), notify_private.record_outcomes(jsonb)
+    TO notify_worker;
+GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid) TO notify_admin;
+GRANT SELECT ON notify.dead_letters, notify.delivery_counts TO notify_admin, notify_worker, notify_service;
+GRANT SELECT ON notify.queue_depth TO notify_admin, notify_worker;
+GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid)
+    TO notify_authenticated, notify_service, notify_admin, notify_worker;

@@ -1,0 +1,100 @@
+"""The pages around the demo, over HTTP without a database: the icon, the dev e-mail sink, dev's sender name."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import struct
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifyd import dev
+from notifyd.localdb import STATE_DIR_ENV
+from tests.test_http_hygiene import offline_client
+
+ICO_HEADER = struct.Struct("<HHH")  # reserved 0, type 1 (icon), image count
+DEMO_PAGE = Path(dev.__file__).parent / "static" / "demo.html"
+
+
+@pytest.mark.parametrize("dev_routes", [False, True], ids=["serve", "dev"])
+async def test_the_favicon_is_a_small_icon_not_a_404(dev_routes: bool) -> None:
+    async with offline_client(dev_routes=dev_routes) as client:
+        icon = await client.get("/favicon.ico")
+        again = await client.get("/favicon.ico", headers={"If-None-Match": icon.headers["etag"]})
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    reserved, kind, count = ICO_HEADER.unpack_from(icon.content)
+    assert (reserved, kind) == (0, 1) and count >= 1
+    assert len(icon.content) < 4096, "an icon, not a picture"
+    assert again.status_code == 304
+
+
+async def sink_page(client: httpx.AsyncClient) -> str:
+    page = await client.get("/dev/outbox")
+    assert page.status_code == 200
+    return page.text
+
+
+def first(pattern: str, page: str) -> str:
+    found = re.search(pattern, page, re.S)
+    assert found is not None, pattern
+    return found[1].strip()
+
+
+async def test_the_dev_sink_does_not_pass_for_the_demos_outbox_tab() -> None:
+    demo = DEMO_PAGE.read_text(encoding="utf-8")
+    demo_tab = demo[demo.index('id="outbox"') :]
+    async with offline_client(dev_routes=True) as client:
+        page = await sink_page(client)
+    title, h1 = first(r"<title>(.*?)</title>", page), first(r"<h1>(.*?)</h1>", page)
+    assert (title, h1) == ("Dev e-mail sink · notifyd dev", "Dev e-mail sink")
+    assert title not in demo and h1 not in demo
+    assert first(r"<h2>(.*?)</h2>", demo_tab) not in page, "the demo tab's heading is its own"
+    # It says what it is: where e-mail lands without a provider, and how to send real e-mail.
+    for words in ("not part of the Acme Tasks demo", "/dev/resend/emails", "RESEND_API_KEY", "/dev/outbox.json"):
+        assert words in page
+    assert "Nothing has arrived yet." in page
+
+
+async def caught(subject: str, to: str) -> tuple[str, str]:
+    """The sink's page after one e-mail arrived, and that e-mail's id."""
+    async with offline_client(dev_routes=True) as client:
+        sent = await client.post(
+            "/dev/resend/emails",
+            json={"to": [to], "subject": subject, "html": "<p>hi</p>"},
+            headers={"Authorization": f"Bearer {dev.OUTBOX_API_KEY}"},
+        )
+        assert sent.status_code == 200
+        return await sink_page(client), sent.json()["id"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(subject=st.text(min_size=1, max_size=40), to=st.emails())
+def test_the_dev_sink_lists_what_arrived_escaped(subject: str, to: str) -> None:
+    page, email_id = asyncio.run(caught(subject, to))
+    assert f'<a href="/dev/outbox/{email_id}">{html.escape(subject)}</a>' in page
+    assert f"<td>{html.escape(to)}</td>" in page
+    assert "1 e-mail(s) caught" in page and "Nothing has arrived yet." not in page
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [({}, (dev.DEMO_PRODUCT, "http://127.0.0.1:8000/#inbox")),
+     ({"RESEND_FROM_NAME": "Initech", "NOTIFICATION_CENTER_URL": "https://initech.example/inbox"},
+      ("Initech", "https://initech.example/inbox"))],
+)  # fmt: skip
+def test_dev_e_mails_name_the_demo_and_link_its_inbox_unless_configured(
+    configured: dict[str, str], expected: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    for name in ("JWT_SECRET", "RESEND_API_KEY", "RESEND_FROM_NAME", "NOTIFICATION_CENTER_URL", "PUBLIC_BASE_URL",
+                 "NOTIFYD_HOST", "NOTIFYD_PORT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in configured.items():
+        monkeypatch.setenv(name, value)
+    made = dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd")
+    assert (made.resend_from_name, made.notification_center_url) == expected
