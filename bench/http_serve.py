@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from notifyd import server
-from notifyd.config import Settings
+from notifyd.core.config import Settings
 
 
 def main(mode: str) -> None:
