@@ -172,7 +172,7 @@ def test_notifyd_reads_the_environment_only_through_the_registry() -> None:
 
 
 def _env_function_line() -> int:
-    tree = ast.parse((ROOT / "notifyd" / "config.py").read_text())
+    tree = ast.parse((ROOT / "notifyd" / "core" / "config.py").read_text())
     env = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "env")
     return next(n.lineno for n in ast.walk(env) if isinstance(n, ast.Attribute) and n.attr == "environ")
 

@@ -101,9 +101,7 @@ class NotificationCreate(_SendFields):
 
 class BulkCreate(_SendFields):
     user_ids: Annotated[list[uuid.UUID], Field(min_length=1, description="at most batch.max_recipients (10,000)")]
-    send_email: bool | None = Field(
-        default=None, description="seed 001 §5.1: true adds e-mail to the channels, false leaves it out"
-    )
+    send_email: bool | None = Field(default=None, description="true adds e-mail to the channels, false leaves it out")
 
 
 class ListQuery(BaseModel):

@@ -1,4 +1,4 @@
-"""Daily and weekly digest e-mails (seed 001 REQ-015/016/018).
+"""Daily and weekly digest e-mails: one e-mail per user and period with what is new since the last one.
 
 A Procrastinate periodic task claims the digests that are due (notify_private.claim_due_digests:
 exactly one per user and period, however many workers run it, by the unique key of

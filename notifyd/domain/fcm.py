@@ -1,4 +1,4 @@
-"""The FCM channel: mobile push to iOS (APNs through FCM) and Android with firebase-admin (REQ-007).
+"""The FCM channel: mobile push to iOS (APNs through FCM) and Android with firebase-admin.
 
 One firebase app per channel, made lazily so that missing or broken credentials become a sentence
 from `not_configured()` (the deliveries are skipped) and never stop the worker. The SDK's blocking

@@ -16,9 +16,12 @@ from notifyd.db.queries import query
 from notifyd.domain import sensitive
 from notifyd.domain.deliveries import DeliveryRetry
 from notifyd.domain.render_pool import RenderPool
-from notifyd.domain.templates import QUEUE, TASK, TemplateError, choose
+from notifyd.domain.templates import TemplateError, choose
 
 log = logging.getLogger("notifyd.worker")
+
+QUEUE = "render"
+TASK = "render_notifications"
 
 
 async def render_notifications(

@@ -1,4 +1,4 @@
-"""Retention (the nightly notify.apply_retention), GDPR erasure over REST, and the audit of refused requests.
+"""Retention: the nightly notify.apply_retention (GDPR erasure over REST is notifyd.rest.erasure_api).
 
 Retention runs in short transactions: each call of notify.apply_retention deletes at most
 `RETENTION_BATCHES` batches of `RETENTION_BATCH_SIZE` rows and commits, and the job calls again until

@@ -1,4 +1,4 @@
-"""Sensitive fields (SEC-001): the top-level keys of `data` and `template_vars` a template marks sensitive.
+"""Sensitive fields, never shown in clear: the top-level keys of `data` and `template_vars` a template marks.
 
 Every channel shows MASK in their place (in-app, push, e-mail, digests, exports, WebSocket events), and
 the real values are kept only encrypted under NOTIFICATION_ENCRYPTION_KEY, in `notifications.sealed`;

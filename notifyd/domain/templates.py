@@ -1,4 +1,4 @@
-"""Notification templates: Jinja2 in a sandbox, per language, and the worker task that renders SQL sends.
+"""Notification templates: Jinja2 in a sandbox, per language.
 
 Templates are data (DBAs and org admins write them), so they run in Jinja2's SandboxedEnvironment:
 no `__` attributes, no unsafe callables. A variable the sender did not give is an error naming it
@@ -6,7 +6,7 @@ no `__` attributes, no unsafe callables. A variable the sender did not give is a
 e-mail text are plain text and stay untouched.
 
 A template notification inserted by SQL is held by the database (held_until = 'infinity') with
-one `render_notifications` job; this module renders it and calls notify_private.store_rendering,
+one `render_notifications` job; notifyd.domain.rendering renders it and calls notify_private.store_rendering,
 which releases its real-time event and starts its deliveries, or notify_private.render_failed.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import re
 import time
 from collections import OrderedDict
@@ -30,10 +29,6 @@ from jinja2.sandbox import SandboxedEnvironment, safe_range
 from jinja2.utils import Namespace
 from markupsafe import escape
 
-log = logging.getLogger("notifyd.worker")
-
-QUEUE = "render"
-TASK = "render_notifications"
 CACHE_SIZE = 512
 
 NO_TEMPLATE = 'template "{name}" does not exist in any language'

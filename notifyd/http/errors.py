@@ -1,5 +1,5 @@
-"""JSON errors `{"error": {"code", "message", "field"?, "hint"?}}` with the statuses of CONTRACT §3; never a 500 on
-bad input."""
+"""JSON errors `{"error": {"code", "message", "field"?, "hint"?}}` with the statuses the REST API documents; never a
+500 on bad input."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from notifyd.db.queries import query
 
 log = logging.getLogger("notifyd")
 
-# notify_private.take_token: a user's queue for a channel is full (CONTRACT §3: 429 with Retry-After).
+# notify_private.take_token: a user's queue for a channel is full, answered 429 with Retry-After.
 RATE_LIMITED_SQLSTATE = "NT429"
 
 CODES = {
@@ -77,7 +77,7 @@ def error_response(
 
 
 async def audit_refusal(request: Request, status: int) -> None:
-    """Records a 401/403 answer in the audit log (SEC-004); never turns the answer into a 500."""
+    """Records a 401/403 answer in the audit log, so refused attempts can be reviewed; never makes it a 500."""
     if status not in (401, 403):
         return
     detail = {"method": request.method, "path": request.url.path, "status": status,

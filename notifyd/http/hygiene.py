@@ -1,4 +1,4 @@
-"""HTTP hygiene for every route (issue 10): security headers, a request body limit, the WebSocket origin check.
+"""HTTP hygiene for every route: security headers, a request body limit, the WebSocket origin check.
 
 Pure ASGI middleware, so that streamed answers (export, SSE) pass through untouched and a body is
 refused before it is read.

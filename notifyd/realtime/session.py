@@ -1,4 +1,4 @@
-"""A real-time session (CONTRACT §4): resume, live events, mark_read, ack and limits, over the WebSocket of
+"""A real-time session: resume, live events, mark_read, ack and limits, over the WebSocket of
 notifyd.realtime.websocket or the Server-Sent Events of notifyd.realtime.sse.
 
 Each session has one bounded outbound queue drained by one writer task, so the hub never waits

@@ -1,6 +1,6 @@
-"""GET /api/v1/notifications/stream (CONTRACT §3): the WebSocket's events and resume as Server-Sent Events.
+"""GET /api/v1/notifications/stream: the WebSocket's events and resume as Server-Sent Events.
 
-A stream is a realtime.Session like a WebSocket's: registered with the same LISTEN hub, resumed by the
+A stream is a notifyd.realtime.session.Session like a WebSocket's: registered with the same LISTEN hub, resumed by the
 same seq query, with the same bounded queue (a client too slow for it is disconnected and resumes by
 Last-Event-ID). Only the framing differs, and the client sends nothing: marking read goes through REST.
 """

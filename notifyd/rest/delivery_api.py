@@ -1,4 +1,4 @@
-"""Delivery routes: a user's test send (seed 004), why a notification went where it went, cancelling a scheduled one."""
+"""Delivery routes: a user's test send (one channel or all), why a notification went where it went, cancelling one."""
 
 from __future__ import annotations
 

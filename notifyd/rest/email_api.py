@@ -46,7 +46,7 @@ DONE = (
     "notification settings."
 )
 ALREADY = "E-mails about {type} notifications are already turned off for you."
-# Digest frequency "never" is e-mail off (REQ-018): only critical e-mail (security alerts) still comes.
+# Digest frequency "never" is e-mail off: only critical e-mail (security alerts) still comes.
 ASK_DIGESTS = (
     "Stop the digest e-mails and other non-urgent e-mails? You will still see your notifications in the app, "
     "and security alerts still come by e-mail."

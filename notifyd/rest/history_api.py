@@ -1,4 +1,4 @@
-"""The caller's notification history (REQ-020) and its streamed export, thin over notify.history.
+"""The caller's notification history (deleted ones too, for audit) and its streamed export, thin over notify.history.
 
 Filters: `from` (inclusive) and `to` (exclusive) on created_at, `type`, `status` (read or unread), and
 `delivery_status` optionally narrowed to one `channel` (a channel shows its furthest-along delivery, as in

@@ -1,4 +1,4 @@
-"""The REST notification center (CONTRACT §3): thin handlers that run notify's SQL as the caller."""
+"""The REST notification center (send, list, read, act): thin handlers that run notify's SQL as the caller."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Preferences over REST (seed 001 §5.3) and the org admin's policy routes (seed 000 story 6).
+"""Preferences over REST (per type, and global quiet hours and digests) and the org
+admin's policy routes (an org's defaults and locked channels, and its delivery statistics).
 
 Thin over the SQL of sql/functions/070_preferences.sql, run as the caller: the database checks every
 key and value (422 with its message) and keeps an org admin to their org. A channel the org locked

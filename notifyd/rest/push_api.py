@@ -1,4 +1,4 @@
-"""Push devices over REST (seed 001 §5.2): subscribe a browser or a phone, list and remove them, the VAPID key.
+"""Push devices over REST: subscribe a browser or a phone, list and remove them, the VAPID key.
 
 Keys and FCM tokens are encrypted before they reach the database (NOTIFICATION_ENCRYPTION_KEY);
 a device is found again by the hash of its endpoint or token. Endpoints are checked against
@@ -134,7 +134,8 @@ class WebPushSubscription(_Request):
 
 class SubscribeRequest(_Request):
     subscription: WebPushSubscription | None = None
-    # The flat form: the browser's subscription JSON posted as it is (seed 004).
+    # The flat form: the browser's subscription JSON posted as it is, which is what
+    # PushSubscription.toJSON() gives a page.
     endpoint: Annotated[str, Field(min_length=1, max_length=MAX_ENDPOINT_LENGTH)] | None = None
     keys: PushKeys | None = None
     expirationTime: float | None = None  # noqa: N815 - the browser's name

@@ -1,4 +1,5 @@
-"""Tracking (push receipts, the e-mail open pixel and click redirect) and the analytics report (REQ-021).
+"""Tracking (push receipts, the e-mail open pixel and click redirect) and the analytics report (per type: sent,
+delivered, opened, clicked).
 
 The tracking routes have no user credential: a token sealed by notifyd (notifyd.core.crypto.seal_token, one
 purpose per kind, naming notification, user and delivery) is the whole authorization, so a forged or
