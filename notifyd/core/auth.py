@@ -12,8 +12,8 @@ import jwt
 
 from notifyd.core.config import Settings
 
-# Services may authenticate with a key made by notify.create_service_key instead of a JWT.
-# Longer values cannot be a key or a service name: refused before the database is asked.
+# Services may authenticate with a key made by notify.create_service_key instead of a JWT (the headers are in
+# notifyd.core.models). Longer values cannot be a key or a service name: refused before the database is asked.
 MAX_SERVICE_KEY_LENGTH = 200
 MAX_SERVICE_NAME_LENGTH = 64
 

@@ -14,6 +14,7 @@ PREFIX = "/api/v1/notifications"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SERVICE_KEY_HEADER = "X-Internal-Service-Key"
 SERVICE_NAME_HEADER = "X-Service-Name"
+
 NOT_ISO_8601 = "a date-time is written in ISO 8601 with a UTC offset, such as 2026-01-31T09:00:00Z"
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
