@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from notifyd.localdb import resolve_server
-from notifyd.migrate import migrate_url
+from notifyd.db.localdb import resolve_server
+from notifyd.db.migrate import migrate_url
 from tests.server import ServerProcess, WorkerProcess
 
 LOGIN = "notifyd_bench_login"

@@ -12,7 +12,7 @@ cost, which other load on the machine sways less than the rate), the commits of 
 (pg_stat_database.xact_commit, less the bench's own polls), the NOTIFYs of transactions other than the send
 itself (notify_notifications per statement, Procrastinate's job_inserted per job), and for Web Push the VAPID
 signatures the sink verified. A third run pushes to a sink that answers ROUND_TRIP late, as a push service
-afar: pushes in flight (notifyd.webpush.PARALLEL_SENDS), not CPU, bound that rate; its floor is the replay
+afar: pushes in flight (notifyd.domain.webpush.PARALLEL_SENDS), not CPU, bound that rate; its floor is the replay
 over as many connections.
 
 Also here, for scenario 6: commit → e-mail accepted by the Resend stand-in, one send at a time.
@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from bench.common import Database, Row, Scale, Table, quantile
 from bench.sinks import SinkProcess, replay
 from bench.sockets import Listener
-from notifyd.crypto import SecretBox, b64url, parse_key, token_hash
-from notifyd.webpush import PARALLEL_SENDS
+from notifyd.core.crypto import SecretBox, b64url, parse_key, token_hash
+from notifyd.domain.webpush import PARALLEL_SENDS
 from tests.server import ENCRYPTION_KEY, wait_for
 from tests.standins.resend import ResendService
 

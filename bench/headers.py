@@ -1,7 +1,7 @@
 """Scenario headers: what capping request heads costs, beside uvicorn's httptools protocol without a cap.
 
 Three serve processes in turn, the same app under each protocol (bench/http_serve.py): notifyd's own
-(httptools with MAX_HEADER_BYTES / MAX_HEADER_COUNT, notifyd/headlimit.py), uvicorn's httptools as
+(httptools with MAX_HEADER_BYTES / MAX_HEADER_COUNT, notifyd/http/headlimit.py), uvicorn's httptools as
 before the cap (the floor), and uvicorn's h11 with its limit (the alternative not taken). Each gets
 CONNECTIONS keep-alive clients sending GET /healthz with a browser-like head (~1.4 KB, a 1 KB bearer
 token) for SECONDS; figures: requests/s and the server's CPU (user + system, /proc) per request. Then

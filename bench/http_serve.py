@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from notifyd import server
-from notifyd.config import Settings
+from notifyd.core.config import Settings
+from notifyd.core.requestid import configure_logging
 
 
 def main(mode: str) -> None:
@@ -23,7 +24,7 @@ def main(mode: str) -> None:
         config.h11_max_incomplete_event_size = settings.max_header_bytes
     elif mode != "notifyd":
         raise SystemExit(f"unknown mode {mode!r}: notifyd, httptools or h11")
-    server.configure_logging()
+    configure_logging()
     server.Server(config).run()
 
 

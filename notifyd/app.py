@@ -12,33 +12,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from notifyd import (
-    browser,
+from notifyd.core.config import Settings
+from notifyd.core.metrics import Metrics
+from notifyd.core.requestid import RequestIdMiddleware
+from notifyd.db.pool import create_pool
+from notifyd.domain import vapid
+from notifyd.domain.render_pool import RenderPool
+from notifyd.http import browser
+from notifyd.http.errors import HANDLERS
+from notifyd.http.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
+from notifyd.http.openapi import OPERATIONAL_PATHS, Endpoint, build
+from notifyd.realtime import sse, websocket
+from notifyd.realtime.hub import Hub
+from notifyd.rest import (
     delivery_api,
     email_api,
+    erasure_api,
     health,
     history_api,
+    notifications,
     preferences_api,
     push_api,
-    realtime,
-    rest,
-    retention,
-    sse,
     templates_api,
     tracking_api,
-    vapid,
 )
-from notifyd.config import Settings
-from notifyd.db import create_pool
-from notifyd.errors import HANDLERS
-from notifyd.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
-from notifyd.metrics import Metrics
-from notifyd.openapi import OPERATIONAL_PATHS, Endpoint, build
-from notifyd.render_pool import RenderPool
-from notifyd.requestid import RequestIdMiddleware
 
 ENDPOINTS = [
-    *rest.ENDPOINTS,
+    *notifications.ENDPOINTS,
     *push_api.ENDPOINTS,
     *delivery_api.ENDPOINTS,
     *email_api.ENDPOINTS,
@@ -46,7 +46,7 @@ ENDPOINTS = [
     *templates_api.ENDPOINTS,
     *history_api.ENDPOINTS,
     *tracking_api.ENDPOINTS,
-    *retention.ENDPOINTS,
+    *erasure_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
@@ -106,7 +106,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
         await vapid.seed(app.state.pool, settings)
         app.state.render_pool = RenderPool(settings)
         await app.state.render_pool.start()
-        app.state.hub = realtime.Hub(settings, app.state.pool, app.state.metrics)
+        app.state.hub = Hub(settings, app.state.pool, app.state.metrics)
         await app.state.hub.start()
         try:
             yield
@@ -116,7 +116,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             await app.state.render_pool.stop()
 
     app = Starlette(
-        routes=[*health.routes, *API_ROUTES, *realtime.routes, *browser.routes(), *(extra_routes or [])],
+        routes=[*health.routes, *API_ROUTES, *websocket.routes, *browser.routes(), *(extra_routes or [])],
         exception_handlers=HANDLERS,
         middleware=[
             Middleware(RequestIdMiddleware),

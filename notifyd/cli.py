@@ -8,10 +8,14 @@ import sys
 
 import asyncpg
 
-from notifyd import __version__, dev, operate, server, startup, supervisor, vapid, worker
-from notifyd.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
-from notifyd.localdb import owner_database
-from notifyd.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
+from notifyd import __version__, dev, operate, server, supervisor
+from notifyd.core.config import DEV, MIGRATE, SERVE, WORKER, Settings, help_text, variables_of
+from notifyd.core.requestid import configure_logging
+from notifyd.db import startup
+from notifyd.db.localdb import owner_database
+from notifyd.db.migrate import MigrationError, migrate_url, refusal_of_changed, status_url
+from notifyd.domain import vapid
+from notifyd.worker import runner as worker
 
 # `notifyd migrate --check` exit statuses, for deploy scripts.
 CHECK_UP_TO_DATE, CHECK_PENDING, CHECK_FAILED = 0, 1, 2
@@ -54,7 +58,7 @@ def _report_pending(url: str, *, check: bool) -> int:
 
 def _check_database(settings: Settings) -> int | None:
     """Refuses (an exit status) a database this notifyd cannot run on; None: start."""
-    server.configure_logging()
+    configure_logging()
     try:
         asyncio.run(startup.check(settings.database_url))
     except startup.NotMigrated as error:
@@ -126,7 +130,7 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     send.add_argument("--title", required=True)
     send.add_argument("--body")
     send.add_argument("--priority", default="normal", help="critical, high, normal (default) or low")
-    send.add_argument("--data", metavar="JSON", help="a JSON object, e.g. '{\"url\": \"/orders/1\"}'")
+    send.add_argument("--data", metavar="JSON", help='a JSON object, e.g. \'{"url": "/orders/1"}\'')
     send.add_argument("--channels", metavar="LIST", help="comma-separated: in_app,push,email (default: routing)")
     send.add_argument(
         "--idempotency-key", help="a replay answers the first notification; another request with the key is refused"

@@ -22,10 +22,19 @@ from typing import Any, Literal, Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from notifyd.auth import SERVICE_KEY_HEADER, SERVICE_NAME_HEADER
-from notifyd.delivery_api import Cancelled, Explanation
-from notifyd.models import BatchStatus, BulkAccepted, Channel, CreatedNotification, Priority
-from notifyd.rest import IDEMPOTENCY_HEADER, PREFIX
+from notifyd.core.models import (
+    IDEMPOTENCY_HEADER,
+    PREFIX,
+    SERVICE_KEY_HEADER,
+    SERVICE_NAME_HEADER,
+    BatchStatus,
+    BulkAccepted,
+    Cancelled,
+    Channel,
+    CreatedNotification,
+    Explanation,
+    Priority,
+)
 
 # Statuses worth another try: the server or a proxy in front of it was briefly unable to answer.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -27,12 +27,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from notifyd import server, worker
-from notifyd.config import Settings, env
-from notifyd.crypto import SecretBox, new_key, parse_key
-from notifyd.localdb import owner_database, state_dir
-from notifyd.migrate import migrate_url
-from notifyd.queries import query
+from notifyd import server
+from notifyd.core.config import Settings, env
+from notifyd.core.crypto import SecretBox, new_key, parse_key
+from notifyd.core.requestid import configure_logging
+from notifyd.db.localdb import owner_database, state_dir
+from notifyd.db.migrate import migrate_url
+from notifyd.db.queries import query
+from notifyd.worker import runner as worker
 
 DEV_DATABASE = "notifyd"
 DEV_LOGIN = "notifyd_dev"
@@ -86,7 +88,7 @@ def _addresses(to: object) -> str:
 
 
 # The demo page runs its own inline module and style and talks to this origin only (fetch, WebSocket, the
-# service worker); nothing frames it. notifyd.hygiene adds nosniff and no-referrer to every page.
+# service worker); nothing frames it. notifyd.http.hygiene adds nosniff and no-referrer to every page.
 DEMO_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -235,7 +237,7 @@ def run() -> int:
             f"notifyd dev: database migrated; demo on http://{settings.host}:{settings.port}/ (Ctrl-C stops)",
             flush=True,
         )
-        server.configure_logging()
+        configure_logging()
         status = asyncio.run(run_everything(settings))
     finally:
         if cluster is not None:

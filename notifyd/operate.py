@@ -19,11 +19,11 @@ from typing import Any
 import asyncpg
 import pydantic
 
-from notifyd.config import env
-from notifyd.db import as_role, as_worker, create_pool
-from notifyd.models import NotificationCreate
-from notifyd.queries import query
-from notifyd.rest import send_args
+from notifyd.core.config import env
+from notifyd.core.models import NotificationCreate
+from notifyd.db.pool import as_role, as_worker, create_pool
+from notifyd.db.queries import query
+from notifyd.domain.sending import send_args
 
 # The service name the operators' commands act as (the sub of their claims).
 CLI_SERVICE = "notifyd-cli"

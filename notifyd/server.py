@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 
 import uvicorn
@@ -12,10 +11,10 @@ from starlette.types import Message
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from notifyd.app import create_app
-from notifyd.config import Settings
-from notifyd.headlimit import head_limited
-from notifyd.hub import Hub
-from notifyd.requestid import TEXT_FORMAT, JsonFormatter, TextFormatter
+from notifyd.core.config import Settings
+from notifyd.core.requestid import configure_logging
+from notifyd.http.headlimit import head_limited
+from notifyd.realtime.hub import Hub
 from notifyd.supervisor import inherited_socket
 
 # Inbound WebSocket frames are small JSON commands: anything larger is refused (close 1009).
@@ -33,20 +32,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             del self.request, self.response
 
 
-def configure_logging(log_format: str = "text") -> None:
-    """Every line of every logger through one redacting formatter (tokens, addresses, keys; notifyd.redact),
-    as text or JSON, with the request id of the request or job it belongs to."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-
-
 def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(settings, extra_routes),
         host=settings.host,
         port=settings.port,
-        # httptools with a cap on request heads (why not h11: notifyd/headlimit.py).
+        # httptools with a cap on request heads (why not h11: notifyd/http/headlimit.py).
         http=head_limited(settings.max_header_bytes, settings.max_header_count),
         # Measured (FIELD-NOTES): per-message deflate costs ~70 KB per idle socket.
         ws=WebSocketProtocol,

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from notifyd.config import env
+from notifyd.core.config import env
 
 log = logging.getLogger("notifyd.supervisor")
 

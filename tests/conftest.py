@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from notifyd.localdb import resolve_server, with_database
-from notifyd.migrate import migrate
+from notifyd.db.localdb import resolve_server, with_database
+from notifyd.db.migrate import migrate
 from tests import figures
 from tests.browser import browser, context  # noqa: F401 - fixtures for the browser tests
 from tests.server import NotifydProcess, ServerProcess, WorkerProcess

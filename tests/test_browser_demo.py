@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from playwright.sync_api import expect
 
-from notifyd.localdb import STATE_DIR_ENV
+from notifyd.db.localdb import STATE_DIR_ENV
 from tests.browser import screenshot
 from tests.conftest import database_url
 from tests.server import free_port, wait_for

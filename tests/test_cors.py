@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from notifyd.config import Settings
+from notifyd.core.config import Settings
 from tests.server import ServerProcess, make_token
 
 APP, OTHER_APP = "https://app.example.com", "http://localhost:3000"

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifyd import dev
-from notifyd.localdb import STATE_DIR_ENV
+from notifyd.db.localdb import STATE_DIR_ENV
 from tests.test_http_hygiene import offline_client
 
 ICO_HEADER = struct.Struct("<HHH")  # reserved 0, type 1 (icon), image count

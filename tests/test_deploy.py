@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from notifyd.config import REGISTRY
+from notifyd.core.config import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "deploy").glob("*.service"))

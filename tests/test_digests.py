@@ -1,6 +1,6 @@
 """Daily and weekly digest e-mails (issue 6, seed 001 REQ-015/016/018) on real PostgreSQL with a pinned clock.
 
-The periodic task's function (notifyd.digests.claim_due_digests) is called directly with the pinned
+The periodic task's function (notifyd.domain.digests.claim_due_digests) is called directly with the pinned
 time, as a worker's tick would; the sending job's function (send_digest) runs in-process against the
 Resend stand-in. No test waits for real hours.
 """
@@ -25,10 +25,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from notifyd.config import Settings
-from notifyd.db import create_pool
-from notifyd.deliveries import RetryLater
-from notifyd.digests import (
+from notifyd.core.config import Settings
+from notifyd.db.pool import create_pool
+from notifyd.domain.deliveries import RetryLater
+from notifyd.domain.digests import (
     ALL_DIGESTS,
     Digest,
     claim_due_digests,
@@ -38,8 +38,8 @@ from notifyd.digests import (
     render_digest,
     send_digest,
 )
-from notifyd.email import EmailChannel, unsubscribe_token
-from notifyd.worker import connector
+from notifyd.domain.email import EmailChannel, unsubscribe_token
+from notifyd.worker.tasks import connector
 from tests.conftest import database_url
 from tests.server import JWT_SECRET
 from tests.standins.resend import ResendService, application_error, rate_limited

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from notifyd.app import OPENAPI
-from notifyd.realtime import CLOSE_AUTH_FAILED, CLOSE_POLICY, CLOSE_TOO_MANY_SESSIONS, CLOSE_TRY_AGAIN_LATER
+from notifyd.realtime.session import CLOSE_AUTH_FAILED, CLOSE_POLICY, CLOSE_TOO_MANY_SESSIONS, CLOSE_TRY_AGAIN_LATER
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

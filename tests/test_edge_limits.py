@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from notifyd.config import Settings
-from notifyd.realtime import BAD_AFTER, SEQ_MAX, parse_after
+from notifyd.core.config import Settings
+from notifyd.realtime.session import BAD_AFTER, SEQ_MAX, parse_after
 from tests.server import ServerProcess, make_token
 from tests.test_realtime import closed_with, quiet, recv, settle, ws_for
 from tests.test_sse import PATH as STREAM

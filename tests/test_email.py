@@ -24,11 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from resend.exceptions import ResendError, raise_for_code_and_type
 
-from notifyd.config import Settings
-from notifyd.crypto import open_token, seal_token
-from notifyd.deliveries import Failed, Retry
-from notifyd.digests import ALL_DIGESTS, Digest, render_digest
-from notifyd.email import RenderedEmail, header_text, outcome_of, send_params
+from notifyd.core.config import Settings
+from notifyd.core.crypto import open_token, seal_token
+from notifyd.domain.deliveries import Failed, Retry
+from notifyd.domain.digests import ALL_DIGESTS, Digest, render_digest
+from notifyd.domain.email import RenderedEmail, header_text, outcome_of, send_params
 from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import (

@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd.db import as_role, create_pool
-from notifyd.errors import Problem, database_problem
+from notifyd.db.pool import as_role, create_pool
+from notifyd.http.errors import Problem, database_problem
 from tests.conftest import database_url
 from tests.server import ServerProcess, make_token
 

@@ -24,7 +24,7 @@ import psycopg
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from notifyd.localdb import PrivateCluster
+from notifyd.db.localdb import PrivateCluster
 from tests.conftest import database_url
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for

@@ -19,9 +19,9 @@ from firebase_admin import messaging
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from notifyd import fcm
-from notifyd.config import Settings
-from notifyd.deliveries import Delivery, Failed, Gone, Outcome, Retry, Sent, Skipped, Subscription
+from notifyd.core.config import Settings
+from notifyd.domain import fcm
+from notifyd.domain.deliveries import Delivery, Failed, Gone, Outcome, Retry, Sent, Skipped, Subscription
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.fcm import (
     FcmMessage,
@@ -114,7 +114,7 @@ def test_the_sdk_still_keeps_its_send_url_where_the_channel_sets_it(
     make_channel: Any, fcm_service: FcmService, credentials_file: Path
 ) -> None:
     # firebase-admin has no option for the endpoint; if this fails, the SDK moved the private attribute
-    # notifyd.fcm.point_messaging sets, and FCM_API_URL (every stand-in test) no longer works.
+    # notifyd.domain.fcm.point_messaging sets, and FCM_API_URL (every stand-in test) no longer works.
     plain = firebase_admin.initialize_app(
         firebase_admin.credentials.Certificate(str(credentials_file)), name=f"plain-{uuid.uuid4()}"
     )

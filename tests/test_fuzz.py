@@ -35,10 +35,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
 
-from notifyd import vapid
 from notifyd.app import OPENAPI
-from notifyd.crypto import SecretBox, parse_key
-from notifyd.tracking_api import MAX_TOKEN
+from notifyd.core.crypto import SecretBox, parse_key
+from notifyd.domain import vapid
+from notifyd.domain.tracking import MAX_TOKEN
 from tests.conftest import APP_LOGIN, APP_PASSWORD
 from tests.server import ENCRYPTION_KEY, ServerProcess, make_token
 from tests.standins.resend import new_webhook_secret

@@ -21,8 +21,8 @@ from websockets.sync.client import connect
 
 from notifyd import dev
 from notifyd.app import create_app
-from notifyd.config import Settings
-from notifyd.origins import websocket_origin_allowed
+from notifyd.core.config import Settings
+from notifyd.core.origins import websocket_origin_allowed
 from tests.server import ServerProcess, make_token
 
 ROOT = Path(__file__).resolve().parent.parent

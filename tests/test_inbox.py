@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd import queries
-from notifyd.queries import query
+from notifyd.db import queries
+from notifyd.db.queries import query
 from tests.conftest import database_url
 from tests.server import ServerProcess, make_token
 

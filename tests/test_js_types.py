@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from notifyd import browser
+from notifyd.http import browser
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "notifyd" / "static"

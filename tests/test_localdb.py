@@ -18,8 +18,8 @@ import asyncpg
 import httpx
 import pytest
 
-from notifyd.localdb import resolve_server, with_database
-from notifyd.migrate import migrate_url
+from notifyd.db.localdb import resolve_server, with_database
+from notifyd.db.migrate import migrate_url
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from notifyd.localdb import pg_binary
-from notifyd.migrate import MigrationError, migrate, migrate_url, sql_files
+from notifyd.db.localdb import pg_binary
+from notifyd.db.migrate import MigrationError, migrate, migrate_url, sql_files
 
 
 def schema_dump(url: str) -> str:

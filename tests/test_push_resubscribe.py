@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd.crypto import SecretBox, parse_key, seal_token, token_hash
+from notifyd.core.crypto import SecretBox, parse_key, seal_token, token_hash
 from tests.server import ENCRYPTION_KEY, JWT_SECRET, make_token
 from tests.test_webpush import (  # noqa: F401 - client, owner and session_key are fixtures
     SUBSCRIBE,

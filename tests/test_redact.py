@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from notifyd.redact import Redactor, redact
+from notifyd.core.redact import Redactor, redact
 from tests.server import make_token
 
 TOKEN = make_token(uuid.uuid4())

@@ -10,8 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd.db import create_pool
-from notifyd.retention import apply_retention
+from notifyd.db.pool import create_pool
+from notifyd.domain.retention import apply_retention
 from tests.conftest import database_url
 from tests.server import make_token
 from tests.test_delivery_sql import add_device

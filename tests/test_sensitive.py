@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from notifyd import sensitive
-from notifyd.crypto import SecretBox, SecretsError
+from notifyd.core.crypto import SecretBox, SecretsError
+from notifyd.domain import sensitive
 from tests.server import make_token, wait_for
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd.config import Settings
+from notifyd.core.config import Settings
 from tests.server import ServerProcess, make_token
 
 INTERNAL = "/api/v1/internal/notifications/send"

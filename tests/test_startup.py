@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from notifyd.config import REGISTRY, variables_of
-from notifyd.migrate import migrate_url, sql_files
+from notifyd.core.config import REGISTRY, variables_of
+from notifyd.db.migrate import migrate_url, sql_files
 from tests.conftest import create_app_login, database_url
 from tests.server import TEST_ENV, ServerProcess, WorkerProcess
 
@@ -135,8 +135,8 @@ def test_a_bypassrls_login_is_warned_about(db: psycopg.Connection[Any], tmp_path
         info = db.info
         url = f"postgresql://notifyd_bypass_login:pw@{info.host}:{info.port}/{info.dbname}"
         result = subprocess.run(
-            [sys.executable, "-c", "import asyncio, sys; from notifyd.server import configure_logging; "
-             "from notifyd.startup import check; configure_logging(); asyncio.run(check(sys.argv[1]))", url],
+            [sys.executable, "-c", "import asyncio, sys; from notifyd.core.requestid import configure_logging; "
+             "from notifyd.db.startup import check; configure_logging(); asyncio.run(check(sys.argv[1]))", url],
             cwd=ROOT, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
@@ -172,7 +172,7 @@ def test_notifyd_reads_the_environment_only_through_the_registry() -> None:
 
 
 def _env_function_line() -> int:
-    tree = ast.parse((ROOT / "notifyd" / "config.py").read_text())
+    tree = ast.parse((ROOT / "notifyd" / "core" / "config.py").read_text())
     env = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "env")
     return next(n.lineno for n in ast.walk(env) if isinstance(n, ast.Attribute) and n.attr == "environ")
 

@@ -19,7 +19,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from notifyd import templates, templates_api
+from notifyd.domain import templates
+from notifyd.rest import templates_api
 from tests.server import ServerProcess, wait_for
 from tests.test_templates import DBA, notification_row, recipient, sql_send
 

@@ -18,7 +18,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from notifyd import templates, templates_api
+from notifyd.domain import templates
+from notifyd.rest import templates_api
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.resend import ResendService
 from tests.test_email import mail_env

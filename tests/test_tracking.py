@@ -15,12 +15,13 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from notifyd.config import Settings
-from notifyd.crypto import seal_token
-from notifyd.deliveries import Delivery
-from notifyd.email import render
-from notifyd.tracking_api import PIXEL, read_token
-from notifyd.webpush import push_payload
+from notifyd.core.config import Settings
+from notifyd.core.crypto import seal_token
+from notifyd.domain.deliveries import Delivery
+from notifyd.domain.email import render
+from notifyd.domain.tracking import read_token
+from notifyd.domain.webpush import push_payload
+from notifyd.rest.tracking_api import PIXEL
 from tests.server import JWT_SECRET, ServerProcess, make_token
 from tests.test_realtime import recv_until, ws_for
 

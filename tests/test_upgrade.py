@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from notifyd.migrate import migrate_url, migrations, status_url
+from notifyd.db.migrate import migrate_url, migrations, status_url
 from tests.conftest import create_app_login, database_url
 from tests.test_migrate import schema_dump
 

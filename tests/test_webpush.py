@@ -27,19 +27,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from notifyd import vapid
-from notifyd.config import Settings
-from notifyd.crypto import SecretBox, parse_key, token_hash
-from notifyd.deliveries import Delivery, Failed, Sent, Subscription, VapidKey
-from notifyd.errors import CODES
-from notifyd.webpush import (
-    MAX_PLAINTEXT,
-    NOT_ALLOWED,
-    WebPushChannel,
-    delivery_headers,
-    endpoint_allowed,
-    push_payload,
-)
+from notifyd.core.config import Settings
+from notifyd.core.crypto import SecretBox, parse_key, token_hash
+from notifyd.domain import vapid
+from notifyd.domain.deliveries import Delivery, Failed, Sent, Subscription, VapidKey
+from notifyd.domain.push import delivery_headers
+from notifyd.domain.webpush import MAX_PLAINTEXT, NOT_ALLOWED, WebPushChannel, endpoint_allowed, push_payload
+from notifyd.http.errors import CODES
 from tests.server import ENCRYPTION_KEY, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.push_service import PushMessage, PushService

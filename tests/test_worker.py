@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from notifyd.localdb import PrivateCluster, with_database
-from notifyd.migrate import migrate_url
+from notifyd.db.localdb import PrivateCluster, with_database
+from notifyd.db.migrate import migrate_url
 from tests.conftest import APP_LOGIN, APP_PASSWORD, create_app_login
 from tests.server import WorkerProcess, free_port, make_token, wait_for
 from tests.standins.http import Response

@@ -1,0 +1,410 @@
+"""The settings of the notifyd process, read from the environment.
+
+VARIABLES is the one list of every environment variable notifyd reads: `env()` refuses any
+other name, Settings.from_env reads through it, and each command's --help lists its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from notifyd.core.crypto import SecretBox, SecretsError, parse_key
+
+# The browsers' push services, over HTTPS only: a subscription naming any other URL is refused.
+DEFAULT_PUSH_ENDPOINT_ALLOWLIST = (
+    "fcm.googleapis.com",
+    "*.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+
+
+SERVE, WORKER, MIGRATE, DEV = "serve", "worker", "migrate", "dev"
+_RUNNING = (SERVE, WORKER, DEV)  # the processes that build Settings
+_ALL = (SERVE, WORKER, MIGRATE, DEV)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its default as the docs state it, what it does, who reads it."""
+
+    name: str
+    default: str
+    description: str
+    commands: tuple[str, ...]
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "DATABASE_URL",
+        "(dev and migrate: a local default)",
+        "PostgreSQL URL: the login role for serve/worker, the database owner for migrate",
+        _ALL,
+    ),
+    Variable(
+        "JWT_SECRET",
+        "(required; dev makes one)",
+        "HS256 secret the JWTs of users and services are signed with",
+        _RUNNING,
+    ),
+    Variable("JWT_AUDIENCE", "(none: aud not checked)", "the aud claim every JWT must carry", _RUNNING),
+    Variable("NOTIFYD_HOST", "127.0.0.1", "address serve listens on", (SERVE, DEV)),
+    Variable("NOTIFYD_PORT", "8000", "port serve listens on", (SERVE, DEV)),
+    Variable(
+        "PUBLIC_BASE_URL",
+        "http://NOTIFYD_HOST:NOTIFYD_PORT",
+        "notifyd's address as clients see it (links in e-mails, WebSocket origin)",
+        _RUNNING,
+    ),
+    Variable("WS_HEARTBEAT_INTERVAL", "30", "seconds between WebSocket pings (and the pong timeout)", (SERVE, DEV)),
+    Variable("WS_MAX_CONNECTIONS", "10000", "WebSocket connections one serve process accepts", (SERVE, DEV)),
+    Variable(
+        "CORS_ALLOWED_ORIGINS",
+        "(none: no CORS headers)",
+        "comma-separated origins whose pages may call the API",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "WS_ALLOWED_ORIGINS",
+        "(none: any origin)",
+        "comma-separated origins whose pages may open the WebSocket (PUBLIC_BASE_URL always may)",
+        (SERVE, DEV),
+    ),
+    Variable("MAX_BODY_BYTES", "1048576", "request bodies over this many bytes are refused with 413", (SERVE, DEV)),
+    Variable(
+        "MAX_HEADER_BYTES",
+        "16384",
+        "a request head (line and headers) over this many bytes is refused with 431",
+        (SERVE, DEV),
+    ),
+    Variable("MAX_HEADER_COUNT", "100", "a request with more header fields is refused with 431", (SERVE, DEV)),
+    Variable(
+        "WS_MAX_CONNECTIONS_PER_USER",
+        "20",
+        "WebSockets and SSE streams one user may hold open on one serve process (the newest is refused)",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "SERVICE_KEY_MAX_FAILURES",
+        "10",
+        "wrong service keys from one client address before it is answered 429 until the window ends",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "SERVICE_KEY_FAILURE_WINDOW", "60", "seconds, from the first wrong key, that the count covers", (SERVE, DEV)
+    ),
+    Variable(
+        "FORWARDED_ALLOW_IPS",
+        "(none: the TCP peer is the client)",
+        "comma-separated proxy addresses/networks whose X-Forwarded-For names the client",
+        (SERVE, DEV),
+    ),
+    Variable(
+        "NOTIFYD_LISTEN_FD",
+        "(none)",
+        "set by serve --workers for its children: the listening socket they share (never set it yourself)",
+        (SERVE,),
+    ),
+    Variable("LOG_FORMAT", "text", "text, or json: one JSON object per log line", _RUNNING),
+    Variable(
+        "TEMPLATE_MAX_OUTPUT_BYTES", "262144", "bytes one template rendering may produce, all fields together", _RUNNING
+    ),
+    Variable("TEMPLATE_RENDER_TIMEOUT", "1.0", "seconds one template rendering may take", _RUNNING),
+    Variable(
+        "TEMPLATE_RENDER_PROCESSES", "2", "child processes that render templates, per serve and per worker", _RUNNING
+    ),
+    Variable(
+        "NOTIFICATION_ENCRYPTION_KEY",
+        "(none: push subscriptions cannot be stored)",
+        "base64 32-byte key sealing secrets and sensitive fields at rest",
+        _RUNNING,
+    ),
+    Variable(
+        "NOTIFICATION_ENCRYPTION_OLD_KEYS",
+        "(none)",
+        "comma-separated earlier keys, still opened after a key rotation",
+        _RUNNING,
+    ),
+    Variable("VAPID_PUBLIC_KEY", "(none: worker keeps one in the database)", "Web Push VAPID public key", _RUNNING),
+    Variable("VAPID_PRIVATE_KEY", "(none)", "Web Push VAPID private key", _RUNNING),
+    Variable("VAPID_SUBJECT", "(none: Web Push off)", "mailto: or https: contact sent to push services", _RUNNING),
+    Variable(
+        "PUSH_ENDPOINT_ALLOWLIST",
+        "the browsers' push services",
+        "comma-separated host patterns a push subscription's endpoint may name",
+        _RUNNING,
+    ),
+    Variable("FCM_PROJECT_ID", "(none: FCM off)", "Firebase project of the FCM channel", _RUNNING),
+    Variable("GOOGLE_APPLICATION_CREDENTIALS", "(none)", "service-account JSON file for FCM", _RUNNING),
+    Variable("FCM_API_URL", "(Google's)", "FCM endpoint (a stand-in in tests)", _RUNNING),
+    Variable("RESEND_API_KEY", "(none: e-mail off)", "Resend API key of the e-mail channel", _RUNNING),
+    Variable("RESEND_API_URL", "(Resend's)", "Resend endpoint (a stand-in in tests)", _RUNNING),
+    Variable("RESEND_FROM_EMAIL", "(none)", "sender address of e-mails", _RUNNING),
+    Variable("RESEND_FROM_NAME", "notifyd", "sender name of e-mails", _RUNNING),
+    Variable(
+        "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
+    ),
+    Variable(
+        "PRIVACY_POLICY_URL",
+        "(none: e-mails have no privacy link)",
+        "the product's privacy policy, linked in e-mail footers",
+        _RUNNING,
+    ),
+    Variable(
+        "NOTIFICATION_CENTER_URL",
+        "(none: digests link only what notifications link)",
+        "the product's page of a user's notifications, linked from digest e-mails",
+        _RUNNING,
+    ),
+    Variable("PROVIDER_TIMEOUT", "10", "seconds a provider call may take before it counts as failed", _RUNNING),
+    Variable("WORKER_CONCURRENCY", "8", "jobs one worker runs at once", (WORKER, DEV)),
+    Variable("WORKER_HEARTBEAT_INTERVAL", "10", "seconds between the worker's heartbeats", (WORKER, DEV)),
+    Variable(
+        "WORKER_STALLED_AFTER", "30", "seconds of silence after which a worker's jobs are taken back", (WORKER, DEV)
+    ),
+    Variable("WORKER_POLL_INTERVAL", "1", "seconds between looks for jobs scheduled for later", (WORKER, DEV)),
+    Variable(
+        "NOTIFYD_LOCAL_SERVER",
+        "127.0.0.1:5432",
+        "without DATABASE_URL: the local PostgreSQL server to use if it answers",
+        (MIGRATE, DEV),
+    ),
+    Variable(
+        "NOTIFYD_PRIVATE_PORT", "54329", "without a local server: port of the private cluster started", (MIGRATE, DEV)
+    ),
+    Variable(
+        "NOTIFYD_PRIVATE_DIR", "NOTIFYD_STATE_DIR/pgdata", "data directory of that private cluster", (MIGRATE, DEV)
+    ),
+    Variable(
+        "NOTIFYD_STATE_DIR", "./.notifyd", "where dev keeps its secrets, outbox and private cluster", (MIGRATE, DEV)
+    ),
+)
+REGISTRY = {v.name: v for v in VARIABLES}
+
+
+def env(name: str) -> str | None:
+    """The variable's value; only the registered names may be read, so that the docs list them all."""
+    if name not in REGISTRY:
+        raise KeyError(f"{name} is not in notifyd.core.config.VARIABLES")
+    return os.environ.get(name)
+
+
+def variables_of(command: str) -> list[Variable]:
+    return [v for v in VARIABLES if command in v.commands]
+
+
+def help_text(variables: Iterable[Variable]) -> str:
+    """The environment section of a command's --help."""
+    lines = [f"  {v.name:32} {v.description} (default: {v.default})" for v in variables]
+    return "environment variables:\n" + "\n".join(lines)
+
+
+# An origin as browsers send it in the Origin header: scheme://host[:port], nothing more.
+_ORIGIN = re.compile(r"https?://[^/?#\s]+")
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in (env(name) or "").split(",") if o.strip())
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise SystemExit(f"notifyd: {name} takes origins such as https://app.example.com, got {origin!r}")
+    return origins
+
+
+def _float(name: str, default: float) -> float:
+    raw = env(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"notifyd: {name} must be a number, got {raw!r}") from None
+
+
+def _seconds(name: str, default: float) -> float:
+    value = _float(name, default)
+    if not value > 0:
+        raise SystemExit(f"notifyd: {name} must be a number of seconds above 0, got {value}")
+    return value
+
+
+def _text(name: str) -> str | None:
+    return env(name) or None
+
+
+def _secret_box() -> SecretBox | None:
+    current = _text("NOTIFICATION_ENCRYPTION_KEY")
+    if current is None:
+        return None
+    try:
+        old = tuple(
+            parse_key(k, "NOTIFICATION_ENCRYPTION_OLD_KEYS")
+            for k in (env("NOTIFICATION_ENCRYPTION_OLD_KEYS") or "").split(",")
+            if k.strip()
+        )
+        return SecretBox(parse_key(current), old)
+    except SecretsError as error:
+        raise SystemExit(f"notifyd: {error}") from None
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, comma-separated; anything else (a name, "*") refuses to start."""
+    entries = tuple(e.strip() for e in (env(name) or "").split(",") if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise SystemExit(f"notifyd: {name} takes IP addresses and networks (10.0.0.0/8), got {entry!r}") from None
+    return entries
+
+
+def _int(name: str, default: int) -> int:
+    raw = env(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"notifyd: {name} must be a whole number, got {raw!r}") from None
+
+
+def _positive(name: str, default: int) -> int:
+    value = _int(name, default)
+    if value < 1:
+        raise SystemExit(f"notifyd: {name} must be at least 1, got {value}")
+    return value
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format() -> str:
+    value = env("LOG_FORMAT") or "text"
+    if value not in LOG_FORMATS:
+        raise SystemExit(f"notifyd: LOG_FORMAT is text or json, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    jwt_secret: str
+    jwt_audience: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ws_heartbeat_interval: int = 30
+    ws_max_connections: int = 10_000
+    # Open WebSocket and SSE sessions of one user in this process; one more is refused (4008 / 429).
+    ws_max_connections_per_user: int = 20
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Seconds of clock skew tolerated on exp/nbf/iat.
+    jwt_leeway: int = 30
+    # Secrets at rest; None: push subscriptions cannot be stored (push is not configured).
+    secrets: SecretBox | None = field(default=None, repr=False)
+    vapid_public_key: str | None = None
+    vapid_private_key: str | None = field(default=None, repr=False)
+    vapid_subject: str | None = None
+    push_endpoint_allowlist: tuple[str, ...] = DEFAULT_PUSH_ENDPOINT_ALLOWLIST
+    fcm_project_id: str | None = None
+    google_application_credentials: str | None = None
+    fcm_api_url: str | None = None
+    resend_api_key: str | None = field(default=None, repr=False)
+    resend_api_url: str | None = None
+    resend_from_email: str | None = None
+    resend_from_name: str = "notifyd"
+    resend_webhook_secret: str | None = field(default=None, repr=False)
+    privacy_policy_url: str | None = None
+    # The product's notification center: notifyd serves no such page, so digests link it only when set.
+    notification_center_url: str | None = None
+    # Seconds any provider call may take before it counts as failed (and is retried).
+    provider_timeout: float = 10.0
+    worker_concurrency: int = 8
+    # Procrastinate's heartbeat, and the silence after which a worker's running jobs are taken back.
+    worker_heartbeat_interval: float = 10.0
+    worker_stalled_after: float = 30.0
+    # How often the worker looks for jobs scheduled for later (retries); new jobs arrive by NOTIFY.
+    worker_poll_interval: float = 1.0
+    # Pages on these origins may call the API from the browser (CORS); empty: no CORS headers at all.
+    cors_allowed_origins: tuple[str, ...] = ()
+    # Pages on these origins (and notifyd's own, PUBLIC_BASE_URL) may open the WebSocket; empty: any origin.
+    ws_allowed_origins: tuple[str, ...] = ()
+    # A request body over this many bytes is refused with 413 before it is read.
+    max_body_bytes: int = 1024 * 1024
+    # This many wrong service keys from one client address within the window (seconds, from the first of
+    # them) and that address is refused service keys with 429 until the window ends.
+    service_key_max_failures: int = 10
+    service_key_failure_window: float = 60.0
+    # Proxies whose X-Forwarded-For names the client (uvicorn's ProxyHeadersMiddleware); empty: the TCP peer.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    # A request line with its headers over this many bytes, or with more header fields, is refused with 431.
+    max_header_bytes: int = 16 * 1024
+    max_header_count: int = 100
+    # Log lines as text (default) or one JSON object per line (notifyd.core.requestid.JsonFormatter).
+    log_format: str = "text"
+    # One template rendering (all its fields) may write this many bytes and take this many seconds.
+    template_max_output_bytes: int = 256 * 1024
+    template_render_timeout: float = 1.0
+    # Pre-started child processes that render templates for serve and the worker (killed when over budget).
+    template_render_processes: int = 2
+
+    @classmethod
+    def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
+        """The settings of the environment; `dev` passes the database and secret it made itself."""
+        url = database_url or env("DATABASE_URL")
+        if not url:
+            raise SystemExit("notifyd: DATABASE_URL is not set")
+        secret = jwt_secret or env("JWT_SECRET")
+        if not secret:
+            raise SystemExit("notifyd: JWT_SECRET is not set")
+        host = env("NOTIFYD_HOST") or "127.0.0.1"
+        port = _int("NOTIFYD_PORT", 8000)
+        return cls(
+            database_url=url,
+            jwt_secret=secret,
+            jwt_audience=_text("JWT_AUDIENCE"),
+            host=host,
+            port=port,
+            ws_heartbeat_interval=_int("WS_HEARTBEAT_INTERVAL", 30),
+            ws_max_connections=_int("WS_MAX_CONNECTIONS", 10_000),
+            public_base_url=(env("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+            secrets=_secret_box(),
+            vapid_public_key=_text("VAPID_PUBLIC_KEY"),
+            vapid_private_key=_text("VAPID_PRIVATE_KEY"),
+            vapid_subject=_text("VAPID_SUBJECT"),
+            push_endpoint_allowlist=tuple(
+                p.strip() for p in (env("PUSH_ENDPOINT_ALLOWLIST") or "").split(",") if p.strip()
+            )
+            or DEFAULT_PUSH_ENDPOINT_ALLOWLIST,
+            fcm_project_id=_text("FCM_PROJECT_ID"),
+            google_application_credentials=_text("GOOGLE_APPLICATION_CREDENTIALS"),
+            fcm_api_url=_text("FCM_API_URL"),
+            resend_api_key=_text("RESEND_API_KEY"),
+            resend_api_url=_text("RESEND_API_URL"),
+            resend_from_email=_text("RESEND_FROM_EMAIL"),
+            resend_from_name=_text("RESEND_FROM_NAME") or "notifyd",
+            resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
+            privacy_policy_url=_text("PRIVACY_POLICY_URL"),
+            notification_center_url=_text("NOTIFICATION_CENTER_URL"),
+            provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),
+            worker_concurrency=_int("WORKER_CONCURRENCY", 8),
+            worker_heartbeat_interval=_float("WORKER_HEARTBEAT_INTERVAL", 10.0),
+            worker_stalled_after=_float("WORKER_STALLED_AFTER", 30.0),
+            worker_poll_interval=_float("WORKER_POLL_INTERVAL", 1.0),
+            cors_allowed_origins=_origins("CORS_ALLOWED_ORIGINS"),
+            ws_allowed_origins=_origins("WS_ALLOWED_ORIGINS"),
+            max_body_bytes=_positive("MAX_BODY_BYTES", 1024 * 1024),
+            service_key_max_failures=_positive("SERVICE_KEY_MAX_FAILURES", 10),
+            service_key_failure_window=_seconds("SERVICE_KEY_FAILURE_WINDOW", 60.0),
+            forwarded_allow_ips=_networks("FORWARDED_ALLOW_IPS"),
+            max_header_bytes=_positive("MAX_HEADER_BYTES", 16 * 1024),
+            max_header_count=_positive("MAX_HEADER_COUNT", 100),
+            ws_max_connections_per_user=_positive("WS_MAX_CONNECTIONS_PER_USER", 20),
+            log_format=_log_format(),
+            template_max_output_bytes=_positive("TEMPLATE_MAX_OUTPUT_BYTES", 256 * 1024),
+            template_render_timeout=_float("TEMPLATE_RENDER_TIMEOUT", 1.0),
+            template_render_processes=_positive("TEMPLATE_RENDER_PROCESSES", 2),
+        )

@@ -1,0 +1,262 @@
+"""Request and response bodies of the REST notification center (pydantic v2; the OpenAPI schemas come from here)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+# The names on the wire that the server and the client (notifyd.client) share.
+PREFIX = "/api/v1/notifications"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+SERVICE_KEY_HEADER = "X-Internal-Service-Key"
+SERVICE_NAME_HEADER = "X-Service-Name"
+
+NOT_ISO_8601 = "a date-time is written in ISO 8601 with a UTC offset, such as 2026-01-31T09:00:00Z"
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_8601_only(value: object) -> object:
+    """Pydantic reads a number (or a numeric string) as Unix time; the API documents date-time strings only."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(NOT_ISO_8601)
+    return value
+
+
+# A point in time in a request: an ISO 8601 string with an offset, never a bare number.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+
+T = TypeVar("T")
+NEVER_NULL = "leave it out to keep the value in force"
+
+
+def _never_null(value: object, info: ValidationInfo) -> object:
+    if value is None:
+        raise ValueError(f"{info.field_name} cannot be null: {NEVER_NULL}")
+    return value
+
+
+def without_null(schema: dict[str, Any]) -> None:
+    """json_schema_extra of a key that may be left out but is never null: drops null from its schema."""
+    options = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+    if schema.get("default", 0) is None:
+        del schema["default"]
+
+
+# A key of a change that may be left out (None in Python: not sent) but is never null in JSON.
+Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_extra=without_null)]
+
+Priority = Literal["critical", "high", "normal", "low"]
+Channel = Literal["in_app", "push", "email"]
+Sort = Literal["newest", "oldest", "priority"]
+ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _SendFields(_Request):
+    """What one notification says; shared by the single, internal and bulk sends."""
+
+    # The database's rule ("a notification needs a title or a template": a title that is not blank), stated
+    # in the document too, so that clients and the fuzzer know which bodies are valid.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "\\S"}}},
+                {"required": ["template_id"], "properties": {"template_id": {"type": "string"}}},
+            ]
+        },
+    )
+
+    type: Annotated[str, Field(min_length=1, max_length=50, examples=["task"])]
+    priority: Priority = "normal"
+    title: Annotated[str, Field(max_length=255)] | None = None
+    body: Annotated[str, Field(max_length=10_000)] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    template_id: Annotated[str, Field(min_length=1, max_length=100, description="the template's name")] | None = None
+    template_vars: dict[str, Any] = Field(default_factory=dict)
+    channels: Annotated[list[Channel], Field(min_length=1)] | None = Field(
+        default=None, description="omitted: priority and the user's preferences decide"
+    )
+    send_at: Timestamp | None = Field(default=None, description="deliver later; cancellable until then")
+    expires_at: Timestamp | None = None
+    group_key: ShortText | None = None
+    idempotency_key: ShortText | None = Field(
+        default=None,
+        description="or the Idempotency-Key header; a replay of the same request answers 200 with the first id,"
+        " another request with the same key 422",
+    )
+
+
+class NotificationCreate(_SendFields):
+    user_id: uuid.UUID
+
+
+class BulkCreate(_SendFields):
+    user_ids: Annotated[list[uuid.UUID], Field(min_length=1, description="at most batch.max_recipients (10,000)")]
+    send_email: bool | None = Field(default=None, description="true adds e-mail to the channels, false leaves it out")
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    priority: Priority | None = None
+    is_read: bool | None = None
+    sort: Sort = "newest"
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+
+class CreatedNotification(BaseModel):
+    id: uuid.UUID
+    notification_id: uuid.UUID = Field(description="the same as id: both create routes answer both fields")
+    status: Literal["queued"]
+    channels: list[Channel]
+    created_at: datetime
+
+
+class InternalSent(BaseModel):
+    id: uuid.UUID = Field(description="the same as notification_id: both create routes answer both fields")
+    notification_id: uuid.UUID
+    status: Literal["queued"]
+
+
+class BulkAccepted(BaseModel):
+    batch_id: uuid.UUID
+    recipient_count: int
+    status: Literal["processing"]
+
+
+class BatchCounts(BaseModel):
+    total: int = Field(description="recipients named (distinct)")
+    created: int = Field(description="notifications that exist now")
+    read: int
+    unread: int
+    deleted: int
+    actions_taken: int
+    deliveries: dict[str, int] = Field(description="delivery rows per status")
+
+
+class BatchStatus(BaseModel):
+    batch_id: uuid.UUID
+    type: str
+    status: Literal["processing", "completed"] = Field(description="processing while a delivery is pending or held")
+    created_by: str | None
+    created_at: datetime
+    counts: BatchCounts
+
+
+class Notification(BaseModel):
+    id: uuid.UUID
+    seq: int
+    type: str
+    priority: Priority
+    title: str
+    body: str
+    data: dict[str, Any]
+    read_at: datetime | None
+    created_at: datetime
+    group_key: str | None
+    group_count: int
+    action_taken: str | None
+    action_taken_at: datetime | None
+    expires_at: datetime | None
+    delivery_status: dict[str, str] = Field(description="per channel: pending, sent, delivered, failed, ...")
+
+
+class SensitiveFields(BaseModel):
+    id: uuid.UUID
+    data: dict[str, Any] = Field(description="the real values of data's sensitive fields (masked everywhere else)")
+    template_vars: dict[str, Any] = Field(description="the real values of template_vars' sensitive fields")
+
+
+class NotificationPage(BaseModel):
+    items: list[Notification]
+    unread_count: int
+    next_cursor: str | None
+    has_more: bool
+
+
+class UnreadCount(BaseModel):
+    count: int
+    by_type: dict[str, int]
+
+
+class ReadResult(BaseModel):
+    id: uuid.UUID
+    read_at: datetime
+
+
+class ReadAllResult(BaseModel):
+    updated_count: int
+
+
+class ActionResult(BaseModel):
+    id: uuid.UUID = Field(description="the notification")
+    action: str
+    action_taken_at: datetime
+    action_id: uuid.UUID = Field(description="the row of notify.notification_actions")
+    result: Literal["recorded"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = Field(default=None, description="the request field the error concerns, when known")
+    hint: str | None = Field(default=None, description="what to do about it, when the database says")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- why a notification went where it went, and cancelling one (notifyd.rest.delivery_api) -----------
+
+
+class Decision(BaseModel):
+    channel: Channel
+    subscription_id: uuid.UUID | None
+    status: str
+    reason: str | None
+    scheduled_for: str | None
+    attempts: int
+    repeats: int
+    error: str | None
+    sent_at: str | None
+    delivered_at: str | None
+    failed_at: str | None
+    decided_at: str
+
+
+class Explanation(BaseModel):
+    notification_id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    priority: str
+    rule: str
+    channels_asked: list[Channel] | None
+    created_at: str
+    send_at: str | None
+    expires_at: str | None
+    read_at: str | None
+    deleted_at: str | None
+    group_key: str | None
+    group_count: int
+    decisions: list[Decision]
+    folds: list[dict[str, Any]]
+
+
+class Cancelled(BaseModel):
+    id: uuid.UUID
+    cancelled: bool

@@ -1,0 +1,29 @@
+-- Delivery routes and figures (notifyd.rest.delivery_api, notifyd.rest.health).
+
+-- send_test --
+-- Sends the caller a test notification on one channel or all of them (run as the user)
+SELECT notify.send_test($1)
+
+-- planned_deliveries --
+-- What became of each channel of a notification, as far as the caller may see (run as the caller)
+SELECT d.channel, s.kind AS device_kind, d.subscription_id, d.status, d.reason
+FROM notify.notification_deliveries AS d
+LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
+WHERE d.notification_id = $1
+ORDER BY array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at, d.id
+
+-- delivery_counts --
+-- Deliveries by channel, provider and status, with their repeats (run as notify_worker)
+SELECT channel, provider, status, deliveries, repeats FROM notify.delivery_counts
+
+-- queue_depth --
+-- Procrastinate jobs waiting and running per queue, and the age of the oldest (run as notify_worker)
+SELECT queue, status, jobs, extract(epoch FROM now() - oldest)::float8 AS oldest_age FROM notify.queue_depth
+
+-- explain --
+-- Every routing decision of a notification, as far as the caller may see (NULL otherwise)
+SELECT notify.explain($1)
+
+-- cancel --
+-- Cancels a scheduled notification whose send_at is still ahead; false otherwise
+SELECT notify.cancel($1)

@@ -1,0 +1,62 @@
+-- The LISTEN hub and the WebSocket sessions (notifyd.realtime.hub, notifyd.realtime.session).
+-- A notification's event shape is the row minus the columns that are notifyd's bookkeeping.
+
+-- hub_snapshot --
+-- The current snapshot: every change it already sees is not the fan-out's to send
+SELECT pg_catalog.pg_current_snapshot()::text
+
+-- hub_fan_out --
+-- As notify_worker: every notification changed since snapshot $1 (not visible in it, not held), in seq order, each with this read's snapshot; one row of NULLs but the snapshot when none changed
+-- No filter by the sessions' users: the changed set per wake-up is small and the session set large (the hub filters in Python).
+-- The index range starts at $1's xmin; rows seen by $1 (re-read behind a long transaction) are filtered before their JSON is built.
+SELECT s.snapshot, c.user_id, c.seq, c.id, c.read_at, c.lag, c.data
+FROM (SELECT pg_catalog.pg_current_snapshot()::text AS snapshot) AS s
+LEFT JOIN LATERAL (
+    SELECT n.user_id, n.seq, n.id::text AS id,
+           -- the read_status_updated event's read_at, as the notification's JSON has it
+           CASE WHEN n.deleted_at IS NULL THEN pg_catalog.to_jsonb(n.read_at) #>> '{}' END AS read_at,
+           extract(epoch FROM pg_catalog.clock_timestamp() - n.updated_at)::float8 AS lag,
+           (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'])::text AS data
+    FROM notify.notifications AS n
+    WHERE n.changed_xid >= pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
+      AND NOT pg_catalog.pg_visible_in_snapshot(n.changed_xid, $1::text::pg_snapshot)
+      -- A held row's event waits for its release, which gives it a new seq and xid.
+      AND n.held_until IS NULL
+    ORDER BY n.seq
+) AS c ON true
+
+-- hub_unread_counts --
+-- As notify_worker: the count and the by-type counts (JSON text) of each given user's unread notifications; a user with none has no row
+SELECT per_type.user_id, sum(per_type.unread)::bigint AS count, jsonb_object_agg(per_type.type, per_type.unread)::text AS by_type
+FROM (
+    SELECT n.user_id, n.type, count(*) AS unread
+    FROM notify.inbox AS n
+    WHERE n.user_id = ANY($1::uuid[]) AND n.read_at IS NULL
+    GROUP BY n.user_id, n.type
+) AS per_type
+GROUP BY per_type.user_id
+
+-- ws_max_seq --
+-- As the caller: the highest seq of the caller's notifications (0 if none)
+SELECT coalesce(max(n.seq), 0) FROM notify.notifications AS n WHERE n.user_id = notify.current_user_id()
+
+-- ws_seq_of --
+-- As the caller: the current seq of one of the caller's notifications (no row if not visible)
+SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = notify.current_user_id()
+
+-- ws_resume_page --
+-- As the caller: the caller's notifications created or changed after seq $1 and up to seq $2 (NULL: no bound), not held, in seq order, at most $3
+SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'] AS data
+FROM notify.notifications AS n
+WHERE n.user_id = notify.current_user_id() AND n.seq > $1
+  AND n.seq <= coalesce($2::bigint, 9223372036854775807) AND n.held_until IS NULL
+ORDER BY n.seq
+LIMIT $3
+
+-- ws_mark_read --
+-- As the caller: marks one notification read; NULL if it is not the caller's
+SELECT notify.mark_read($1)
+
+-- ws_unread_count --
+-- As the caller: {"count", "by_type"} of the caller's unread notifications
+SELECT notify.unread_count()

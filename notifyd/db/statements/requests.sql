@@ -1,0 +1,13 @@
+-- What every request runs first (notifyd.db.pool).
+
+-- become_caller --
+-- Switches the transaction to the caller's role and claims, so RLS decides what it sees; inside a request, its id
+-- goes to notifyd.request_id (read by the jobs it defers) and to application_name (pg_stat_activity, the server log)
+SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+       set_config('notifyd.request_id', $3, true),
+       set_config('application_name',
+                  CASE WHEN $3 = '' THEN current_setting('application_name') ELSE 'notifyd ' || $3 END, true)
+
+-- database_alive --
+-- Answers 1 while the database is reachable
+SELECT 1

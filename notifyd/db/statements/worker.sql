@@ -1,0 +1,39 @@
+-- The delivery worker's SQL (notifyd.domain.deliveries, notifyd.worker.runner); each runs as notify_worker.
+
+-- claim_deliveries --
+-- Starts an attempt on a job's still-pending deliveries and returns what sending needs
+SELECT id, channel, attempts, notification, recipient, subscription, vapid_key, unread_count
+FROM notify_private.claim_deliveries($1::uuid[])
+
+-- record_outcomes --
+-- Records the providers' answers; returns each delivery's status after them
+SELECT id, status, attempts FROM notify_private.record_outcomes($1::jsonb)
+
+-- retry_policy --
+-- The retry timing the DBA set, in seconds
+SELECT extract(epoch FROM (notify.setting('delivery.retry_base') #>> '{}')::interval)::float8 AS base,
+       extract(epoch FROM (notify.setting('delivery.retry_cap') #>> '{}')::interval)::float8 AS cap
+
+-- current_vapid_key --
+-- The VAPID key new subscribers get, if any
+SELECT id, public_key, private_key_encrypted FROM notify.current_vapid_key() WHERE id IS NOT NULL
+
+-- lock_vapid_keys --
+-- One VAPID maintainer at a time (serve seeding, workers rotating); readers are not blocked; released at commit
+LOCK TABLE notify.vapid_keys IN SHARE ROW EXCLUSIVE MODE
+
+-- add_vapid_key --
+-- Adds a VAPID key pair (the same public key again is a no-op); returns its id
+SELECT notify.add_vapid_key($1, $2)
+
+-- vapid_rotation_due --
+-- Whether the current VAPID key is older than vapid.rotate_after, or missing
+SELECT notify.vapid_rotation_due()
+
+-- retire_vapid_keys --
+-- Retires the VAPID keys nothing uses any more; returns how many
+SELECT notify.retire_vapid_keys()
+
+-- release_in_app --
+-- Releases held in-app notifications whose time came: their real-time event goes out with a new seq
+SELECT notify_private.release_in_app($1::uuid[])

@@ -1,0 +1,262 @@
+"""The e-mail channel: instant e-mail through Resend, rendered from the package's Jinja2 templates.
+
+Every delivery is one `resend.Emails.send` with the delivery id as its idempotency key, so Resend
+sends it once however often the worker retries. Resend answers 409 when the same key comes back
+with another body: the rendering must therefore be a pure function of the delivery (no clock, no
+random), and the unsubscribe token is deterministic for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import formataddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import markupsafe
+import resend
+from resend.exceptions import ResendError
+from resend.http_client_async import AsyncHTTPClient
+
+from notifyd.core.config import Settings
+from notifyd.core.crypto import open_token, seal_token
+from notifyd.domain.deliveries import Delivery, Failed, Outcome, ProviderSession, Retry, Sent, Skipped
+from notifyd.domain.tracking import click_url, open_pixel_url
+
+log = logging.getLogger("notifyd.worker")
+
+RESEND_API_URL = "https://api.resend.com"
+UNSUBSCRIBE_PURPOSE = "unsubscribe"
+NOT_CONFIGURED = "e-mail is not configured: set {missing}"
+NO_ADDRESS = "no e-mail address"
+TIMED_OUT = "Resend did not answer within {seconds:g} s"
+UNEXPECTED = "unexpected error while sending: {error!r}"
+# Resend allows a few requests per second per team: more parallel sends would only collect 429s.
+PARALLEL_SENDS = 4
+# requests' timeout bounds the connection and each read, not a whole slow-dripping answer: this does.
+DEADLINE_FACTOR = 2
+OPEN_LINK_FIELDS = ("url", "action_url")
+# The open pixel goes last in the body: a client that stops loading images early still shows the text.
+PIXEL_TAG = '<img src="{url}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px;">'
+
+EMAIL_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("notifyd", "templates/email"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    undefined=jinja2.StrictUndefined,
+    # The package's files do not change while it runs: no stat() of three templates per e-mail (~40 µs of ~140).
+    auto_reload=False,
+)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+
+
+# Characters that end or break a header line: C0 and C1 controls (CR, LF, TAB, NUL, NEL...) and the
+# Unicode line and paragraph separators. Each run becomes one space, so no field can add a header.
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_text(value: str) -> str:
+    """A value that stays on its one header line: every run of control characters folded to a space."""
+    return _HEADER_BREAKERS.sub(" ", value)
+
+
+def send_params(settings: Settings, to: str, email: RenderedEmail) -> resend.Emails.SendParams:
+    """Resend's parameters for one e-mail: the one place its headers are built, for instant e-mails and digests.
+
+    The subject (a title, or a template's subject fed by template_vars), the sender's name and the
+    header values all pass through header_text: a CR/LF in any of them cannot add a header.
+    """
+    assert settings.resend_from_email is not None  # the sender checked not_configured()
+    return {
+        "from": formataddr((header_text(settings.resend_from_name), settings.resend_from_email)),
+        "to": [to],
+        "subject": header_text(email.subject),
+        "html": email.html,
+        "text": email.text,
+        "headers": {name: header_text(value) for name, value in email.headers.items()},
+    }
+
+
+def unsubscribe_token(settings: Settings, user_id: str, notification_type: str) -> str:
+    return seal_token(settings.jwt_secret, UNSUBSCRIBE_PURPOSE, {"u": user_id, "t": notification_type})
+
+
+def read_unsubscribe_token(settings: Settings, token: str) -> tuple[uuid.UUID, str] | None:
+    """(user id, notification type) of a token this server sealed, or None."""
+    if not token.isascii():
+        return None  # ours are base64url; and open_token's hmac.compare_digest raises on non-ASCII text
+    payload = open_token(settings.jwt_secret, UNSUBSCRIBE_PURPOSE, token)
+    if payload is None or not isinstance(payload.get("t"), str):
+        return None
+    try:
+        return uuid.UUID(payload["u"]), payload["t"]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def open_link(data: Mapping[str, Any]) -> str | None:
+    """The notification's own link, if it is an absolute http(s) URL: no javascript: or data: in an e-mail."""
+    for name in OPEN_LINK_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                return value
+    return None
+
+
+def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
+    """The e-mail of one delivery; the same delivery always renders to the same bytes.
+
+    The one place that turns a notification into an e-mail. A template notification brings its own
+    rendered subject, HTML (escaped by its sandbox) and text; the footer and headers are added here.
+    The action link goes through the click redirect and the HTML carries the open pixel: both tokens
+    are deterministic, so a retry still renders the same bytes.
+    """
+    notification = delivery.notification
+    own = notification.get("email")  # {"subject", "html", "text"} of a template, or None
+    unsubscribe_url = (
+        f"{settings.public_base_url}/unsubscribe/"
+        f"{unsubscribe_token(settings, str(delivery.recipient['user_id']), notification['type'])}"
+    )
+    link = open_link(notification.get("data") or {})
+    context = {
+        "lang": delivery.recipient.get("locale") or "en",
+        "title": notification["title"],
+        "body": notification["body"],
+        "type": notification["type"],
+        "open_url": click_url(settings, delivery, link) if link is not None else None,
+        "unsubscribe_url": unsubscribe_url,
+        "privacy_url": settings.privacy_policy_url,
+        "sender": settings.resend_from_name,
+    }
+    if own is not None:
+        context["title"] = own["subject"]
+    html_context = context if own is None else {**context, "body": markupsafe.Markup(own["html"])}
+    text_context = context if own is None else {**context, "body": own["text"]}
+    pixel = PIXEL_TAG.format(url=markupsafe.escape(open_pixel_url(settings, delivery)))
+    html = EMAIL_TEMPLATES.get_template("notification.html").render(html_context)
+    return RenderedEmail(
+        subject=context["title"] or f"New {notification['type']} notification",
+        html=html.replace("</body>", f"{pixel}\n</body>", 1),
+        text=EMAIL_TEMPLATES.get_template("notification.txt").render(text_context),
+        # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the link, no cookies.
+        headers={"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+
+
+def _status(error: ResendError) -> int:
+    try:
+        return int(error.code)
+    except (TypeError, ValueError):
+        return 500  # not an HTTP status: treat it as the provider's trouble, worth a retry
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: the backoff decides
+
+
+def outcome_of(error: ResendError) -> Outcome:
+    """429 and 5xx (connection errors come as 500) are worth retrying; other refusals are final."""
+    status = _status(error)
+    message = f"Resend {status} {error.error_type}: {error.message}"
+    if status == 429:
+        return Retry(message, _retry_after(error.headers))
+    # The first request with this key is still being answered: the next try gets its answer.
+    if status >= 500 or (status == 409 and error.error_type == "concurrent_idempotent_requests"):
+        return Retry(message)
+    return Failed(message)
+
+
+class PooledClient(AsyncHTTPClient):
+    """The SDK's async HTTP client on keep-alive connections (its default, httpx, opens a client per e-mail)."""
+
+    def __init__(self, http: ProviderSession) -> None:
+        self.http = http
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: dict[str, object] | list[object] | None = None,
+        files: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        if files is not None:
+            raise ValueError("notifyd sends no multipart requests to Resend")
+        async with self.http.get().request(
+            method, url, headers=headers, json=json, data=data, allow_redirects=False
+        ) as response:
+            return await response.read(), response.status, response.headers
+
+
+class EmailChannel:
+    """The `email` queue: one Resend request per delivery, PARALLEL_SENDS at once over keep-alive connections."""
+
+    queue = "email"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(PARALLEL_SENDS)
+        self._deadline = settings.provider_timeout * DEADLINE_FACTOR
+        # The SDK reads these module globals on every request; its own RESEND_* environment reading
+        # happened at import, so Settings is made the one source here.
+        resend.api_key = settings.resend_api_key
+        resend.api_url = (settings.resend_api_url or RESEND_API_URL).rstrip("/")
+        # requests accepts float seconds; the SDK's annotation says int. (Digests still send through it.)
+        resend.default_http_client = resend.RequestsClient(timeout=settings.provider_timeout)  # type: ignore[arg-type]
+        resend.default_async_http_client = PooledClient(ProviderSession(PARALLEL_SENDS, settings.provider_timeout))
+
+    def not_configured(self) -> str | None:
+        missing = [
+            name
+            for name, value in (
+                ("RESEND_API_KEY", self._settings.resend_api_key),
+                ("RESEND_FROM_EMAIL", self._settings.resend_from_email),
+            )
+            if not value
+        ]
+        return NOT_CONFIGURED.format(missing=" and ".join(missing)) if missing else None
+
+    async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
+        outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
+        return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
+
+    async def _send_one(self, delivery: Delivery) -> Outcome:
+        if not delivery.recipient.get("email"):
+            return Skipped(NO_ADDRESS)
+        try:
+            params = send_params(self._settings, delivery.recipient["email"], render(delivery, self._settings))
+            async with self._slots, asyncio.timeout(self._deadline):
+                # A request cut by the deadline may still have reached Resend: the retry reuses the key.
+                sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})
+        except TimeoutError:
+            return Retry(TIMED_OUT.format(seconds=self._deadline))
+        except ResendError as error:
+            return outcome_of(error)
+        except Exception as error:  # noqa: BLE001 - send() answers for every delivery, whatever broke
+            log.exception("e-mail delivery %s", delivery.id)
+            return Retry(UNEXPECTED.format(error=error))
+        return Sent(provider_message_id=sent["id"])
+
+    async def close(self) -> None:
+        """Closes the SDK's connections (one client for the process: the SDK's configuration is global)."""
+        if isinstance(resend.default_async_http_client, PooledClient):
+            await resend.default_async_http_client.http.close()

@@ -1,0 +1,15 @@
+"""The arguments that sending takes, in one place for the REST routes and `notifyd send` on the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifyd.core.models import BulkCreate, Channel, NotificationCreate
+
+
+def send_args(body: NotificationCreate | BulkCreate, channels: list[Channel] | None, key: str | None) -> list[Any]:
+    """The arguments $2.. of send_notification and send_bulk, in their order."""
+    return [
+        body.type, body.title, body.body, body.priority, body.data, channels, body.template_id,
+        body.template_vars, key, body.expires_at, body.send_at, body.group_key,
+    ]  # fmt: skip

@@ -1,0 +1,163 @@
+"""What every HTTP route shares: who is calling (bearer JWT or service key), JSON replies, path ids, page cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import uuid
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from notifyd.core.auth import (
+    MAX_SERVICE_KEY_LENGTH,
+    MAX_SERVICE_NAME_LENGTH,
+    AuthError,
+    Caller,
+    bearer_token,
+    decode_token,
+    service_caller,
+)
+from notifyd.core.config import Settings
+from notifyd.core.models import SERVICE_KEY_HEADER, SERVICE_NAME_HEADER
+from notifyd.db.pool import as_caller, as_worker
+from notifyd.db.queries import query
+from notifyd.http.errors import ApiError
+
+PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_notifications
+
+NOT_FOUND = "notification not found"
+NO_CREDENTIALS = f"missing credentials: send Authorization: Bearer <token> or {SERVICE_KEY_HEADER}"
+NO_SERVICE_NAME = f"{SERVICE_NAME_HEADER} is required with {SERVICE_KEY_HEADER}"
+BAD_SERVICE_KEY = "invalid service key"
+TOO_MANY_WRONG_KEYS = "too many wrong service keys from this address: try again in {seconds} s"
+# Longer is no IP address: what a misconfigured proxy wrote, kept short as the key of its failure count.
+MAX_CLIENT_LENGTH = 255
+USERS_ONLY = "this route is for end users (a token with role authenticated)"
+SENDERS_ONLY = "only services and admins send notifications"
+ADMINS_ONLY = "this route is for admins (a token with role admin; an org admin's org_id claim names their org)"
+BAD_CURSOR = "cursor is not valid"
+
+
+# --- who is calling -------------------------------------------------------------------------------
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the TCP peer, or the client behind a proxy of FORWARDED_ALLOW_IPS (server.config)."""
+    host = request.client.host if request.client is not None else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host[:MAX_CLIENT_LENGTH] or "unknown"  # a Unix socket, or what a trusted proxy wrote
+
+
+async def authenticate(request: Request) -> Caller:
+    """A bearer JWT, or a service key checked by the database; AuthError (401) otherwise.
+
+    Wrong service keys are counted per client address in the database, so that every serve process shares
+    the count; past SERVICE_KEY_MAX_FAILURES that address gets 429 until its window ends, with a right key too.
+    """
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        return decode_token(bearer_token(authorization), request.app.state.settings)
+    key = request.headers.get(SERVICE_KEY_HEADER)
+    if key is None:
+        raise AuthError(NO_CREDENTIALS)
+    name = request.headers.get(SERVICE_NAME_HEADER)
+    if not name:
+        raise AuthError(NO_SERVICE_NAME)
+    if len(key) > MAX_SERVICE_KEY_LENGTH or len(name) > MAX_SERVICE_NAME_LENGTH:
+        raise AuthError(BAD_SERVICE_KEY)
+    settings: Settings = request.app.state.settings
+    async with as_worker(request.app.state.pool) as conn:
+        checked = await conn.fetchrow(
+            query("authenticate_service"), name, key, client_address(request), settings.service_key_max_failures,
+            timedelta(seconds=settings.service_key_failure_window),
+        )  # fmt: skip
+    assert checked is not None
+    if checked["retry_after"] is not None:
+        wait = str(checked["retry_after"])
+        raise ApiError(
+            status.HTTP_429_TOO_MANY_REQUESTS, TOO_MANY_WRONG_KEYS.format(seconds=wait), headers={"Retry-After": wait}
+        )
+    if not checked["valid"]:
+        raise AuthError(BAD_SERVICE_KEY)
+    return service_caller(name)
+
+
+async def end_user(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role != "authenticated":
+        raise ApiError(status.HTTP_403_FORBIDDEN, USERS_ONLY)
+    return caller
+
+
+async def sender(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role not in ("service", "admin"):
+        raise ApiError(status.HTTP_403_FORBIDDEN, SENDERS_ONLY)
+    return caller
+
+
+async def org_admin(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role != "admin":
+        raise ApiError(status.HTTP_403_FORBIDDEN, ADMINS_ONLY)
+    return caller
+
+
+def reply(
+    model: BaseModel, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:
+    """The row query `name` finds for `key` as the caller; 404 with `missing` when RLS shows none."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        row = await conn.fetchrow(query(name), key)
+    if row is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, missing)
+    return row
+
+
+def path_uuid(request: Request, name: str) -> uuid.UUID:
+    value = request.path_params[name]
+    assert isinstance(value, uuid.UUID)  # the route's {name:uuid} convertor made it
+    return value
+
+
+# --- the cursor of a page ----------------------------------------------------------------------------
+
+
+def encode_cursor(sort: str, row: asyncpg.Record) -> str:
+    position = {"sort": sort, "created_at": row["created_at"].isoformat(), "id": str(row["id"])}
+    if sort == "priority":
+        position["rank"] = PRIORITY_RANK[row["priority"]]
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID, int | None]:
+    """(created_at, id, priority rank) of the last row of the previous page; 422 if not ours."""
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created_at = datetime.fromisoformat(position["created_at"])
+        last_id = uuid.UUID(position["id"])
+        rank = position.get("rank")
+        valid = (
+            position["sort"] == sort
+            and created_at.tzinfo is not None
+            and (rank is None if sort != "priority" else rank in PRIORITY_RANK.values())
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, UnicodeDecodeError):
+        valid = False
+    if not valid:
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_CURSOR)
+    return created_at, last_id, rank

@@ -1,0 +1,245 @@
+"""The LISTEN hub: one dedicated connection wakes one fan-out read for every WebSocket session of this process.
+
+NOTIFY only says "something changed" (its payload is a transaction id); the rows are read from the
+table by changed_xid: every row whose transaction the previous read's snapshot did not see (from
+that snapshot's xmin on), so a lost NOTIFY, a dropped connection or a restart loses nothing: the
+next read catches up. A long transaction holds xmin back, but the rows behind it that the previous
+snapshot saw are filtered out in the database, before their JSON is built. The read is not
+filtered by the sessions' users (sending thousands of ids per wake-up costs more than the few
+changed rows): rows of users without a session here are skipped in Python. Sessions still drop
+anything at or below the last seq they were given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from typing import Protocol
+
+import asyncpg
+
+from notifyd.core.config import Settings
+from notifyd.core.metrics import Metrics
+from notifyd.db.pool import as_worker
+from notifyd.db.queries import query
+
+log = logging.getLogger("notifyd.hub")
+
+CHANNEL = "notify_notifications"
+APPLICATION_NAME = "notifyd-listen"
+# Catch-up read even without a NOTIFY (Procrastinate's pattern): covers a NOTIFY lost to a
+# half-open connection before the probe notices.
+POLL_INTERVAL = 3.0
+# Half-open TCP is invisible to asyncpg: a periodic query under a timeout finds it.
+PROBE_INTERVAL = 5.0
+PROBE_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 5.0
+BACKOFF_FIRST = 0.1
+BACKOFF_CAP = 5.0
+
+
+class Subscriber(Protocol):
+    """A WebSocket session as the hub sees it."""
+
+    user_id: uuid.UUID
+
+    def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
+        """Takes one event; never blocks (a full session closes itself)."""
+
+
+class Hub:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.metrics = metrics
+        self.is_listening = False
+        self.open_connections = 0
+        self._sessions: dict[uuid.UUID, set[Subscriber]] = {}
+        # Highest seq fanned out per user: rows read again (after a read that failed half-way) are skipped here.
+        self._user_seq: dict[uuid.UUID, int] = {}
+        # The snapshot of the previous read (pg_snapshot as text): what it saw is not read again.
+        self._snapshot: str | None = None
+        # Users sent notifications whose unread_count is not sent yet.
+        self._counts_due: set[uuid.UUID] = set()
+        self._wake: asyncio.Queue[None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening_once = asyncio.Event()
+        # Set when the server shuts down: event streams end then (WebSockets are closed by uvicorn).
+        self.draining = asyncio.Event()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def admit(self, session: Subscriber) -> bool:
+        """Registers the session, unless its user has WS_MAX_CONNECTIONS_PER_USER sessions here already."""
+        sessions = self._sessions.setdefault(session.user_id, set())
+        if len(sessions) >= self.settings.ws_max_connections_per_user:
+            return False
+        sessions.add(session)
+        return True
+
+    def unregister(self, session: Subscriber) -> None:
+        sessions = self._sessions.get(session.user_id)
+        if sessions is None:
+            return
+        sessions.discard(session)
+        if not sessions:
+            del self._sessions[session.user_id]
+            self._user_seq.pop(session.user_id, None)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="notifyd-listen"),
+            asyncio.create_task(self._fan_out_forever(), name="notifyd-fan-out"),
+        ]
+        # Readiness waits for LISTEN anyway; waiting briefly here just avoids a not-ready blip.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening_once.wait(), CONNECT_TIMEOUT)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.is_listening = False
+
+    # -- LISTEN ----------------------------------------------------------------------------
+
+    def _on_notify(self, *_: object) -> None:
+        # A sync callback keeps order and backpressure-free; the payload (an xid) is not needed.
+        self._wake.put_nowait(None)
+
+    async def _listen_forever(self) -> None:
+        attempt = 0
+        connected_before = False
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self.settings.database_url,
+                    timeout=CONNECT_TIMEOUT,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, event=lost: event.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                if self._snapshot is None:
+                    self._snapshot = str(await conn.fetchval(query("hub_snapshot"), timeout=PROBE_TIMEOUT))
+                self.is_listening = True
+                self._listening_once.set()
+                attempt = 0
+                if connected_before:
+                    self.metrics.listen_reconnects.inc()
+                    log.info("LISTEN connection re-made; catching up from the table")
+                connected_before = True
+                # Whatever committed while nobody listened is read now, from the old snapshot.
+                self._wake.put_nowait(None)
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), PROBE_INTERVAL)
+                    if not lost.is_set():
+                        await conn.fetchval(query("database_alive"), timeout=PROBE_TIMEOUT)
+                log.warning("LISTEN connection lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure means: reconnect
+                log.warning("LISTEN connection failed: %r", error)
+            finally:
+                self.is_listening = False
+                if conn is not None:
+                    # terminate, not close: close waits on a server that may be gone.
+                    conn.terminate()
+            delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    async def _fan_out_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.get(), POLL_INTERVAL)
+            # Coalesce a burst of wake-ups into one read.
+            while not self._wake.empty():
+                self._wake.get_nowait()
+            if self._snapshot is None:
+                continue
+            try:
+                await self.fan_out()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the loop must outlive any one failed read
+                # The snapshot did not move: the next wake-up or poll reads the same rows again.
+                log.warning("fan-out read failed: %r", error)
+                await asyncio.sleep(BACKOFF_FIRST)
+
+    async def fan_out(self) -> None:
+        """One read of the changed rows for every session here; events to each session of their users.
+
+        Event texts are built once per event from the row's JSON text, shared by all of a user's sessions.
+        The unread counts are read after the notifications went out, for the users they went to: only a
+        read change's event (it carries the count) waits for them.
+        """
+        async with as_worker(self.pool) as conn:
+            rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
+            changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
+            with_reads: set[uuid.UUID] = set()
+            for change in rows:
+                user = change["user_id"]
+                # No row changed: the row carries only the snapshot. A user's rows come in seq order,
+                # so comparing with the previous read's last seq drops what a held-back snapshot re-read.
+                if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
+                    continue
+                changes.setdefault(user, []).append(change)
+                if change["read_at"] is not None:
+                    with_reads.add(user)
+            # A user's rows count as sent once offered: a failure after that does not send them twice,
+            # and the read-changes' users (not offered yet) and the snapshot wait for the counts.
+            for user, user_changes in changes.items():
+                if user not in with_reads:
+                    self._offer(user, user_changes, {})
+                    self._user_seq[user] = user_changes[-1]["seq"]
+            # Owed until read: a failed count is sent with the next read's.
+            self._counts_due.update(changes)
+            counts: dict[uuid.UUID, asyncpg.Record] = {}
+            if self._counts_due:
+                counts = {r["user_id"]: r for r in await conn.fetch(query("hub_unread_counts"), list(self._counts_due))}
+        self._snapshot = rows[0]["snapshot"]
+        for user in with_reads:
+            self._offer(user, changes[user], counts)
+            self._user_seq[user] = changes[user][-1]["seq"]
+        # One unread_count per user per wake-up, after that user's notifications.
+        due, self._counts_due = self._counts_due, set()
+        for user in due:
+            found = counts.get(user)
+            text = (
+                f'{{"type":"unread_count","count":{found["count"]},"by_type":{found["by_type"]}}}'
+                if found is not None
+                else '{"type":"unread_count","count":0,"by_type":{}}'
+            )
+            for session in list(self._sessions.get(user, ())):
+                session.offer("unread_count", None, text)
+
+    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], counts: dict[uuid.UUID, asyncpg.Record]) -> None:
+        """A user's changed rows, in seq order, to each of their sessions; counts only if a row was read."""
+        sessions = list(self._sessions.get(user, ()))
+        for change in changes:
+            seq = change["seq"]
+            self.metrics.catch_up_lag.observe(max(0.0, change["lag"]))
+            notification = f'{{"type":"notification","data":{change["data"]}}}'
+            read_status = None
+            if change["read_at"] is not None:
+                count = counts[user]["count"] if user in counts else 0
+                read_status = (
+                    f'{{"type":"read_status_updated","notification_id":"{change["id"]}",'
+                    f'"read_at":"{change["read_at"]}","unread_count":{count}}}'
+                )
+            for session in sessions:
+                session.offer("notification", seq, notification)
+                if read_status is not None:
+                    session.offer("read_status_updated", seq, read_status, change["id"])

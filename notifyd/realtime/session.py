@@ -1,0 +1,411 @@
+"""A real-time session: resume, live events, mark_read, ack and limits, over the WebSocket of
+notifyd.realtime.websocket or the Server-Sent Events of notifyd.realtime.sse.
+
+Each session has one bounded outbound queue drained by one writer task, so the hub never waits
+on a client: a session whose queue is full is closed (1013) and the client resumes by seq. Idle
+sessions are the many, so an idle one holds little: the queue is a plain deque (an asyncio.Queue,
+four deques and an Event, costs ~3 KB more), the writer task exists only while the queue has
+events (~1 KB), and the endpoint awaits one future rather than asyncio.wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from notifyd.core.auth import AuthError, Caller, decode_token
+from notifyd.db.pool import as_caller, as_worker
+from notifyd.db.queries import query
+from notifyd.realtime.hub import Hub
+
+CLOSE_AUTH_FAILED = 4001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013  # server full, or client too slow
+# The user already has WS_MAX_CONNECTIONS_PER_USER sessions open in this process: the new one is refused.
+CLOSE_TOO_MANY_SESSIONS = 4008
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"  # the error code of that refusal (WebSocket and SSE alike)
+TOO_MANY_SESSIONS = "at most {limit} open sockets and streams per user (WS_MAX_CONNECTIONS_PER_USER)"
+
+# seq is a PostgreSQL bigint: a number outside 0..SEQ_MAX names no notification (and asyncpg cannot send it).
+SEQ_MAX = 2**63 - 1
+_SEQ_DIGITS = re.compile(r"[0-9]{1,19}")
+BAD_AFTER = f"after must be a seq (0 to {SEQ_MAX}) or a notification id"
+# Room for a mark-all-read of ~1,000 unread (a notification and a read event each); a reader
+# further behind than that is closed (1013) and resumes by seq.
+SEND_QUEUE_LIMIT = 2048
+RESUME_PAGE = 500
+# Token bucket: RATE_PER_SECOND sustained, RATE_BURST at once; beyond that a message is refused
+# (RATE_LIMITED). Refusals leak away at the same rate; FLOOD_STRIKES of them outstanding means
+# the client ignores the errors, and it is closed (1008).
+RATE_PER_SECOND = 10.0
+RATE_BURST = 10.0
+FLOOD_STRIKES = 30.0
+# A client that stops reading still gets its close frame once it drains; a socket that has not
+# taken it within this long is dropped (a reading client takes it in milliseconds).
+CLOSE_WAIT = 5.0
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+def _error(code: str, message: str) -> str:
+    return _dumps({"type": "error", "code": code, "message": message})
+
+
+class _Closed(Exception):
+    """Ends the session with a close code, after an optional last message."""
+
+    def __init__(self, code: int, last: str | None = None, reason: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.last = last
+        self.reason = reason
+
+
+class _RateLimit:
+    def __init__(self) -> None:
+        self.tokens = RATE_BURST
+        self.strikes = 0.0
+        self.at = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        elapsed, self.at = now - self.at, now
+        self.tokens = min(RATE_BURST, self.tokens + elapsed * RATE_PER_SECOND)
+        self.strikes = max(0.0, self.strikes - elapsed * RATE_PER_SECOND)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.strikes += 1
+        if self.strikes > FLOOD_STRIKES:
+            raise _Closed(CLOSE_POLICY)
+        return False
+
+
+class Session:
+    """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
+    whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
+
+    def __init__(self, hub: Hub, caller: Caller) -> None:
+        assert caller.user_id is not None
+        self.hub = hub
+        self.caller = caller
+        self.user_id: uuid.UUID = caller.user_id
+        # (kind, text) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only while
+        # it holds events, the future only while a resume waits for room.
+        self.queue: deque[tuple[str, str]] | None = None
+        self._drained: asyncio.Future[None] | None = None  # a resume waits for room
+        self._send: Callable[[str, str], Awaitable[None]] | None = None
+        # The task sending the queue, while it has events; why it failed, if it did (the endpoint logs it).
+        self.writing: asyncio.Task[None] | None = None
+        self.write_error: BaseException | None = None
+        # The client holds every change with a seq in (resumed_from, sent_seq]: this connection sent it, or it
+        # was before the `after` the client resumed from. None until the first resume (nothing sent yet).
+        # Per user, seqs follow commit order and the hub misses no commit, so live events from a resume on are
+        # gap-free: one range says it all, however many events went out.
+        self.resumed_from: int | None = None
+        self.sent_seq = 0
+        # The hub offers a read_status_updated right after its notification: sent only if that was.
+        self.delivered_seq: int | None = None
+        # While resuming, live events wait here and are filtered by seq afterwards.
+        self.pending: list[tuple[str, int | None, str, str | None]] | None = []
+        # mark_read answers directly; the hub's copy of that answer is dropped once.
+        self.answered_reads: set[str] = set()
+        # The session's end: the close to send, or None when one of its tasks ended it.
+        self.killed: asyncio.Future[_Closed | None] = asyncio.get_running_loop().create_future()
+        self.expiry: asyncio.TimerHandle | None = None
+
+    # -- called by the hub (never blocks) -------------------------------------------------
+
+    def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
+        if self.pending is not None:
+            if len(self.pending) >= SEND_QUEUE_LIMIT:
+                self.kill(_Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+            else:
+                self.pending.append((kind, seq, text, notification_id))
+            return
+        self._deliver(kind, seq, text, notification_id)
+
+    def _deliver(self, kind: str, seq: int | None, text: str, notification_id: str | None) -> None:
+        if kind == "read_status_updated" and notification_id in self.answered_reads:
+            self.answered_reads.discard(notification_id)
+            return
+        if kind == "notification" and seq is not None:
+            if seq <= self.sent_seq:
+                self.delivered_seq = None
+                return
+            self.sent_seq = self.delivered_seq = seq
+        elif kind == "read_status_updated" and seq != self.delivered_seq:
+            # Its notification was a duplicate, so the client knows this read already.
+            return
+        self.push(kind, text)
+
+    def push(self, kind: str, text: str) -> None:
+        if self.queue is None:
+            self.queue = deque()
+        elif len(self.queue) >= SEND_QUEUE_LIMIT:
+            self.kill(_Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+            return
+        self.queue.append((kind, text))
+        self._write()
+
+    def kill(self, closed: _Closed, *, slow: bool = False) -> None:
+        if not self.killed.done():
+            if slow:
+                self.hub.metrics.slow_clients_closed.inc()
+            # Stop taking events at once; the close itself may wait for the client.
+            self.hub.unregister(self)
+            self.killed.set_result(closed)
+
+    def end(self, _task: object = None) -> None:
+        """Ends the session without a close of its own (a done callback of its tasks)."""
+        if not self.killed.done():
+            self.hub.unregister(self)
+            self.killed.set_result(None)
+
+    # -- the session ----------------------------------------------------------------------
+
+    def schedule_expiry(self, caller: Caller) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        if caller.expires_at is not None:
+            delay = max(0.0, caller.expires_at - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self.kill(_Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token expired")))
+
+    def start_writing(self, send: Callable[[str, str], Awaitable[None]]) -> None:
+        """From now on the queue goes out in order through send(kind, text), text being the WebSocket message."""
+        self._send = send
+        self._write()
+
+    def stop_writing(self) -> asyncio.Task[None] | None:
+        """Sends nothing more; returns the writer task, cancelled, to await before a last message."""
+        self._send = None
+        if self.writing is not None:
+            self.writing.cancel()
+        return self.writing
+
+    def _write(self) -> None:
+        if self.writing is None and self._send is not None and self.queue:
+            self.writing = asyncio.create_task(self._drain(self._send))
+            self.writing.add_done_callback(self._written)
+
+    async def _drain(self, send: Callable[[str, str], Awaitable[None]]) -> None:
+        metrics = self.hub.metrics
+        while self.queue:
+            kind, text = self.queue.popleft()
+            _wake(self._drained)
+            await send(kind, text)
+            metrics.events_sent.labels(kind).inc()
+        self.queue = None
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.write_error = error
+            self.end()
+        else:
+            self._write()  # what was pushed between its last check and its end
+
+    async def resume(self, after: str | int | None) -> None:
+        """Everything since `after` in seq order that this connection has not sent (or nothing before now, on a
+        first resume without it), then `resumed`, then live."""
+        self.pending = self.pending if self.pending is not None else []
+        async with as_caller(self.hub.pool, self.caller) as conn:
+            current_max = int(await conn.fetchval(query("ws_max_seq")))
+            start: int | None = None
+            if isinstance(after, int):
+                start = after
+            elif isinstance(after, str):
+                found = await conn.fetchval(query("ws_seq_of"), uuid.UUID(after))
+                if found is None:
+                    self.push("error", _error("NOT_FOUND", "no such notification to resume after"))
+                else:
+                    start = int(found)
+        if start is None:
+            if self.resumed_from is None:  # a first resume without a point: live from now on
+                self.resumed_from = self.sent_seq = current_max
+        else:
+            await self._replay(start, current_max)
+        pending, self.pending = self.pending, None
+        for kind, seq, text, notification_id in pending:
+            self._deliver(kind, seq, text, notification_id)
+        await self.send_unread_count()
+
+    async def _replay(self, start: int, current_max: int) -> None:
+        """The changes after seq `start` but those in (resumed_from, sent_seq], which this connection already sent.
+
+        Live events keep coming into `pending` meanwhile; whatever the replay reaches is dropped from them.
+        """
+        # A point beyond the newest seq is the newest: what commits from now on is the client's.
+        start = min(start, current_max)
+        if self.resumed_from is None:
+            ranges: list[tuple[int, int | None]] = [(start, None)]
+        else:
+            # Below the range sent: what the client missed before this connection; above it: what is newer.
+            below = [(start, self.resumed_from)] if start < self.resumed_from else []
+            ranges = [*below, (max(start, self.sent_seq), None)]
+        sent = 0
+        reached = start
+        for low, high in ranges:
+            position = low
+            while True:
+                async with as_caller(self.hub.pool, self.caller) as conn:
+                    page = await conn.fetch(query("ws_resume_page"), position, high, RESUME_PAGE)
+                for row in page:
+                    # A resume may be larger than the queue: it waits for the client.
+                    while len(self.queue or ()) >= SEND_QUEUE_LIMIT:
+                        self._drained = asyncio.get_running_loop().create_future()
+                        await self._drained
+                    self.push("notification", _dumps({"type": "notification", "data": row["data"]}))
+                    position = int(row["seq"])
+                sent += len(page)
+                if len(page) < RESUME_PAGE:
+                    break
+            reached = max(reached, position)
+        # The range grows down to `start` (sent now, or the client's own) and up to the newest sent.
+        self.resumed_from = start if self.resumed_from is None else min(self.resumed_from, start)
+        self.sent_seq = max(self.sent_seq, reached)
+        self.push("resumed", _dumps({"type": "resumed", "count": sent}))
+
+    async def send_unread_count(self) -> None:
+        async with as_caller(self.hub.pool, self.caller) as conn:
+            counts = await conn.fetchval(query("ws_unread_count"))
+        self.push("unread_count", _dumps({"type": "unread_count", **counts}))
+
+    async def mark_read(self, notification_id: Any) -> None:
+        try:
+            target = uuid.UUID(str(notification_id))
+        except ValueError:
+            self.push("error", _error("INVALID_MESSAGE", "notification_id must be a uuid"))
+            return
+        async with as_caller(self.hub.pool, self.caller) as conn:
+            read_at = await conn.fetchval(query("ws_mark_read"), target)
+            counts = await conn.fetchval(query("ws_unread_count")) if read_at is not None else None
+        if read_at is None or counts is None:
+            self.push("error", _error("NOT_FOUND", "notification not found"))
+            return
+        self.answered_reads.add(str(target))
+        event = {
+            "type": "read_status_updated",
+            "notification_id": str(target),
+            "read_at": read_at.isoformat(),
+            "unread_count": counts["count"],
+        }
+        self.push("read_status_updated", _dumps(event))
+
+    async def ack(self, notification_id: Any) -> None:
+        """The client got this notification: its in-app delivery is 'delivered', once; no answer when it worked."""
+        try:
+            target = uuid.UUID(str(notification_id))
+        except ValueError:
+            self.push("error", _error("INVALID_MESSAGE", "notification_id must be a uuid"))
+            return
+        # As notify_worker with the session's own user: an ack of someone else's notification finds nothing.
+        async with as_worker(self.hub.pool) as conn:
+            recorded = await conn.fetchval(query("ws_ack"), target, self.user_id)
+        if recorded is None:
+            self.push("error", _error("NOT_FOUND", "notification not found"))
+
+    async def run(self, ws: WebSocket, after: str | int | None, rate: _RateLimit) -> None:
+        """The initial resume (or baseline), then the client's commands; one task, so they never overlap."""
+        await self.resume(after)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            if not rate.allow():
+                self.push("error", _error("RATE_LIMITED", f"at most {RATE_PER_SECOND:g} messages per second"))
+                continue
+            command = _parse(message.get("text"))
+            kind = command.get("type") if command is not None else None
+            if kind == "ping":
+                self.push("pong", _dumps({"type": "pong", "timestamp": datetime.now(UTC).isoformat()}))
+            elif kind == "mark_read" and command is not None:
+                await self.mark_read(command.get("notification_id"))
+            elif kind == "ack" and command is not None:
+                await self.ack(command.get("notification_id"))
+            elif kind == "resume" and command is not None:
+                after = parse_after(command.get("after"))
+                if after is None:
+                    self.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
+                else:
+                    await self.resume(after)
+            elif kind == "authenticate" and command is not None:
+                # A fresh token extends the session; another user's token ends it.
+                caller = _authenticate(command.get("token"), self.hub)
+                if caller.user_id != self.user_id:
+                    raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token is for another user"))
+                self.caller = caller
+                self.schedule_expiry(caller)
+                self.push("authenticated", _dumps({"type": "authenticated", "user_id": str(self.user_id)}))
+            else:
+                self.push("error", _error("INVALID_MESSAGE", "expected JSON with a known type"))
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse(text: Any) -> dict[str, Any] | None:
+    """A client message: a JSON object (NaN and Infinity are not JSON); None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_seq(value: Any) -> int | None:
+    """A seq: a JSON integer, or ASCII digits (a query string, Last-Event-ID), within 0..SEQ_MAX; else None."""
+    if isinstance(value, str) and _SEQ_DIGITS.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEQ_MAX:
+        return value
+    return None
+
+
+def parse_after(value: Any) -> int | str | None:
+    """A seq or a notification uuid; None if neither (a float, a bool, a number out of range, ...)."""
+    seq = parse_seq(value)
+    if seq is not None:
+        return seq
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return str(uuid.UUID(value))
+    return None
+
+
+def _authenticate(token: Any, hub: Hub) -> Caller:
+    if not isinstance(token, str) or not token:
+        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "a token is required"))
+    try:
+        caller = decode_token(token, hub.settings)
+    except AuthError as error:
+        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", error.message)) from None
+    if caller.role != "authenticated" or caller.user_id is None:
+        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "only end-user tokens may open a WebSocket"))
+    return caller

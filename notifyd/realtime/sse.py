@@ -1,0 +1,173 @@
+"""GET /api/v1/notifications/stream: the WebSocket's events and resume as Server-Sent Events.
+
+A stream is a notifyd.realtime.session.Session like a WebSocket's: registered with the same LISTEN hub, resumed by the
+same seq query, with the same bounded queue (a client too slow for it is disconnected and resumes by
+Last-Event-ID). Only the framing differs, and the client sends nothing: marking read goes through REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from notifyd.core.auth import Caller, decode_token
+from notifyd.http.errors import ApiError, error_response
+from notifyd.http.openapi import Endpoint
+from notifyd.http.shared import USERS_ONLY, end_user
+from notifyd.realtime.hub import Hub
+from notifyd.realtime.session import (
+    BAD_AFTER,
+    CLOSE_WAIT,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_SESSIONS,
+    Session,
+    parse_after,
+)
+
+log = logging.getLogger("notifyd.sse")
+
+PATH = "/api/v1/notifications/stream"
+# EventSource reconnects after this many milliseconds, sending the last id it saw as Last-Event-ID.
+RETRY_MS = 3000
+SERVER_FULL = "too many open streams; retry later"
+SERVER_FULL_HEADERS = {"Retry-After": "5"}
+# A slot of the user's frees only when one of their own streams or sockets ends (a dead one within a heartbeat).
+USER_FULL_HEADERS = {"Retry-After": "30"}
+# no-store: never cached; X-Accel-Buffering: nginx must pass each event on at once.
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+# The session's queue takes a "ping" like any event, so the heartbeat never overtakes one being written.
+PING = "ping"
+
+
+class StreamQuery(BaseModel):
+    token: str | None = Field(None, description="the user JWT, for EventSource, which cannot set headers")
+    after: str | None = Field(
+        None, description="resume after this seq or notification id (the Last-Event-ID header wins)"
+    )
+
+
+def frame(kind: str, text: str) -> bytes:
+    """One SSE event from a WebSocket message: a notification's data is its `data`, with id = its seq."""
+    if kind == PING:
+        return b": ping\n\n"
+    if kind == "notification":
+        data = json.loads(text)["data"]
+        text = json.dumps(data, separators=(",", ":"))
+        return f"event: notification\nid: {data['seq']}\ndata: {text}\n\n".encode()
+    # Compact JSON has no newlines, so one data line carries it whole.
+    return f"event: {kind}\ndata: {text}\n\n".encode()
+
+
+async def _resume_then_ping(session: Session, after: int | str | None, interval: float) -> None:
+    await session.resume(after)
+    while True:
+        await asyncio.sleep(interval)
+        session.push(PING, "")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStream(StreamingResponse):
+    """Runs one session until the client leaves, the token expires or the client falls too far behind."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: Hub, caller: Caller, after: int | str | None) -> None:
+        super().__init__(content=iter(()), headers=HEADERS)
+        self.hub, self.caller, self.after = hub, caller, after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+
+        async def body(chunk: bytes) -> None:
+            message: Message = {"type": "http.response.body", "body": chunk, "more_body": True}
+            await send(message)
+
+        async def event(kind: str, text: str) -> None:
+            await body(frame(kind, text))
+
+        session = Session(hub, self.caller)
+        # Admitted before the resume reads anything, so no change falls between read and live; checked here,
+        # with no await between the count and the registration, so two streams opened at once cannot both pass.
+        if not hub.admit(session):
+            refusal = TOO_MANY_SESSIONS.format(limit=hub.settings.ws_max_connections_per_user)
+            refused = error_response(
+                status.HTTP_429_TOO_MANY_REQUESTS, TOO_MANY_CONNECTIONS, refusal, USER_FULL_HEADERS
+            )
+            await refused(scope, receive, send)
+            return
+        hub.open_connections += 1
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await body(f"retry: {RETRY_MS}\n\n".encode())
+            session.schedule_expiry(self.caller)
+            session.start_writing(event)
+            tasks = [
+                asyncio.create_task(_resume_then_ping(session, self.after, hub.settings.ws_heartbeat_interval)),
+                asyncio.create_task(_disconnected(receive)),
+                asyncio.create_task(hub.draining.wait()),
+            ]
+            done, _ = await asyncio.wait([*tasks, session.killed], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            writing = session.stop_writing()
+            # The writer must have stopped before the last event goes out on the same connection.
+            await asyncio.gather(*tasks, *([writing] if writing is not None else []), return_exceptions=True)
+            for error in [*(task.exception() for task in tasks if task in done), session.write_error]:
+                if error is not None and not isinstance(error, OSError):
+                    log.error("event stream failed: %r", error)
+        finally:
+            for task in tasks:
+                task.cancel()
+            session.stop_writing()
+            if session.expiry is not None:
+                session.expiry.cancel()
+            hub.unregister(session)
+            hub.open_connections -= 1
+        closed = session.killed.result() if session.killed.done() else None
+        # A client that stopped reading (too slow) gets its end once it drains; do not wait forever.
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT):
+                if closed is not None and closed.last is not None:
+                    await event("error", closed.last)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def stream(request: Request) -> Response:
+    params = StreamQuery.model_validate(dict(request.query_params))
+    if params.token is not None and "authorization" not in request.headers:
+        caller = decode_token(params.token, request.app.state.settings)
+        if caller.role != "authenticated":
+            raise ApiError(status.HTTP_403_FORBIDDEN, USERS_ONLY)
+    else:
+        caller = await end_user(request)
+    raw_after = request.headers.get("last-event-id") or params.after
+    after = parse_after(raw_after) if raw_after else None
+    if raw_after and after is None:
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_AFTER)
+    hub: Hub = request.app.state.hub
+    if hub.open_connections >= hub.settings.ws_max_connections:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, SERVER_FULL, headers=SERVER_FULL_HEADERS)
+    return EventStream(hub, caller, after)
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", PATH, stream,
+             "Server-Sent Events: the WebSocket's notification, unread_count and read_status_updated events; "
+             "resume by Last-Event-ID (a seq) or ?after=", "user", ok_media_type="text/event-stream",
+             query_model=StreamQuery, headers=(("Last-Event-ID", "resume after this seq (sent by EventSource)"),),
+             errors=(status.HTTP_429_TOO_MANY_REQUESTS,)),
+]  # fmt: skip

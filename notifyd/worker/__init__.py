@@ -1,0 +1,1 @@
+"""`notifyd worker`: the Procrastinate tasks and the process that runs them."""

@@ -1,0 +1,151 @@
+"""`notifyd worker`: the Procrastinate worker that delivers on Web Push, FCM and e-mail.
+
+Jobs are deferred by the database itself (notify_private.defer_jobs, in the sender's
+transaction). This process runs them, retries with backoff, takes back the jobs of workers
+that died, rotates VAPID keys, and exits non-zero when it can no longer work: Procrastinate
+may stop with status 0 after losing the database, which a supervisor would take for a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import asyncpg
+import procrastinate
+import psycopg
+import uvloop
+
+from notifyd.core.config import Settings
+from notifyd.core.requestid import configure_logging
+from notifyd.db.pool import create_pool
+from notifyd.db.queries import query
+from notifyd.domain import vapid
+from notifyd.domain.deliveries import Channel
+from notifyd.domain.email import EmailChannel
+from notifyd.domain.fcm import FcmChannel
+from notifyd.domain.render_pool import RenderPool
+from notifyd.domain.webpush import WebPushChannel
+from notifyd.worker.tasks import QUEUES, build_app
+
+log = logging.getLogger("notifyd.worker")
+
+EXIT_STOPPED_UNEXPECTEDLY = 1
+EXIT_DATABASE_LOST = 2
+DATABASE_PROBE_INTERVAL = 5.0
+
+
+async def recover_stalled_jobs(app: procrastinate.App, settings: Settings) -> None:
+    """Every few seconds, puts the jobs of workers that stopped heartbeating (killed) back in the queue.
+
+    A loop of each worker rather than a Procrastinate periodic task: cron counts in minutes, and a
+    killed worker's deliveries should wait seconds, not minutes. Several workers may race to the
+    same job; the loser's retry is refused and skipped.
+    """
+    while True:
+        await asyncio.sleep(max(1.0, settings.worker_stalled_after / 3))
+        try:
+            stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.worker_stalled_after)
+        except psycopg.Error as error:
+            log.warning("cannot look for stalled jobs: %s", error)  # the database watchdog decides what it means
+            continue
+        for job in stalled:
+            try:
+                await app.job_manager.retry_job(job)
+            except psycopg.Error as error:
+                log.info("job %s was taken back by another worker (%s)", job.id, error)
+                continue
+            log.warning("job %s (%s) was running on a worker that died: queued again", job.id, job.task_name)
+
+
+async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
+    """Returns when the database has not answered for `grace` seconds (half-open sockets included)."""
+    loop = asyncio.get_running_loop()
+    answered_at = loop.time()
+    while True:
+        try:
+            async with asyncio.timeout(DATABASE_PROBE_INTERVAL):
+                await pool.fetchval(query("database_alive"))
+            answered_at = loop.time()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            log.warning("database probe failed: %s", str(error) or type(error).__name__)
+            if loop.time() - answered_at >= grace:
+                return
+            await asyncio.sleep(1)  # look again soon: grace counts from the last answer
+            continue
+        await asyncio.sleep(DATABASE_PROBE_INTERVAL)
+
+
+async def serve(settings: Settings, stop_requested: asyncio.Event | None = None) -> int:
+    """Runs until stop_requested is set (by default: SIGINT or SIGTERM); returns the exit status."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2)
+    channels: list[Channel] = [WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings)]
+    for channel in channels:
+        reason = channel.not_configured()
+        if reason is not None:
+            log.warning("%s: %s; its deliveries will be skipped", channel.queue, reason)
+    # Templates render in killable children here too: one C-level operation the sandbox cannot interrupt
+    # would otherwise stall this event loop, its heartbeats and every other delivery.
+    render_pool = RenderPool(settings)
+    await render_pool.start()
+    app = build_app(settings, pool, channels, render_pool)
+    if stop_requested is None:
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop_requested.set)
+    try:
+        async with app.open_async():
+            await vapid.maintain(pool, settings)
+            recovery = asyncio.create_task(recover_stalled_jobs(app, settings), name="stalled-job recovery")
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    queues=list(QUEUES),
+                    name=f"notifyd@{socket.gethostname()}",
+                    concurrency=settings.worker_concurrency,
+                    install_signal_handlers=False,
+                    update_heartbeat_interval=settings.worker_heartbeat_interval,
+                    stalled_worker_timeout=settings.worker_stalled_after,
+                    fetch_job_polling_interval=settings.worker_poll_interval,
+                    delete_jobs="successful",
+                ),
+                name="the Procrastinate worker",
+            )
+            watchdog = asyncio.create_task(watch_database(pool, grace=3 * DATABASE_PROBE_INTERVAL))
+            stopping = asyncio.create_task(stop_requested.wait())
+            done, _ = await asyncio.wait({worker, watchdog, stopping, recovery}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (watchdog, stopping, recovery):
+                task.cancel()
+            if worker not in done:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            if stopping in done:
+                log.info("worker stopped")
+                return 0
+            if watchdog in done:
+                log.error(
+                    "the database has not answered for %.0f s: exiting so that a supervisor restarts the worker",
+                    3 * DATABASE_PROBE_INTERVAL,
+                )
+                return EXIT_DATABASE_LOST
+            failed = next(iter(done))
+            error = failed.exception() if not failed.cancelled() else None
+            log.error("%s stopped on its own (%s): exiting", failed.get_name(), error or "no error")
+            return EXIT_STOPPED_UNEXPECTEDLY
+    finally:
+        for channel in channels:
+            await channel.close()
+        await pool.close()
+        await render_pool.stop()
+
+
+def run(settings: Settings) -> int:
+    configure_logging(settings.log_format)
+    try:
+        # uvloop, as uvicorn picks it for `notifyd serve`: ~8% less worker CPU per e-mail (socket I/O, callbacks).
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(serve(settings))
+    except (OSError, asyncpg.PostgresError) as error:
+        log.error("cannot reach the database: %s", error)
+        return EXIT_DATABASE_LOST

@@ -1,0 +1,61 @@
+"""The worker's tasks: one delivery task per channel, in-app release, VAPID rotation, and the tasks that digests,
+template rendering and retention declare on the same Procrastinate app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import procrastinate
+
+from notifyd.core.config import Settings
+from notifyd.core.requestid import REQUEST_ID
+from notifyd.db.pool import as_worker
+from notifyd.db.queries import query
+from notifyd.domain import digests, rendering, retention, vapid
+from notifyd.domain.deliveries import Channel, DeliveryRetry, run_job
+from notifyd.domain.render_pool import RenderPool
+
+QUEUES = ("push", "fcm", "email", "in_app", "render", "maintenance")
+
+
+def connector(settings: Settings) -> procrastinate.PsycopgConnector:
+    # The login role holds notify_worker without inheriting it; Procrastinate's SQL is unqualified.
+    options = "-c role=notify_worker -c search_path=procrastinate"
+    return procrastinate.PsycopgConnector(conninfo=settings.database_url, kwargs={"options": options})
+
+
+def build_app(
+    settings: Settings, pool: asyncpg.Pool, channels: list[Channel], render_pool: RenderPool
+) -> procrastinate.App:
+    app = procrastinate.App(connector=connector(settings))
+    retry = DeliveryRetry()
+
+    def delivery_task(channel: Channel) -> Callable[..., Awaitable[None]]:
+        async def deliver(delivery_ids: list[str], request_id: str | None = None) -> None:
+            token = REQUEST_ID.set(request_id)
+            try:
+                await run_job(pool, settings.secrets, channel, delivery_ids)
+            finally:
+                REQUEST_ID.reset(token)
+
+        return deliver
+
+    for channel in channels:
+        app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))
+
+    @app.task(name="deliver_in_app", queue="in_app", retry=retry)
+    async def deliver_in_app(delivery_ids: list[str], request_id: str | None = None) -> None:
+        """Releases real-time events held for send_at or the in-app rate limit (request_id: every job carries it)."""
+        async with as_worker(pool) as conn:
+            await conn.fetchval(query("release_in_app"), delivery_ids)
+
+    @app.periodic(cron="17 * * * *", periodic_id="hourly")
+    @app.task(name="maintain_vapid_keys", queue="maintenance")
+    async def maintain_vapid_keys(timestamp: int) -> None:
+        await vapid.maintain(pool, settings)
+
+    digests.register(app, pool, settings)
+    rendering.register(app, pool, settings, render_pool)
+    retention.register(app, pool, settings)
+    return app
