@@ -132,7 +132,9 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     send.add_argument("--priority", default="normal", help="critical, high, normal (default) or low")
     send.add_argument("--data", metavar="JSON", help='a JSON object, e.g. \'{"url": "/orders/1"}\'')
     send.add_argument("--channels", metavar="LIST", help="comma-separated: in_app,push,email (default: routing)")
-    send.add_argument("--idempotency-key", help="a replay answers the first notification instead of a new one")
+    send.add_argument(
+        "--idempotency-key", help="a replay answers the first notification; another request with the key is refused"
+    )
     explain = commands.add_parser("explain", help="why a notification went where it went, as JSON (DATABASE_URL)")
     explain.add_argument("notification_id", metavar="ID")
     commands.add_parser("status", help="queue depth, dead letters, oldest pending delivery, as JSON (DATABASE_URL)")

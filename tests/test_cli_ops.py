@@ -44,9 +44,16 @@ def test_send_then_explain_then_status(db: psycopg.Connection[Any]) -> None:
     assert row == (user, "Maintenance tonight", "22:00 UTC", "high", {"window": "2h"})
 
     again = notifyd(db, "send", "--to", str(user), "--type", "system", "--title", "Maintenance tonight",
-                    "--idempotency-key", "maint-1")  # fmt: skip
+                    "--body", "22:00 UTC", "--priority", "high", "--data", '{"window": "2h"}',
+                    "--channels", "email,in_app", "--idempotency-key", "maint-1")  # fmt: skip
     assert again.returncode == 0 and json.loads(again.stdout)["id"] == answer["id"]
     assert json.loads(again.stdout)["created"] is False and count(db) == 1
+    # The key with another request (here: no body, data or channels) is refused, and nothing is sent.
+    other = notifyd(db, "send", "--to", str(user), "--type", "system", "--title", "Maintenance tonight",
+                    "--idempotency-key", "maint-1")  # fmt: skip
+    assert other.returncode != 0 and other.stdout == ""
+    assert "the database refused: idempotency key reused with a different request" in other.stderr
+    assert "(SQLSTATE 23505)" in other.stderr and count(db) == 1
 
     explained = notifyd(db, "explain", answer["id"])
     assert explained.returncode == 0, explained.stderr

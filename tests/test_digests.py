@@ -8,8 +8,10 @@ Resend stand-in. No test waits for real hours.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -532,3 +534,22 @@ def test_the_registered_tasks_claim_on_the_tick_and_send_through_procrastinate(
     assert [e.to for e in resend_service.emails] == [["queued@example.com"]]
     [digest] = digests(db, user)
     assert digest["status"] == "sent" and email_delivery(db, item)[0] == "sent"
+
+
+def test_control_characters_in_the_sender_and_the_unsubscribe_url_never_reach_a_digest_header(
+    db: psycopg.Connection[Any], clock: Callable[[datetime], None], resend_service: ResendService
+) -> None:
+    _, _, digest_id = one_held_item(db, clock, "ada@example.com", "Hello\r\nBcc: x@evil.test")
+    settings = dataclasses.replace(
+        mail_settings(db, resend_service),
+        resend_from_name="Acme\r\nBcc: sender@evil.test\x00",
+        public_base_url="https://notify.example.com/\r\nX-Evil:\u2028",
+    )
+    assert send(db, settings, digest_id) == "sent"
+
+    [email] = resend_service.emails
+    for value in (email.subject, email.from_, *email.headers.values()):
+        assert not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in value), repr(value)
+    assert email.from_ == f'"Acme Bcc: sender@evil.test " <{FROM_EMAIL}>'
+    assert email.headers["List-Unsubscribe"].startswith("<https://notify.example.com/ X-Evil: /unsubscribe/")
+    assert set(email.headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"} and "bcc" not in email.raw

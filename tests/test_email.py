@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,14 +20,16 @@ import httpx
 import markupsafe
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from resend.exceptions import ResendError, raise_for_code_and_type
 
 from notifyd.core.config import Settings
 from notifyd.core.crypto import open_token, seal_token
 from notifyd.domain.deliveries import Failed, Retry
 from notifyd.domain.digests import ALL_DIGESTS, Digest, render_digest
-from notifyd.domain.email import outcome_of
-from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, wait_for
+from notifyd.domain.email import RenderedEmail, header_text, outcome_of, send_params
+from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import (
     ResendService,
@@ -659,3 +662,76 @@ def test_without_a_webhook_secret_the_webhook_is_unavailable(own_server: Any, re
     answer = httpx.post(f"{server.url}{WEBHOOK}", content=body, headers=sign_webhook(new_webhook_secret(), body))
     assert answer.status_code == 503
     assert "RESEND_WEBHOOK_SECRET" in answer.json()["error"]["message"]
+
+
+# --- header-bound fields ------------------------------------------------------------------------------
+
+# Line breaks and other control characters a title or template variable might carry into a header.
+HEADER_BREAKERS = ["\r\n", "\n", "\r", "\x0b", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\t"]
+INJECTION = "Hello" + "Bcc: x@evil.test".join(HEADER_BREAKERS) + "end"
+
+
+def assert_one_line_headers(email: SentEmail) -> None:
+    """Subject, sender and every header value stay on their one line: no control character at all."""
+    for value in (email.subject, email.from_, *email.headers.values()):
+        assert not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in value), repr(value)
+
+
+def test_control_characters_in_titles_template_vars_and_the_sender_never_reach_a_header(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any, own_worker: Any,
+    resend_service: ResendService,
+) -> None:  # fmt: skip
+    env = mail_env(resend_service, RESEND_FROM_NAME="Acme\r\nBcc: sender@evil.test")
+    server: ServerProcess = own_server(**env)
+    own_worker(**env)
+    by_rest, by_template, by_sql = "rest@example.com", "template@example.com", "sql@example.com"
+    users = {address: recipient(service, address) for address in (by_rest, by_template, by_sql)}
+    headers = {"Authorization": f"Bearer {make_token('billing', role='service')}"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sent = client.post("/api/v1/notifications", headers=headers, json={
+            "user_id": str(users[by_rest]), "type": "task", "title": INJECTION, "priority": "critical",
+            "channels": ["email"]})  # fmt: skip
+        assert sent.status_code == 202, sent.text
+        sent = client.post("/api/v1/notifications", headers=headers, json={
+            "user_id": str(users[by_template]), "type": "task", "template_id": "task_assigned", "priority": "critical",
+            "channels": ["email"],
+            "template_vars": {"task_title": INJECTION, "assigned_by": "Grace\r\nX-Evil: 1"}})  # fmt: skip
+        assert sent.status_code == 202, sent.text
+    service.execute(
+        "SELECT notify.send(%s, 'task', template => 'task_assigned', priority => 'critical', channels => '{email}',"
+        " template_vars => %s)",
+        (users[by_sql], json.dumps({"task_title": INJECTION, "assigned_by": "Grace"})),
+    )
+    wait_for(lambda: len(resend_service.emails) == 3, what="three e-mails")
+    for address in (by_rest, by_template, by_sql):
+        [email] = emails_to(resend_service, address)
+        assert_one_line_headers(email)
+        assert email.from_ == f'"Acme Bcc: sender@evil.test" <{FROM_EMAIL}>'
+        assert "Bcc" not in email.headers and "X-Evil" not in email.headers and "bcc" not in email.raw
+        # Each run of control characters is one space; the visible text is all there, in order.
+        assert "Hello Bcc: x@evil.test Bcc: x@evil.test" in email.subject and email.subject.endswith("end")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\r\n\t\x00\x0b\x1b\x7f\x85\x9f\u2028\u2029")))
+def test_header_text_keeps_any_text_on_one_line_and_changes_nothing_else(text: str) -> None:
+    folded = header_text(text)
+    assert not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in folded)
+    assert header_text(folded) == folded
+    # Only runs of control characters change, each into one space: the rest is kept, in order.
+    kept = [c for c in text if not (unicodedata.category(c) == "Cc" or c in "\u2028\u2029")]
+    assert [c for c in folded if c != " "] == [c for c in kept if c != " "]
+    assert len(folded) <= len(text)
+    if len(kept) == len(text):
+        assert folded == text
+
+
+def test_send_params_fold_every_header_bound_field() -> None:
+    mail = Settings(database_url="", jwt_secret=JWT_SECRET, resend_from_email=FROM_EMAIL, resend_from_name="A\r\nB")
+    email = RenderedEmail(subject="S\r\nBcc: x", html="<p>\r\n</p>", text="a\r\nb",
+                          headers={"List-Unsubscribe": "<https://x/\r\ny>"})  # fmt: skip
+    params = send_params(mail, "ada@example.com", email)
+    assert params["subject"] == "S Bcc: x" and params["from"] == f"A B <{FROM_EMAIL}>"
+    assert params["headers"] == {"List-Unsubscribe": "<https://x/ y>"}
+    # Bodies are not headers: their line breaks stay.
+    assert params["html"] == "<p>\r\n</p>" and params["text"] == "a\r\nb"

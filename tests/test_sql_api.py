@@ -81,7 +81,7 @@ def test_idempotency_key_returns_the_first_id_and_creates_nothing(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any]
 ) -> None:
     first = service.execute("SELECT notify.send(%s, 'task', 'one', idempotency_key => 'k')", (USER,)).fetchone()
-    again = service.execute("SELECT notify.send(%s, 'task', 'two', idempotency_key => 'k')", (USER,)).fetchone()
+    again = service.execute("SELECT notify.send(%s, 'task', 'one', idempotency_key => 'k')", (USER,)).fetchone()
     assert first == again
     other = service.execute("SELECT notify.send(%s, 'task', 'one', idempotency_key => 'k')", (OTHER,)).fetchone()
     assert other != first

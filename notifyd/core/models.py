@@ -92,7 +92,9 @@ class _SendFields(_Request):
     expires_at: Timestamp | None = None
     group_key: ShortText | None = None
     idempotency_key: ShortText | None = Field(
-        default=None, description="or the Idempotency-Key header; a replay answers 200 with the first id"
+        default=None,
+        description="or the Idempotency-Key header; a replay of the same request answers 200 with the first id,"
+        " another request with the same key 422",
     )
 
 

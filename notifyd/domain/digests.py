@@ -17,7 +17,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import formataddr
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,6 +48,7 @@ from notifyd.domain.email import (
     RenderedEmail,
     open_link,
     outcome_of,
+    send_params,
     unsubscribe_token,
 )
 
@@ -294,16 +294,7 @@ async def _deliver(digest: Digest, settings: Settings, mailer: EmailChannel) -> 
         return Skipped(SUPPRESSED.format(reason=digest.recipient["suppression"]))
     deadline = settings.provider_timeout * DEADLINE_FACTOR
     try:
-        email = render_digest(digest, settings)
-        assert settings.resend_from_email is not None  # not_configured() said so
-        params: resend.Emails.SendParams = {
-            "from": formataddr((settings.resend_from_name, settings.resend_from_email)),
-            "to": [digest.recipient["email"]],
-            "subject": email.subject,
-            "html": email.html,
-            "text": email.text,
-            "headers": email.headers,
-        }
+        params = send_params(settings, digest.recipient["email"], render_digest(digest, settings))
         async with asyncio.timeout(deadline):
             sent = await asyncio.to_thread(resend.Emails.send, params, {"idempotency_key": str(digest.id)})
     except TimeoutError:

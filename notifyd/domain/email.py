@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,33 @@ class RenderedEmail:
     html: str
     text: str
     headers: dict[str, str]
+
+
+# Characters that end or break a header line: C0 and C1 controls (CR, LF, TAB, NUL, NEL...) and the
+# Unicode line and paragraph separators. Each run becomes one space, so no field can add a header.
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_text(value: str) -> str:
+    """A value that stays on its one header line: every run of control characters folded to a space."""
+    return _HEADER_BREAKERS.sub(" ", value)
+
+
+def send_params(settings: Settings, to: str, email: RenderedEmail) -> resend.Emails.SendParams:
+    """Resend's parameters for one e-mail: the one place its headers are built, for instant e-mails and digests.
+
+    The subject (a title, or a template's subject fed by template_vars), the sender's name and the
+    header values all pass through header_text: a CR/LF in any of them cannot add a header.
+    """
+    assert settings.resend_from_email is not None  # the sender checked not_configured()
+    return {
+        "from": formataddr((header_text(settings.resend_from_name), settings.resend_from_email)),
+        "to": [to],
+        "subject": header_text(email.subject),
+        "html": email.html,
+        "text": email.text,
+        "headers": {name: header_text(value) for name, value in email.headers.items()},
+    }
 
 
 def unsubscribe_token(settings: Settings, user_id: str, notification_type: str) -> str:
@@ -211,23 +239,11 @@ class EmailChannel:
         outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
         return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
 
-    def _params(self, delivery: Delivery) -> resend.Emails.SendParams:
-        email = render(delivery, self._settings)
-        assert self._settings.resend_from_email is not None  # not_configured() said so
-        return {
-            "from": formataddr((self._settings.resend_from_name, self._settings.resend_from_email)),
-            "to": [delivery.recipient["email"]],
-            "subject": email.subject,
-            "html": email.html,
-            "text": email.text,
-            "headers": email.headers,
-        }
-
     async def _send_one(self, delivery: Delivery) -> Outcome:
         if not delivery.recipient.get("email"):
             return Skipped(NO_ADDRESS)
         try:
-            params = self._params(delivery)
+            params = send_params(self._settings, delivery.recipient["email"], render(delivery, self._settings))
             async with self._slots, asyncio.timeout(self._deadline):
                 # A request cut by the deadline may still have reached Resend: the retry reuses the key.
                 sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})

@@ -281,7 +281,9 @@ async def take_action(request: Request) -> Response:
 # --- the route table ------------------------------------------------------------------------------
 
 _NOTIFICATION = f"{PREFIX}/{{notification_id:uuid}}"
-_IDEMPOTENCY = ((IDEMPOTENCY_HEADER, "replaying a key answers 200 with the first result"),)
+_IDEMPOTENCY = (
+    (IDEMPOTENCY_HEADER, "replaying a key with the same request answers 200 with the first result; with another, 422"),
+)
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", PREFIX, create_notification, "create a notification", "sender",

@@ -129,8 +129,8 @@ BEGIN
     WHERE g.id = group_id
     RETURNING g.group_count INTO folded_count;
     INSERT INTO notify.notification_folds
-        (notification_id, user_id, group_count, title, idempotency_key, batch_id, folded_at)
-    VALUES (group_id, n.user_id, folded_count, n.title, n.idempotency_key, n.batch_id, now_at);
+        (notification_id, user_id, group_count, title, idempotency_key, request_digest, batch_id, folded_at)
+    VALUES (group_id, n.user_id, folded_count, n.title, n.idempotency_key, n.request_digest, n.batch_id, now_at);
     RETURN group_id;
 END
 $$;
@@ -146,6 +146,7 @@ DECLARE
     -- NULL when absent, JSON null, or data is no object (which its own constraint refuses).
     group_title constant jsonb := nullif(NEW.data -> 'group_title', 'null'::jsonb);
     supplied jsonb;
+    first_request bytea;
 BEGIN
     IF NEW.user_id IS NULL THEN
         RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation', COLUMN = 'user_id';
@@ -159,13 +160,18 @@ BEGIN
     NEW.seq := notify_private.next_seq(NEW.user_id);
     -- After the lock: a concurrent first use of the key has committed by now and is visible,
     -- whether it made a notification or was folded into one.
-    IF NEW.idempotency_key IS NOT NULL AND (
-        EXISTS (SELECT 1 FROM notify.notifications AS n
-                WHERE n.user_id = NEW.user_id AND n.idempotency_key = NEW.idempotency_key)
-        OR EXISTS (SELECT 1 FROM notify.notification_folds AS f
-                   WHERE f.user_id = NEW.user_id AND f.idempotency_key = NEW.idempotency_key)
-    ) THEN
-        RETURN NULL;
+    IF NEW.idempotency_key IS NOT NULL THEN
+        SELECT k.request_digest INTO first_request
+        FROM (SELECT n.request_digest FROM notify.notifications AS n
+              WHERE n.user_id = NEW.user_id AND n.idempotency_key = NEW.idempotency_key
+              UNION ALL
+              SELECT f.request_digest FROM notify.notification_folds AS f
+              WHERE f.user_id = NEW.user_id AND f.idempotency_key = NEW.idempotency_key) AS k
+        LIMIT 1;
+        IF FOUND THEN
+            PERFORM notify.require_same_request(first_request, NEW.request_digest);
+            RETURN NULL;
+        END IF;
     END IF;
     NEW.title := btrim(coalesce(NEW.title, ''));
     NEW.body := coalesce(NEW.body, '');
@@ -202,7 +208,7 @@ $$;
 -- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
 ALTER FUNCTION notify_private.prepare_new_notification() OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.prepare_new_notification()
-    IS 'gives a new notification its seq and clock; skips a replayed idempotency key; refuses an unknown template; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at, the in-app rate limit or its rendering';
+    IS 'gives a new notification its seq and clock; skips a replayed idempotency key (refuses it with another request); refuses an unknown template; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at, the in-app rate limit or its rendering';
 
 CREATE OR REPLACE TRIGGER notifications_prepare_new BEFORE INSERT ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_new_notification();

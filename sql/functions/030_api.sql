@@ -1,5 +1,49 @@
 -- The SQL API of the schema notify: what services, end users and DBAs call.
 
+-- Only the request's own words count: defaults filled in, channels and recipients as sets, times as
+-- instants (not in the session's time zone), and no title or body for a template send (notifyd puts the
+-- rendering there, in the user's language). PL/pgSQL, whose plan is kept for the session: a SQL function
+-- with subqueries is not inlined, and would be planned anew at every send.
+CREATE OR REPLACE FUNCTION notify.request_digest(
+    type text, title text, body text, priority text, data jsonb, channels text[], template text,
+    template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[]
+) RETURNS bytea
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+        request_digest.type,
+        CASE WHEN request_digest.template IS NULL THEN pg_catalog.btrim(coalesce(request_digest.title, '')) END,
+        CASE WHEN request_digest.template IS NULL THEN coalesce(request_digest.body, '') END,
+        coalesce(request_digest.priority, 'normal'), coalesce(request_digest.data, '{}'),
+        (SELECT pg_catalog.array_agg(DISTINCT c ORDER BY c) FROM pg_catalog.unnest(request_digest.channels) AS c),
+        request_digest.template, coalesce(request_digest.template_vars, '{}'),
+        extract(epoch FROM request_digest.expires_at), extract(epoch FROM request_digest.send_at),
+        request_digest.group_key,
+        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u)
+    )::text, 'UTF8'));
+END
+$$;
+COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[])
+    IS 'sha256 of a send''s arguments as a canonical JSON array: what its idempotency key is bound to';
+
+CREATE OR REPLACE FUNCTION notify.require_same_request(first_request bytea, this_request bytea) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    -- NULL on either side (a key used before digests were kept, a plain INSERT): a replay, as it always was.
+    IF first_request <> this_request THEN
+        RAISE EXCEPTION 'idempotency key reused with a different request'
+            USING ERRCODE = 'unique_violation', COLUMN = 'idempotency_key',
+                  HINT = 'a replay must repeat the first request exactly; a new request needs a new key';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION notify.require_same_request(bytea, bytea)
+    IS 'refuses a replayed idempotency key whose request digest differs from the first one''s (SQLSTATE 23505)';
+
 CREATE OR REPLACE FUNCTION notify.send(
     user_id         uuid,
     type            text,
@@ -21,13 +65,17 @@ AS $$
 DECLARE
     new_id uuid;
 BEGIN
+    -- The key is bound to this request: the trigger refuses it with another one (its digest differs).
     INSERT INTO notify.notifications AS n
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key)
+         idempotency_key, expires_at, send_at, group_key, request_digest)
     VALUES
         (send.user_id, send.type, send.title, send.body, send.priority, send.data, send.channels,
          send.template, send.template_vars, send.idempotency_key, send.expires_at, send.send_at,
-         send.group_key)
+         send.group_key,
+         CASE WHEN send.idempotency_key IS NOT NULL THEN notify.request_digest(
+             send.type, send.title, send.body, send.priority, send.data, send.channels, send.template,
+             send.template_vars, send.expires_at, send.send_at, send.group_key, NULL) END)
     RETURNING n.id INTO new_id;
     IF new_id IS NULL AND send.idempotency_key IS NOT NULL THEN
         -- The trigger skipped a replayed key or folded a new one: answer with the notification holding it.
@@ -49,7 +97,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
-    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id; a fold returns its group''s id';
+    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
 
 CREATE OR REPLACE FUNCTION notify.send_bulk(
     user_ids        uuid[],
@@ -73,6 +121,8 @@ DECLARE
     max_recipients constant integer := notify.setting('batch.max_recipients')::integer;
     recipient_count integer;
     new_batch_id uuid;
+    request bytea;
+    first_request bytea;
 BEGIN
     PERFORM notify.require_type(send_bulk.type);
     IF coalesce(cardinality(user_ids), 0) = 0 THEN
@@ -88,15 +138,22 @@ BEGIN
             USING ERRCODE = 'numeric_value_out_of_range', HINT = 'split the list, or raise batch.max_recipients in notify.settings';
     END IF;
     IF send_bulk.idempotency_key IS NOT NULL THEN
-        SELECT b.id INTO new_batch_id FROM notify.notification_batches AS b
-        WHERE b.idempotency_key = send_bulk.idempotency_key;
-        IF FOUND THEN
-            RETURN new_batch_id;
-        END IF;
+        request := notify.request_digest(
+            send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data, send_bulk.channels,
+            send_bulk.template, send_bulk.template_vars, send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key,
+            send_bulk.user_ids);
     END IF;
-    INSERT INTO notify.notification_batches AS b (type, recipient_count, idempotency_key, created_by)
-    VALUES (send_bulk.type, recipient_count, send_bulk.idempotency_key, notify.current_claims() ->> 'sub')
+    -- A concurrent first use of the key waits here until it commits, then is found below.
+    INSERT INTO notify.notification_batches AS b (type, recipient_count, idempotency_key, created_by, request_digest)
+    VALUES (send_bulk.type, recipient_count, send_bulk.idempotency_key, notify.current_claims() ->> 'sub', request)
+    ON CONFLICT ON CONSTRAINT notification_batches_idempotency_key_key DO NOTHING
     RETURNING b.id INTO new_batch_id;
+    IF new_batch_id IS NULL THEN
+        SELECT b.id, b.request_digest INTO new_batch_id, first_request FROM notify.notification_batches AS b
+        WHERE b.idempotency_key = send_bulk.idempotency_key;
+        PERFORM notify.require_same_request(first_request, request);
+        RETURN new_batch_id;
+    END IF;
     -- Sorted, so that concurrent bulk sends take recipients' row locks in one order.
     INSERT INTO notify.notifications
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
@@ -110,7 +167,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
-    IS 'sends one notification to each of up to batch.max_recipients users in one statement; returns the batch id';
+    IS 'sends one notification to each of up to batch.max_recipients users in one statement; returns the batch id (a replayed idempotency key: the first batch, SQLSTATE 23505 if the request differs)';
 
 CREATE OR REPLACE FUNCTION notify.mark_read(notification_id uuid) RETURNS timestamptz
     LANGUAGE sql

@@ -349,7 +349,9 @@ BEGIN
         RAISE EXCEPTION 'channel must be all, in_app, push or email, got "%"', send_test.channel
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Critical: the user asked for it, so their own switches and digest do not hold it back.
+    -- Critical: the user asked for it, so their own switches and digest do not hold it back; critical
+    -- skips every other limit, so test sends have their own (a user cannot spend the provider's quota).
+    PERFORM notify_private.take_token(notify.current_user_id(), 'test');
     RETURN notify.send(
         user_id => notify.current_user_id(), type => 'system', title => 'Test notification',
         body => 'notifyd can reach you here.', priority => 'critical',
@@ -359,4 +361,4 @@ END
 $$;
 ALTER FUNCTION notify.send_test(text) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.send_test(text)
-    IS 'sends the caller a test notification on one channel or all of them; returns its id';
+    IS 'sends the caller a test notification on one channel or all of them (rate_limit.test_sends_per_hour); returns its id';

@@ -11,10 +11,13 @@ DECLARE
     capacity constant double precision := notify.setting(CASE take_token.channel
         WHEN 'push' THEN 'rate_limit.push_per_hour'
         WHEN 'in_app' THEN 'rate_limit.in_app_per_hour'
+        WHEN 'test' THEN 'rate_limit.test_sends_per_hour'
         ELSE 'rate_limit.email_per_day' END)::double precision;
     per_second constant double precision :=
         capacity / CASE WHEN take_token.channel = 'email' THEN 86400 ELSE 3600 END;
-    max_queued constant integer := notify.setting('rate_limit.max_queued')::integer;
+    -- A test send the user asked for either goes now or is refused: it never waits in a queue.
+    max_queued constant integer :=
+        CASE WHEN take_token.channel = 'test' THEN 0 ELSE notify.setting('rate_limit.max_queued')::integer END;
     at constant timestamptz := notify.now();
     left_over double precision;
 BEGIN
@@ -30,7 +33,12 @@ BEGIN
         RETURN at;
     END IF;
     -- Refusing is for the sender's transaction; later (a template rendered after commit) it only waits.
-    IF -left_over > max_queued AND take_token.refuse THEN
+    IF -left_over > max_queued AND take_token.refuse AND take_token.channel = 'test' THEN
+        RAISE EXCEPTION 'rate limited: test notifications are limited to % per hour', capacity
+            USING ERRCODE = 'NT429',
+                  DETAIL = format('retry after %s seconds', ceil(-left_over / per_second)),
+                  HINT = 'wait, or raise rate_limit.test_sends_per_hour in notify.settings';
+    ELSIF -left_over > max_queued AND take_token.refuse THEN
         RAISE EXCEPTION 'rate limited: user % has % % deliveries waiting for the rate limit already',
             take_token.user_id, max_queued, take_token.channel
             USING ERRCODE = 'NT429',
@@ -42,7 +50,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean)
-    IS 'spends one of a user''s tokens on a channel; returns when the delivery may go (now, or when its token frees up)';
+    IS 'spends one of a user''s tokens on a channel (or test, for send_test); returns when the delivery may go (now, or when its token frees up)';
 
 CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
     LANGUAGE plpgsql

@@ -129,16 +129,16 @@ BEGIN
         LIMIT 1;
     END IF;
 
-    PERFORM notify.send(
-        user_id => recipient,
-        type => TG_ARGV[0],
-        template => TG_ARGV[1],
-        template_vars => row_vars || pg_catalog.jsonb_build_object('old', old_vars),
-        priority => coalesce(priority, 'normal'),
-        data => pg_catalog.jsonb_build_object('source', pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+    -- An INSERT, not notify.send: the key stands for the row and user, whose values change, so the
+    -- row handed again sends nothing instead of being refused as a key reused with another request.
+    INSERT INTO notify.notifications (user_id, type, template_id, template_vars, priority, data, group_key, idempotency_key)
+    VALUES (
+        recipient, TG_ARGV[0], TG_ARGV[1], row_vars || pg_catalog.jsonb_build_object('old', old_vars),
+        coalesce(priority, 'normal'),
+        pg_catalog.jsonb_build_object('source', pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'table', tbl, 'key', primary_key, 'column', user_column))),
-        group_key => CASE WHEN group_column IS NOT NULL THEN row_vars ->> group_column END,
-        idempotency_key => key);
+        CASE WHEN group_column IS NOT NULL THEN row_vars ->> group_column END,
+        key);
     RETURN NULL;
 END
 $$;
