@@ -8,7 +8,9 @@ default the row overrides, so each send plans in-app, push and e-mail, takes rat
 defers two Procrastinate jobs. The floor goes into bench.plain (LIKE notify.notifications INCLUDING
 DEFAULTS: no trigger, constraint or index). A second floor adds one pg_notify to that INSERT: every
 send NOTIFYs, and PostgreSQL serializes notifying commits on one lock held through the WAL flush.
-Closed loop at 1, 4 and 16 clients, then open loop at the nominal 1,667/s from 16 connections.
+Closed loop at 1, 4 and 16 clients, then open loop at the nominal 1,667/s from 16 connections. Last,
+sends on new sessions: a session plans its statements at first use and may plan them anew at each of its
+first 5 calls, so the first call and calls 1..5 are shown beside a warm session's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SEND = "SELECT notify.send($1, 'task', 'bench', 'policy', 'normal')"
 PLAIN = "INSERT INTO bench.plain (user_id, type, title, body, priority, seq) VALUES ($1, 'task', 'bench', 'policy', 'normal', 0)"  # noqa: E501
 PLAIN_NOTIFY = f"WITH plain AS ({PLAIN} RETURNING 1) SELECT pg_notify('bench', '') FROM plain"
 SERVICE_CLAIMS = json.dumps({"sub": "bench", "role": "service"})
+NEW_SESSIONS = 20  # sessions opened for the new-session figures, each making SESSION_CALLS calls in a row
+SESSION_CALLS = 20
 
 
 def setup(db: Database, users: list[uuid.UUID]) -> None:
@@ -125,6 +129,35 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
                 ms(plain_lat, 95), "ms", target="≤ 5 ms and ≤ 3× bare", met=met),
             Row("1", f"creation p99 at {NOMINAL_RATE:,.0f}/s", ms(send_lat, 99), ms(plain_lat, 99), "ms"),
         )  # fmt: skip
+        table.add(*await new_session_rows(db, users))
     finally:
         for conn in conns:
             await conn.close()
+
+
+async def by_call(db: Database, statement: str, users: list[uuid.UUID]) -> list[list[float]]:
+    """The latencies of calls 1..SESSION_CALLS, each over NEW_SESSIONS new sessions (one user each)."""
+    calls: list[list[float]] = [[] for _ in range(SESSION_CALLS)]
+    for session in range(NEW_SESSIONS):
+        conn = await service_connection(db)
+        try:
+            for latencies in calls:
+                began = time.monotonic()
+                await conn.execute(statement, users[session % len(users)])
+                latencies.append(time.monotonic() - began)
+        finally:
+            await conn.close()
+    return calls
+
+
+async def new_session_rows(db: Database, users: list[uuid.UUID]) -> list[Row]:
+    """notify.send on new sessions vs the bare INSERT on new sessions: the first call, 1..5, 6..N."""
+    send, plain = await by_call(db, SEND, users), await by_call(db, PLAIN, users)
+    warm, warm_floor = ms(sum(send[5:], []), 50), ms(sum(plain[5:], []), 50)
+    early = ms(sum(send[:5], []), 50)
+    return [
+        Row("1", f"send p50, warm session (calls 6..{SESSION_CALLS})", warm, warm_floor, "ms"),
+        Row("1", "send p50, calls 1..5 of a new session", early, ms(sum(plain[:5], []), 50), "ms",
+            target="< 2× warm", met=early is not None and warm is not None and early < 2 * warm),
+        Row("1", "first send on a new session (p50)", ms(send[0], 50), ms(plain[0], 50), "ms"),
+    ]  # fmt: skip

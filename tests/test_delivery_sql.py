@@ -184,6 +184,58 @@ def test_a_send_after_a_large_bulk_send_on_the_same_connection_is_not_jit_compil
     assert [p for p in plans if "JIT:" in p] == []
 
 
+def test_a_send_reads_its_deliveries_by_key_whatever_the_statistics_say(db: psycopg.Connection[Any]) -> None:
+    """Statistics taken on an empty queue, then 1,000 open deliveries: making a send's jobs reads its own
+    deliveries by key, never the whole queue through the open-deliveries index (a send would slow down
+    as the queue grows, until the next ANALYZE)."""
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    add_device(db, USER)
+    db.execute("UPDATE notify.settings SET value = '1000000000' WHERE key LIKE 'rate_limit.%%'")
+    db.execute("ANALYZE notify.notification_deliveries")
+    db.execute(
+        "INSERT INTO notify.notifications (user_id, type, title) SELECT %s, 'task', 'Queued' "
+        "FROM generate_series(1, 1000)",
+        (USER,),
+    )
+    assert db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE status = 'pending'"
+    ).fetchone() == (1000,)  # fmt: skip
+    with psycopg.connect(**dsn(db, login=False), autocommit=True) as conn:
+        conn.execute("LOAD 'auto_explain'")
+        for setting in ("auto_explain.log_min_duration = 0", "auto_explain.log_nested_statements = on",
+                        "auto_explain.log_level = notice"):  # fmt: skip
+            conn.execute(f"SET {setting}")
+        conn.execute("SET ROLE notify_service")
+        plans: list[str] = []
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for _ in range(7):  # past the 5 calls after which PostgreSQL may switch to a generic plan
+            conn.execute("SELECT notify.send(%s, 'task', 'Hello')", (USER,))
+    reads = [p for p in plans if "'task', 'deliver_' ||" in p]
+    assert len(reads) == 7
+    assert all("notification_deliveries_pkey" in p and "notification_deliveries_open_idx" not in p for p in reads)
+
+
+def test_a_new_sessions_sends_plan_their_statements_once(db: psycopg.Connection[Any]) -> None:
+    """A send's statements keep the plan of their first call: a new session's sends 2 to 5 do not plan
+    them anew (which made them cost twice a warm send), nor does any later send. Only the caller's own
+    statement, sent unprepared, is planned at each call."""
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    add_device(db, USER)
+    plannings: list[int] = []
+    with psycopg.connect(**dsn(db, login=False), autocommit=True) as conn:
+        conn.execute("SET log_planner_stats = on")  # (superuser) a LOG line each time a statement is planned
+        conn.execute("SET client_min_messages = log")
+        conn.execute("SET ROLE notify_service")
+        conn.add_notice_handler(lambda notice: plannings.append(notice.message_primary == "PLANNER STATISTICS"))
+        per_send = []
+        for _ in range(8):
+            plannings.clear()
+            conn.execute("SELECT notify.send(%s, 'task', 'Hello')", (USER,))
+            per_send.append(sum(plannings))
+    assert per_send[0] > 10
+    assert per_send[1:] == [1] * 7
+
+
 def test_the_procrastinate_function_we_wrap_is_the_pinned_one(db: psycopg.Connection[Any]) -> None:
     """Fails loudly when a Procrastinate upgrade changes the internal API notify_private.defer_jobs wraps."""
     from importlib import metadata

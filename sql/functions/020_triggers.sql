@@ -141,6 +141,8 @@ CREATE OR REPLACE FUNCTION notify_private.prepare_new_notification() RETURNS tri
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = ''
+    -- Its statements (and those of the functions it calls) find rows by key: see notify.send.
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     -- NULL when absent, JSON null, or data is no object (which its own constraint refuses).
