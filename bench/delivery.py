@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,7 +32,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bench.common import Database, Row, Scale, Table, quantile
+from bench.common import Database, Row, Scale, Table, cpu_seconds, quantile
 from bench.sinks import SinkProcess, replay
 from bench.sockets import Listener
 from notifyd.core.crypto import SecretBox, b64url, parse_key, token_hash
@@ -99,12 +97,6 @@ def push_users(owner: psycopg.Connection[Any], push_url: str, p256dh: str, auth:
             rows,
         )
     return users
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(db: Database, owner: psycopg.Connection[Any], listener: Listener, channel: str,
