@@ -45,10 +45,12 @@ async def per_socket_kb(
     return out
 
 
-def start_peer(module: str, log: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
-    """`python -m module *args PORT` on a free port, once it prints "ready"; (the process, its port)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", module, *args, str(port)], stdout=subprocess.PIPE,
+def start_peer(module: str, log: Path, *args: str, listen: bool = True) -> tuple[subprocess.Popen[str], int]:
+    """`python -m module *args PORT` on a free port (without PORT when not listen), once it prints "ready";
+    (the process, its port or 0)."""
+    port = free_port() if listen else 0
+    argv = [sys.executable, "-m", module, *args, *([str(port)] if listen else [])]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                             stderr=log.open("ab"), text=True, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
