@@ -65,7 +65,7 @@ def panel(title: str, series: dict[str, list[float]], top: int) -> list[str]:
         px = x(10.0**decade)
         out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{top + PANEL}" stroke="#ddd"/>')
         out.append(f'<text x="{px:.1f}" y="{top + PANEL + 15}" text-anchor="middle">{10.0**decade:g}</text>')
-    for share in (0, 0.5, 0.95, 1):
+    for share in (0, 0.5, 0.9, 1):
         py = y(share)
         out.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{WIDTH - RIGHT}" y2="{py:.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 5}" y="{py + 4:.1f}" text-anchor="end">p{share * 100:g}</text>')
