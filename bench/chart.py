@@ -16,6 +16,7 @@ WIDTH = 760
 PANEL = 260  # height of one panel's plot area
 LEFT, RIGHT, TOP, GAP = 60, 20, 30, 90
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+EDGE = -2  # the leftmost decade at most: 0.01 ms
 POINTS = 400  # at most this many steps per series: the file stays small at any sample count
 
 
@@ -48,7 +49,9 @@ def svg(distributions: dict[str, list[float]]) -> str:
 def panel(title: str, series: dict[str, list[float]], top: int) -> list[str]:
     curves = {name: cumulative(values) for name, values in series.items()}
     every = [latency for curve in curves.values() for latency, _ in curve if latency > 0]
-    low = math.floor(math.log10(min(every))) if every else -2
+    # A receipt can come before its sender sees the commit acknowledged (zero or negative latency): such samples,
+    # and any under 10 µs, sit on the left edge rather than stretch the axis over empty decades.
+    low = max(EDGE, math.floor(math.log10(min(every)))) if every else EDGE
     high = math.ceil(math.log10(max(every))) if every else 2
     high = max(high, low + 1)
     plot_width = WIDTH - LEFT - RIGHT
@@ -59,8 +62,8 @@ def panel(title: str, series: dict[str, list[float]], top: int) -> list[str]:
     def y(share: float) -> float:
         return top + PANEL - share * PANEL
 
-    out = [f'<text x="{LEFT}" y="{top - 10}" font-weight="bold">{escape(title)} latency, ms (log scale): '
-           "share of samples at or under it</text>"]  # fmt: skip
+    out = [f'<text x="{LEFT}" y="{top - 10}" font-weight="bold">{escape(title)} latency, ms (log scale; less than '
+           f"{10.0**low:g} ms on the left edge): share of samples at or under it</text>"]  # fmt: skip
     for decade in range(low, high + 1):
         px = x(10.0**decade)
         out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{top + PANEL}" stroke="#ddd"/>')
