@@ -9,7 +9,8 @@ Starts its own databases (a migrated template on the README commands' server, a 
 its own notifyd processes (as a NOINHERIT login role holding the four notify roles) and the test
 suite's stand-ins, all on loopback; raises notify.settings limits and the delivery batch size for the
 run and prints them; each scenario is bounded in time. Prints the machine (cores, PostgreSQL,
-pg_test_fsync) and ONE table: figure, value, the floor, their ratio, the issue's target, met.
+pg_test_fsync) and ONE table: figure, value, the floor or peer, their ratio, the issue's target, met;
+then writes the latency distributions as bench/results/latency.svg.
 
 Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost.
 """
@@ -28,8 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bulk, burst, creation, delivery, endtoend, headers, memory, queries  # noqa: E402
+from bench import chart as bench_chart  # noqa: E402
 from bench.common import BENCH_SETTINGS, PROCESS_ENV, Cluster, Database, Row, Scale, Table, raise_open_files  # noqa: E402
 
+RESULTS = Path(__file__).resolve().parent / "results"  # git-ignored
 FD_RESERVE = 600  # a server's descriptors besides its sockets: database pool, logs, listeners
 Scenario = Callable[[Database, Scale, Table], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
@@ -45,10 +48,10 @@ SCENARIOS: dict[str, Scenario] = {
 # Each scenario's own ceiling in seconds at the default scale (a larger --sockets/--duration raises it).
 BUDGET = {
     "creation": 120,
-    "endtoend": 200,
+    "endtoend": 300,  # notifyd's sockets and rates, then the relay's
     "bulk": 200,
-    "memory": 200,
-    "delivery": 150,
+    "memory": 300,  # notifyd, the bare server and the relay in turn
+    "delivery": 200,
     "queries": 200,
     "burst": 280,
     "headers": 90,
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster.close()
     print(f"\nnotifyd benchmark, {scale.name} scale, {os.cpu_count()} cores, {time.monotonic() - started:.0f} s in all")
     print(table.render())
+    chart = bench_chart.write(table.distributions, RESULTS / "latency.svg")
+    if chart is not None:
+        print(f"latency distributions: {chart}")
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

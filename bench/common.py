@@ -150,6 +150,11 @@ def fmt(value: float | None, unit: str) -> str:
 @dataclass
 class Table:
     rows: list[Row] = field(default_factory=list)
+    # Latency samples in seconds by series name, drawn as bench/results/latency.svg beside the table.
+    distributions: dict[str, list[float]] = field(default_factory=dict)
+
+    def distribution(self, name: str, seconds: list[float]) -> None:
+        self.distributions[name] = list(seconds)
 
     def add(self, *rows: Row) -> None:
         self.rows.extend(rows)
@@ -157,7 +162,7 @@ class Table:
             print("   ", " | ".join(row.cells()[1:]), file=sys.stderr, flush=True)
 
     def render(self) -> str:
-        header = ["#", "figure", "value", "floor (same run)", "ratio", "target", "met"]
+        header = ["#", "figure", "value", "floor or peer (same run)", "ratio", "target", "met"]
         lines = [header] + [r.cells() for r in self.rows]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in lines]
@@ -194,6 +199,12 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_open_files(wanted: int) -> int:
@@ -256,6 +267,15 @@ class Cluster:
             conn.execute("CREATE TABLE bench.plain (LIKE notify.notifications INCLUDING DEFAULTS)")
             conn.execute("GRANT USAGE ON SCHEMA bench TO notify_service")
             conn.execute("GRANT INSERT ON bench.plain TO notify_service")
+            # The peer of notify.send: a minimal queue message as pgmq makes one (identity id, read count,
+            # enqueue and visibility times, a jsonb body; its visibility index), sent with a NOTIFY of the id.
+            conn.execute(
+                "CREATE TABLE bench.queue (msg_id bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY, read_ct integer "
+                "NOT NULL DEFAULT 0, enqueued_at timestamptz NOT NULL DEFAULT now(), vt timestamptz NOT NULL, "
+                "message jsonb)"
+            )
+            conn.execute("CREATE INDEX ON bench.queue (vt)")
+            conn.execute("GRANT INSERT, SELECT ON bench.queue TO notify_service")
 
     def database(self, scenario: str) -> Database:
         name = f"{self.prefix}_{scenario}"

@@ -8,9 +8,15 @@ default the row overrides, so each send plans in-app, push and e-mail, takes rat
 defers two Procrastinate jobs. The floor goes into bench.plain (LIKE notify.notifications INCLUDING
 DEFAULTS: no trigger, constraint or index). A second floor adds one pg_notify to that INSERT: every
 send NOTIFYs, and PostgreSQL serializes notifying commits on one lock held through the WAL flush.
-Closed loop at 1, 4 and 16 clients, then open loop at the nominal 1,667/s from 16 connections. Last,
-sends on new sessions: a session plans its statements at first use and may plan them anew at each of its
-first 5 calls, so the first call and calls 1..5 are shown beside a warm session's.
+The peer is a pgmq-like queue: bench.queue has a minimal queue message's shape, and one send is its
+INSERT … RETURNING plus a pg_notify of the id. Closed loop at 1, 8 and 16 clients (the peer's goals:
+p50 at 1 client, rows/s at 8), then open loop at the nominal 1,667/s from 16 connections. Last, what
+one send writes, one client sending WRITE_SENDS back to back: rows inserted + updated (pg_stat_user_tables
+of the notify and procrastinate schemas; the peer's: bench) and WAL bytes per send: the delta of the WAL
+position (the whole server's, so other databases' writes at the same time count too) and, read back with
+pg_walinspect, the bytes of this database's own records.
+Then sends on new sessions: a session plans its statements at first use and may plan them anew at
+each of its first 5 calls, so the first call and calls 1..5 are shown beside a warm session's.
 """
 
 from __future__ import annotations
@@ -27,10 +33,30 @@ from bench.common import NOMINAL_RATE, Database, Row, Scale, Table, achieved_rat
 
 TYPE = "task"
 WARMUP = 0.5  # seconds of each closed-loop run not counted: first plans and caches
-CLIENTS = (1, 4, 16)
+CLIENTS = (1, 8, 16)
+PEER_RATE_CLIENTS = 8
+WRITE_SENDS = 500
 SEND = "SELECT notify.send($1, 'task', 'bench', 'policy', 'normal')"
 PLAIN = "INSERT INTO bench.plain (user_id, type, title, body, priority, seq) VALUES ($1, 'task', 'bench', 'policy', 'normal', 0)"  # noqa: E501
 PLAIN_NOTIFY = f"WITH plain AS ({PLAIN} RETURNING 1) SELECT pg_notify('bench', '') FROM plain"
+PEER = (
+    "WITH m AS (INSERT INTO bench.queue (vt, message) VALUES (now(), jsonb_build_object('user_id', $1::uuid, "
+    "'type', 'task', 'title', 'bench', 'body', 'policy', 'priority', 'normal')) RETURNING msg_id) "
+    "SELECT pg_notify('bench_queue', msg_id::text) FROM m"
+)
+WRITES = (
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint, pg_current_wal_flush_lsn()::text "
+    "FROM pg_stat_user_tables WHERE schemaname = ANY($1::text[])"
+)
+# The WAL between two positions: the whole server's, and this database's own (its records, and every record of
+# a transaction that wrote to it, commits included), since other databases of a shared server write meanwhile.
+WAL = (
+    "WITH r AS (SELECT * FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)), "
+    "mine AS (SELECT DISTINCT xid FROM r WHERE xid <> '0' AND block_ref LIKE $3) "
+    "SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn)::bigint, "
+    "coalesce(sum(pg_wal_lsn_diff(end_lsn, start_lsn)) "
+    "FILTER (WHERE block_ref LIKE $3 OR xid IN (SELECT xid FROM mine)), 0)::bigint FROM r"
+)
 SERVICE_CLAIMS = json.dumps({"sub": "bench", "role": "service"})
 NEW_SESSIONS = 20  # sessions opened for the new-session figures, each making SESSION_CALLS calls in a row
 SESSION_CALLS = 20
@@ -97,6 +123,22 @@ def latency_rows(figure: str, sends: list[float], floor: list[float], seconds: f
     ]
 
 
+async def writes_per_send(owner: asyncpg.Connection, conn: asyncpg.Connection, statement: str, user: uuid.UUID,
+                          schemas: list[str]) -> tuple[float, float, float]:  # fmt: skip
+    """Per send over WRITE_SENDS sends, one per transaction: rows inserted + updated in schemas, WAL bytes of the
+    whole server and WAL bytes of this database."""
+    # A backend reports its table counts at most once a second unless told to: force it before each reading.
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    rows, start = await owner.fetchrow(WRITES, schemas)
+    for _ in range(WRITE_SENDS):
+        await conn.execute(statement, user)
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    rows_after, end = await owner.fetchrow(WRITES, schemas)
+    oid = await owner.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
+    server, own = await owner.fetchrow(WAL, start, end, f"%/{oid}/%")
+    return (rows_after - rows) / WRITE_SENDS, server / WRITE_SENDS, own / WRITE_SENDS
+
+
 async def run(db: Database, scale: Scale, table: Table) -> None:
     users = [uuid.uuid4() for _ in range(max(CLIENTS))]
     setup(db, users)
@@ -106,10 +148,22 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
         for clients in CLIENTS:
             plain = await closed_loop(conns[:clients], PLAIN, users[:clients], seconds)
             notifying = await closed_loop(conns[:clients], PLAIN_NOTIFY, users[:clients], seconds)
+            peer = await closed_loop(conns[:clients], PEER, users[:clients], seconds)
             send = await closed_loop(conns[:clients], SEND, users[:clients], seconds)
             table.add(*latency_rows(f"notify.send, {clients} client(s), closed loop", send, plain, seconds))
             table.add(Row("1", f"bare INSERT + pg_notify, {clients} client(s): rows/s", len(notifying) / seconds,
                           len(plain) / seconds, "rows/s"))  # fmt: skip
+            if clients == 1:
+                p50, peer50 = ms(send, 50), ms(peer, 50)
+                table.add(Row("1", "notify.send p50, 1 client, vs the pgmq-like INSERT … RETURNING + pg_notify",
+                              p50, peer50, "ms", target="≤ 2× peer",
+                              met=p50 is not None and peer50 is not None and p50 <= 2 * peer50))  # fmt: skip
+                table.distribution("creation: notify.send, 1 client", send)
+                table.distribution("creation: pgmq-like peer, 1 client", peer)
+            if clients == PEER_RATE_CLIENTS:
+                table.add(Row("1", f"notify.send rows/s, {clients} clients, vs the pgmq-like peer",
+                              len(send) / seconds, len(peer) / seconds, "rows/s", target="≥ 0.5× peer",
+                              met=len(send) >= 0.5 * len(peer)))  # fmt: skip
         # The target's figure: creation p95 at the nominal rate (open loop, 16 connections, one user each).
         by_conn = dict(zip(map(id, conns), users, strict=True))
 
@@ -128,6 +182,22 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
             Row("1", f"creation p95 at {NOMINAL_RATE:,.0f}/s (open loop, 16 conns)", ms(send_lat, 95),
                 ms(plain_lat, 95), "ms", target="≤ 5 ms and ≤ 3× bare", met=met),
             Row("1", f"creation p99 at {NOMINAL_RATE:,.0f}/s", ms(send_lat, 99), ms(plain_lat, 99), "ms"),
+        )  # fmt: skip
+        owner = await asyncpg.connect(db.owner_url)
+        try:
+            await owner.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            send_rows, send_server, send_wal = await writes_per_send(owner, conns[0], SEND, users[0],
+                                                                     ["notify", "procrastinate"])  # fmt: skip
+            peer_rows, peer_server, peer_wal = await writes_per_send(owner, conns[0], PEER, users[0], ["bench"])
+        finally:
+            await owner.close()
+        table.add(
+            Row("1", "row writes per send, in-app + push + e-mail (inserted + updated), vs the peer's", send_rows,
+                peer_rows, "rows"),
+            Row("1", "WAL per send, in-app + push + e-mail (this database's records), vs the peer's",
+                send_wal / 1024, peer_wal / 1024, "kB", target="≤ 2 kB", met=send_wal <= 2048),
+            Row("1", "  the same, pg_current_wal_lsn delta (whole server: other databases too)", send_server / 1024,
+                peer_server / 1024, "kB"),
         )  # fmt: skip
         table.add(*await new_session_rows(db, users))
     finally:

@@ -13,7 +13,8 @@ cost, which other load on the machine sways less than the rate), the commits of 
 itself (notify_notifications per statement, Procrastinate's job_inserted per job), and for Web Push the VAPID
 signatures the sink verified. A third run pushes to a sink that answers ROUND_TRIP late, as a push service
 afar: pushes in flight (notifyd.domain.webpush.PARALLEL_SENDS), not CPU, bound that rate; its floor is the replay
-over as many connections.
+over as many connections. Last, the peer: Procrastinate's own rate, one worker (bench/noop_worker.py, the same
+concurrency) running as many no-op jobs as there were e-mails, beside the e-mail deliveries/s.
 
 Also here, for scenario 6: commit → e-mail accepted by the Resend stand-in, one send at a time.
 """
@@ -22,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,7 +33,9 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bench.common import Database, Row, Scale, Table, quantile
+from bench import noop_worker
+from bench.common import PROCESS_ENV, Database, Row, Scale, Table, cpu_seconds, quantile
+from bench.memory import start_peer, stop_peer
 from bench.sinks import SinkProcess, replay
 from bench.sockets import Listener
 from notifyd.core.crypto import SecretBox, b64url, parse_key, token_hash
@@ -48,6 +49,7 @@ ROUND_TRIP = 0.05
 DECRYPT_EVERY = 20
 API_KEY = "re_bench_0123456789abcdef"
 POLL = 0.2
+NOOP_POLL = 0.02
 CHANNELS = ["notify_notifications", "procrastinate_any_queue_v1"]
 
 
@@ -99,12 +101,6 @@ def push_users(owner: psycopg.Connection[Any], push_url: str, p256dh: str, auth:
             rows,
         )
     return users
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(db: Database, owner: psycopg.Connection[Any], listener: Listener, channel: str,
@@ -171,6 +167,7 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
     distant = SinkProcess("push", latency=ROUND_TRIP, **keys).start()
     sinks = (resend, push, distant)
     listener: Listener | None = None
+    email_rate = 0.0
     try:
         worker = db.worker(**worker_env(resend.url, API_KEY))
         assert worker.proc is not None
@@ -200,6 +197,8 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
                         target="≥ 2,000/s", met=rate >= 2000),
                     Row("5", f"{name}: worker CPU per delivery", cpu_each * 1000, None, "ms"),
                 )  # fmt: skip
+                if channel == "email":
+                    email_rate = rate
                 if sink.latency:
                     continue
                 table.add(
@@ -210,6 +209,11 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
                     signed = stats.get("jwt signatures verified", 0)
                     table.add(Row("5", f"{name}: distinct VAPID JWTs (signatures) in {len(users):,} pushes",
                                   signed, None, text=f"{signed:,}"))  # fmt: skip
+        worker.stop()
+        concurrency = PROCESS_ENV["WORKER_CONCURRENCY"]
+        noop_rate = await noop_jobs_per_second(db, scale.emails, concurrency)
+        table.add(Row("5", f"e-mail deliveries/s (above) vs Procrastinate's own no-op jobs/s, one worker, concurrency "
+                      f"{concurrency}, {scale.emails:,} jobs", email_rate, noop_rate, "/s"))  # fmt: skip
     finally:
         if listener is not None:
             listener.close()
@@ -217,6 +221,29 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
             process.stop()
         for sink in sinks:
             sink.stop()
+
+
+async def noop_jobs_per_second(db: Database, jobs: int, concurrency: str) -> float:
+    """bench.noop_worker running `jobs` no-op jobs deferred in one transaction: jobs/s from that commit until
+    its queue is empty (the worker deletes what succeeded, as notifyd's does)."""
+    proc, _ = start_peer("bench.noop_worker", db.cluster.log_dir / "noop_worker.log", db.login_url, concurrency,
+                         listen=False)  # fmt: skip
+    try:
+        app = noop_worker.connect(db.login_url)
+        async with app.open_async():
+            await app.configure_task(noop_worker.TASK).batch_defer_async(*({} for _ in range(jobs)))
+            started = time.monotonic()
+            with db.owner() as owner:
+
+                def emptied() -> bool:
+                    row = owner.execute("SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE queue_name = %s",
+                                        (noop_worker.QUEUE,)).fetchone()  # fmt: skip
+                    return row is not None and row[0] == 0
+
+                await asyncio.to_thread(wait_for, emptied, 120, NOOP_POLL, "no-op jobs")
+            return jobs / (time.monotonic() - started)
+    finally:
+        stop_peer(proc)
 
 
 async def email_latency(db: Database, samples: int) -> tuple[list[float], list[float], list[float]]:

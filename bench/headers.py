@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from bench.common import Database, Row, Scale, Table, rss_kb
+from bench.common import Database, Row, Scale, Table, cpu_seconds, rss_kb
 from tests.server import ServerProcess
 
 CONNECTIONS = 16
@@ -44,11 +43,6 @@ class ModeServer(ServerProcess):
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "bench.http_serve", self.mode]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def load(port: int, seconds: float) -> int:

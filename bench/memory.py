@@ -2,7 +2,9 @@
 
 Each server's RSS (VmRSS) is read 2 s after start, then 3 s after the first N sockets are open and
 authenticated (one user each), then 3 s after N more; per socket = growth / sockets. The floor is
-bench/bare_ws.py (websockets' own server, no deflate, greets and holds). Clients are child processes.
+bench/bare_ws.py (websockets' own server, no deflate, greets and holds); the peer is bench/relay.py (the same
+server with a LISTEN connection and each socket filed under its user), measured the same way. Clients are child
+processes.
 """
 
 from __future__ import annotations
@@ -43,15 +45,23 @@ async def per_socket_kb(
     return out
 
 
-def start_bare(log: Path) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_ws", str(port)], stdout=subprocess.PIPE,
+def start_peer(module: str, log: Path, *args: str, listen: bool = True) -> tuple[subprocess.Popen[str], int]:
+    """`python -m module *args PORT` on a free port (without PORT when not listen), once it prints "ready";
+    (the process, its port or 0)."""
+    port = free_port() if listen else 0
+    argv = [sys.executable, "-m", module, *args, *([str(port)] if listen else [])]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                             stderr=log.open("ab"), text=True, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
-        raise RuntimeError(f"the bare websockets server did not start (see {log})")
+        raise RuntimeError(f"{module} did not start (see {log})")
     return proc, port
+
+
+def stop_peer(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(10)
 
 
 async def run(db: Database, scale: Scale, table: Table) -> None:
@@ -59,17 +69,25 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
     assert server.proc is not None
     notifyd = await per_socket_kb(server.proc.pid, server.ws_url, scale.memory_sockets, scale.sockets_per_process)
     server.stop()
-    bare_proc, port = start_bare(db.cluster.log_dir / "bare_ws.log")
+    bare_proc, port = start_peer("bench.bare_ws", db.cluster.log_dir / "bare_ws.log")
     try:
         bare = await per_socket_kb(bare_proc.pid, f"ws://127.0.0.1:{port}/", scale.memory_sockets,
                                    scale.sockets_per_process, live="authenticated")  # fmt: skip
     finally:
-        bare_proc.terminate()
-        bare_proc.wait(10)
-    for count, kb, floor in zip(scale.memory_sockets, notifyd, bare, strict=True):
+        stop_peer(bare_proc)
+    relay_proc, port = start_peer("bench.relay", db.cluster.log_dir / "relay.log", db.owner_url)
+    try:
+        relay = await per_socket_kb(relay_proc.pid, f"ws://127.0.0.1:{port}/", scale.memory_sockets,
+                                    scale.sockets_per_process, live="authenticated")  # fmt: skip
+    finally:
+        stop_peer(relay_proc)
+    for count, kb, floor, peer in zip(scale.memory_sockets, notifyd, bare, relay, strict=True):
         # The target's count (or the most the open files limit lets one process hold, which the figure names);
         # a smaller run prints its figure without a verdict.
         last = count >= 20_000 or (scale.memory_cap is not None and count == scale.memory_cap)
         capped = " (capped: open files limit)" if scale.memory_cap is not None and count == scale.memory_cap else ""
-        table.add(Row("4", f"RSS per idle socket at {count:,} sockets{capped}", kb, floor, "KB",
-                      target="≤ 30 KB at 20,000" if last else "—", met=kb <= 30 if last else None))  # fmt: skip
+        table.add(
+            Row("4", f"RSS per idle socket at {count:,} sockets{capped}", kb, floor, "KB",
+                target="≤ 30 KB at 20,000" if last else "—", met=kb <= 30 if last else None),
+            Row("4", f"  the same vs the LISTEN → websockets relay (bench/relay.py) at {count:,}", kb, peer, "KB"),
+        )  # fmt: skip
