@@ -240,7 +240,8 @@ async def test_a_template_that_cannot_render_stays_hidden_and_explains_why(
 def test_the_email_of_a_template_as_resend_receives_it(
     db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
 ) -> None:
-    proc: WorkerProcess = own_worker(**mail_env(resend_service))
+    privacy = "https://acme.example/privacy"
+    proc: WorkerProcess = own_worker(**mail_env(resend_service, PRIVACY_POLICY_URL=privacy))
     user = recipient(db, email="ann@example.com")
     sql_send(db, user, "security_login", {"device": "<img src=x>", "location": "Köln"}, priority="critical")
     [email] = wait_for(lambda: resend_service.emails, 15, what="the e-mail") or [None]
@@ -248,7 +249,7 @@ def test_the_email_of_a_template_as_resend_receives_it(
     assert "<strong>&lt;img src=x&gt;</strong> in Köln" in email.html
     assert "from <img src=x> in Köln. If this was not you" in email.text
     assert "/unsubscribe/" in email.html and "/unsubscribe/" in email.text
-    assert "Privacy policy" in email.html
+    assert "Privacy policy" in email.html and privacy in email.html
 
 
 def test_a_push_of_a_template_shows_its_push_text(
