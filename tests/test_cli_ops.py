@@ -17,9 +17,7 @@ from tests.conftest import database_url
 
 def notifyd(db: psycopg.Connection[Any], *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url or database_url(db, login=True)}
-    return subprocess.run(
-        [sys.executable, "-m", "notifyd", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "notifyd", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def count(db: psycopg.Connection[Any]) -> int:
@@ -66,7 +64,11 @@ def test_send_then_explain_then_status(db: psycopg.Connection[Any]) -> None:
     assert status.returncode == 0, status.stderr
     figures = json.loads(status.stdout)
     assert set(figures) == {
-        "queues", "dead_letters", "pending_deliveries", "oldest_pending_delivery", "held_deliveries",
+        "queues",
+        "dead_letters",
+        "pending_deliveries",
+        "oldest_pending_delivery",
+        "held_deliveries",
         "oldest_held_delivery",
     }
     assert figures["dead_letters"] == 0

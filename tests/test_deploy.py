@@ -25,7 +25,7 @@ def notifyd_executable(tmp_path: Path) -> Path:
     if script.exists():
         return script
     made = tmp_path / "notifyd"
-    made.write_text(f"#!/bin/sh\nexec {sys.executable} -m notifyd \"$@\"\n")
+    made.write_text(f'#!/bin/sh\nexec {sys.executable} -m notifyd "$@"\n')
     made.chmod(0o755)
     return made
 

@@ -404,8 +404,11 @@ def test_every_operation_documents_and_answers_431_for_an_oversized_head(fuzz_se
     ("path", "body", "other"),
     [
         ("/api/v1/notifications", {"user_id": str(USER), "type": "task", "title": "a"}, {"title": "b"}),
-        ("/api/v1/internal/notifications/send", {"user_id": str(USER), "type": "task", "title": "a"},
-         {"data": {"x": 1}}),
+        (
+            "/api/v1/internal/notifications/send",
+            {"user_id": str(USER), "type": "task", "title": "a"},
+            {"data": {"x": 1}},
+        ),
         ("/api/v1/notifications/bulk", {"user_ids": [str(USER)], "type": "task", "title": "a"}, {"priority": "low"}),
     ],  # fmt: skip
 )

@@ -52,7 +52,8 @@ def test_check_and_dry_run_say_what_is_pending_and_change_nothing(empty_database
     check = notifyd("migrate", "--check", url=url)
     assert check.returncode == 1, check.stderr
     assert [line.removeprefix("would apply: ") for line in check.stdout.splitlines() if "would apply" in line] == [
-        f"procrastinate {metadata.version('procrastinate')}", *SCHEMA
+        f"procrastinate {metadata.version('procrastinate')}",
+        *SCHEMA,
     ]
     dry = notifyd("migrate", "--dry-run", url=url)
     assert dry.returncode == 0 and dry.stdout == check.stdout

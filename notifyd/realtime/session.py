@@ -55,15 +55,15 @@ FLOOD_STRIKES = 30.0
 CLOSE_WAIT = 5.0
 
 
-def _dumps(event: dict[str, Any]) -> str:
+def dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"))
 
 
-def _error(code: str, message: str) -> str:
-    return _dumps({"type": "error", "code": code, "message": message})
+def error_frame(code: str, message: str) -> str:
+    return dumps({"type": "error", "code": code, "message": message})
 
 
-class _Closed(Exception):
+class Closed(Exception):
     """Ends the session with a close code, after an optional last message."""
 
     def __init__(self, code: int, last: str | None = None, reason: str = "") -> None:
@@ -73,7 +73,7 @@ class _Closed(Exception):
         self.reason = reason
 
 
-class _RateLimit:
+class RateLimit:
     def __init__(self) -> None:
         self.tokens = RATE_BURST
         self.strikes = 0.0
@@ -89,7 +89,7 @@ class _RateLimit:
             return True
         self.strikes += 1
         if self.strikes > FLOOD_STRIKES:
-            raise _Closed(CLOSE_POLICY)
+            raise Closed(CLOSE_POLICY)
         return False
 
 
@@ -123,7 +123,7 @@ class Session:
         # mark_read answers directly; the hub's copy of that answer is dropped once.
         self.answered_reads: set[str] = set()
         # The session's end: the close to send, or None when one of its tasks ended it.
-        self.killed: asyncio.Future[_Closed | None] = asyncio.get_running_loop().create_future()
+        self.killed: asyncio.Future[Closed | None] = asyncio.get_running_loop().create_future()
         self.expiry: asyncio.TimerHandle | None = None
 
     # -- called by the hub (never blocks) -------------------------------------------------
@@ -131,7 +131,7 @@ class Session:
     def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
         if self.pending is not None:
             if len(self.pending) >= SEND_QUEUE_LIMIT:
-                self.kill(_Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+                self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
             else:
                 self.pending.append((kind, seq, text, notification_id))
             return
@@ -155,12 +155,12 @@ class Session:
         if self.queue is None:
             self.queue = deque()
         elif len(self.queue) >= SEND_QUEUE_LIMIT:
-            self.kill(_Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+            self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
             return
         self.queue.append((kind, text))
         self._write()
 
-    def kill(self, closed: _Closed, *, slow: bool = False) -> None:
+    def kill(self, closed: Closed, *, slow: bool = False) -> None:
         if not self.killed.done():
             if slow:
                 self.hub.metrics.slow_clients_closed.inc()
@@ -184,7 +184,7 @@ class Session:
             self.expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
-        self.kill(_Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token expired")))
+        self.kill(Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", "token expired")))
 
     def start_writing(self, send: Callable[[str, str], Awaitable[None]]) -> None:
         """From now on the queue goes out in order through send(kind, text), text being the WebSocket message."""
@@ -235,7 +235,7 @@ class Session:
             elif isinstance(after, str):
                 found = await conn.fetchval(query("ws_seq_of"), uuid.UUID(after))
                 if found is None:
-                    self.push("error", _error("NOT_FOUND", "no such notification to resume after"))
+                    self.push("error", error_frame("NOT_FOUND", "no such notification to resume after"))
                 else:
                     start = int(found)
         if start is None:
@@ -273,7 +273,7 @@ class Session:
                     while len(self.queue or ()) >= SEND_QUEUE_LIMIT:
                         self._drained = asyncio.get_running_loop().create_future()
                         await self._drained
-                    self.push("notification", _dumps({"type": "notification", "data": row["data"]}))
+                    self.push("notification", dumps({"type": "notification", "data": row["data"]}))
                     position = int(row["seq"])
                 sent += len(page)
                 if len(page) < RESUME_PAGE:
@@ -282,24 +282,24 @@ class Session:
         # The range grows down to `start` (sent now, or the client's own) and up to the newest sent.
         self.resumed_from = start if self.resumed_from is None else min(self.resumed_from, start)
         self.sent_seq = max(self.sent_seq, reached)
-        self.push("resumed", _dumps({"type": "resumed", "count": sent}))
+        self.push("resumed", dumps({"type": "resumed", "count": sent}))
 
     async def send_unread_count(self) -> None:
         async with as_caller(self.hub.pool, self.caller) as conn:
             counts = await conn.fetchval(query("ws_unread_count"))
-        self.push("unread_count", _dumps({"type": "unread_count", **counts}))
+        self.push("unread_count", dumps({"type": "unread_count", **counts}))
 
     async def mark_read(self, notification_id: Any) -> None:
         try:
             target = uuid.UUID(str(notification_id))
         except ValueError:
-            self.push("error", _error("INVALID_MESSAGE", "notification_id must be a uuid"))
+            self.push("error", error_frame("INVALID_MESSAGE", "notification_id must be a uuid"))
             return
         async with as_caller(self.hub.pool, self.caller) as conn:
             read_at = await conn.fetchval(query("ws_mark_read"), target)
             counts = await conn.fetchval(query("ws_unread_count")) if read_at is not None else None
         if read_at is None or counts is None:
-            self.push("error", _error("NOT_FOUND", "notification not found"))
+            self.push("error", error_frame("NOT_FOUND", "notification not found"))
             return
         self.answered_reads.add(str(target))
         event = {
@@ -308,22 +308,22 @@ class Session:
             "read_at": read_at.isoformat(),
             "unread_count": counts["count"],
         }
-        self.push("read_status_updated", _dumps(event))
+        self.push("read_status_updated", dumps(event))
 
     async def ack(self, notification_id: Any) -> None:
         """The client got this notification: its in-app delivery is 'delivered', once; no answer when it worked."""
         try:
             target = uuid.UUID(str(notification_id))
         except ValueError:
-            self.push("error", _error("INVALID_MESSAGE", "notification_id must be a uuid"))
+            self.push("error", error_frame("INVALID_MESSAGE", "notification_id must be a uuid"))
             return
         # As notify_worker with the session's own user: an ack of someone else's notification finds nothing.
         async with as_worker(self.hub.pool) as conn:
             recorded = await conn.fetchval(query("ws_ack"), target, self.user_id)
         if recorded is None:
-            self.push("error", _error("NOT_FOUND", "notification not found"))
+            self.push("error", error_frame("NOT_FOUND", "notification not found"))
 
-    async def run(self, ws: WebSocket, after: str | int | None, rate: _RateLimit) -> None:
+    async def run(self, ws: WebSocket, after: str | int | None, rate: RateLimit) -> None:
         """The initial resume (or baseline), then the client's commands; one task, so they never overlap."""
         await self.resume(after)
         while True:
@@ -331,12 +331,12 @@ class Session:
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if not rate.allow():
-                self.push("error", _error("RATE_LIMITED", f"at most {RATE_PER_SECOND:g} messages per second"))
+                self.push("error", error_frame("RATE_LIMITED", f"at most {RATE_PER_SECOND:g} messages per second"))
                 continue
-            command = _parse(message.get("text"))
+            command = parse_message(message.get("text"))
             kind = command.get("type") if command is not None else None
             if kind == "ping":
-                self.push("pong", _dumps({"type": "pong", "timestamp": datetime.now(UTC).isoformat()}))
+                self.push("pong", dumps({"type": "pong", "timestamp": datetime.now(UTC).isoformat()}))
             elif kind == "mark_read" and command is not None:
                 await self.mark_read(command.get("notification_id"))
             elif kind == "ack" and command is not None:
@@ -344,19 +344,19 @@ class Session:
             elif kind == "resume" and command is not None:
                 after = parse_after(command.get("after"))
                 if after is None:
-                    self.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
+                    self.push("error", error_frame("INVALID_MESSAGE", BAD_AFTER))
                 else:
                     await self.resume(after)
             elif kind == "authenticate" and command is not None:
                 # A fresh token extends the session; another user's token ends it.
-                caller = _authenticate(command.get("token"), self.hub)
+                caller = authenticate_token(command.get("token"), self.hub)
                 if caller.user_id != self.user_id:
-                    raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "token is for another user"))
+                    raise Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", "token is for another user"))
                 self.caller = caller
                 self.schedule_expiry(caller)
-                self.push("authenticated", _dumps({"type": "authenticated", "user_id": str(self.user_id)}))
+                self.push("authenticated", dumps({"type": "authenticated", "user_id": str(self.user_id)}))
             else:
-                self.push("error", _error("INVALID_MESSAGE", "expected JSON with a known type"))
+                self.push("error", error_frame("INVALID_MESSAGE", "expected JSON with a known type"))
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -368,7 +368,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse(text: Any) -> dict[str, Any] | None:
+def parse_message(text: Any) -> dict[str, Any] | None:
     """A client message: a JSON object (NaN and Infinity are not JSON); None for anything else."""
     if not isinstance(text, str):
         return None
@@ -399,13 +399,13 @@ def parse_after(value: Any) -> int | str | None:
     return None
 
 
-def _authenticate(token: Any, hub: Hub) -> Caller:
+def authenticate_token(token: Any, hub: Hub) -> Caller:
     if not isinstance(token, str) or not token:
-        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "a token is required"))
+        raise Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", "a token is required"))
     try:
         caller = decode_token(token, hub.settings)
     except AuthError as error:
-        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", error.message)) from None
+        raise Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", error.message)) from None
     if caller.role != "authenticated" or caller.user_id is None:
-        raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "only end-user tokens may open a WebSocket"))
+        raise Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", "only end-user tokens may open a WebSocket"))
     return caller

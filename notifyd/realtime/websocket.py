@@ -21,14 +21,14 @@ from notifyd.realtime.session import (
     CLOSE_WAIT,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_SESSIONS,
+    Closed,
+    RateLimit,
     Session,
-    _authenticate,
-    _Closed,
-    _dumps,
-    _error,
-    _parse,
-    _RateLimit,
+    authenticate_token,
+    dumps,
+    error_frame,
     parse_after,
+    parse_message,
 )
 
 log = logging.getLogger("notifyd.realtime")
@@ -36,7 +36,7 @@ log = logging.getLogger("notifyd.realtime")
 AUTH_TIMEOUT = 5.0
 
 
-async def _first_token(ws: WebSocket, rate: _RateLimit) -> Any:
+async def _first_token(ws: WebSocket, rate: RateLimit) -> Any:
     """The token of the query string, or of the first authenticate message within AUTH_TIMEOUT."""
     if "token" in ws.query_params:
         return ws.query_params["token"]
@@ -45,19 +45,19 @@ async def _first_token(ws: WebSocket, rate: _RateLimit) -> Any:
         try:
             message = await asyncio.wait_for(ws.receive(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            raise _Closed(CLOSE_AUTH_FAILED, _error("AUTH_FAILED", "no authentication within 5 s")) from None
+            raise Closed(CLOSE_AUTH_FAILED, error_frame("AUTH_FAILED", "no authentication within 5 s")) from None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         if not rate.allow():
-            await ws.send_text(_error("RATE_LIMITED", "authenticate first"))
+            await ws.send_text(error_frame("RATE_LIMITED", "authenticate first"))
             continue
-        command = _parse(message.get("text"))
+        command = parse_message(message.get("text"))
         if command is not None and command.get("type") == "authenticate":
             return command.get("token")
-        await ws.send_text(_error("INVALID_MESSAGE", "authenticate first"))
+        await ws.send_text(error_frame("INVALID_MESSAGE", "authenticate first"))
 
 
-async def _close(ws: WebSocket, closed: _Closed) -> None:
+async def _close(ws: WebSocket, closed: Closed) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(CLOSE_WAIT):
             if closed.last is not None:
@@ -70,26 +70,26 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     metrics = hub.metrics
     await ws.accept()
     if hub.open_connections >= hub.settings.ws_max_connections:
-        await _close(ws, _Closed(CLOSE_TRY_AGAIN_LATER))
+        await _close(ws, Closed(CLOSE_TRY_AGAIN_LATER))
         return
     hub.open_connections += 1
     metrics.open_sockets.inc()
     session: Session | None = None
     tasks: list[asyncio.Task[Any]] = []
-    rate = _RateLimit()
+    rate = RateLimit()
     try:
-        caller = _authenticate(await _first_token(ws, rate), hub)
+        caller = authenticate_token(await _first_token(ws, rate), hub)
         session = Session(hub, caller)
         after = ws.query_params.get("after")
         # Registered before reading anything, so no change falls between read and live.
         if not hub.admit(session):
             refusal = TOO_MANY_SESSIONS.format(limit=hub.settings.ws_max_connections_per_user)
-            raise _Closed(CLOSE_TOO_MANY_SESSIONS, _error(TOO_MANY_CONNECTIONS, refusal), refusal)
+            raise Closed(CLOSE_TOO_MANY_SESSIONS, error_frame(TOO_MANY_CONNECTIONS, refusal), refusal)
         session.schedule_expiry(caller)
-        session.push("authenticated", _dumps({"type": "authenticated", "user_id": str(session.user_id)}))
+        session.push("authenticated", dumps({"type": "authenticated", "user_id": str(session.user_id)}))
         resume_after = parse_after(after) if after is not None else None
         if after is not None and resume_after is None:
-            session.push("error", _error("INVALID_MESSAGE", BAD_AFTER))
+            session.push("error", error_frame("INVALID_MESSAGE", BAD_AFTER))
         session.start_writing(lambda _kind, text: ws.send_text(text))
         tasks = [asyncio.create_task(session.run(ws, resume_after, rate))]
         # Awaiting the one future the tasks' ends resolve: asyncio.wait's frame and waiter would cost ~0.5 KB
@@ -101,11 +101,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             raise closed
         errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
         for error in [*errors, session.write_error]:
-            if isinstance(error, _Closed):
+            if isinstance(error, Closed):
                 raise error
             if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
                 log.error("WebSocket session failed: %r", error)
-    except _Closed as closed:
+    except Closed as closed:
         for task in tasks:
             task.cancel()
         writing = session.stop_writing() if session is not None else None
