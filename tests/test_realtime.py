@@ -463,3 +463,46 @@ def _owner_url(db: psycopg.Connection[Any]) -> str:
     info = db.info
     auth = info.user + (f":{info.password}" if info.password else "")
     return f"postgresql://{auth}@{info.host}:{info.port}/{info.dbname}"
+
+
+async def test_compact_sessions_take_the_count_from_the_notification_frame(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    """Every notification frame carries the user's unread count; ?compact=1 drops the unread_count event that
+    would repeat it, but not the one after a read or a delete (the count changed, no new notification)."""
+    user = uuid.uuid4()
+    headers = {"Authorization": f"Bearer {make_token(user)}"}
+    async with (
+        ws_for(server, user) as full,
+        ws_for(server, user, "compact=1") as compact,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
+        await settle(full)
+        await settle(compact)  # the resume's count comes in both modes
+        sent = [await asyncio.to_thread(send, server_owner_url, user, f"n{i}") for i in range(3)]
+        frames: list[dict[str, Any]] = []
+        while len(frames) < 3:
+            frames.append(await recv(compact))
+        assert [f["type"] for f in frames] == ["notification"] * 3 and [f["data"]["id"] for f in frames] == sent
+        # Each frame has the count when the hub read it (sends may share a wake-up): it only grows, up to 3.
+        counts = [f["unread_count"] for f in frames]
+        assert counts == sorted(counts) and counts[-1] == 3 and frames[-1]["unread_by_type"] == {"task": 3}
+        assert await quiet(compact) == []
+        events = await recv_until(full, "unread_count")
+        while sum(e["type"] == "notification" for e in events) < 3:
+            events += await recv_until(full, "unread_count")
+        assert all(e["unread_count"] >= 1 for e in events if e["type"] == "notification")
+        assert events[-1] == {"type": "unread_count", "count": 3, "by_type": {"task": 3}}
+
+        deleted = await client.delete(f"/api/v1/notifications/{sent[0]}", headers=headers)
+        assert deleted.status_code in (200, 204), deleted.text
+        after_delete = await recv_until(compact, "unread_count")
+        assert [e["type"] for e in after_delete] == ["notification", "unread_count"]
+        assert after_delete[0]["unread_count"] == 2 and after_delete[-1]["count"] == 2
+
+        await compact.send(json.dumps({"type": "mark_read", "notification_id": sent[1]}))
+        asked: list[dict[str, Any]] = []
+        while [e["type"] for e in asked].count("notification") + [e["type"] for e in asked].count("unread_count") < 2:
+            asked.append(await recv(compact))
+        assert sorted(e["type"] for e in asked) == ["notification", "read_status_updated", "unread_count"], asked
+        assert [e["count"] for e in asked if e["type"] == "unread_count"] == [1]

@@ -45,6 +45,9 @@ class Subscriber(Protocol):
     """A WebSocket session as the hub sees it."""
 
     user_id: uuid.UUID
+    # The client takes the unread count from the notification frames (?compact=1): no unread_count event
+    # follows frames that carry it.
+    compact: bool
 
     def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
         """Takes one event; never blocks (a full session closes itself)."""
@@ -182,13 +185,12 @@ class Hub:
         """One read of the changed rows for every session here; events to each session of their users.
 
         Event texts are built once per event from the row's JSON text, shared by all of a user's sessions.
-        The unread counts are read after the notifications went out, for the users they went to: only a
-        read change's event (it carries the count) waits for them.
+        The unread counts of the users the rows go to are read in the same transaction, before anything is
+        offered: every notification event carries its user's count, so a compact session needs no second frame.
         """
         async with as_worker(self.pool) as conn:
             rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
             changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
-            with_reads: set[uuid.UUID] = set()
             for change in rows:
                 user = change["user_id"]
                 # No row changed: the row carries only the snapshot. A user's rows come in seq order,
@@ -196,45 +198,40 @@ class Hub:
                 if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
                     continue
                 changes.setdefault(user, []).append(change)
-                if change["read_at"] is not None:
-                    with_reads.add(user)
-            # A user's rows count as sent once offered: a failure after that does not send them twice,
-            # and the read-changes' users (not offered yet) and the snapshot wait for the counts.
-            for user, user_changes in changes.items():
-                if user not in with_reads:
-                    self._offer(user, user_changes, {})
-                    self._user_seq[user] = user_changes[-1]["seq"]
             # Owed until read: a failed count is sent with the next read's.
             self._counts_due.update(changes)
             counts: dict[uuid.UUID, asyncpg.Record] = {}
             if self._counts_due:
                 counts = {r["user_id"]: r for r in await conn.fetch(query("hub_unread_counts"), list(self._counts_due))}
         self._snapshot = rows[0]["snapshot"]
-        for user in with_reads:
-            self._offer(user, changes[user], counts)
-            self._user_seq[user] = changes[user][-1]["seq"]
-        # One unread_count per user per wake-up, after that user's notifications.
+        # One unread_count per user per wake-up, after that user's notifications; a compact session skips it
+        # when its notification frames carry the count and nothing was read or deleted (a change of the count
+        # its client may show without looking at the notification).
         due, self._counts_due = self._counts_due, set()
         for user in due:
             found = counts.get(user)
-            text = (
-                f'{{"type":"unread_count","count":{found["count"]},"by_type":{found["by_type"]}}}'
-                if found is not None
-                else '{"type":"unread_count","count":0,"by_type":{}}'
-            )
+            count, by_type = (found["count"], found["by_type"]) if found is not None else (0, "{}")
+            user_changes = changes.get(user, [])
+            self._offer(user, user_changes, count, by_type)
+            if user_changes:
+                self._user_seq[user] = user_changes[-1]["seq"]
+            counted = bool(user_changes) and not any(c["read_at"] is not None or c["deleted"] for c in user_changes)
+            text = f'{{"type":"unread_count","count":{count},"by_type":{by_type}}}'
             for session in list(self._sessions.get(user, ())):
-                session.offer("unread_count", None, text)
+                if not (counted and session.compact):
+                    session.offer("unread_count", None, text)
 
-    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], counts: dict[uuid.UUID, asyncpg.Record]) -> None:
-        """A user's changed rows, in seq order, to each of their sessions; counts only if a row was read."""
+    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], count: int, by_type: str) -> None:
+        """A user's changed rows, in seq order, to each of their sessions, each with the user's unread count."""
         sessions = list(self._sessions.get(user, ()))
         for change in changes:
             seq = change["seq"]
             self.metrics.catch_up_lag.observe(max(0.0, change["lag"]))
-            notification = f'{{"type":"notification","data":{change["data"]}}}'
+            notification = (
+                f'{{"type":"notification","data":{change["data"]},"unread_count":{count},"unread_by_type":{by_type}}}'
+            )
             read_status = None
             if change["read_at"] is not None:
-                count = counts[user]["count"] if user in counts else 0
                 read_status = (
                     f'{{"type":"read_status_updated","notification_id":"{change["id"]}",'
                     f'"read_at":"{change["read_at"]}","unread_count":{count}}}'
