@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import time
@@ -20,6 +21,9 @@ from psycopg.types.json import Jsonb
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from notifyd.core.config import Settings
+from notifyd.server import Server, config
+from tests.conftest import database_url
 from tests.figures import report
 from tests.server import ServerProcess, make_token
 
@@ -506,3 +510,25 @@ async def test_compact_sessions_take_the_count_from_the_notification_frame(
             asked.append(await recv(compact))
         assert sorted(e["type"] for e in asked) == ["notification", "read_status_updated", "unread_count"], asked
         assert [e["count"] for e in asked if e["type"] == "unread_count"] == [1]
+
+
+async def test_serve_freezes_its_start_up_objects_once_the_app_pool_and_hub_are_up(
+    db: psycopg.Connection[Any],
+) -> None:
+    settings = Settings(database_url=database_url(db, login=True), jwt_secret="s" * 32, host="127.0.0.1", port=0)
+    server = Server(config(settings))
+    gc.unfreeze()
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        hub = server.config.app.state.hub
+        assert hub.is_listening and gc.get_freeze_count() > 0
+        # The hub and the pool, made before the freeze, are out of the collector's generations for good.
+        frozen = {id(o) for o in gc.get_objects()}
+        assert id(hub) not in frozen and id(server.config.app.state.pool) not in frozen
+    finally:
+        server.should_exit = True
+        await serving
+        gc.unfreeze()
