@@ -380,6 +380,33 @@ async def test_slow_reader_is_closed_1013_while_others_are_served(server: Server
     assert "notifyd_slow_clients_closed_total 0.0" not in metrics
 
 
+async def test_a_dropped_fan_out_connection_is_made_again_and_loses_nothing(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    """The hub reads on a connection of its own (notify_worker for its life): killed, the next read makes a new one."""
+    user = uuid.uuid4()
+    async with ws_for(server, user) as ws:
+        await settle(ws)
+
+        def kill_reader() -> int:
+            with psycopg.connect(server_owner_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'notifyd-fan-out' AND datname = current_database()"
+                ).fetchall()
+                return len(rows)
+
+        for round_ in range(3):
+            assert await asyncio.to_thread(kill_reader) == 1, "one reading connection per serve process"
+            ids = [await asyncio.to_thread(send, server_owner_url, user, f"r{round_}-{i}") for i in range(3)]
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 10
+            while len(seen) < 3 and time.monotonic() < deadline:
+                seen += notifications([await recv(ws, 10)])
+            assert [n["id"] for n in seen] == ids
+            assert notifications(await quiet(ws, 0.5)) == [], "each notification exactly once"
+
+
 async def test_dropped_listen_connection_recovers_and_loses_nothing(
     server: ServerProcess, server_owner_url: str
 ) -> None:

@@ -8,6 +8,10 @@ snapshot saw are filtered out in the database, before their JSON is built. The r
 filtered by the sessions' users (sending thousands of ids per wake-up costs more than the few
 changed rows): rows of users without a session here are skipped in Python. Sessions still drop
 anything at or below the last seq they were given.
+
+The reads run on a connection of the hub's own that is notify_worker for its whole life: a wake-up costs its
+two statements, not a pooled connection's transaction that sets the role and claims first (three more round
+trips, each one on the path from commit to socket). The worker's policies need no claims.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import asyncpg
 
 from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
-from notifyd.db.pool import as_worker
 from notifyd.db.queries import query
 
 log = logging.getLogger("notifyd.hub")
 
 CHANNEL = "notify_notifications"
 APPLICATION_NAME = "notifyd-listen"
+READER_NAME = "notifyd-fan-out"
 # Catch-up read even without a NOTIFY (Procrastinate's pattern): covers a NOTIFY lost to a
 # half-open connection before the probe notices.
 POLL_INTERVAL = 3.0
@@ -67,6 +71,8 @@ class Hub:
         self._snapshot: str | None = None
         # Users sent notifications whose unread_count is not sent yet.
         self._counts_due: set[uuid.UUID] = set()
+        # The fan-out's reading connection (notify_worker), made at the first read and again after a failed one.
+        self._reader: asyncpg.Connection | None = None
         self._wake: asyncio.Queue[None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening_once = asyncio.Event()
@@ -109,6 +115,7 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._drop_reader()
         self.is_listening = False
 
     # -- LISTEN ----------------------------------------------------------------------------
@@ -179,30 +186,53 @@ class Hub:
             except Exception as error:  # the loop must outlive any one failed read
                 # The snapshot did not move: the next wake-up or poll reads the same rows again.
                 log.warning("fan-out read failed: %r", error)
+                self._drop_reader()
                 await asyncio.sleep(BACKOFF_FIRST)
+
+    async def _reading_connection(self) -> asyncpg.Connection:
+        if self._reader is None:
+            conn = await asyncpg.connect(
+                self.settings.database_url,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": READER_NAME},
+            )
+            try:
+                await conn.execute(query("hub_become_worker"))
+            except BaseException:
+                conn.terminate()
+                raise
+            self._reader = conn
+        return self._reader
+
+    def _drop_reader(self) -> None:
+        # terminate, not close: a failed read may mean the server is gone.
+        if self._reader is not None:
+            self._reader.terminate()
+            self._reader = None
 
     async def fan_out(self) -> None:
         """One read of the changed rows for every session here; events to each session of their users.
 
         Event texts are built once per event from the row's JSON text, shared by all of a user's sessions.
-        The unread counts of the users the rows go to are read in the same transaction, before anything is
+        The unread counts of the users the rows go to are read next, before anything is
         offered: every notification event carries its user's count, so a compact session needs no second frame.
         """
-        async with as_worker(self.pool) as conn:
-            rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
-            changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
-            for change in rows:
-                user = change["user_id"]
-                # No row changed: the row carries only the snapshot. A user's rows come in seq order,
-                # so comparing with the previous read's last seq drops what a held-back snapshot re-read.
-                if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
-                    continue
-                changes.setdefault(user, []).append(change)
-            # Owed until read: a failed count is sent with the next read's.
-            self._counts_due.update(changes)
-            counts: dict[uuid.UUID, asyncpg.Record] = {}
-            if self._counts_due:
-                counts = {r["user_id"]: r for r in await conn.fetch(query("hub_unread_counts"), list(self._counts_due))}
+        conn = await self._reading_connection()
+        rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
+        changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
+        for change in rows:
+            user = change["user_id"]
+            # No row changed: the row carries only the snapshot. A user's rows come in seq order,
+            # so comparing with the previous read's last seq drops what a held-back snapshot re-read.
+            if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
+                continue
+            changes.setdefault(user, []).append(change)
+        # Owed until read: a failed count is sent with the next read's.
+        self._counts_due.update(changes)
+        counts: dict[uuid.UUID, asyncpg.Record] = {}
+        if self._counts_due:
+            counted = await conn.fetch(query("hub_unread_counts"), list(self._counts_due), timeout=30)
+            counts = {r["user_id"]: r for r in counted}
         self._snapshot = rows[0]["snapshot"]
         # One unread_count per user per wake-up, after that user's notifications; a compact session skips it
         # when its notification frames carry the count and nothing was read or deleted (a change of the count

@@ -1,6 +1,10 @@
 -- The LISTEN hub and the WebSocket sessions (notifyd.realtime.hub, notifyd.realtime.session).
 -- A notification's event shape is the row minus the columns that are notifyd's bookkeeping.
 
+-- hub_become_worker --
+-- Makes the hub's own reading connection notify_worker for its whole life (the worker's policies need no claims)
+SELECT pg_catalog.set_config('role', 'notify_worker', false)
+
 -- hub_snapshot --
 -- The current snapshot: every change it already sees is not the fan-out's to send
 SELECT pg_catalog.pg_current_snapshot()::text
