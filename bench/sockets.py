@@ -4,7 +4,9 @@ Each child opens its share of the sockets (one per user, a token each; open once
 first unread_count has come), reads every socket and records,
 per notification, the CLOCK_MONOTONIC time it arrived (comparable across the processes of this machine).
 A notification is keyed by its data.b when the bench set one (a bulk send's key), else by its id. Sockets
-of `not_reading` users are opened with a 4 KB receive buffer and never read: slow clients.
+of `not_reading` users are opened with a 4 KB receive buffer and never read: slow clients. Sockets of
+`compact` users are opened with ?compact=1; frames and notifications are counted per mode (frames per
+notification).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Fleet:
         per_process: int,
         not_reading: frozenset[uuid.UUID] = frozenset(),
         live: str = LIVE,
+        compact: frozenset[uuid.UUID] = frozenset(),
     ) -> None:
         self.ws_url = ws_url
         self.users = users
@@ -45,7 +48,10 @@ class Fleet:
             parent, child = context.Pipe()
             share = users[start : start + per_process]
             process = context.Process(
-                target=_child, args=(child, ws_url, share, [u for u in share if u in not_reading], live), daemon=True
+                target=_child,
+                args=(child, ws_url, share, [u for u in share if u in not_reading], live,
+                      [u for u in share if u in compact]),
+                daemon=True,
             )
             process.start()
             self.children.append((process, parent))
@@ -73,6 +79,15 @@ class Fleet:
     def events(self) -> int:
         """Notification events received so far by all sockets."""
         return sum(self._ask("count"))
+
+    def frames_per_notification(self) -> dict[bool, float | None]:
+        """Frames read per notification received since the sockets opened, for compact (True) and default sockets."""
+        totals = {True: [0, 0], False: [0, 0]}
+        for part in self._ask("frames"):
+            for mode, (frames, notes) in part.items():
+                totals[mode][0] += frames
+                totals[mode][1] += notes
+        return {mode: frames / notes if notes else None for mode, (frames, notes) in totals.items()}
 
     def wait_events(self, at_least: int, timeout: float) -> bool:
         """Polls until the sockets have received at_least notification events in all; False at the timeout."""
@@ -108,13 +123,17 @@ class Fleet:
                 process.join()
 
 
-def _child(conn: Connection, ws_url: str, users: list[uuid.UUID], not_reading: list[uuid.UUID], live: str) -> None:
-    asyncio.run(_hold(conn, ws_url, users, frozenset(not_reading), live))
+def _child(
+    conn: Connection, ws_url: str, users: list[uuid.UUID], not_reading: list[uuid.UUID], live: str,
+    compact: list[uuid.UUID],
+) -> None:  # fmt: skip
+    asyncio.run(_hold(conn, ws_url, users, frozenset(not_reading), live, frozenset(compact)))
 
 
 async def _hold(
-    conn: Connection, ws_url: str, users: list[uuid.UUID], not_reading: frozenset[uuid.UUID], live: str
-) -> None:
+    conn: Connection, ws_url: str, users: list[uuid.UUID], not_reading: frozenset[uuid.UUID], live: str,
+    compact: frozenset[uuid.UUID],
+) -> None:  # fmt: skip
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed
 
@@ -123,19 +142,23 @@ async def _hold(
     loop = asyncio.get_running_loop()
     receipts: dict[str, list[float]] = defaultdict(list)
     events = 0
+    # Per mode (compact or not): [frames, notifications] since the sockets opened.
+    frames = {True: [0, 0], False: [0, 0]}
     sockets: list[ClientConnection] = []
     readers: list[asyncio.Task[None]] = []
     gate = asyncio.Semaphore(OPEN_CONCURRENCY)
     host_port = urlsplit(ws_url)
 
-    async def read(ws: ClientConnection) -> None:
+    async def read(ws: ClientConnection, counts: list[int]) -> None:
         nonlocal events
         try:
             async for message in ws:
                 now = time.monotonic()
                 event = json.loads(message)
+                counts[0] += 1
                 if event.get("type") != "notification":
                     continue
+                counts[1] += 1
                 events += 1
                 data = event["data"]
                 key = (data.get("data") or {}).get("b") or data["id"]
@@ -144,7 +167,7 @@ async def _hold(
             pass
 
     async def open_one(user: uuid.UUID) -> None:
-        url = f"{ws_url}?token={make_token(user, exp_in=7200)}"
+        url = f"{ws_url}?token={make_token(user, exp_in=7200)}" + ("&compact=1" if user in compact else "")
         async with gate:
             if user in not_reading:
                 raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -164,7 +187,7 @@ async def _hold(
                     pass
         sockets.append(ws)
         if user not in not_reading:
-            readers.append(asyncio.create_task(read(ws)))
+            readers.append(asyncio.create_task(read(ws, frames[user in compact])))
 
     started = time.monotonic()
     outcomes = await asyncio.gather(*(open_one(u) for u in users), return_exceptions=True)
@@ -174,6 +197,8 @@ async def _hold(
         command = await loop.run_in_executor(None, conn.recv)
         if command == "count":
             conn.send(events)
+        elif command == "frames":
+            conn.send(frames)
         elif command == "collect":
             conn.send(dict(receipts))
             receipts.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 
 import uvicorn
@@ -57,6 +58,12 @@ def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> u
 class Server(uvicorn.Server):
     """uvicorn's server, ending the app's event streams when it shuts down: they never end by themselves, and
     uvicorn would wait out the whole grace period for them."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # The app, pool and hub are up; their objects live as long as the process, so the collector need not
+        # walk them again: a full collection at 4,000 sockets took ~400 ms with them.
+        gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app

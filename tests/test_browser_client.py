@@ -101,6 +101,49 @@ def test_a_notification_sent_by_sql_arrives_as_new_with_the_unread_count(
     assert page.errors == []
 
 
+# Records the URL of every WebSocket and EventSource the client opens, and the type of every frame they bring.
+RECORD_CONNECTIONS = """() => {
+  window.opened = []; window.frames = [];
+  for (const name of ["WebSocket", "EventSource"]) {
+    const Original = window[name];
+    window[name] = class extends Original {
+      constructor(url, ...rest) {
+        super(url, ...rest);
+        opened.push(String(url));
+        if (name === "WebSocket") this.addEventListener("message", (e) => frames.push(JSON.parse(e.data).type));
+        else for (const t of ["notification", "unread_count"]) this.addEventListener(t, () => frames.push(t));
+      }
+    };
+  }
+}"""
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_the_client_connects_compact_and_takes_the_count_from_the_notification_frame(
+    context: Any, server: ServerProcess, server_owner_url: str, transport: str
+) -> None:
+    user = uuid.uuid4()
+    page = start_client(
+        context, server.url, make_token(user), before=lambda p: p.evaluate(RECORD_CONNECTIONS), transport=transport
+    )
+    wait_open(page)
+    nid = send(server_owner_url, user, "one frame")
+    wait_for_ids(page, [nid])
+    page.wait_for_function("client.unreadCount === 1")
+    [url] = page.evaluate("opened")
+    assert "compact=1" in url
+    # The count came with the notification: its unread_count event follows it at once, and no frame repeats it.
+    types = page.evaluate("events.filter((e) => e.type !== 'state').map((e) => e.type)")
+    assert types[types.index("notification") + 1] == "unread_count"
+    assert page.evaluate("events.filter((e) => e.type === 'unread_count').at(-1)") == {
+        "type": "unread_count", "count": 1, "by_type": {"task": 1},
+    }  # fmt: skip
+    page.wait_for_timeout(500)
+    frames = page.evaluate("frames")
+    assert frames[frames.index("notification") :] == ["notification"], frames
+    assert page.errors == []
+
+
 def test_a_replayed_change_of_a_notification_older_than_the_client_is_not_new(
     context: Any, server: ServerProcess, server_owner_url: str
 ) -> None:

@@ -34,9 +34,9 @@ from tests.test_worker import FAST, resend_env
 USERS = 10
 SESSIONS = 30  # three per user, one on each serve process
 EMAILS = 150
-# Per process: serve holds its pool (at most 10) and its LISTEN connection; a worker its asyncpg pool
-# (WORKER_CONCURRENCY + 2), Procrastinate's pool (4) and Procrastinate's LISTEN connection.
-SERVE_CONNECTIONS = 10 + 1
+# Per process: serve holds its pool (at most 10), its LISTEN connection and the hub's reading connection; a worker
+# its asyncpg pool (WORKER_CONCURRENCY + 2), Procrastinate's pool (4) and Procrastinate's LISTEN connection.
+SERVE_CONNECTIONS = 10 + 2
 WORKER_CONNECTIONS = (8 + 2) + 4 + 1
 
 

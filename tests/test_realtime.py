@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import time
@@ -20,6 +21,9 @@ from psycopg.types.json import Jsonb
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from notifyd.core.config import Settings
+from notifyd.server import Server, config
+from tests.conftest import database_url
 from tests.figures import report
 from tests.server import ServerProcess, make_token
 
@@ -376,6 +380,33 @@ async def test_slow_reader_is_closed_1013_while_others_are_served(server: Server
     assert "notifyd_slow_clients_closed_total 0.0" not in metrics
 
 
+async def test_a_dropped_fan_out_connection_is_made_again_and_loses_nothing(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    """The hub reads on a connection of its own (notify_worker for its life): killed, the next read makes a new one."""
+    user = uuid.uuid4()
+    async with ws_for(server, user) as ws:
+        await settle(ws)
+
+        def kill_reader() -> int:
+            with psycopg.connect(server_owner_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'notifyd-fan-out' AND datname = current_database()"
+                ).fetchall()
+                return len(rows)
+
+        for round_ in range(3):
+            assert await asyncio.to_thread(kill_reader) == 1, "one reading connection per serve process"
+            ids = [await asyncio.to_thread(send, server_owner_url, user, f"r{round_}-{i}") for i in range(3)]
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 10
+            while len(seen) < 3 and time.monotonic() < deadline:
+                seen += notifications([await recv(ws, 10)])
+            assert [n["id"] for n in seen] == ids
+            assert notifications(await quiet(ws, 0.5)) == [], "each notification exactly once"
+
+
 async def test_dropped_listen_connection_recovers_and_loses_nothing(
     server: ServerProcess, server_owner_url: str
 ) -> None:
@@ -463,3 +494,68 @@ def _owner_url(db: psycopg.Connection[Any]) -> str:
     info = db.info
     auth = info.user + (f":{info.password}" if info.password else "")
     return f"postgresql://{auth}@{info.host}:{info.port}/{info.dbname}"
+
+
+async def test_compact_sessions_take_the_count_from_the_notification_frame(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    """Every notification frame carries the user's unread count; ?compact=1 drops the unread_count event that
+    would repeat it, but not the one after a read or a delete (the count changed, no new notification)."""
+    user = uuid.uuid4()
+    headers = {"Authorization": f"Bearer {make_token(user)}"}
+    async with (
+        ws_for(server, user) as full,
+        ws_for(server, user, "compact=1") as compact,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
+        await settle(full)
+        await settle(compact)  # the resume's count comes in both modes
+        sent = [await asyncio.to_thread(send, server_owner_url, user, f"n{i}") for i in range(3)]
+        frames: list[dict[str, Any]] = []
+        while len(frames) < 3:
+            frames.append(await recv(compact))
+        assert [f["type"] for f in frames] == ["notification"] * 3 and [f["data"]["id"] for f in frames] == sent
+        # Each frame has the count when the hub read it (sends may share a wake-up): it only grows, up to 3.
+        counts = [f["unread_count"] for f in frames]
+        assert counts == sorted(counts) and counts[-1] == 3 and frames[-1]["unread_by_type"] == {"task": 3}
+        assert await quiet(compact) == []
+        events = await recv_until(full, "unread_count")
+        while sum(e["type"] == "notification" for e in events) < 3:
+            events += await recv_until(full, "unread_count")
+        assert all(e["unread_count"] >= 1 for e in events if e["type"] == "notification")
+        assert events[-1] == {"type": "unread_count", "count": 3, "by_type": {"task": 3}}
+
+        deleted = await client.delete(f"/api/v1/notifications/{sent[0]}", headers=headers)
+        assert deleted.status_code in (200, 204), deleted.text
+        after_delete = await recv_until(compact, "unread_count")
+        assert [e["type"] for e in after_delete] == ["notification", "unread_count"]
+        assert after_delete[0]["unread_count"] == 2 and after_delete[-1]["count"] == 2
+
+        await compact.send(json.dumps({"type": "mark_read", "notification_id": sent[1]}))
+        asked: list[dict[str, Any]] = []
+        while [e["type"] for e in asked].count("notification") + [e["type"] for e in asked].count("unread_count") < 2:
+            asked.append(await recv(compact))
+        assert sorted(e["type"] for e in asked) == ["notification", "read_status_updated", "unread_count"], asked
+        assert [e["count"] for e in asked if e["type"] == "unread_count"] == [1]
+
+
+async def test_serve_freezes_its_start_up_objects_once_the_app_pool_and_hub_are_up(
+    db: psycopg.Connection[Any],
+) -> None:
+    settings = Settings(database_url=database_url(db, login=True), jwt_secret="s" * 32, host="127.0.0.1", port=0)
+    server = Server(config(settings))
+    gc.unfreeze()
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        hub = server.config.app.state.hub
+        assert hub.is_listening and gc.get_freeze_count() > 0
+        # The hub and the pool, made before the freeze, are out of the collector's generations for good.
+        frozen = {id(o) for o in gc.get_objects()}
+        assert id(hub) not in frozen and id(server.config.app.state.pool) not in frozen
+    finally:
+        server.should_exit = True
+        await serving
+        gc.unfreeze()

@@ -143,6 +143,29 @@ async def test_read_via_rest_sends_read_status_and_the_notification_with_a_new_s
         assert read["notification_id"] == nid and read["unread_count"] == 0 and read["read_at"]
 
 
+async def test_a_compact_stream_sends_the_count_inside_the_notification_event(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    user = uuid.uuid4()
+    async with stream_for(server, user, "compact=1") as stream:
+        [first] = await stream.until("unread_count")
+        assert data(first) == {"type": "unread_count", "count": 0, "by_type": {}}
+        nid = await asyncio.to_thread(send, server_owner_url, user, "compact")
+        [event] = await stream.until("notification")
+        message = data(event)
+        assert message["type"] == "notification" and message["data"]["id"] == nid
+        assert event["id"] == str(message["data"]["seq"])
+        assert message["unread_count"] == 1 and message["unread_by_type"] == {"task": 1}
+        assert await stream.quiet() == []
+
+
+async def test_compact_must_be_a_boolean(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for bad in ("maybe", "2", "-1"):
+            response = await client.get(PATH, params={"compact": bad}, headers=auth(uuid.uuid4()))
+            assert response.status_code == 422, (bad, response.text)
+
+
 def auth(user: uuid.UUID) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(user)}"}
 

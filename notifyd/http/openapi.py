@@ -161,7 +161,9 @@ WEBSOCKET: dict[str, Any] = {
     "tag": "realtime",
     "description": "The notification center in real time, for end users. Every message is one JSON object "
     "with a `type`; the server sends events in `seq` order and a changed notification again with its new "
-    "`seq`. A client that reconnects resumes from the last `seq` it saw and misses nothing.",
+    "`seq`. A client that reconnects resumes from the last `seq` it saw and misses nothing. A live notification "
+    "frame carries the user's unread count; with `?compact=1` no unread_count event repeats it (one frame per "
+    "notification), while a read, a delete and the end of a resume still send one.",
     "authentication": "A user JWT (role authenticated) as `?token=` in the URL (kept out of the logs), or in "
     'a first message `{"type": "authenticate", "token": …}` within 5 s. A later authenticate message with a '
     "fresh token of the same user extends the session. `?after=` resumes at once.",
@@ -180,7 +182,13 @@ WEBSOCKET: dict[str, Any] = {
     },
     "server_messages": {
         "authenticated": {"fields": {"user_id": "uuid"}},
-        "notification": {"fields": {"data": "the notification, with its seq"}},
+        "notification": {
+            "fields": {
+                "data": "the notification, with its seq",
+                "unread_count": "integer, the user's unread count (live frames; a resume's replay has none)",
+                "unread_by_type": "object: type → count (with unread_count)",
+            }
+        },
         "unread_count": {"fields": {"count": "integer", "by_type": "object: type → count"}},
         "read_status_updated": {
             "fields": {"notification_id": "uuid", "read_at": "RFC 3339 time", "unread_count": "integer"}

@@ -8,6 +8,10 @@ snapshot saw are filtered out in the database, before their JSON is built. The r
 filtered by the sessions' users (sending thousands of ids per wake-up costs more than the few
 changed rows): rows of users without a session here are skipped in Python. Sessions still drop
 anything at or below the last seq they were given.
+
+The reads run on a connection of the hub's own that is notify_worker for its whole life: a wake-up costs its
+two statements, not a pooled connection's transaction that sets the role and claims first (three more round
+trips, each one on the path from commit to socket). The worker's policies need no claims.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import asyncpg
 
 from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
-from notifyd.db.pool import as_worker
 from notifyd.db.queries import query
 
 log = logging.getLogger("notifyd.hub")
 
 CHANNEL = "notify_notifications"
 APPLICATION_NAME = "notifyd-listen"
+READER_NAME = "notifyd-fan-out"
 # Catch-up read even without a NOTIFY (Procrastinate's pattern): covers a NOTIFY lost to a
 # half-open connection before the probe notices.
 POLL_INTERVAL = 3.0
@@ -45,6 +49,9 @@ class Subscriber(Protocol):
     """A WebSocket session as the hub sees it."""
 
     user_id: uuid.UUID
+    # The client takes the unread count from the notification frames (?compact=1): no unread_count event
+    # follows frames that carry it.
+    compact: bool
 
     def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
         """Takes one event; never blocks (a full session closes itself)."""
@@ -64,6 +71,8 @@ class Hub:
         self._snapshot: str | None = None
         # Users sent notifications whose unread_count is not sent yet.
         self._counts_due: set[uuid.UUID] = set()
+        # The fan-out's reading connection (notify_worker), made at the first read and again after a failed one.
+        self._reader: asyncpg.Connection | None = None
         self._wake: asyncio.Queue[None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening_once = asyncio.Event()
@@ -106,6 +115,7 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._drop_reader()
         self.is_listening = False
 
     # -- LISTEN ----------------------------------------------------------------------------
@@ -176,65 +186,82 @@ class Hub:
             except Exception as error:  # the loop must outlive any one failed read
                 # The snapshot did not move: the next wake-up or poll reads the same rows again.
                 log.warning("fan-out read failed: %r", error)
+                self._drop_reader()
                 await asyncio.sleep(BACKOFF_FIRST)
+
+    async def _reading_connection(self) -> asyncpg.Connection:
+        if self._reader is None:
+            conn = await asyncpg.connect(
+                self.settings.database_url,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": READER_NAME},
+            )
+            try:
+                await conn.execute(query("hub_become_worker"))
+            except BaseException:
+                conn.terminate()
+                raise
+            self._reader = conn
+        return self._reader
+
+    def _drop_reader(self) -> None:
+        # terminate, not close: a failed read may mean the server is gone.
+        if self._reader is not None:
+            self._reader.terminate()
+            self._reader = None
 
     async def fan_out(self) -> None:
         """One read of the changed rows for every session here; events to each session of their users.
 
         Event texts are built once per event from the row's JSON text, shared by all of a user's sessions.
-        The unread counts are read after the notifications went out, for the users they went to: only a
-        read change's event (it carries the count) waits for them.
+        The unread counts of the users the rows go to are read next, before anything is
+        offered: every notification event carries its user's count, so a compact session needs no second frame.
         """
-        async with as_worker(self.pool) as conn:
-            rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
-            changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
-            with_reads: set[uuid.UUID] = set()
-            for change in rows:
-                user = change["user_id"]
-                # No row changed: the row carries only the snapshot. A user's rows come in seq order,
-                # so comparing with the previous read's last seq drops what a held-back snapshot re-read.
-                if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
-                    continue
-                changes.setdefault(user, []).append(change)
-                if change["read_at"] is not None:
-                    with_reads.add(user)
-            # A user's rows count as sent once offered: a failure after that does not send them twice,
-            # and the read-changes' users (not offered yet) and the snapshot wait for the counts.
-            for user, user_changes in changes.items():
-                if user not in with_reads:
-                    self._offer(user, user_changes, {})
-                    self._user_seq[user] = user_changes[-1]["seq"]
-            # Owed until read: a failed count is sent with the next read's.
-            self._counts_due.update(changes)
-            counts: dict[uuid.UUID, asyncpg.Record] = {}
-            if self._counts_due:
-                counts = {r["user_id"]: r for r in await conn.fetch(query("hub_unread_counts"), list(self._counts_due))}
+        conn = await self._reading_connection()
+        rows = await conn.fetch(query("hub_fan_out"), self._snapshot, timeout=30)
+        changes: dict[uuid.UUID, list[asyncpg.Record]] = {}
+        for change in rows:
+            user = change["user_id"]
+            # No row changed: the row carries only the snapshot. A user's rows come in seq order,
+            # so comparing with the previous read's last seq drops what a held-back snapshot re-read.
+            if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
+                continue
+            changes.setdefault(user, []).append(change)
+        # Owed until read: a failed count is sent with the next read's.
+        self._counts_due.update(changes)
+        counts: dict[uuid.UUID, asyncpg.Record] = {}
+        if self._counts_due:
+            counted = await conn.fetch(query("hub_unread_counts"), list(self._counts_due), timeout=30)
+            counts = {r["user_id"]: r for r in counted}
         self._snapshot = rows[0]["snapshot"]
-        for user in with_reads:
-            self._offer(user, changes[user], counts)
-            self._user_seq[user] = changes[user][-1]["seq"]
-        # One unread_count per user per wake-up, after that user's notifications.
+        # One unread_count per user per wake-up, after that user's notifications; a compact session skips it
+        # when its notification frames carry the count and nothing was read or deleted (a change of the count
+        # its client may show without looking at the notification).
         due, self._counts_due = self._counts_due, set()
         for user in due:
             found = counts.get(user)
-            text = (
-                f'{{"type":"unread_count","count":{found["count"]},"by_type":{found["by_type"]}}}'
-                if found is not None
-                else '{"type":"unread_count","count":0,"by_type":{}}'
-            )
+            count, by_type = (found["count"], found["by_type"]) if found is not None else (0, "{}")
+            user_changes = changes.get(user, [])
+            self._offer(user, user_changes, count, by_type)
+            if user_changes:
+                self._user_seq[user] = user_changes[-1]["seq"]
+            counted = bool(user_changes) and not any(c["read_at"] is not None or c["deleted"] for c in user_changes)
+            text = f'{{"type":"unread_count","count":{count},"by_type":{by_type}}}'
             for session in list(self._sessions.get(user, ())):
-                session.offer("unread_count", None, text)
+                if not (counted and session.compact):
+                    session.offer("unread_count", None, text)
 
-    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], counts: dict[uuid.UUID, asyncpg.Record]) -> None:
-        """A user's changed rows, in seq order, to each of their sessions; counts only if a row was read."""
+    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], count: int, by_type: str) -> None:
+        """A user's changed rows, in seq order, to each of their sessions, each with the user's unread count."""
         sessions = list(self._sessions.get(user, ()))
         for change in changes:
             seq = change["seq"]
             self.metrics.catch_up_lag.observe(max(0.0, change["lag"]))
-            notification = f'{{"type":"notification","data":{change["data"]}}}'
+            notification = (
+                f'{{"type":"notification","data":{change["data"]},"unread_count":{count},"unread_by_type":{by_type}}}'
+            )
             read_status = None
             if change["read_at"] is not None:
-                count = counts[user]["count"] if user in counts else 0
                 read_status = (
                     f'{{"type":"read_status_updated","notification_id":"{change["id"]}",'
                     f'"read_at":"{change["read_at"]}","unread_count":{count}}}'

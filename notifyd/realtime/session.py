@@ -97,11 +97,12 @@ class Session:
     """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
     whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
 
-    def __init__(self, hub: Hub, caller: Caller) -> None:
+    def __init__(self, hub: Hub, caller: Caller, *, compact: bool = False) -> None:
         assert caller.user_id is not None
         self.hub = hub
         self.caller = caller
         self.user_id: uuid.UUID = caller.user_id
+        self.compact = compact
         # (kind, text) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only while
         # it holds events, the future only while a resume waits for room.
         self.queue: deque[tuple[str, str]] | None = None

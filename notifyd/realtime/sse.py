@@ -53,15 +53,22 @@ class StreamQuery(BaseModel):
     after: str | None = Field(
         None, description="resume after this seq or notification id (the Last-Event-ID header wins)"
     )
+    compact: bool = Field(
+        False,
+        description="1: a notification event's data is the WebSocket message, with the user's unread count; "
+        "no unread_count event follows it unless a notification was read or deleted",
+    )
 
 
-def frame(kind: str, text: str) -> bytes:
-    """One SSE event from a WebSocket message: a notification's data is its `data`, with id = its seq."""
+def frame(kind: str, text: str, *, compact: bool = False) -> bytes:
+    """One SSE event from a WebSocket message: a notification's data is its `data` (compact: the whole message,
+    which carries the unread count too), with id = its seq."""
     if kind == PING:
         return b": ping\n\n"
     if kind == "notification":
         data = json.loads(text)["data"]
-        text = json.dumps(data, separators=(",", ":"))
+        if not compact:
+            text = json.dumps(data, separators=(",", ":"))
         return f"event: notification\nid: {data['seq']}\ndata: {text}\n\n".encode()
     # Compact JSON has no newlines, so one data line carries it whole.
     return f"event: {kind}\ndata: {text}\n\n".encode()
@@ -84,9 +91,9 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, hub: Hub, caller: Caller, after: int | str | None) -> None:
+    def __init__(self, hub: Hub, caller: Caller, after: int | str | None, *, compact: bool = False) -> None:
         super().__init__(content=iter(()), headers=HEADERS)
-        self.hub, self.caller, self.after = hub, caller, after
+        self.hub, self.caller, self.after, self.compact = hub, caller, after, compact
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub = self.hub
@@ -96,9 +103,9 @@ class EventStream(StreamingResponse):
             await send(message)
 
         async def event(kind: str, text: str) -> None:
-            await body(frame(kind, text))
+            await body(frame(kind, text, compact=self.compact))
 
-        session = Session(hub, self.caller)
+        session = Session(hub, self.caller, compact=self.compact)
         # Admitted before the resume reads anything, so no change falls between read and live; checked here,
         # with no await between the count and the registration, so two streams opened at once cannot both pass.
         if not hub.admit(session):
@@ -161,7 +168,7 @@ async def stream(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     if hub.open_connections >= hub.settings.ws_max_connections:
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, SERVER_FULL, headers=SERVER_FULL_HEADERS)
-    return EventStream(hub, caller, after)
+    return EventStream(hub, caller, after, compact=params.compact)
 
 
 ENDPOINTS: list[Endpoint] = [

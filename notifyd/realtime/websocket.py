@@ -79,7 +79,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     rate = RateLimit()
     try:
         caller = authenticate_token(await _first_token(ws, rate), hub)
-        session = Session(hub, caller)
+        session = Session(hub, caller, compact=ws.query_params.get("compact") == "1")
         after = ws.query_params.get("after")
         # Registered before reading anything, so no change falls between read and live.
         if not hub.admit(session):

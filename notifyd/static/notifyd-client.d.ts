@@ -64,6 +64,14 @@ export interface ListQuery {
 }
 
 export interface UnreadCount { count: number; by_type: Record<string, number> }
+/** A `notification` frame (WebSocket; SSE's data with `?compact=1`): live frames carry the user's unread
+ * count as the server read it for this frame; frames a resume replays do not. */
+export interface NotificationMessage {
+  type: "notification";
+  data: Notification;
+  unread_count?: number;
+  unread_by_type?: Record<string, number>;
+}
 export interface ReadResult { id: string; read_at: string }
 export interface ReadAllResult { updated_count: number }
 export interface ActionResult { id: string; action: string; action_taken_at: string; action_id: string; result: "recorded" }

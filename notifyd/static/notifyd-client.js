@@ -6,6 +6,7 @@
 // or a hidden tab - replays exactly what was missed; a Map of id -> highest seq drops what was seen.
 
 /** @typedef {import("./notifyd-client.d.ts").Notification} Notification */
+/** @typedef {import("./notifyd-client.d.ts").NotificationMessage} NotificationMessage */
 /** @typedef {import("./notifyd-client.d.ts").NotifydClientOptions} NotifydClientOptions */
 /** @typedef {import("./notifyd-client.d.ts").ConnectionState} ConnectionState */
 /** @typedef {import("./notifyd-client.d.ts").Transport} Transport */
@@ -263,9 +264,14 @@ export class NotifydClient extends EventTarget {
       case "authenticated":
         this.#userId = message.user_id;
         break;
-      case "notification":
-        this.#receive(message.data);
+      case "notification": {
+        /** @type {NotificationMessage} */
+        const frame = message;
+        this.#receive(frame.data);
+        // A live frame carries the count (compact=1: no unread_count frame repeats it); a replayed one does not.
+        if (frame.unread_count !== undefined) this.#setUnread(frame.unread_count, frame.unread_by_type ?? null);
         break;
+      }
       case "unread_count":
         this.#setUnread(message.count, message.by_type ?? {});
         break;
@@ -364,6 +370,8 @@ export class NotifydClient extends EventTarget {
     const url = new URL(`${API}/${path}`, this.baseUrl);
     url.searchParams.set("token", token);
     url.searchParams.set("after", String(this.#lastSeq));
+    // Each notification frame carries the unread count: no separate unread_count frame repeats it.
+    url.searchParams.set("compact", "1");
     return url;
   }
 
@@ -412,11 +420,8 @@ export class NotifydClient extends EventTarget {
     /** @type {Connection} */
     const conn = { transport: "sse", close: () => source.close(), send() {} };
     source.onopen = () => (opened = true);
-    // A notification's data is the notification; every other event's data is the WebSocket message.
-    source.addEventListener("notification", (event) => {
-      this.#onMessage(conn, { type: "notification", data: JSON.parse(event.data) });
-    });
-    for (const type of ["unread_count", "read_status_updated", "resumed"]) {
+    // With compact=1 every event's data is the WebSocket message (a notification's carries the unread count).
+    for (const type of ["notification", "unread_count", "read_status_updated", "resumed"]) {
       source.addEventListener(type, (event) => this.#onMessage(conn, JSON.parse(event.data)));
     }
     // "error" is both the server's error event (with data) and EventSource's own connection error.

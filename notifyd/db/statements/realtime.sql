@@ -1,6 +1,10 @@
 -- The LISTEN hub and the WebSocket sessions (notifyd.realtime.hub, notifyd.realtime.session).
 -- A notification's event shape is the row minus the columns that are notifyd's bookkeeping.
 
+-- hub_become_worker --
+-- Makes the hub's own reading connection notify_worker for its whole life (the worker's policies need no claims)
+SELECT pg_catalog.set_config('role', 'notify_worker', false)
+
 -- hub_snapshot --
 -- The current snapshot: every change it already sees is not the fan-out's to send
 SELECT pg_catalog.pg_current_snapshot()::text
@@ -9,12 +13,13 @@ SELECT pg_catalog.pg_current_snapshot()::text
 -- As notify_worker: every notification changed since snapshot $1 (not visible in it, not held), in seq order, each with this read's snapshot; one row of NULLs but the snapshot when none changed
 -- No filter by the sessions' users: the changed set per wake-up is small and the session set large (the hub filters in Python).
 -- The index range starts at $1's xmin; rows seen by $1 (re-read behind a long transaction) are filtered before their JSON is built.
-SELECT s.snapshot, c.user_id, c.seq, c.id, c.read_at, c.lag, c.data
+SELECT s.snapshot, c.user_id, c.seq, c.id, c.read_at, c.deleted, c.lag, c.data
 FROM (SELECT pg_catalog.pg_current_snapshot()::text AS snapshot) AS s
 LEFT JOIN LATERAL (
     SELECT n.user_id, n.seq, n.id::text AS id,
            -- the read_status_updated event's read_at, as the notification's JSON has it
            CASE WHEN n.deleted_at IS NULL THEN pg_catalog.to_jsonb(n.read_at) #>> '{}' END AS read_at,
+           n.deleted_at IS NOT NULL AS deleted,
            extract(epoch FROM pg_catalog.clock_timestamp() - n.updated_at)::float8 AS lag,
            (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'])::text AS data
     FROM notify.notifications AS n
