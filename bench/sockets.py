@@ -49,8 +49,14 @@ class Fleet:
             share = users[start : start + per_process]
             process = context.Process(
                 target=_child,
-                args=(child, ws_url, share, [u for u in share if u in not_reading], live,
-                      [u for u in share if u in compact]),
+                args=(
+                    child,
+                    ws_url,
+                    share,
+                    [u for u in share if u in not_reading],
+                    live,
+                    [u for u in share if u in compact],
+                ),
                 daemon=True,
             )
             process.start()
