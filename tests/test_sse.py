@@ -164,6 +164,9 @@ async def test_compact_must_be_a_boolean(server: ServerProcess) -> None:
         for bad in ("maybe", "2", "-1"):
             response = await client.get(PATH, params={"compact": bad}, headers=auth(uuid.uuid4()))
             assert response.status_code == 422, (bad, response.text)
+            # Without credentials the answer is 401 whatever the query holds: nothing is checked before them.
+            anonymous = await client.get(PATH, params={"compact": bad, "after": "x"})
+            assert anonymous.status_code == 401, (bad, anonymous.text)
 
 
 def auth(user: uuid.UUID) -> dict[str, str]:

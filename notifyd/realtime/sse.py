@@ -154,13 +154,15 @@ class EventStream(StreamingResponse):
 
 
 async def stream(request: Request) -> Response:
-    params = StreamQuery.model_validate(dict(request.query_params))
-    if params.token is not None and "authorization" not in request.headers:
-        caller = decode_token(params.token, request.app.state.settings)
+    # Credentials first: a request without them is a 401 whatever else its query holds.
+    token = request.query_params.get("token")
+    if token is not None and "authorization" not in request.headers:
+        caller = decode_token(token, request.app.state.settings)
         if caller.role != "authenticated":
             raise ApiError(status.HTTP_403_FORBIDDEN, USERS_ONLY)
     else:
         caller = await end_user(request)
+    params = StreamQuery.model_validate(dict(request.query_params))
     raw_after = request.headers.get("last-event-id") or params.after
     after = parse_after(raw_after) if raw_after else None
     if raw_after and after is None:
