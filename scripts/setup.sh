@@ -31,6 +31,11 @@ setup_test_tools() {
     # tests/test_js_types.py type-checks notifyd/static with tsc, from npm into .tools/ (git-ignored). Pinned to
     # 5.9.x: the stable compiler written in JS, whose checkJs (types from JSDoc comments) is mature and which runs on
     # the Node 20 we have; the registry's latest, 7.x, is the native port, newer than that check needs.
+    if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing npm (Debian's) for the TypeScript check" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    fi
     if [ "$(.tools/node_modules/.bin/tsc --version 2>/dev/null)" != "Version $TYPESCRIPT" ] && command -v npm >/dev/null; then
         echo "setup: installing TypeScript $TYPESCRIPT into .tools/" >&2
         npm install --prefix .tools --no-audit --no-fund --no-save --silent "typescript@$TYPESCRIPT" >/dev/null
