@@ -127,6 +127,8 @@ def test_the_client_connects_compact_and_takes_the_count_from_the_notification_f
         context, server.url, make_token(user), before=lambda p: p.evaluate(RECORD_CONNECTIONS), transport=transport
     )
     wait_open(page)
+    # The stream is open before its first read is done: the count that read sends comes first.
+    page.wait_for_function("events.some((e) => e.type === 'unread_count')")
     nid = send(server_owner_url, user, "one frame")
     wait_for_ids(page, [nid])
     page.wait_for_function("client.unreadCount === 1")
