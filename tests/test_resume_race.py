@@ -26,7 +26,7 @@ from tests.figures import report
 from tests.server import ServerProcess, make_token
 from tests.test_sse import PATH, Sse
 
-ITERATIONS = 60
+ITERATIONS = 30
 SEEDED = 6  # notifications before the connection: the resume point falls among them
 BURST = 8  # created while the connection resumes, and some of them read (a change: a new seq)
 READS = 3

@@ -34,7 +34,17 @@ log = logging.getLogger("notifyd.worker")
 
 EXIT_STOPPED_UNEXPECTEDLY = 1
 EXIT_DATABASE_LOST = 2
-DATABASE_PROBE_INTERVAL = 5.0
+# The worker exits once the database has been silent this long, or for WORKER_STALLED_AFTER if that is shorter:
+# past it the other workers count this one as stalled and take its jobs back when the database returns, so
+# waiting longer finishes nothing. Three probes fit in the wait.
+DATABASE_GRACE = 15.0
+# Seconds the Procrastinate worker gets to stop by itself once the database is lost.
+DATABASE_LOST_STOP = 1.0
+
+
+def database_grace(settings: Settings) -> float:
+    """Seconds of database silence after which the worker exits for its supervisor to restart it."""
+    return min(DATABASE_GRACE, settings.worker_stalled_after)
 
 
 async def recover_stalled_jobs(app: procrastinate.App, settings: Settings) -> None:
@@ -64,18 +74,19 @@ async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
     """Returns when the database has not answered for `grace` seconds (half-open sockets included)."""
     loop = asyncio.get_running_loop()
     answered_at = loop.time()
+    probe_interval = grace / 3
     while True:
         try:
-            async with asyncio.timeout(DATABASE_PROBE_INTERVAL):
+            async with asyncio.timeout(probe_interval):
                 await pool.fetchval(query("database_alive"))
             answered_at = loop.time()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
             log.warning("database probe failed: %s", str(error) or type(error).__name__)
             if loop.time() - answered_at >= grace:
                 return
-            await asyncio.sleep(1)  # look again soon: grace counts from the last answer
+            await asyncio.sleep(min(1.0, probe_interval))  # look again soon: grace counts from the last answer
             continue
-        await asyncio.sleep(DATABASE_PROBE_INTERVAL)
+        await asyncio.sleep(probe_interval)
 
 
 async def serve(settings: Settings, stop_requested: asyncio.Event | None = None) -> int:
@@ -112,13 +123,19 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
                 ),
                 name="the Procrastinate worker",
             )
-            watchdog = asyncio.create_task(watch_database(pool, grace=3 * DATABASE_PROBE_INTERVAL))
+            watchdog = asyncio.create_task(watch_database(pool, grace=database_grace(settings)))
             stopping = asyncio.create_task(stop_requested.wait())
             done, _ = await asyncio.wait({worker, watchdog, stopping, recovery}, return_when=asyncio.FIRST_COMPLETED)
             for task in (watchdog, stopping, recovery):
                 task.cancel()
             if worker not in done:
                 worker.cancel()
+                if watchdog in done:
+                    # Without the database no job can record its end, and Procrastinate's graceful stop would
+                    # wait for them (and for its pool's connect timeout): a second cancel ends it. Their jobs
+                    # are taken back as stalled once the database is back.
+                    await asyncio.wait({worker}, timeout=DATABASE_LOST_STOP)
+                    worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
             if stopping in done:
                 log.info("worker stopped")
@@ -126,7 +143,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
             if watchdog in done:
                 log.error(
                     "the database has not answered for %.0f s: exiting so that a supervisor restarts the worker",
-                    3 * DATABASE_PROBE_INTERVAL,
+                    database_grace(settings),
                 )
                 return EXIT_DATABASE_LOST
             failed = next(iter(done))
