@@ -37,3 +37,22 @@ SELECT notify.retire_vapid_keys()
 -- release_in_app --
 -- Releases held in-app notifications whose time came: their real-time event goes out with a new seq
 SELECT notify_private.release_in_app($1::uuid[])
+
+-- dispatch_deliveries --
+-- Hands due deliveries to channel jobs; how many, in how many jobs, when the next is due, whether more are due
+SELECT dispatched, jobs, next_due, more FROM notify_private.dispatch_deliveries($1)
+
+-- transactions_in_progress --
+-- The transactions running now, but this one: a dispatcher waits for those that may have seen its job queued
+SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()
+
+-- still_in_progress --
+-- Which of these transactions are still running
+SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'
+
+-- queue_dispatch_followup --
+-- A dispatcher run after these transactions end, which no sender counts on (no queueing lock)
+SELECT notify_private.defer_jobs(jsonb_build_array(jsonb_build_object(
+    'queue', 'dispatch', 'task', 'dispatch_deliveries', 'priority', 10,
+    'scheduled_at', now() + make_interval(secs => $2), 'args', jsonb_build_object('awaiting', $1::text[]))))
