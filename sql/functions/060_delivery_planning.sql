@@ -20,19 +20,35 @@ CREATE OR REPLACE FUNCTION notify_private.defer_jobs(jobs jsonb) RETURNS bigint[
     -- Procrastinate's functions and triggers use unqualified names.
     SET search_path = procrastinate, pg_temp
 AS $$
+DECLARE
+    locked bigint[];
 BEGIN
-    RETURN (
+    -- A job with a queueing lock is not added while one with that lock waits (status todo): Procrastinate's
+    -- own function would raise a unique violation there, and abort the caller's transaction with it. Its
+    -- triggers still add the 'deferred' event and the NOTIFY that wakes a worker.
+    WITH inserted AS (
+        INSERT INTO procrastinate.procrastinate_jobs (queue_name, task_name, priority, queueing_lock, args, scheduled_at)
+        SELECT j.queue, j.task, coalesce(j.priority, 0), j.queueing_lock, j.args, j.scheduled_at
+        FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
+             AS j(queue text, task text, priority integer, queueing_lock text, args jsonb, scheduled_at timestamptz)
+        WHERE j.queueing_lock IS NOT NULL
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        RETURNING id
+    )
+    SELECT pg_catalog.array_agg(inserted.id) INTO locked FROM inserted;
+    RETURN locked || (
         SELECT procrastinate.procrastinate_defer_jobs_v1(
             pg_catalog.array_agg(ROW(j.queue, j.task, coalesce(j.priority, 0), NULL, NULL, j.args, j.scheduled_at)
                                  ::procrastinate.procrastinate_job_to_defer_v1))
         FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
-             AS j(queue text, task text, priority integer, args jsonb, scheduled_at timestamptz)
+             AS j(queue text, task text, priority integer, queueing_lock text, args jsonb, scheduled_at timestamptz)
+        WHERE j.queueing_lock IS NULL
         HAVING pg_catalog.count(*) > 0);
 END
 $$;
 ALTER FUNCTION notify_private.defer_jobs(jsonb) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.defer_jobs(jsonb)
-    IS 'defers Procrastinate jobs [{queue, task, priority, args, scheduled_at}] in the caller''s transaction';
+    IS 'defers Procrastinate jobs [{queue, task, priority, queueing_lock, args, scheduled_at}] in the caller''s transaction; one whose queueing lock waits already is left out';
 
 -- Sends no longer defer channel jobs themselves: the dispatcher does (notify_private.dispatch_deliveries).
 DROP FUNCTION IF EXISTS notify_private.delivery_jobs(uuid[]);
@@ -41,15 +57,14 @@ DROP FUNCTION IF EXISTS notify_private.delivery_jobs(uuid[]);
 -- (per connection, per due time) is enough to fetch them. No job per channel, no job per send.
 CREATE OR REPLACE FUNCTION notify_private.queue_dispatch(due timestamptz) RETURNS void
     LANGUAGE plpgsql
-    SECURITY DEFINER
-    SET search_path = procrastinate, pg_temp
+    SET search_path = ''
 AS $$
 DECLARE
     -- Whole seconds: deliveries due within the same second share one dispatcher job.
     due_at constant timestamptz := CASE WHEN queue_dispatch.due > notify.now()
-                                    THEN pg_catalog.date_trunc('second', queue_dispatch.due)
-                                         + CASE WHEN pg_catalog.date_trunc('second', queue_dispatch.due) < queue_dispatch.due
-                                                THEN interval '1 second' ELSE interval '0' END END;
+                                        THEN pg_catalog.date_trunc('second', queue_dispatch.due)
+                                             + CASE WHEN pg_catalog.date_trunc('second', queue_dispatch.due) < queue_dispatch.due
+                                                    THEN interval '1 second' ELSE interval '0' END END;
 BEGIN
     -- A dispatcher job that has not started yet and runs by then will find these deliveries: a job
     -- that starts before this transaction commits waits for it (the worker's dispatcher task does).
@@ -58,20 +73,17 @@ BEGIN
                  AND coalesce(j.scheduled_at, '-infinity') <= coalesce(due_at, pg_catalog.now())) THEN
         RETURN;
     END IF;
-    -- Procrastinate's own triggers add the 'deferred' event and the NOTIFY that wakes a worker. The
-    -- queueing lock names this connection: a second send of the same transaction adds nothing, and,
+    -- The queueing lock names this connection: a second send of the same transaction adds nothing, and,
     -- unlike one lock for all, a sender never waits for another sender's transaction to end.
-    INSERT INTO procrastinate.procrastinate_jobs (queue_name, task_name, priority, queueing_lock, args, scheduled_at)
-    VALUES ('dispatch', 'dispatch_deliveries', 10,
-            'dispatch:' || pg_catalog.pg_backend_pid() || coalesce('@' || extract(epoch FROM due_at)::bigint, ''),
-            pg_catalog.jsonb_build_object(
-                -- The request that woke the dispatcher, for the worker's log lines (NULL outside one).
-                'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')),
-            due_at)
-    ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING;
+    PERFORM notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+        'queue', 'dispatch', 'task', 'dispatch_deliveries', 'priority', 10, 'scheduled_at', due_at,
+        'queueing_lock', 'dispatch:' || pg_catalog.pg_backend_pid()
+                         || coalesce('@' || extract(epoch FROM due_at)::bigint, ''),
+        -- The request that woke the dispatcher, for the worker's log lines (NULL outside one).
+        'args', pg_catalog.jsonb_build_object(
+            'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')))));
 END
 $$;
-ALTER FUNCTION notify_private.queue_dispatch(timestamptz) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.queue_dispatch(timestamptz)
     IS 'makes sure a dispatcher job runs by `due` (at once if due is past), in the caller''s transaction; adds no job if one is queued';
 
