@@ -43,13 +43,16 @@ SELECT notify_private.release_in_app($1::uuid[])
 SELECT dispatched, jobs, next_due, more FROM notify_private.dispatch_deliveries($1)
 
 -- transactions_in_progress --
--- The transactions running now, but this one: a dispatcher waits for those that may have seen its job queued
-SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()
+-- The writing transactions open in this database but this one (each holds the lock on its own id): those a dispatcher waits for
+SELECT coalesce(array_agg(l.transactionid::text), '{}')
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND a.datname = current_database()
+  AND l.pid <> pg_backend_pid()
 
 -- still_in_progress --
--- Which of these transactions are still running
-SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'
+-- Which of these transactions are still open
+SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) AS x
+WHERE EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'transactionid' AND l.transactionid = x::xid)
 
 -- queue_dispatch_followup --
 -- A dispatcher run after these transactions end, which no sender counts on (no queueing lock)
