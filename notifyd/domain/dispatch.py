@@ -7,9 +7,10 @@ channel jobs that carry them (deliver_push, deliver_fcm, deliver_email, deliver_
 and the ledger's idempotency are unchanged), then queues itself for the next delivery to come due.
 
 The race this module closes: a sender that saw a queued dispatcher job adds none, and that job may
-start before the sender commits. So a run first notes the transactions in progress when it starts
-(a sender that saw its job queued is one of them, or committed already), dispatches, waits for them to
-end, and dispatches again. One that outlives the wait gets a follow-up job that runs after it ends.
+start before the sender commits. So a run first notes the writing transactions open in its database
+when it starts (a sender that saw its job queued had written its deliveries by then: it is one of them,
+or committed already), dispatches, waits for them to end, and dispatches again. One that outlives the
+wait gets a follow-up job, which no sender counts on, that dispatches once it has ended.
 """
 
 from __future__ import annotations
