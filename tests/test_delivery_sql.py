@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -46,12 +47,37 @@ def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str
 
 
 def jobs(db: psycopg.Connection[Any]) -> list[tuple[str, str, int, list[str]]]:
+    """The channel jobs (the dispatcher's own jobs aside)."""
     return [
         (r[0], r[1], r[2], r[3]["delivery_ids"])
         for r in db.execute(
-            "SELECT queue_name, task_name, priority, args FROM procrastinate.procrastinate_jobs ORDER BY id"
+            "SELECT queue_name, task_name, priority, args FROM procrastinate.procrastinate_jobs "
+            "WHERE queue_name <> 'dispatch' ORDER BY id"
         )
     ]
+
+
+def dispatcher_jobs(db: psycopg.Connection[Any]) -> list[tuple[str, Any]]:
+    """The dispatcher jobs waiting: their status and when they run (None: at once)."""
+    rows = db.execute(
+        "SELECT status::text, scheduled_at FROM procrastinate.procrastinate_jobs WHERE queue_name = 'dispatch' "
+        "ORDER BY id"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def on_jobs(db: psycopg.Connection[Any], statement: str) -> None:
+    """A statement on Procrastinate's tables, as a worker runs it (its triggers use unqualified names)."""
+    with db.transaction():
+        db.execute("SET LOCAL search_path = procrastinate")
+        db.execute(statement)
+
+
+def dispatch(db: psycopg.Connection[Any]) -> int:
+    """One dispatcher pass, as the worker's task makes it; how many deliveries it handed to channel jobs."""
+    row = db.execute("SELECT dispatched FROM notify_private.dispatch_deliveries()").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def send(service: psycopg.Connection[Any], priority: str = "normal", channels: list[str] | None = None) -> Any:
@@ -108,56 +134,85 @@ def test_an_org_lock_beats_the_users_switch(db: psycopg.Connection[Any], service
     assert ("push", "pending", None) in planned(db, send(service))
 
 
-def test_jobs_are_deferred_in_the_senders_transaction(db: psycopg.Connection[Any]) -> None:
+def test_a_send_queues_one_dispatcher_job_in_its_transaction(db: psycopg.Connection[Any]) -> None:
     device = add_device(db, USER)
     conn = service_conn(db)
     conn.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
     conn.autocommit = False
     send(conn, "critical")
     conn.rollback()
-    assert jobs(db) == [] and planned(db, None) == []
+    assert dispatcher_jobs(db) == [] and planned(db, None) == []
     assert db.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (0,)
     notification = send(conn, "critical")
     conn.commit()
+    # One job row and one event row (Procrastinate's trigger), not one job per channel.
+    assert dispatcher_jobs(db) == [("todo", None)] and jobs(db) == []
+    assert db.execute("SELECT count(*) FROM procrastinate.procrastinate_events").fetchone() == (1,)
+    # While it waits, more sends add nothing.
+    send(conn, "critical")
+    conn.commit()
     conn.close()
+    assert dispatcher_jobs(db) == [("todo", None)]
     ids = dict(db.execute(
         "SELECT coalesce(subscription_id::text, channel), id::text FROM notify.notification_deliveries "
         "WHERE notification_id = %s AND status = 'pending'", (notification,)
     ).fetchall())  # fmt: skip
-    assert sorted(jobs(db)) == [
-        ("email", "deliver_email", 4, [ids["email"]]),
-        ("fcm", "deliver_fcm", 4, [ids[str(device)]]),
-    ]
+    assert dispatch(db) == 4
+    # One job per channel queue and priority for both sends' deliveries.
+    (email, fcm) = sorted(jobs(db))
+    assert email[:3] == ("email", "deliver_email", 4) and ids["email"] in email[3] and len(email[3]) == 2
+    assert fcm[:3] == ("fcm", "deliver_fcm", 4) and ids[str(device)] in fcm[3] and len(fcm[3]) == 2
+    assert dispatch(db) == 0, "handed over once"
 
 
-def test_a_host_session_with_its_own_search_path_enqueues(db: psycopg.Connection[Any]) -> None:
-    # A host application's session: its own schema first, with objects named like Procrastinate's.
-    db.execute("CREATE SCHEMA host_app")
-    db.execute("CREATE TABLE host_app.procrastinate_jobs (id int)")
-    db.execute("GRANT USAGE ON SCHEMA host_app TO PUBLIC")
+def test_a_burst_of_sends_in_one_transaction_queues_one_job(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
     conn = service_conn(db)
-    conn.execute("SET search_path = host_app, public")
-    conn.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
-    conn.execute(
-        "INSERT INTO notify.notifications (user_id, type, title, priority) "
-        "VALUES (%s, 'security', 'Login', 'critical')",
-        (USER,),
-    )
+    conn.autocommit = False
+    for _ in range(20):
+        send(conn, "critical")
+    conn.commit()
     conn.close()
-    assert [j[:2] for j in jobs(db)] == [("email", "deliver_email")]
-    assert db.execute("SELECT count(*) FROM host_app.procrastinate_jobs").fetchone() == (0,)
+    assert dispatcher_jobs(db) == [("todo", None)]
+    assert dispatch(db) == 20 and [len(j[3]) for j in jobs(db)] == [20]
 
 
-def test_a_bulk_send_makes_jobs_of_job_size_deliveries(db: psycopg.Connection[Any], service: Any) -> None:
-    users = [uuid.UUID(int=1000 + i) for i in range(120)]
-    for user in users:
-        service.execute("SELECT notify.upsert_recipient(%s, %s)", (user, f"u{user.int}@example.com"))
-    service.execute("SELECT notify.send_bulk(%s, 'security', 'Password changed', priority => 'critical')", (users,))
-    sizes = sorted(len(j[3]) for j in jobs(db))
-    assert sizes == [20, 50, 50]
-    assert db.execute("SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'email'").fetchone() == (
-        120,
-    )
+def test_a_send_while_the_dispatcher_runs_queues_another(db: psycopg.Connection[Any], service: Any) -> None:
+    """The queueing lock covers waiting jobs only: a send after the dispatcher started queues the next run."""
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    send(service, "critical")
+    on_jobs(db, "UPDATE procrastinate_jobs SET status = 'doing'")  # a worker took it
+    send(service, "critical")
+    assert dispatcher_jobs(db) == [("doing", None), ("todo", None)]
+    assert dispatch(db) == 2
+
+
+def test_a_scheduled_delivery_is_dispatched_at_its_time(db: psycopg.Connection[Any], service: Any) -> None:
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    for conn in (db, service):
+        conn.execute("SET notify.clock = '2026-11-20 10:00:00.2+00'")
+    service.execute(
+        "SELECT notify.send(%s, 'task', 'Later', priority => 'critical', channels => ARRAY['email'], "
+        "send_at => '2026-11-20 11:00:00.5+00')", (USER,)
+    )  # fmt: skip
+    # Its job runs at the due time (rounded up to the second).
+    assert [j[1].isoformat() for j in dispatcher_jobs(db)] == ["2026-11-20T11:00:01+00:00"]
+    assert dispatch(db) == 0 and jobs(db) == []
+    db.execute("SET notify.clock = '2026-11-20 11:00:01+00'")
+    assert dispatch(db) == 1 and [j[1] for j in jobs(db)] == ["deliver_email"]
+
+
+def test_a_dispatcher_run_queues_the_next_one_for_the_next_due_delivery(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    db.execute("SET notify.clock = '2026-11-20 10:00+00'")
+    for at in ("10:00", "10:30", "12:00"):
+        db.execute("INSERT INTO notify.notifications (user_id, type, title, priority, channels, send_at) "
+                   "VALUES (%s, 'task', 'x', 'critical', '{email}', %s)", (USER, f"2026-11-20 {at}+00"))  # fmt: skip
+    on_jobs(db, "DELETE FROM procrastinate_jobs")  # as if the senders' jobs had run
+    assert dispatch(db) == 1
+    assert [j[1].isoformat() for j in dispatcher_jobs(db)] == ["2026-11-20T10:30:00+00:00"]
 
 
 def test_a_send_after_a_large_bulk_send_on_the_same_connection_is_not_jit_compiled(
@@ -185,9 +240,9 @@ def test_a_send_after_a_large_bulk_send_on_the_same_connection_is_not_jit_compil
 
 
 def test_a_send_reads_its_deliveries_by_key_whatever_the_statistics_say(db: psycopg.Connection[Any]) -> None:
-    """Statistics taken on an empty queue, then 1,000 open deliveries: making a send's jobs reads its own
-    deliveries by key, never the whole queue through the open-deliveries index (a send would slow down
-    as the queue grows, until the next ANALYZE)."""
+    """Statistics taken on an empty queue, then 1,000 open deliveries: queueing a send's dispatcher job reads
+    its own deliveries by key, never the whole queue through the open-deliveries or the dispatcher's index
+    (a send would slow down as the queue grows, until the next ANALYZE)."""
     db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
     add_device(db, USER)
     db.execute("UPDATE notify.settings SET value = '1000000000' WHERE key LIKE 'rate_limit.%%'")
@@ -210,9 +265,10 @@ def test_a_send_reads_its_deliveries_by_key_whatever_the_statistics_say(db: psyc
         conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
         for _ in range(7):  # past the 5 calls after which PostgreSQL may switch to a generic plan
             conn.execute("SELECT notify.send(%s, 'task', 'Hello')", (USER,))
-    reads = [p for p in plans if "'task', 'deliver_' ||" in p]
+    reads = [p for p in plans if "queue_dispatch(due.at)" in p]
     assert len(reads) == 7
-    assert all("notification_deliveries_pkey" in p and "notification_deliveries_open_idx" not in p for p in reads)
+    assert all("notification_deliveries_pkey" in p and "notification_deliveries_open_idx" not in p
+               and "notification_deliveries_due_idx" not in p for p in reads)  # fmt: skip
 
 
 def test_a_new_sessions_sends_plan_their_statements_once(db: psycopg.Connection[Any]) -> None:
@@ -345,8 +401,10 @@ def test_dead_letters_are_read_and_retried_from_sql(db: psycopg.Connection[Any],
     admin.execute("SET ROLE notify_admin")
     dead = admin.execute("SELECT delivery_id::text, channel, attempts, reason FROM notify.dead_letters").fetchall()
     assert dead == [(delivery, "email", 2, "gave up after 2 attempts")]
+    on_jobs(db, "DELETE FROM procrastinate_jobs")
     job = admin.execute("SELECT notify.retry_delivery(%s)", (delivery,)).fetchone()
-    assert job is not None and jobs(db)[-1] == ("email", "deliver_email", 4, [delivery]) and len(jobs(db)) == 2
+    assert job is not None and job[0] is not None and dispatcher_jobs(db) == [("todo", None)]
+    assert dispatch(db) == 1 and jobs(db) == [("email", "deliver_email", 4, [delivery])]
     assert db.execute("SELECT status, attempts FROM notify.notification_deliveries").fetchone() == ("pending", 0)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="only dead letters are retried"):
         admin.execute("SELECT notify.retry_delivery(%s)", (delivery,))
@@ -424,11 +482,16 @@ def test_quiet_hours_hold_push_until_they_end(db: psycopg.Connection[Any]) -> No
     normal, critical = send(conn, "high"), send(conn, "critical")
     conn.close()
     held = db.execute(
-        "SELECT d.status, d.reason, d.scheduled_for = '2026-11-21 08:00+01', j.scheduled_at = d.scheduled_for "
-        "FROM notify.notification_deliveries d JOIN procrastinate.procrastinate_jobs j "
-        "ON j.args -> 'delivery_ids' ? d.id::text WHERE d.notification_id = %s AND d.channel = 'push'",
+        "SELECT d.status, d.reason, d.scheduled_for = '2026-11-21 08:00+01' "
+        "FROM notify.notification_deliveries d WHERE d.notification_id = %s AND d.channel = 'push'",
         (normal,),
     ).fetchone()
-    assert held == ("pending", "held for quiet hours until 2026-11-21 08:00 Europe/Berlin", True, True)
+    assert held == ("pending", "held for quiet hours until 2026-11-21 08:00 Europe/Berlin", True)
+    assert [j[1] for j in dispatcher_jobs(db)] == [datetime.fromisoformat("2026-11-21 08:00+01")]
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    db.execute("SET notify.clock = '2026-11-20 23:30+01'")
+    assert dispatch(db) == 1, "the critical push goes at once, the other at 08:00"
+    db.execute("SET notify.clock = '2026-11-21 08:00+01'")
+    assert dispatch(db) == 1
     assert planned(db, normal)[0] == ("in_app", "sent", None), "in-app never waits"
     assert ("push", "pending", None) in planned(db, critical), "critical is not held"

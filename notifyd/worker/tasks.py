@@ -1,5 +1,5 @@
-"""The worker's tasks: one delivery task per channel, in-app release, VAPID rotation, and the tasks that digests,
-template rendering and retention declare on the same Procrastinate app."""
+"""The worker's tasks: the dispatcher, one delivery task per channel, in-app release, VAPID rotation, and the tasks
+that digests, template rendering and retention declare on the same Procrastinate app."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from notifyd.core.config import Settings
 from notifyd.core.requestid import REQUEST_ID
 from notifyd.db.pool import as_worker
 from notifyd.db.queries import query
-from notifyd.domain import digests, rendering, retention, vapid
+from notifyd.domain import digests, dispatch, rendering, retention, vapid
 from notifyd.domain.deliveries import Channel, DeliveryRetry, run_job
 from notifyd.domain.render_pool import RenderPool
 
-QUEUES = ("push", "fcm", "email", "in_app", "render", "maintenance")
+QUEUES = ("dispatch", "push", "fcm", "email", "in_app", "render", "maintenance")
 
 
 def connector(settings: Settings) -> procrastinate.PsycopgConnector:
@@ -40,6 +40,22 @@ def build_app(
                 REQUEST_ID.reset(token)
 
         return deliver
+
+    @app.task(name="dispatch_deliveries", queue="dispatch", retry=retry)
+    async def dispatch_deliveries(request_id: str | None = None, awaiting: list[str] | None = None) -> None:
+        """Hands due deliveries to the channel tasks below; sends queue it (notify_private.queue_dispatch)."""
+        token = REQUEST_ID.set(request_id)
+        try:
+            await dispatch.dispatch(pool, request_id, awaiting)
+        finally:
+            REQUEST_ID.reset(token)
+
+    # Deliveries whose dispatcher job could not run (failed past its retries, or held by a transaction
+    # that rolled back) wait at most a minute.
+    @app.periodic(cron="* * * * *", periodic_id="dispatch-sweep")
+    @app.task(name="sweep_deliveries", queue="dispatch", retry=retry)
+    async def sweep_deliveries(timestamp: int) -> None:
+        await dispatch.dispatch(pool, None, awaiting=[])
 
     for channel in channels:
         app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))

@@ -20,60 +20,139 @@ CREATE OR REPLACE FUNCTION notify_private.defer_jobs(jobs jsonb) RETURNS bigint[
     -- Procrastinate's functions and triggers use unqualified names.
     SET search_path = procrastinate, pg_temp
 AS $$
+DECLARE
+    locked bigint[];
 BEGIN
-    RETURN (
+    -- A job with a queueing lock is not added while one with that lock waits (status todo): Procrastinate's
+    -- own function would raise a unique violation there, and abort the caller's transaction with it. Its
+    -- triggers still add the 'deferred' event and the NOTIFY that wakes a worker.
+    WITH inserted AS (
+        INSERT INTO procrastinate.procrastinate_jobs (queue_name, task_name, priority, queueing_lock, args, scheduled_at)
+        SELECT j.queue, j.task, coalesce(j.priority, 0), j.queueing_lock, j.args, j.scheduled_at
+        FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
+             AS j(queue text, task text, priority integer, queueing_lock text, args jsonb, scheduled_at timestamptz)
+        WHERE j.queueing_lock IS NOT NULL
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        RETURNING id
+    )
+    SELECT pg_catalog.array_agg(inserted.id) INTO locked FROM inserted;
+    RETURN locked || (
         SELECT procrastinate.procrastinate_defer_jobs_v1(
             pg_catalog.array_agg(ROW(j.queue, j.task, coalesce(j.priority, 0), NULL, NULL, j.args, j.scheduled_at)
                                  ::procrastinate.procrastinate_job_to_defer_v1))
         FROM pg_catalog.jsonb_to_recordset(defer_jobs.jobs)
-             AS j(queue text, task text, priority integer, args jsonb, scheduled_at timestamptz)
+             AS j(queue text, task text, priority integer, queueing_lock text, args jsonb, scheduled_at timestamptz)
+        WHERE j.queueing_lock IS NULL
         HAVING pg_catalog.count(*) > 0);
 END
 $$;
 ALTER FUNCTION notify_private.defer_jobs(jsonb) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.defer_jobs(jsonb)
-    IS 'defers Procrastinate jobs [{queue, task, priority, args, scheduled_at}] in the caller''s transaction';
+    IS 'defers Procrastinate jobs [{queue, task, priority, queueing_lock, args, scheduled_at}] in the caller''s transaction; one whose queueing lock waits already is left out';
 
-CREATE OR REPLACE FUNCTION notify_private.delivery_jobs(delivery_ids uuid[]) RETURNS jsonb
-    LANGUAGE plpgsql STABLE
+-- Sends no longer defer channel jobs themselves: the dispatcher does (notify_private.dispatch_deliveries).
+DROP FUNCTION IF EXISTS notify_private.delivery_jobs(uuid[]);
+
+-- The sender's side of the queue: its pending deliveries wait in the ledger, and one dispatcher job
+-- (per connection, per due time) is enough to fetch them. No job per channel, no job per send.
+CREATE OR REPLACE FUNCTION notify_private.queue_dispatch(due timestamptz) RETURNS void
+    LANGUAGE plpgsql
     SET search_path = ''
-    -- The one plan (a key lookup per id) fits every array; left to choose, PostgreSQL plans anew at
-    -- each call (0.6 ms of a send's 2) because a plan for the array at hand looks a little cheaper.
-    SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+    -- Whole seconds: deliveries due within the same second share one dispatcher job.
+    due_at constant timestamptz := CASE WHEN queue_dispatch.due > notify.now()
+                                        THEN pg_catalog.date_trunc('second', queue_dispatch.due)
+                                             + CASE WHEN pg_catalog.date_trunc('second', queue_dispatch.due) < queue_dispatch.due
+                                                    THEN interval '1 second' ELSE interval '0' END END;
 BEGIN
-    -- One job per queue, priority and start time, each carrying at most delivery.job_size deliveries.
-    RETURN (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'queue', chunk.queue, 'task', 'deliver_' || chunk.queue, 'priority', chunk.priority,
-               'scheduled_at', chunk.scheduled_at, 'args', pg_catalog.jsonb_build_object('delivery_ids', chunk.ids,
-                   -- The request that made these deliveries, for the worker's log lines (NULL outside one).
-                   'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')))),
-           '[]'::jsonb)
-    FROM (
-        SELECT q.queue, q.priority, q.scheduled_at, pg_catalog.array_agg(q.id ORDER BY q.id) AS ids
-        FROM (
-            SELECT d.id, d.scheduled_for AS scheduled_at,
-                   CASE WHEN d.channel IN ('email', 'in_app') THEN d.channel
-                        WHEN s.kind = 'fcm' THEN 'fcm'
-                        ELSE 'push' END AS queue,
-                   pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority,
-                   pg_catalog.row_number() OVER (
-                       PARTITION BY d.channel, s.kind, n.priority, d.scheduled_for ORDER BY d.id) - 1 AS position
-            FROM pg_catalog.unnest(delivery_jobs.delivery_ids) AS wanted(id)
-            -- Each delivery by its key, and only then its status: offered "status = 'pending'" beside the
-            -- ids, the planner may read every open delivery through the open-deliveries index whenever its
-            -- statistics (taken before the queue grew) say there are few, and the send slows with the queue.
-            CROSS JOIN LATERAL (SELECT * FROM notify.notification_deliveries AS d WHERE d.id = wanted.id OFFSET 0) AS d
-            JOIN notify.notifications AS n ON n.id = d.notification_id
-            LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
-            WHERE d.status = 'pending'
-        ) AS q
-        GROUP BY q.queue, q.priority, q.scheduled_at, q.position / notify.setting('delivery.job_size')::integer
-    ) AS chunk);
+    -- A dispatcher job that has not started yet and runs by then will find these deliveries: a job
+    -- that starts before this transaction commits waits for it (the worker's dispatcher task does).
+    IF EXISTS (SELECT 1 FROM procrastinate.procrastinate_jobs AS j
+               WHERE j.queueing_lock IS NOT NULL AND j.status = 'todo' AND j.queue_name = 'dispatch'
+                 AND coalesce(j.scheduled_at, '-infinity') <= coalesce(due_at, pg_catalog.now())) THEN
+        RETURN;
+    END IF;
+    -- The queueing lock names this connection: a second send of the same transaction adds nothing, and,
+    -- unlike one lock for all, a sender never waits for another sender's transaction to end.
+    PERFORM notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+        'queue', 'dispatch', 'task', 'dispatch_deliveries', 'priority', 10, 'scheduled_at', due_at,
+        'queueing_lock', 'dispatch:' || pg_catalog.pg_backend_pid()
+                         || coalesce('@' || extract(epoch FROM due_at)::bigint, ''),
+        -- The request that woke the dispatcher, for the worker's log lines (NULL outside one).
+        'args', pg_catalog.jsonb_build_object(
+            'request_id', NULLIF(pg_catalog.current_setting('notifyd.request_id', true), '')))));
 END
 $$;
-COMMENT ON FUNCTION notify_private.delivery_jobs(uuid[])
-    IS 'the Procrastinate jobs that carry these pending deliveries: queue push (Web Push), fcm, email or in_app (releases)';
+COMMENT ON FUNCTION notify_private.queue_dispatch(timestamptz)
+    IS 'makes sure a dispatcher job runs by `due` (at once if due is past), in the caller''s transaction; adds no job if one is queued';
+
+-- The worker's side: the due deliveries the dispatcher hands to the channels' jobs.
+CREATE OR REPLACE FUNCTION notify_private.dispatch_deliveries(request_id text DEFAULT NULL)
+    RETURNS TABLE (dispatched integer, jobs integer, next_due timestamptz, more boolean)
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    size constant integer := notify.setting('delivery.dispatch_size')::integer;
+    job_size constant integer := notify.setting('delivery.job_size')::integer;
+    defer jsonb;
+BEGIN
+    -- Stamped queued, so that no other dispatcher takes them again (those it holds are skipped).
+    WITH due AS (
+        SELECT d.id FROM notify.notification_deliveries AS d
+        WHERE d.status = 'pending' AND d.queued_at IS NULL
+          AND coalesce(d.scheduled_for, '-infinity'::timestamptz) <= notify.now()
+        ORDER BY coalesce(d.scheduled_for, '-infinity'::timestamptz)
+        LIMIT size
+        FOR UPDATE SKIP LOCKED
+    ), stamped AS (
+        UPDATE notify.notification_deliveries AS d SET queued_at = notify.now()
+        FROM due WHERE d.id = due.id
+        RETURNING d.id, d.notification_id, d.channel, d.subscription_id
+    ), routed AS (
+        SELECT s.id,
+               CASE WHEN s.channel IN ('email', 'in_app') THEN s.channel
+                    WHEN p.kind = 'fcm' THEN 'fcm'
+                    ELSE 'push' END AS queue,
+               pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority
+        FROM stamped AS s
+        JOIN notify.notifications AS n ON n.id = s.notification_id
+        LEFT JOIN notify.push_subscriptions AS p ON p.id = s.subscription_id
+    ), chunks AS (
+        -- One job per queue and priority, each carrying at most delivery.job_size deliveries.
+        SELECT r.queue, r.priority, pg_catalog.array_agg(r.id ORDER BY r.id) AS ids
+        FROM (SELECT r.*, pg_catalog.row_number() OVER (PARTITION BY r.queue, r.priority ORDER BY r.id) - 1 AS position
+              FROM routed AS r) AS r
+        GROUP BY r.queue, r.priority, r.position / job_size
+    )
+    SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(c.ids)), 0)::integer, pg_catalog.count(*)::integer,
+           pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'queue', c.queue, 'task', 'deliver_' || c.queue, 'priority', c.priority,
+               'args', pg_catalog.jsonb_build_object('delivery_ids', c.ids,
+                                                     'request_id', dispatch_deliveries.request_id)))
+    INTO dispatched, jobs, defer
+    FROM chunks AS c;
+    IF jobs > 0 THEN
+        PERFORM notify_private.defer_jobs(defer);
+    END IF;
+    -- The next one to come due (a time past: more than one batch is due, or one is held by another
+    -- transaction); later ones get a dispatcher job at their time.
+    SELECT coalesce(d.scheduled_for, '-infinity'::timestamptz) INTO next_due
+    FROM notify.notification_deliveries AS d
+    WHERE d.status = 'pending' AND d.queued_at IS NULL
+    ORDER BY coalesce(d.scheduled_for, '-infinity'::timestamptz)
+    LIMIT 1;
+    IF next_due > notify.now() THEN
+        PERFORM notify_private.queue_dispatch(next_due);
+    END IF;
+    -- A full batch: more may be due, the caller calls again.
+    more := dispatched = size;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION notify_private.dispatch_deliveries(text)
+    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, in_app) and says when the next is due';
 
 -- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
 DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
@@ -321,24 +400,32 @@ BEGIN
         PERFORM notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
             'queue', 'render', 'task', 'render_notifications',
             'args', pg_catalog.jsonb_build_object('notification_ids', unrendered))));
-        SELECT pg_catalog.array_agg(d.id) INTO pending
-        FROM notify.notification_deliveries AS d
-        WHERE d.id = ANY (pending) AND d.notification_id <> ALL (unrendered);
+        -- Theirs until rendered: notify_private.store_rendering gives them back to the dispatcher.
+        UPDATE notify.notification_deliveries AS d SET queued_at = notify.now()
+        WHERE d.id = ANY (pending) AND d.notification_id = ANY (unrendered);
     END IF;
+    -- One dispatcher job, by the time the first of them is due, unless one is queued already.
     IF pending IS NOT NULL THEN
-        PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
+        PERFORM notify_private.queue_dispatch(due.at)
+        FROM (SELECT pg_catalog.min(coalesce(d.scheduled_for, '-infinity')) AS at
+              FROM pg_catalog.unnest(pending) AS wanted(id)
+              -- Each delivery by its key: offered "queued_at IS NULL" beside the ids, the planner may
+              -- read every waiting delivery through the dispatcher's index instead.
+              CROSS JOIN LATERAL (SELECT * FROM notify.notification_deliveries AS d WHERE d.id = wanted.id OFFSET 0) AS d
+              WHERE d.queued_at IS NULL) AS due
+        WHERE due.at IS NOT NULL;
     END IF;
     RETURN NULL;
 END
 $$;
 ALTER FUNCTION notify_private.plan_deliveries() OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.plan_deliveries()
-    IS 'writes the planned deliveries of new notifications and defers their jobs, in the sender''s transaction';
+    IS 'writes the planned deliveries of new notifications and queues a dispatcher job for them, in the sender''s transaction';
 
 CREATE OR REPLACE TRIGGER notifications_plan_deliveries AFTER INSERT ON notify.notifications
     REFERENCING NEW TABLE AS new_notifications
     FOR EACH STATEMENT EXECUTE FUNCTION notify_private.plan_deliveries();
-COMMENT ON TRIGGER notifications_plan_deliveries ON notify.notifications IS 'plans the deliveries of the statement''s new notifications and defers their jobs';
+COMMENT ON TRIGGER notifications_plan_deliveries ON notify.notifications IS 'plans the deliveries of the statement''s new notifications and queues a dispatcher job for them';
 
 -- A test notification the user asks for, to see that each channel reaches them.
 

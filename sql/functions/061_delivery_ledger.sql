@@ -181,14 +181,19 @@ BEGIN
     END IF;
     UPDATE notify.notification_deliveries AS d
     SET status = 'pending', attempts = 0, reason = NULL, error_message = NULL, failed_at = NULL,
-        scheduled_for = NULL, updated_at = notify.now()
+        scheduled_for = NULL, queued_at = NULL, updated_at = notify.now()
     WHERE d.id = target.id;
-    RETURN (notify_private.defer_jobs(notify_private.delivery_jobs(ARRAY[target.id])))[1];
+    PERFORM notify_private.queue_dispatch(NULL);
+    -- The dispatcher job that will hand it to its channel: this transaction's, or one queued before.
+    RETURN (SELECT j.id FROM procrastinate.procrastinate_jobs AS j
+            WHERE j.queueing_lock IS NOT NULL AND j.status = 'todo' AND j.queue_name = 'dispatch'
+              AND j.scheduled_at IS NULL
+            ORDER BY j.id DESC LIMIT 1);
 END
 $$;
 ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.retry_delivery(uuid)
-    IS 'sends a dead letter again with fresh attempts; returns the Procrastinate job id';
+    IS 'sends a dead letter again with fresh attempts; returns the id of the dispatcher job that will hand it to its channel';
 
 -- What /metrics shows and a DBA watches.
 

@@ -71,7 +71,7 @@ CREATE OR REPLACE FUNCTION notify_private.store_rendering(
 AS $$
 DECLARE
     target notify.notifications;
-    pending uuid[];
+    due timestamptz;
 BEGIN
     -- Its real-time event goes now (a new seq), at send_at, or, past the in-app rate limit, when its
     -- token frees up (spent now: the sender's transaction could not, the text did not exist yet).
@@ -98,17 +98,19 @@ BEGIN
                                   notify.setting('rate_limit.in_app_per_hour')) END,
         scheduled_for = target.held_until,
         sent_at = CASE WHEN target.held_until IS NULL THEN notify.now() END,
+        queued_at = NULL,
         updated_at = notify.now()
     WHERE d.notification_id = target.id AND d.channel = 'in_app' AND d.status = 'pending';
+    -- Planning kept them from the dispatcher until now (queued_at); they go back to it.
     UPDATE notify.notification_deliveries AS d
-    SET reason = NULL, updated_at = notify.now()
-    WHERE d.notification_id = target.id AND d.status = 'pending'
-      AND d.reason = 'waiting for its template to be rendered';
-    SELECT pg_catalog.array_agg(d.id) INTO pending
+    SET reason = CASE WHEN d.reason = 'waiting for its template to be rendered' THEN NULL ELSE d.reason END,
+        queued_at = NULL, updated_at = notify.now()
+    WHERE d.notification_id = target.id AND d.status = 'pending' AND d.channel <> 'in_app';
+    SELECT pg_catalog.min(coalesce(d.scheduled_for, '-infinity')) INTO due
     FROM notify.notification_deliveries AS d
     WHERE d.notification_id = target.id AND d.status = 'pending';
-    IF pending IS NOT NULL THEN
-        PERFORM notify_private.defer_jobs(notify_private.delivery_jobs(pending));
+    IF due IS NOT NULL THEN
+        PERFORM notify_private.queue_dispatch(due);
     END IF;
     RETURN true;
 END

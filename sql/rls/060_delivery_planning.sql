@@ -1,8 +1,11 @@
 -- Grants and policies of delivery planning (after 010_reset dropped them all).
 
 GRANT EXECUTE ON FUNCTION notify_private.effective_preferences(uuid, text), notify_private.plan_notification(notify.notifications),
-    notify_private.delivery_jobs(uuid[]), notify_private.defer_jobs(jsonb)
+    notify_private.queue_dispatch(timestamptz), notify_private.defer_jobs(jsonb)
     TO notify_definer;
+-- The worker's dispatcher hands due deliveries to channel jobs and queues its next run.
+GRANT EXECUTE ON FUNCTION notify_private.dispatch_deliveries(text), notify_private.queue_dispatch(timestamptz)
+    TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.send_test(text) TO notify_authenticated;
 
 -- send_test (owned by notify_definer) sends through notify.send.

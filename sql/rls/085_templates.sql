@@ -5,6 +5,6 @@ GRANT EXECUTE ON FUNCTION notify_private.require_template(text), notify_private.
     TO notify_definer;
 GRANT EXECUTE ON FUNCTION notify_private.templates_to_render(uuid[]),
     notify_private.store_rendering(uuid, text, text, jsonb, jsonb, jsonb, text), notify_private.render_failed(uuid, text, jsonb, jsonb, text),
-    notify_private.delivery_jobs(uuid[]), notify_private.defer_jobs(jsonb)
+    notify_private.queue_dispatch(timestamptz), notify_private.defer_jobs(jsonb)
     TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.template_languages(text) TO notify_service, notify_admin, notify_worker;

@@ -1,5 +1,5 @@
 -- Delivery planning as a DBA reads it: which channels a notification goes out on, and why not.
-SELECT plan(12);
+SELECT plan(13);
 
 SET ROLE notify_service;
 SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
@@ -29,8 +29,10 @@ SELECT is((SELECT count(*) FROM notify.notification_deliveries d JOIN notify.not
            WHERE n.title = 'In-app only')::int, 1, 'a sender''s channels narrow the plan');
 
 RESET ROLE;
-SELECT is((SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE queue_name = 'email')::int, 1,
-    'only the pending e-mail became a job, on queue email');
+SELECT is((SELECT array_agg(task_name) FROM procrastinate.procrastinate_jobs), ARRAY['dispatch_deliveries']::varchar[],
+    'the sends queued one dispatcher job, no job per channel');
+SELECT is((SELECT array_agg(channel) FROM notify.notification_deliveries WHERE status = 'pending' AND queued_at IS NULL),
+    ARRAY['email'], 'only the pending e-mail waits for it');
 SET ROLE notify_service;
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000b', 'security', 'No address', priority => 'critical');
@@ -61,8 +63,8 @@ SET ROLE notify_admin;
 SELECT set_config('request.jwt.claims', '{"sub": "dba"}', true);
 SELECT is((SELECT sum(deliveries)::int FROM notify.delivery_counts WHERE channel = 'email'), 5,
     'a DBA counts deliveries by channel and status');
-SELECT is((SELECT jobs::int FROM notify.queue_depth WHERE queue = 'email' AND status = 'todo'), 1,
-    'and sees the queue depth');
+SELECT is((SELECT jobs::int FROM notify.queue_depth WHERE queue = 'dispatch' AND status = 'todo'), 1,
+    'and sees the queue depth (the dispatcher job waiting)');
 RESET ROLE;
 
 SELECT * FROM finish();

@@ -1,5 +1,5 @@
 -- Templates as the database sees them: unknown names refused, SQL sends held until notifyd renders them.
-SELECT plan(18);
+SELECT plan(19);
 
 SELECT is((SELECT count(DISTINCT type)::int FROM notify.notification_templates WHERE language = 'en'),
     (SELECT count(*)::int FROM notify.notification_types), 'every notification type has an English template');
@@ -42,7 +42,9 @@ SELECT is((SELECT (title, held_until IS NULL) FROM notify.notifications), ('New 
     'the notification shows the rendered title and is released');
 SELECT is((SELECT status FROM notify.notification_deliveries WHERE channel = 'in_app'), 'sent', 'in-app is sent');
 SELECT is((SELECT array_agg(task_name ORDER BY task_name) FROM procrastinate.procrastinate_jobs),
-    ARRAY['deliver_email', 'render_notifications']::varchar[], 'its e-mail delivery got its job');
+    ARRAY['dispatch_deliveries', 'render_notifications']::varchar[], 'its e-mail delivery got a dispatcher job');
+SELECT is((SELECT array_agg(channel) FROM notify.notification_deliveries WHERE status = 'pending' AND queued_at IS NULL),
+    ARRAY['email'], 'which hands it to a channel job');
 
 SET ROLE notify_service;
 SELECT notify.send('00000000-0000-4000-8000-000000000008', 'security', template => 'security_login', priority => 'critical');
@@ -65,11 +67,10 @@ SET ROLE notify_worker;
 SELECT ok(notify_private.store_rendering((SELECT id FROM notify.notifications WHERE idempotency_key = 'later'),
     'A mentioned you in B', 'C', '{}'), 'a scheduled template notification is rendered at once');
 RESET ROLE;
-SELECT is((SELECT (n.held_until = n.send_at, d.status, j.scheduled_at = n.send_at)
+SELECT is((SELECT (n.held_until = n.send_at, d.status, d.scheduled_for = n.send_at AND d.queued_at IS NULL)
            FROM notify.notifications AS n
            JOIN notify.notification_deliveries AS d ON d.notification_id = n.id AND d.channel = 'in_app'
-           JOIN procrastinate.procrastinate_jobs AS j ON j.task_name = 'deliver_in_app'
            WHERE n.idempotency_key = 'later'), (true, 'pending'::text, true),
-    'but its real-time event still waits for send_at, released by a job then');
+    'but its real-time event still waits for send_at, released by the dispatcher then');
 
 SELECT * FROM finish();

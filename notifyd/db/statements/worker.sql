@@ -37,3 +37,25 @@ SELECT notify.retire_vapid_keys()
 -- release_in_app --
 -- Releases held in-app notifications whose time came: their real-time event goes out with a new seq
 SELECT notify_private.release_in_app($1::uuid[])
+
+-- dispatch_deliveries --
+-- Hands due deliveries to channel jobs; how many, in how many jobs, when the next is due, whether more are due
+SELECT dispatched, jobs, next_due, more FROM notify_private.dispatch_deliveries($1)
+
+-- transactions_in_progress --
+-- The writing transactions open in this database but this one (each holds the lock on its own id): those a dispatcher waits for
+SELECT coalesce(array_agg(l.transactionid::text), '{}')
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND a.datname = current_database()
+  AND l.pid <> pg_backend_pid()
+
+-- still_in_progress --
+-- Which of these transactions are still open
+SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) AS x
+WHERE EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'transactionid' AND l.transactionid = x::xid)
+
+-- queue_dispatch_followup --
+-- A dispatcher run after these transactions end, which no sender counts on (no queueing lock)
+SELECT notify_private.defer_jobs(jsonb_build_array(jsonb_build_object(
+    'queue', 'dispatch', 'task', 'dispatch_deliveries', 'priority', 10,
+    'scheduled_at', now() + make_interval(secs => $2), 'args', jsonb_build_object('awaiting', $1::text[]))))

@@ -1,0 +1,85 @@
+"""The dispatcher's run against a sender that counted on its job and commits after it started."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+
+from notifyd.db.pool import create_pool
+from notifyd.domain import dispatch
+from tests.conftest import database_url
+from tests.test_delivery_sql import USER, dispatcher_jobs, on_jobs, send
+from tests.test_sql_api import service_conn
+
+
+def waiting(db: psycopg.Connection[Any]) -> int:
+    """Pending deliveries no channel job carries yet."""
+    row = db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE status = 'pending' AND queued_at IS NULL"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_send_that_commits_after_its_dispatcher_started_is_dispatched(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    first = service_conn(db)
+    send(first, "critical")
+    first.close()
+    sender = service_conn(db)
+    sender.autocommit = False
+    send(sender, "critical")  # sees the first send's job waiting: adds none
+    assert dispatcher_jobs(db) == [("todo", None)]
+    on_jobs(db, "UPDATE procrastinate_jobs SET status = 'doing'")  # a worker takes it before the sender commits
+
+    async def run() -> int:
+        pool = await create_pool(database_url(db, login=True), min_size=1, max_size=2)
+        try:
+            task = asyncio.create_task(dispatch.dispatch(pool, None))
+            while waiting(db) == 1 and not task.done():  # the first send's delivery is handed over
+                await asyncio.sleep(0.01)
+            assert waiting(db) == 0 and not task.done(), "it waits for the open sender"
+            sender.commit()
+            return await asyncio.wait_for(task, timeout=10)
+        finally:
+            await pool.close()
+
+    try:
+        assert asyncio.run(run()) == 2
+    finally:
+        sender.close()
+    row = db.execute("SELECT count(*) FROM notify.notification_deliveries WHERE queued_at IS NOT NULL").fetchone()
+    assert waiting(db) == 0 and row == (2,), "the late sender's delivery went too"
+    assert dispatcher_jobs(db) == [("doing", None)], "without another job"
+
+
+def test_a_sender_still_open_after_the_wait_gets_a_follow_up(db: psycopg.Connection[Any], monkeypatch: Any) -> None:
+    monkeypatch.setattr(dispatch, "WAIT_IN_RUN", 0.0)
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    sender = service_conn(db)
+    sender.autocommit = False
+    send(sender, "critical")
+    xid = sender.execute("SELECT pg_current_xact_id()::xid::text").fetchone()
+
+    async def run(awaiting: list[str] | None) -> int:
+        pool = await create_pool(database_url(db, login=True), min_size=1, max_size=2)
+        try:
+            return await dispatch.dispatch(pool, None, awaiting)
+        finally:
+            await pool.close()
+
+    follow_up = None
+    try:
+        assert asyncio.run(run(None)) == 0
+        follow_up = db.execute(
+            "SELECT args -> 'awaiting', queueing_lock FROM procrastinate.procrastinate_jobs "
+            "WHERE args ? 'awaiting'"
+        ).fetchone()  # fmt: skip
+        assert follow_up is not None and xid is not None and xid[0] in follow_up[0] and follow_up[1] is None
+        assert asyncio.run(run(follow_up[0])) == 0, "still open: it waits on"
+        sender.commit()
+    finally:
+        sender.close()
+    assert asyncio.run(run(follow_up[0])) == 1, "committed: the follow-up hands it over"
