@@ -284,6 +284,11 @@ class SinkProcess:
         self.url = self._pipe.recv()
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None and self._process.pid is not None
+        return self._process.pid
+
     def stats(self) -> dict[str, int]:
         return dict(httpx.get(f"{self.url}/_sink/stats", timeout=10).json())
 

@@ -388,6 +388,49 @@ def test_three_strikes_deactivate_a_device_and_gone_does_at_once(db: psycopg.Con
     worker.close()
 
 
+def test_one_call_records_a_whole_batch_whatever_each_answer_was(db: psycopg.Connection[Any], service: Any) -> None:
+    """A job's outcomes go to the ledger in one statement: sent, retried, refused, gone and skipped side by side."""
+    devices = [add_device(db, USER) for _ in range(4)]
+    db.execute("UPDATE notify.recipients SET email = 'ada@example.com' WHERE user_id = %s", (USER,))
+    notification = send(service, "critical", ["push", "email"])  # critical e-mail is instant
+    rows = db.execute(
+        "SELECT d.id::text, d.channel, d.subscription_id FROM notify.notification_deliveries AS d "
+        "WHERE d.notification_id = %s AND d.channel IN ('push', 'email') ORDER BY d.channel DESC, d.subscription_id",
+        (notification,),
+    ).fetchall()
+    by_device = {r[2]: r[0] for r in rows if r[1] == "push"}
+    pushes = [by_device[d] for d in devices]
+    (email,) = [r[0] for r in rows if r[1] == "email"]
+    worker = worker_conn(db)
+    claimed = {
+        str(r[0]): r[1]
+        for r in worker.execute(
+            "SELECT id, unread_count FROM notify_private.claim_deliveries(%s::uuid[])", ([*pushes, email],)
+        )
+    }
+    # The badge is counted for pushes only.
+    assert claimed == {**dict.fromkeys(pushes, 1), email: 0}
+    outcomes = [
+        {"id": pushes[0], "outcome": "sent", "provider_message_id": "m-1"},
+        {"id": pushes[1], "outcome": "retry", "error": "503 Service Unavailable"},
+        {"id": pushes[2], "outcome": "failed", "error": "400 Bad Request"},
+        {"id": pushes[3], "outcome": "gone", "error": "410 Gone"},
+        {"id": email, "outcome": "skipped", "error": "no e-mail address"},
+    ]
+    assert sorted(record(worker, outcomes)) == sorted(
+        [(pushes[0], "sent"), (pushes[1], "pending"), (pushes[2], "failed"), (pushes[3], "failed"), (email, "skipped")]
+    )
+    active = db.execute(
+        "SELECT array_agg(is_active ORDER BY array_position(%s::uuid[], id)) FROM notify.push_subscriptions "
+        "WHERE id = ANY(%s)",
+        (devices, devices),
+    ).fetchone()
+    assert active == ([True, True, True, False],)
+    events = db.execute("SELECT event, count(*) FROM notify.notification_analytics GROUP BY 1 ORDER BY 1").fetchall()
+    assert events == [("failed", 2), ("sent", 1)]
+    worker.close()
+
+
 def test_dead_letters_are_read_and_retried_from_sql(db: psycopg.Connection[Any], service: Any) -> None:
     db.execute("UPDATE notify.settings SET value = '2' WHERE key = 'delivery.max_attempts'")
     service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))

@@ -11,14 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import markupsafe
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from notifyd.core.config import Settings
 from notifyd.core.crypto import seal_token
+from notifyd.domain import email
 from notifyd.domain.deliveries import Delivery
-from notifyd.domain.email import render
+from notifyd.domain.email import read_unsubscribe_token, render
 from notifyd.domain.tracking import read_token
 from notifyd.domain.webpush import push_payload
 from notifyd.rest.tracking_api import PIXEL
@@ -114,6 +116,44 @@ def test_render_signs_the_pixel_and_the_link_and_stays_deterministic() -> None:
     assert read_token(settings, "click", pixel) is None, "a token of one purpose never passes as another"
     receipt = push_payload(delivery.notification, "r.t")
     assert b'"receipt":"r.t"' in receipt
+
+
+def test_one_notification_to_many_renders_once_and_each_email_has_its_own_links() -> None:
+    """A bulk send's e-mail is rendered once: each delivery still gets its own unsubscribe, click and pixel
+    tokens, and the bytes are those of a first rendering (a retry after a restart sends the same)."""
+    settings = Settings(database_url="postgresql://unused", jwt_secret=JWT_SECRET, public_base_url="https://n.example")
+    notification = {"id": str(uuid.uuid4()), "type": "task", "title": "T <&>", "body": "B", "data": {"url": URL}}
+    deliveries = [
+        Delivery(
+            id=uuid.uuid4(),
+            channel="email",
+            attempts=1,
+            subscription=None,
+            vapid_key=None,
+            unread_count=0,
+            notification=notification,
+            recipient={"user_id": uuid.uuid4(), "email": f"{n}@example.com", "locale": "en"},
+        )  # fmt: skip
+        for n in range(3)
+    ]
+    email._rendered.cache_clear()
+    cold = [render(d, settings) for d in reversed(deliveries)][::-1]
+    assert email._rendered.cache_info().misses == 1, "the templates ran once for the three"
+    warm = [render(d, settings) for d in deliveries]
+    email._rendered.cache_clear()
+    assert warm == cold == [render(d, settings) for d in deliveries]
+    for delivery, sent in zip(deliveries, warm, strict=True):
+        unsubscribe = sent.headers["List-Unsubscribe"].strip("<>")
+        assert read_unsubscribe_token(settings, unsubscribe.rsplit("/", 1)[1]) == (
+            delivery.recipient["user_id"],
+            "task",
+        )
+        assert sent.html.count(str(markupsafe.escape(unsubscribe))) == 1 and sent.text.count(unsubscribe) == 1
+        link = sent.html.split('href="https://n.example/t/click/')[1].split('"')[0]
+        clicked = read_token(settings, "click", link)
+        assert clicked is not None and clicked.delivery_id == delivery.id
+        assert email.UNSUBSCRIBE_MARK not in sent.html + sent.text and email.OPEN_MARK not in sent.html + sent.text
+        assert "T &lt;&amp;&gt;" in sent.html
 
 
 def test_pixel_records_one_open_and_always_answers_the_gif(

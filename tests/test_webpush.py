@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import http_ece
 import httpx
 import psycopg
 import pytest
@@ -32,7 +33,14 @@ from notifyd.core.crypto import SecretBox, parse_key, token_hash
 from notifyd.domain import vapid
 from notifyd.domain.deliveries import Delivery, Failed, Sent, Subscription, VapidKey
 from notifyd.domain.push import delivery_headers
-from notifyd.domain.webpush import MAX_PLAINTEXT, NOT_ALLOWED, WebPushChannel, endpoint_allowed, push_payload
+from notifyd.domain.webpush import (
+    MAX_PLAINTEXT,
+    NOT_ALLOWED,
+    WebPushChannel,
+    encrypt,
+    endpoint_allowed,
+    push_payload,
+)
 from notifyd.http.errors import CODES
 from tests.server import ENCRYPTION_KEY, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
@@ -787,3 +795,74 @@ async def test_several_deliveries_go_out_at_once(push_service: PushService) -> N
     outcomes = await channel().send(deliveries)
     assert time.monotonic() - started < 1.5, "four half-second pushes ran side by side"
     assert all(isinstance(outcomes[d.id], Sent) for d in deliveries) and len(push_service.messages) == 4
+
+
+# --- encryption and VAPID signatures on their own ----------------------------------------------------------
+
+
+def test_a_push_body_decrypts_with_the_browsers_keys_and_a_fresh_key_each_time() -> None:
+    browser = ec.generate_private_key(ec.SECP256R1())
+    point = browser.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    auth = os.urandom(16)
+    plaintext = push_payload(notification(body="é" * 1300))
+    first, second = (encrypt(b64url(point), b64url(auth), plaintext) for _ in range(2))
+    for body in (first, second):
+        assert http_ece.decrypt(body, private_key=browser, auth_secret=auth, version="aes128gcm") == plaintext
+    assert len(first) <= 4096
+    # Salt (16 bytes), record size, key length, then the sender's one-time public key: never reused.
+    assert first[:16] != second[:16] and first[21:86] != second[21:86]
+
+
+def test_the_rfc_8291_example_encrypts_to_its_published_body() -> None:
+    """RFC 8291 section 5 with its salt and sender key: the same bytes as the RFC's."""
+    sender = ec.derive_private_key(
+        int.from_bytes(base64.urlsafe_b64decode("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw="), "big"), ec.SECP256R1()
+    )
+    expected = (
+        "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6P"
+        "Bru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN"
+    )
+    body = encrypt(
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+        "BTBZMqHH6r4Tts7J_aSIgg",
+        b"When I grow up, I want to be a watermelon",
+        salt=base64.urlsafe_b64decode("DGv6ra1nlYgDCS1FRnbzlw=="),
+        ephemeral=sender,
+    )
+    assert b64url(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("p256dh", "auth"),
+    [
+        (b64url(b"\x04" + bytes(64)), b64url(os.urandom(16))),  # not a point on the curve
+        (b64url(b"\x04" + os.urandom(10)), b64url(os.urandom(16))),  # too short
+        ("!!not base64!!", b64url(os.urandom(16))),
+        (None, b64url(os.urandom(15))),  # an auth secret of the wrong size
+    ],
+)
+def test_keys_that_cannot_encrypt_are_a_value_error(p256dh: str | None, auth: str) -> None:
+    if p256dh is None:
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        p256dh = b64url(key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    with pytest.raises(ValueError):
+        encrypt(p256dh, auth, b"{}")
+
+
+def test_the_vapid_jwt_is_reused_within_its_lifetime_per_key_and_origin_and_renewed_before_it_ends() -> None:
+    signatures = vapid.Signatures(SUBJECT)
+    public, private = vapid.generate()
+    key = VapidKey(id=uuid.uuid4(), public_key=public, private_key=private)
+    other = VapidKey(id=uuid.uuid4(), public_key=public, private_key=private)
+    now = 1_800_000_000.0
+    first = signatures.authorization(key, "https://push.example", now)
+    token = first.removeprefix("vapid t=").partition(",")[0]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims == {"sub": SUBJECT, "aud": "https://push.example", "exp": int(now) + vapid.JWT_LIFETIME}
+    last_reuse = now + vapid.JWT_LIFETIME - vapid.RENEW_BEFORE - 1
+    assert signatures.authorization(key, "https://push.example", last_reuse) == first
+    assert signatures.authorization(key, "https://other.example", now) != first
+    assert signatures.authorization(other, "https://push.example", now) != first
+    renewed = signatures.authorization(key, "https://push.example", last_reuse + 1)
+    assert renewed != first
+    assert signatures.authorization(key, "https://push.example", last_reuse + 2) == renewed

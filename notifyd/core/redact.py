@@ -39,13 +39,26 @@ def _card(match: re.Match[str]) -> str:
     return "[card]" if _luhn(digits) else match.group()
 
 
+# Words without which the case-insensitive patterns above cannot match. A pattern runs only where its words
+# (casefolded, as the patterns' IGNORECASE also matches e.g. "ſ" or the Kelvin sign) occur: most lines, such as
+# a worker's job line with 200 delivery ids, have none, and the seven patterns over 8 kB cost ~3 ms per line.
+_QUERY_WORDS = ("token", "key", "secret", "password", "auth", "signature")
+_NAMED_WORDS = ("password", "passwd", "secret", "api_key", "token", "auth", "p256dh", "private_key")
+
+
 def redact(text: str) -> str:
     """`text` with secrets and personal data replaced (idempotent: redacting twice changes nothing more)."""
-    text = _JWT.sub(MASK, text)
-    text = _BEARER.sub(rf"\g<1>{MASK}", text)
-    text = _QUERY_SECRET.sub(rf"\g<1>={MASK}", text)
-    text = _NAMED_SECRET.sub(rf"\g<1>{MASK}", text)
-    text = _EMAIL.sub("[email]", text)
+    folded = text.casefold()
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
+    if "bearer" in folded:
+        text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    if "=" in text and any(word in folded for word in _QUERY_WORDS):
+        text = _QUERY_SECRET.sub(rf"\g<1>={MASK}", text)
+    if any(word in folded for word in _NAMED_WORDS):
+        text = _NAMED_SECRET.sub(rf"\g<1>{MASK}", text)
+    if "@" in text:
+        text = _EMAIL.sub("[email]", text)
     text = _CARD.sub(_card, text)
     return _KEYLIKE.sub(MASK, text)
 

@@ -57,7 +57,7 @@ class Delivery:
     recipient: dict[str, Any]
     subscription: Subscription | None
     vapid_key: VapidKey | None
-    unread_count: int
+    unread_count: int  # the user's unread notifications, for a push's badge (0 for e-mail: not counted)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ random), and the unsubscribe token is deterministic for the same reason.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -117,41 +119,79 @@ def open_link(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Stand-ins for the two links that differ per recipient (unsubscribe, and the click redirect of the action): a bulk
+# send's e-mail is rendered once with them and each delivery's links are put in. Random per process, so no title or
+# body can contain them; made of characters that HTML escaping leaves alone.
+_MARK = secrets.token_hex(16)
+UNSUBSCRIBE_MARK = f"unsubscribe-{_MARK}"
+OPEN_MARK = f"open-{_MARK}"
+# Distinct e-mails (notification text × language) kept rendered: a bulk send is one, a few MB at most.
+RENDERED_KEPT = 256
+
+
+@functools.lru_cache(maxsize=RENDERED_KEPT)
+def _rendered(
+    lang: str,
+    title: str | None,
+    body: str | None,
+    notification_type: str,
+    own: tuple[str, str, str] | None,
+    has_link: bool,
+    sender: str,
+    privacy_url: str | None,
+) -> tuple[str, str]:
+    """(HTML, text) of an e-mail with UNSUBSCRIBE_MARK and OPEN_MARK where its links go; `own` is a template's
+    (subject, HTML, text)."""
+    context: dict[str, Any] = {
+        "lang": lang,
+        "title": title if own is None else own[0],
+        "body": body,
+        "type": notification_type,
+        "open_url": OPEN_MARK if has_link else None,
+        "unsubscribe_url": UNSUBSCRIBE_MARK,
+        "privacy_url": privacy_url,
+        "sender": sender,
+    }
+    html_context = context if own is None else {**context, "body": markupsafe.Markup(own[1])}
+    text_context = context if own is None else {**context, "body": own[2]}
+    return (
+        EMAIL_TEMPLATES.get_template("notification.html").render(html_context),
+        EMAIL_TEMPLATES.get_template("notification.txt").render(text_context),
+    )
+
+
 def render(delivery: Delivery, settings: Settings) -> RenderedEmail:
     """The e-mail of one delivery; the same delivery always renders to the same bytes.
 
     The one place that turns a notification into an e-mail. A template notification brings its own
     rendered subject, HTML (escaped by its sandbox) and text; the footer and headers are added here.
     The action link goes through the click redirect and the HTML carries the open pixel: both tokens
-    are deterministic, so a retry still renders the same bytes.
+    are deterministic, so a retry still renders the same bytes. The templates run once per distinct
+    e-mail (_rendered); each delivery's links are then put in their places.
     """
     notification = delivery.notification
-    own = notification.get("email")  # {"subject", "html", "text"} of a template, or None
+    email = notification.get("email")  # {"subject", "html", "text"} of a template, or None
+    own = (email["subject"], email["html"], email["text"]) if email is not None else None
     unsubscribe_url = (
         f"{settings.public_base_url}/unsubscribe/"
         f"{unsubscribe_token(settings, str(delivery.recipient['user_id']), notification['type'])}"
     )
     link = open_link(notification.get("data") or {})
-    context = {
-        "lang": delivery.recipient.get("locale") or "en",
-        "title": notification["title"],
-        "body": notification["body"],
-        "type": notification["type"],
-        "open_url": click_url(settings, delivery, link) if link is not None else None,
-        "unsubscribe_url": unsubscribe_url,
-        "privacy_url": settings.privacy_policy_url,
-        "sender": settings.resend_from_name,
-    }
-    if own is not None:
-        context["title"] = own["subject"]
-    html_context = context if own is None else {**context, "body": markupsafe.Markup(own["html"])}
-    text_context = context if own is None else {**context, "body": own["text"]}
+    lang = delivery.recipient.get("locale") or "en"
+    html, text = _rendered(lang, notification["title"], notification["body"], notification["type"], own,
+                           link is not None, settings.resend_from_name, settings.privacy_policy_url)  # fmt: skip
+    links = {UNSUBSCRIBE_MARK: unsubscribe_url}
+    if link is not None:
+        links[OPEN_MARK] = click_url(settings, delivery, link)
+    for mark, url in links.items():
+        html = html.replace(mark, markupsafe.escape(url))
+        text = text.replace(mark, url)
     pixel = PIXEL_TAG.format(url=markupsafe.escape(open_pixel_url(settings, delivery)))
-    html = EMAIL_TEMPLATES.get_template("notification.html").render(html_context)
+    title = notification["title"] if own is None else own[0]
     return RenderedEmail(
-        subject=context["title"] or f"New {notification['type']} notification",
+        subject=title or f"New {notification['type']} notification",
         html=html.replace("</body>", f"{pixel}\n</body>", 1),
-        text=EMAIL_TEMPLATES.get_template("notification.txt").render(text_context),
+        text=text,
         # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the link, no cookies.
         headers={"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
     )

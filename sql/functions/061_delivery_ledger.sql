@@ -58,8 +58,10 @@ BEGIN
                'auth_key', s.auth_key, 'fcm_token', s.fcm_token, 'device_info', s.device_info) END,
            CASE WHEN k.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
                'id', k.id, 'public_key', k.public_key, 'private_key_encrypted', k.private_key_encrypted) END,
-           (SELECT pg_catalog.count(*) FROM notify.inbox AS u
-            WHERE u.user_id = c.user_id AND u.read_at IS NULL)
+           -- The badge a push shows; an e-mail shows none, and counting costs an index scan per delivery.
+           CASE WHEN c.channel = 'push' THEN
+               (SELECT pg_catalog.count(*) FROM notify.inbox AS u
+                WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END
     FROM claimed AS c
     JOIN notify.notifications AS n ON n.id = c.notification_id
     JOIN notify.recipients AS r ON r.user_id = c.user_id
