@@ -87,10 +87,17 @@ def tick(db: psycopg.Connection[Any], clock: Callable[[datetime], None], at: dat
     return in_worker(db, lambda pool: claim_due_digests(pool, at))
 
 
-def mail_settings(db: psycopg.Connection[Any], resend: ResendService, **pages: str) -> Settings:
-    """Sends through the stand-in; `pages`: the product's pages digests may link (privacy policy, center)."""
+def mail_settings(
+    db: psycopg.Connection[Any],
+    resend: ResendService,
+    *,
+    privacy_policy_url: str | None = None,
+    notification_center_url: str | None = None,
+) -> Settings:
+    """Sends through the stand-in, with the product's pages digests may link (unset: none)."""
     return Settings(
-        **pages,
+        privacy_policy_url=privacy_policy_url,
+        notification_center_url=notification_center_url,
         database_url=database_url(db, login=True),
         jwt_secret=JWT_SECRET,
         public_base_url=PUBLIC_BASE_URL,

@@ -412,6 +412,7 @@ def test_ios_and_android_devices_get_badge_sound_channel_and_data(
         assert (row["status"], row["provider_message_id"], row["attempts"]) == ("sent", message.name, 1)
         assert row["last_used_at"] is not None and row["is_active"]
         assert message.notification == {"title": "Order shipped", "body": "It is on its way"}
+        assert message.data is not None
         assert message.data == {
             "url": "/orders/7", "sound": "chime.caf", "category": "ORDER", "items": "2", "tags": '["a"]',
             "notification_id": sent, "type": "task", "priority": "high", "seq": message.data["seq"],

@@ -24,7 +24,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -42,6 +42,9 @@ from notifyd.domain.tracking import MAX_TOKEN
 from tests.conftest import APP_LOGIN, APP_PASSWORD
 from tests.server import ENCRYPTION_KEY, ServerProcess, make_token
 from tests.standins.resend import new_webhook_secret
+
+if TYPE_CHECKING:  # schemathesis defines its OpenAPI case type for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 STREAM = "/api/v1/notifications/stream"
@@ -183,7 +186,7 @@ def session(tally: Tally) -> Iterator[requests.Session]:
         yield s
 
 
-def stream_once(case: schemathesis.Case, base_url: str, session: requests.Session, headers: dict[str, str]) -> None:
+def stream_once(case: OpenApiCase, base_url: str, session: requests.Session, headers: dict[str, str]) -> None:
     """The SSE route stays open on success: read its status and headers, then hang up."""
     kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
     with session.request(**kwargs, stream=True, timeout=30) as answer:
@@ -195,7 +198,7 @@ def stream_once(case: schemathesis.Case, base_url: str, session: requests.Sessio
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzz(case: schemathesis.Case, fuzz_server: ServerProcess, session: requests.Session, tally: Tally) -> None:
+def test_fuzz(case: OpenApiCase, fuzz_server: ServerProcess, session: requests.Session, tally: Tally) -> None:
     operation = case.operation
     security = operation.definition.raw.get("security", [])
     tally.operations.add(operation.label)

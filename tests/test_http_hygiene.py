@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from notifyd import dev
 from notifyd.app import create_app
@@ -195,10 +196,10 @@ def test_a_websocket_from_another_origin_is_refused(own_server: Any) -> None:
     token = make_token(USER)
     url = f"{proc.ws_url}?token={token}"
     with pytest.raises(InvalidStatus) as refused:
-        connect(url, origin="https://evil.example", open_timeout=10)  # type: ignore[arg-type]
+        connect(url, origin=Origin("https://evil.example"), open_timeout=10)
     assert refused.value.response.status_code == 403
-    for origin in ("https://app.example.com", None):
-        with connect(url, origin=origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+    for origin in (Origin("https://app.example.com"), None):
+        with connect(url, origin=origin, open_timeout=10) as ws:
             assert ws.recv(timeout=10)  # the session's first event: the socket is open and authenticated
     assert "Traceback" not in proc.log()
 

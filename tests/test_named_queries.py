@@ -42,7 +42,10 @@ class _Uses(ast.NodeVisitor):
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             self.names.add(arg.value)
         elif isinstance(arg, ast.JoinedStr):
-            parts = [re.escape(v.value) if isinstance(v, ast.Constant) else "[a-z_]+" for v in arg.values]
+            parts = [
+                re.escape(v.value) if isinstance(v, ast.Constant) and isinstance(v.value, str) else "[a-z_]+"
+                for v in arg.values
+            ]
             self.patterns.append("".join(parts))
         elif not (self.function in TAKERS and isinstance(arg, ast.Name) and arg.id == "name"):
             self.unknown.append(f"{self.where.relative_to(ROOT)}:{call.lineno}")

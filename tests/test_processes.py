@@ -202,7 +202,9 @@ class TwoWorkerServer(ServerProcess):
 
     def children(self) -> list[psutil.Process]:
         assert self.proc is not None
-        return psutil.Process(self.proc.pid).children()
+        # psutil ships no type information: its calls are untyped, hence the annotation.
+        children: list[psutil.Process] = psutil.Process(self.proc.pid).children()
+        return children
 
 
 def owner_of(server: TwoWorkerServer, client_port: int) -> int:

@@ -18,6 +18,7 @@ import jwt
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -550,11 +551,13 @@ async def test_serve_freezes_its_start_up_objects_once_the_app_pool_and_hub_are_
         async with asyncio.timeout(10):
             while not server.started:
                 await asyncio.sleep(0.05)
-        hub = server.config.app.state.hub
+        app = server.config.app
+        assert isinstance(app, Starlette)
+        hub = app.state.hub
         assert hub.is_listening and gc.get_freeze_count() > 0
         # The hub and the pool, made before the freeze, are out of the collector's generations for good.
         frozen = {id(o) for o in gc.get_objects()}
-        assert id(hub) not in frozen and id(server.config.app.state.pool) not in frozen
+        assert id(hub) not in frozen and id(app.state.pool) not in frozen
     finally:
         server.should_exit = True
         await serving

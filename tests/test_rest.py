@@ -385,7 +385,7 @@ def test_list_filters_and_sorts(client: httpx.Client) -> None:
     assert set(item) >= {"id", "type", "priority", "title", "body", "data", "read_at", "created_at",
                          "delivery_status", "seq"}  # fmt: skip
 
-    for params, fragment in [
+    invalid: list[tuple[dict[str, str | int], str]] = [
         ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
         ({"limit": 101}, "limit: Input should be less than or equal to 100"),
         ({"limit": "ten"}, "limit: Input should be a valid integer"),
@@ -394,7 +394,8 @@ def test_list_filters_and_sorts(client: httpx.Client) -> None:
         ({"is_read": "perhaps"}, "is_read: Input should be a valid boolean"),
         ({"cursor": "!!!"}, "cursor is not valid"),
         ({"cursor": "eyJzb3J0IjoibmV3ZXN0In0"}, "cursor is not valid"),
-    ]:
+    ]
+    for params, fragment in invalid:
         response = client.get(API, params=params, headers=user_headers(user))
         assert fragment in error(response, 422, "VALIDATION_ERROR")
     page = ok(client.get(API, params={"limit": 2, "sort": "oldest"}, headers=user_headers(user)), 200)

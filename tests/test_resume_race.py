@@ -12,7 +12,7 @@ import json
 import random
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +79,7 @@ class Traffic:
 # A connection style: given the server, the user, the resume point and a callback that starts the traffic,
 # runs until `done` and fills Received.
 Style = Callable[[ServerProcess, uuid.UUID, int, Callable[[], None], asyncio.Event, Received, random.Random],
-                 Awaitable[None]]  # fmt: skip
+                 Coroutine[Any, Any, None]]  # fmt: skip
 
 
 async def ws_message(server: ServerProcess, user: uuid.UUID, after: int, go: Callable[[], None],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -120,13 +121,13 @@ def test_the_cap_keeps_the_newest_read_notifications_and_every_unread_one(
         "VALUES ('task', '90 days', 3)"
     )
     read = seed(db, 5, read=True)  # the first three are the newest
-    newest = set(
-        sorted(
-            read,
-            key=lambda i: db.execute("SELECT created_at FROM notify.notifications WHERE id = %s", (i,)).fetchone()[0],
-            reverse=True,
-        )[:3]
-    )
+
+    def created_at(notification: uuid.UUID) -> datetime:
+        row = db.execute("SELECT created_at FROM notify.notifications WHERE id = %s", (notification,)).fetchone()
+        assert row is not None and isinstance(row[0], datetime)
+        return row[0]
+
+    newest = set(sorted(read, key=created_at, reverse=True)[:3])
     unread = seed(db, 6, age_days=2)
     others = seed(db, 4, type_="system", read=True)  # the default cap (1,000) governs system
     bobs = seed(db, 3, user=BOB, read=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -86,7 +86,8 @@ def notifications_of(db: psycopg.Connection[Any], user: uuid.UUID) -> int:
     return int(row[0])
 
 
-WRONG = {
+# (name, key) of a live service -> the (name, key) a request sends instead.
+WRONG: dict[str, Callable[[str, str], tuple[str, str]]] = {
     "a wrong key for a real name": lambda name, key: (name, key[:-1] + ("0" if key[-1] != "0" else "1")),
     "an unknown service name": lambda name, key: ("no-such-service", key),
     "a key of the right shape never made": lambda name, key: (name, "nsk_" + uuid.uuid4().hex * 2),

@@ -277,7 +277,9 @@ def test_every_change_gives_a_new_seq_and_a_no_op_does_not(
     service.execute("SELECT notify.send(%s, 'task', 'b')", (USER,))
 
     def seq() -> int:
-        return db.execute("SELECT seq FROM notify.notifications WHERE id = %s", (first,)).fetchone()[0]  # type: ignore[index]
+        row = db.execute("SELECT seq FROM notify.notifications WHERE id = %s", (first,)).fetchone()
+        assert row is not None
+        return int(row[0])
 
     assert seq() == 1
     with user_conn(db, USER) as me:

@@ -190,6 +190,7 @@ def test_every_name_read_is_registered_and_every_registered_name_is_read() -> No
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in READERS and node.args:
             arg = node.args[0]
             if isinstance(arg, ast.Constant):
+                assert isinstance(arg.value, str), f"{node.func.id} reads a setting by a name that is not a string"
                 read.add(arg.value)
             elif isinstance(arg, ast.Name) and arg.id in constants:
                 read.add(constants[arg.id])
