@@ -74,6 +74,8 @@ class Closed(Exception):
 
 
 class RateLimit:
+    __slots__ = ("at", "strikes", "tokens")
+
     def __init__(self) -> None:
         self.tokens = RATE_BURST
         self.strikes = 0.0
@@ -96,6 +98,26 @@ class RateLimit:
 class Session:
     """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
     whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
+
+    # No __dict__: one object fewer per session for the collector to walk (see notifyd/realtime/collector.py).
+    __slots__ = (
+        "_drained",
+        "_send",
+        "answered_reads",
+        "caller",
+        "compact",
+        "delivered_seq",
+        "expiry",
+        "hub",
+        "killed",
+        "pending",
+        "queue",
+        "resumed_from",
+        "sent_seq",
+        "user_id",
+        "write_error",
+        "writing",
+    )
 
     def __init__(self, hub: Hub, caller: Caller, *, compact: bool = False) -> None:
         assert caller.user_id is not None
@@ -121,8 +143,8 @@ class Session:
         self.delivered_seq: int | None = None
         # While resuming, live events wait here and are filtered by seq afterwards.
         self.pending: list[tuple[str, int | None, str, str | None]] | None = []
-        # mark_read answers directly; the hub's copy of that answer is dropped once.
-        self.answered_reads: set[str] = set()
+        # mark_read answers directly; the hub's copy of that answer is dropped once. Made at the first mark_read.
+        self.answered_reads: set[str] | None = None
         # The session's end: the close to send, or None when one of its tasks ended it.
         self.killed: asyncio.Future[Closed | None] = asyncio.get_running_loop().create_future()
         self.expiry: asyncio.TimerHandle | None = None
@@ -139,7 +161,7 @@ class Session:
         self._deliver(kind, seq, text, notification_id)
 
     def _deliver(self, kind: str, seq: int | None, text: str, notification_id: str | None) -> None:
-        if kind == "read_status_updated" and notification_id in self.answered_reads:
+        if kind == "read_status_updated" and self.answered_reads and notification_id in self.answered_reads:
             self.answered_reads.discard(notification_id)
             return
         if kind == "notification" and seq is not None:
@@ -302,6 +324,8 @@ class Session:
         if read_at is None or counts is None:
             self.push("error", error_frame("NOT_FOUND", "notification not found"))
             return
+        if self.answered_reads is None:
+            self.answered_reads = set()
         self.answered_reads.add(str(target))
         event = {
             "type": "read_status_updated",
