@@ -88,6 +88,6 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
         capped = " (capped: open files limit)" if scale.memory_cap is not None and count == scale.memory_cap else ""
         table.add(
             Row("4", f"RSS per idle socket at {count:,} sockets{capped}", kb, floor, "KB",
-                target="≤ 30 KB at 20,000" if last else "—", met=kb <= 30 if last else None),
+                target="≤ 20 KB at 20,000" if last else "—", met=kb <= 20 if last else None),
             Row("4", f"  the same vs the LISTEN → websockets relay (bench/relay.py) at {count:,}", kb, peer, "KB"),
         )  # fmt: skip

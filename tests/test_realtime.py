@@ -26,7 +26,7 @@ from notifyd.core.config import Settings
 from notifyd.server import Server, config
 from tests.conftest import database_url
 from tests.figures import report
-from tests.server import ServerProcess, make_token
+from tests.server import JWT_SECRET, ServerProcess, free_port, make_token
 
 EVENT_TIMEOUT = 5.0
 
@@ -558,6 +558,39 @@ async def test_serve_freezes_its_start_up_objects_once_the_app_pool_and_hub_are_
         # The hub and the pool, made before the freeze, are out of the collector's generations for good.
         frozen = {id(o) for o in gc.get_objects()}
         assert id(hub) not in frozen and id(app.state.pool) not in frozen
+    finally:
+        server.should_exit = True
+        await serving
+        gc.unfreeze()
+
+
+async def test_an_idle_websocket_session_runs_no_task_of_its_own(db: psycopg.Connection[Any]) -> None:
+    """uvicorn's task per connection is the only one: the session's commands run in it (memory per idle socket)."""
+    port = free_port()
+    settings = Settings(database_url=database_url(db, login=True), jwt_secret=JWT_SECRET, host="127.0.0.1", port=port)
+    server = Server(config(settings))
+    serving = asyncio.create_task(server.serve())
+    sockets = 5
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        before = len(asyncio.all_tasks())
+        url = f"ws://127.0.0.1:{port}/api/v1/notifications/ws?token="
+        # No keepalive pings: a client connection would run a task for them in this same loop.
+        clients = [
+            await connect(url + make_token(uuid.uuid4()), compression=None, ping_interval=None) for _ in range(sockets)
+        ]
+        try:
+            for ws in clients:
+                await recv_until(ws, "unread_count")  # live: resumed, the writer idle again
+            assert len(asyncio.all_tasks()) - before == sockets
+            # A command still answers, from the same task.
+            await clients[0].send(json.dumps({"type": "ping"}))
+            assert (await recv(clients[0]))["type"] == "pong"
+        finally:
+            for ws in clients:
+                await ws.close()
     finally:
         server.should_exit = True
         await serving

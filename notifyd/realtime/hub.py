@@ -28,6 +28,7 @@ import asyncpg
 from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
 from notifyd.db.queries import query
+from notifyd.realtime.collector import Collector
 
 log = logging.getLogger("notifyd.hub")
 
@@ -43,6 +44,10 @@ PROBE_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.1
 BACKOFF_CAP = 5.0
+# Users whose events are offered between two yields to the event loop: the writer tasks of those sessions send
+# and end before the next users' are made, so a bulk send's first sessions need not wait for its last ones, and
+# few of those tasks live long enough to be promoted into the collector's oldest generation.
+OFFER_CHUNK = 256
 
 
 class Subscriber(Protocol):
@@ -65,6 +70,8 @@ class Hub:
         self.is_listening = False
         self.open_connections = 0
         self._sessions: dict[uuid.UUID, set[Subscriber]] = {}
+        self.session_count = 0
+        self.collector = Collector()
         # Highest seq fanned out per user: rows read again (after a read that failed half-way) are skipped here.
         self._user_seq: dict[uuid.UUID, int] = {}
         # The snapshot of the previous read (pg_snapshot as text): what it saw is not read again.
@@ -87,13 +94,16 @@ class Hub:
         if len(sessions) >= self.settings.ws_max_connections_per_user:
             return False
         sessions.add(session)
+        self.session_count += 1
         return True
 
     def unregister(self, session: Subscriber) -> None:
         sessions = self._sessions.get(session.user_id)
-        if sessions is None:
+        if sessions is None or session not in sessions:
             return
-        sessions.discard(session)
+        sessions.remove(session)
+        self.session_count -= 1
+        self.collector.closed += 1
         if not sessions:
             del self._sessions[session.user_id]
             self._user_seq.pop(session.user_id, None)
@@ -188,6 +198,8 @@ class Hub:
                 log.warning("fan-out read failed: %r", error)
                 self._drop_reader()
                 await asyncio.sleep(BACKOFF_FIRST)
+            # After the events are offered, never between a commit and its events.
+            self.collector.tend(self.session_count)
 
     async def _reading_connection(self) -> asyncpg.Connection:
         if self._reader is None:
@@ -238,12 +250,15 @@ class Hub:
         # when its notification frames carry the count and nothing was read or deleted (a change of the count
         # its client may show without looking at the notification).
         due, self._counts_due = self._counts_due, set()
-        for user in due:
+        for offered, user in enumerate(due):
+            if offered % OFFER_CHUNK == OFFER_CHUNK - 1:
+                await asyncio.sleep(0)
             found = counts.get(user)
             count, by_type = (found["count"], found["by_type"]) if found is not None else (0, "{}")
             user_changes = changes.get(user, [])
             self._offer(user, user_changes, count, by_type)
-            if user_changes:
+            # Not for a user whose last session closed during a yield: unregister forgot them.
+            if user_changes and user in self._sessions:
                 self._user_seq[user] = user_changes[-1]["seq"]
             counted = bool(user_changes) and not any(c["read_at"] is not None or c["deleted"] for c in user_changes)
             text = f'{{"type":"unread_count","count":{count},"by_type":{by_type}}}'

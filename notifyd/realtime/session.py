@@ -5,7 +5,8 @@ Each session has one bounded outbound queue drained by one writer task, so the h
 on a client: a session whose queue is full is closed (1013) and the client resumes by seq. Idle
 sessions are the many, so an idle one holds little: the queue is a plain deque (an asyncio.Queue,
 four deques and an Event, costs ~3 KB more), the writer task exists only while the queue has
-events (~1 KB), and the endpoint awaits one future rather than asyncio.wait.
+events (~1 KB), and the WebSocket endpoint runs the client's commands in its own task (a second task
+cost ~1 KB and 12 tracked objects more per idle socket).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Closed(Exception):
 
 
 class RateLimit:
+    __slots__ = ("at", "strikes", "tokens")
+
     def __init__(self) -> None:
         self.tokens = RATE_BURST
         self.strikes = 0.0
@@ -96,6 +99,27 @@ class RateLimit:
 class Session:
     """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
     whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
+
+    # No __dict__: one object fewer per session for the collector to walk (see notifyd/realtime/collector.py).
+    __slots__ = (
+        "_drained",
+        "_send",
+        "answered_reads",
+        "caller",
+        "compact",
+        "delivered_seq",
+        "expiry",
+        "hub",
+        "killed",
+        "pending",
+        "queue",
+        "resumed_from",
+        "runner",
+        "sent_seq",
+        "user_id",
+        "write_error",
+        "writing",
+    )
 
     def __init__(self, hub: Hub, caller: Caller, *, compact: bool = False) -> None:
         assert caller.user_id is not None
@@ -121,10 +145,13 @@ class Session:
         self.delivered_seq: int | None = None
         # While resuming, live events wait here and are filtered by seq afterwards.
         self.pending: list[tuple[str, int | None, str, str | None]] | None = []
-        # mark_read answers directly; the hub's copy of that answer is dropped once.
-        self.answered_reads: set[str] = set()
+        # mark_read answers directly; the hub's copy of that answer is dropped once. Made at the first mark_read.
+        self.answered_reads: set[str] | None = None
         # The session's end: the close to send, or None when one of its tasks ended it.
         self.killed: asyncio.Future[Closed | None] = asyncio.get_running_loop().create_future()
+        # The task running the client's commands when it waits on the client rather than on `killed` (the
+        # WebSocket endpoint's own): cancelled when the session is killed or ended from elsewhere.
+        self.runner: asyncio.Task[Any] | None = None
         self.expiry: asyncio.TimerHandle | None = None
 
     # -- called by the hub (never blocks) -------------------------------------------------
@@ -139,7 +166,7 @@ class Session:
         self._deliver(kind, seq, text, notification_id)
 
     def _deliver(self, kind: str, seq: int | None, text: str, notification_id: str | None) -> None:
-        if kind == "read_status_updated" and notification_id in self.answered_reads:
+        if kind == "read_status_updated" and self.answered_reads and notification_id in self.answered_reads:
             self.answered_reads.discard(notification_id)
             return
         if kind == "notification" and seq is not None:
@@ -168,12 +195,20 @@ class Session:
             # Stop taking events at once; the close itself may wait for the client.
             self.hub.unregister(self)
             self.killed.set_result(closed)
+            self._stop_runner()
 
     def end(self, _task: object = None) -> None:
         """Ends the session without a close of its own (a done callback of its tasks)."""
         if not self.killed.done():
             self.hub.unregister(self)
             self.killed.set_result(None)
+            self._stop_runner()
+
+    def _stop_runner(self) -> None:
+        # From the runner itself (a command's answer found the queue full) there is nothing to interrupt:
+        # run() looks at `killed` before it waits for the next command.
+        if self.runner is not None and self.runner is not asyncio.current_task():
+            self.runner.cancel()
 
     # -- the session ----------------------------------------------------------------------
 
@@ -302,6 +337,8 @@ class Session:
         if read_at is None or counts is None:
             self.push("error", error_frame("NOT_FOUND", "notification not found"))
             return
+        if self.answered_reads is None:
+            self.answered_reads = set()
         self.answered_reads.add(str(target))
         event = {
             "type": "read_status_updated",
@@ -325,9 +362,10 @@ class Session:
             self.push("error", error_frame("NOT_FOUND", "notification not found"))
 
     async def run(self, ws: WebSocket, after: str | int | None, rate: RateLimit) -> None:
-        """The initial resume (or baseline), then the client's commands; one task, so they never overlap."""
+        """The initial resume (or baseline), then the client's commands, until the session is killed or ended; one
+        task, so they never overlap."""
         await self.resume(after)
-        while True:
+        while not self.killed.done():
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))

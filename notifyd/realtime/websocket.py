@@ -75,7 +75,6 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     hub.open_connections += 1
     metrics.open_sockets.inc()
     session: Session | None = None
-    tasks: list[asyncio.Task[Any]] = []
     rate = RateLimit()
     try:
         caller = authenticate_token(await _first_token(ws, rate), hub)
@@ -91,23 +90,34 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         if after is not None and resume_after is None:
             session.push("error", error_frame("INVALID_MESSAGE", BAD_AFTER))
         session.start_writing(lambda _kind, text: ws.send_text(text))
-        tasks = [asyncio.create_task(session.run(ws, resume_after, rate))]
-        # Awaiting the one future the tasks' ends resolve: asyncio.wait's frame and waiter would cost ~0.5 KB
-        # more per idle socket.
-        for task in tasks:
-            task.add_done_callback(session.end)
-        closed = await session.killed
+        # The commands run in this task, not in one of their own (a task, its context and its coroutine are
+        # ~1 KB per idle socket): a kill or an end from elsewhere cancels it, and `killed` says why.
+        this = asyncio.current_task()
+        assert this is not None
+        session.runner = this
+        try:
+            await session.run(ws, resume_after, rate)
+        except asyncio.CancelledError:
+            if not session.killed.done():
+                raise  # not the session's end: the server's
+            this.uncancel()
+        except (Closed, WebSocketDisconnect):
+            session.end()  # stop taking events at once; the close may wait for the client
+            raise
+        except Exception as failure:  # a failed command ends the session, as a failed write does
+            log.error("WebSocket session failed: %r", failure)
+            session.end()
+        finally:
+            session.runner = None
+        closed = session.killed.result() if session.killed.done() else None
         if closed is not None:
             raise closed
-        errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
-        for error in [*errors, session.write_error]:
-            if isinstance(error, Closed):
-                raise error
-            if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
-                log.error("WebSocket session failed: %r", error)
+        error = session.write_error
+        if isinstance(error, Closed):
+            raise error
+        if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
+            log.error("WebSocket session failed: %r", error)
     except Closed as closed:
-        for task in tasks:
-            task.cancel()
         writing = session.stop_writing() if session is not None else None
         if writing is not None:
             await asyncio.wait([writing])  # its send must not interleave with the close
@@ -115,8 +125,6 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        for task in tasks:
-            task.cancel()
         if session is not None:
             session.stop_writing()
             if session.expiry is not None:
