@@ -38,7 +38,7 @@ def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str
     return [
         (r[0], r[1], r[2])
         for r in db.execute(
-            "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+            "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s "
             "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], channel), subscription_id",
             (notification_id,),
         )

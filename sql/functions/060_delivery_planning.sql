@@ -265,6 +265,8 @@ BEGIN
                p.scheduled_for, p.token
         FROM new_notifications AS n
         CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
+        -- Channels it is not sent on are on the notification row (skipped): no delivery row to write.
+        WHERE p.status NOT IN ('skipped', 'suppressed')
     ), spent AS MATERIALIZED (
         -- A notification spends one token per bucket however many devices, push before e-mail, and a
         -- user's notifications in the order they were sent: past the rate, each waits its turn.
