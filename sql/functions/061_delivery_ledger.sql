@@ -195,11 +195,12 @@ COMMENT ON FUNCTION notify.retry_delivery(uuid)
 
 CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
     SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
-           d.attempts, d.repeats, d.error_message, d.sent_at, d.delivered_at, d.failed_at, d.created_at
+           d.attempts, d.repeats, d.error_message, d.provider_message_id, d.sent_at, d.delivered_at, d.opened_at,
+           d.clicked_at, d.failed_at, d.created_at
     FROM notify.notification_deliveries AS d
     UNION ALL
     SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
-           NULL, NULL, n.created_at
+           NULL, NULL, NULL, NULL, NULL, n.created_at
     FROM notify.notifications AS n
     CROSS JOIN LATERAL pg_catalog.jsonb_each(n.skipped) AS s
     WHERE n.skipped IS NOT NULL;
