@@ -102,7 +102,8 @@ SKIPS: dict[str, tuple[str, str, str, str]] = {
                  "VALUES (%(user)s, 'task', false)", "push", "skipped", "push is turned off for task notifications"),
     "no device": ("SELECT %(user)s", "push", "skipped", "no active push subscription"),
     "e-mail off": ("INSERT INTO notify.notification_preferences (user_id, notification_type, email_enabled) "
-                   "VALUES (%(user)s, 'task', false)", "email", "skipped", "e-mail is turned off for task notifications"),
+                   "VALUES (%(user)s, 'task', false)", "email", "skipped",
+                   "e-mail is turned off for task notifications"),
     "no address": ("UPDATE notify.recipients SET email = NULL WHERE user_id = %(user)s", "email", "skipped",
                    "no e-mail address"),
     "suppressed": ("INSERT INTO notify.email_suppressions (email, reason) VALUES ('u@example.com', 'bounced')", "email",
@@ -111,6 +112,8 @@ SKIPS: dict[str, tuple[str, str, str, str]] = {
                              "digest_frequency) VALUES (%(user)s, 'task', 'instant')", "email", "skipped",
                              "low-priority e-mail goes out in digests only"),
 }  # fmt: skip
+# Critical where a digest would otherwise hold the e-mail (critical overrides the user's own switches).
+SKIP_PRIORITY = {"low-priority instant": "low", "no address": "critical", "suppressed": "critical"}
 
 
 @pytest.mark.parametrize("situation", list(SKIPS))
@@ -124,15 +127,14 @@ def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
     if situation != "no device":
         add_device(db, USER)
     db.execute(setup, {"user": USER})
-    # Critical where a digest would otherwise hold the e-mail; critical overrides the user's own switches.
-    priority = {"low-priority instant": "low", "no address": "critical", "suppressed": "critical"}.get(situation, "high")
+    priority = SKIP_PRIORITY.get(situation, "high")
     sent = send(service, priority, ["in_app", channel])
     rows = db.execute(
         "SELECT channel FROM notify.notification_deliveries WHERE notification_id = %s", (sent,)
     ).fetchall()
     assert rows == [("in_app",)], "only the in-app delivery is a row"
-    skipped = db.execute("SELECT skipped FROM notify.notifications WHERE id = %s", (sent,)).fetchone()
-    assert skipped == ({channel: {"status": status, "reason": reason}},)
+    recorded = db.execute("SELECT decisions FROM notify.notifications WHERE id = %s", (sent,)).fetchone()
+    assert recorded == ({channel: {"status": status, "reason": reason}},)
     decisions = service.execute("SELECT notify.explain(%s) -> 'decisions'", (sent,)).fetchone()
     assert decisions is not None
     assert [(d["channel"], d["status"], d["reason"]) for d in decisions[0]] == [

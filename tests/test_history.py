@@ -45,8 +45,14 @@ def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list
         row = db.execute(
             """INSERT INTO notify.notifications (user_id, type, title, body, data, channels)
                VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
-            (user, "task" if i % 3 else "system", title, f"-body {i}", json.dumps({"n": i, "f": "=1"}),
-             ["in_app", "email"] if i % 2 else ["in_app", "push", "email"]),
+            (
+                user,
+                "task" if i % 3 else "system",
+                title,
+                f"-body {i}",
+                json.dumps({"n": i, "f": "=1"}),
+                ["in_app", "email"] if i % 2 else ["in_app", "push", "email"],
+            ),
         ).fetchone()
         assert row is not None
         db.execute("UPDATE notify.notifications SET created_at = %s WHERE id = %s", (BASE - timedelta(hours=i), row[0]))

@@ -191,7 +191,7 @@ COMMENT ON FUNCTION notify.retry_delivery(uuid)
     IS 'sends a dead letter again with fresh attempts; returns the Procrastinate job id';
 
 -- Every channel decision of every notification: the delivery rows, and the channels a notification is not
--- sent on, which are kept on its row (notifications.skipped) instead of a delivery row each.
+-- sent on, which are kept in its decision record (notifications.decisions) instead of a delivery row each.
 
 CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
     SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
@@ -202,8 +202,9 @@ CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) 
     SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
            NULL, NULL, NULL, NULL, NULL, n.created_at
     FROM notify.notifications AS n
-    CROSS JOIN LATERAL pg_catalog.jsonb_each(n.skipped) AS s
-    WHERE n.skipped IS NOT NULL;
+    CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
+    -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
+    WHERE n.decisions IS NOT NULL AND s.value ->> 'status' IN ('skipped', 'suppressed');
 COMMENT ON VIEW notify.delivery_decisions
     IS 'every channel decision: the deliveries, and the channels a notification is not sent on (id NULL: no delivery row)';
 

@@ -1,6 +1,7 @@
 -- 0016_write_less: what a send writes. Time-ordered ids, so that new rows land at the right-hand edge of
 -- their primary-key indexes instead of dirtying (and, after each checkpoint, logging whole) pages all
--- over them; skipped channels kept as a compact record on the notification instead of delivery rows.
+-- over them; how each channel was decided kept as a compact record on the notification, so that a channel it is
+-- not sent on needs no delivery row.
 -- Landed migrations never change: add a new numbered file instead.
 
 -- PostgreSQL 15 has no uuidv7(): the 48-bit Unix time in milliseconds, then the random bits of a v4
@@ -24,10 +25,10 @@ COMMENT ON FUNCTION notify_private.uuid_v7() IS 'a new time-ordered (version 7) 
 ALTER TABLE notify.notifications ALTER COLUMN id SET DEFAULT notify_private.uuid_v7();
 ALTER TABLE notify.notification_deliveries ALTER COLUMN id SET DEFAULT notify_private.uuid_v7();
 
-ALTER TABLE notify.notifications ADD COLUMN skipped jsonb
-    CONSTRAINT "skipped must be a JSON object" CHECK (jsonb_typeof(skipped) = 'object');
-COMMENT ON COLUMN notify.notifications.skipped IS
-    'channels it is not sent on, decided when it was sent: {"push": {"status": "skipped", "reason": …}}; NULL when none';
+ALTER TABLE notify.notifications ADD COLUMN decisions jsonb
+    CONSTRAINT "decisions must be a JSON object" CHECK (jsonb_typeof(decisions) = 'object');
+COMMENT ON COLUMN notify.notifications.decisions IS
+    'each channel not sent at once, decided when it was sent: {"push": {"status": "skipped", "reason": …}}; NULL: all at once';
 
 -- The unique (notification_id, channel, subscription_id) index finds a notification's deliveries as well.
 DROP INDEX notify.notification_deliveries_notification_idx;
