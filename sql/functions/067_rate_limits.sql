@@ -46,11 +46,20 @@ BEGIN
         THEN
             RETURN at;
         END IF;
-        -- Near the limit: the bucket starts as if each of the user's notifications of the last refill
-        -- time (other than the one spending now) had spent a token of it, none of them refilled yet.
+        -- Near the limit: the bucket starts as if each of the user's notifications of the last refill time
+        -- that spent from it (other than the one spending now) had taken its token just now. In-app: those
+        -- not critical and shown (an unrendered template spends when rendered); push and e-mail: those with
+        -- a delivery on the channel that went out or waits to, not in a digest.
         SELECT pg_catalog.count(*) INTO spent_before FROM notify.notifications AS n
         WHERE n.user_id = take_token.user_id AND n.created_at > at - refill
-          AND n.id IS DISTINCT FROM take_token.notification_id;
+          AND n.id IS DISTINCT FROM take_token.notification_id AND n.priority <> 'critical'
+          AND CASE take_token.channel
+              WHEN 'in_app' THEN (n.channels IS NULL OR 'in_app' = ANY (n.channels))
+                                 AND n.held_until IS DISTINCT FROM 'infinity'
+              ELSE EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                           WHERE d.notification_id = n.id AND d.channel = take_token.channel
+                             AND d.status <> 'held' AND d.digest_id IS NULL)
+          END;
     END IF;
     -- The bucket's row lock serializes concurrent senders to one user: no limit is ever exceeded.
     INSERT INTO notify.rate_buckets AS b (user_id, channel, tokens, refreshed_at)
