@@ -55,7 +55,7 @@ BEGIN
           AND n.id IS DISTINCT FROM take_token.notification_id AND n.priority <> 'critical'
           AND CASE take_token.channel
               WHEN 'in_app' THEN (n.channels IS NULL OR 'in_app' = ANY (n.channels))
-                                 AND n.held_until IS DISTINCT FROM 'infinity'
+                                 AND (n.template_id IS NULL OR n.rendered IS NOT NULL)
               ELSE EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
                            WHERE d.notification_id = n.id AND d.channel = take_token.channel
                              AND d.status <> 'held' AND d.digest_id IS NULL)
