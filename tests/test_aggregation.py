@@ -97,7 +97,7 @@ def test_concurrent_sends_with_one_group_key_make_one_notification(db: psycopg.C
     assert folds == (list(range(2, senders + 1)),)
     # One plan, the first sender's: in-app, push (no device), e-mail (held for the digest).
     deliveries = db.execute(
-        "SELECT count(*), count(DISTINCT notification_id) FROM notify.notification_deliveries WHERE user_id = %s",
+        "SELECT count(*), count(DISTINCT notification_id) FROM notify.delivery_decisions WHERE user_id = %s",
         (user,),
     ).fetchone()
     assert deliveries == (3, 1)

@@ -39,7 +39,7 @@ def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str
     return [
         (r[0], r[1], r[2])
         for r in db.execute(
-            "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+            "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s "
             "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], channel), subscription_id",
             (notification_id,),
         )
@@ -120,6 +120,76 @@ def test_priority_and_preferences_decide_the_channels(db: psycopg.Connection[Any
         ("push", "skipped", "push is turned off for task notifications")
     ]
     assert [p[1] for p in planned(db, send(service, "critical", ["push"]))] == ["pending", "pending"]
+
+
+# Each reason a channel is not sent on: how to set the user up, the channel, its status and reason.
+SKIPS: dict[str, tuple[str, str, str, str]] = {
+    "push off": ("INSERT INTO notify.notification_preferences (user_id, notification_type, push_enabled) "
+                 "VALUES (%(user)s, 'task', false)", "push", "skipped", "push is turned off for task notifications"),
+    "no device": ("SELECT %(user)s", "push", "skipped", "no active push subscription"),
+    "e-mail off": ("INSERT INTO notify.notification_preferences (user_id, notification_type, email_enabled) "
+                   "VALUES (%(user)s, 'task', false)", "email", "skipped",
+                   "e-mail is turned off for task notifications"),
+    "no address": ("UPDATE notify.recipients SET email = NULL WHERE user_id = %(user)s", "email", "skipped",
+                   "no e-mail address"),
+    "suppressed": ("INSERT INTO notify.email_suppressions (email, reason) VALUES ('u@example.com', 'bounced')", "email",
+                   "suppressed", "the address bounced"),
+    "low-priority instant": ("INSERT INTO notify.notification_preferences (user_id, notification_type, "
+                             "digest_frequency) VALUES (%(user)s, 'task', 'instant')", "email", "skipped",
+                             "low-priority e-mail goes out in digests only"),
+}  # fmt: skip
+# Critical where a digest would otherwise hold the e-mail (critical overrides the user's own switches).
+SKIP_PRIORITY = {"low-priority instant": "low", "no address": "critical", "suppressed": "critical"}
+
+
+@pytest.mark.parametrize("situation", list(SKIPS))
+def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
+    db: psycopg.Connection[Any], service: Any, situation: str
+) -> None:
+    """The decision lives on the notification row: explain, the delivery status (history, the center) and
+    notify.delivery_decisions still give the channel its status and reason."""
+    setup, channel, status, reason = SKIPS[situation]
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    if situation != "no device":
+        add_device(db, USER)
+    db.execute(setup, {"user": USER})
+    priority = SKIP_PRIORITY.get(situation, "high")
+    sent = send(service, priority, ["in_app", channel])
+    rows = db.execute(
+        "SELECT channel FROM notify.notification_deliveries WHERE notification_id = %s", (sent,)
+    ).fetchall()
+    assert rows == [("in_app",)], "only the in-app delivery is a row"
+    recorded = db.execute("SELECT decisions FROM notify.notifications WHERE id = %s", (sent,)).fetchone()
+    assert recorded == ({channel: {"status": status, "reason": reason}},)
+    decisions = service.execute("SELECT notify.explain(%s) -> 'decisions'", (sent,)).fetchone()
+    assert decisions is not None
+    assert [(d["channel"], d["status"], d["reason"]) for d in decisions[0]] == [
+        ("in_app", "sent", None), (channel, status, reason)
+    ]  # fmt: skip
+    assert service.execute("SELECT notify.delivery_status(%s)", (sent,)).fetchone() == (
+        {"in_app": "sent", channel: status},
+    )
+    assert planned(db, sent) == [("in_app", "sent", None), (channel, status, reason)]
+
+
+def test_ids_are_time_ordered_version_7_uuids(db: psycopg.Connection[Any], service: Any) -> None:
+    """Notifications and deliveries get UUIDv7 ids: version 7, RFC 4122 variant, the time of their insert in
+    the first 48 bits, so that each new id sorts after the ids made before it."""
+    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    before = db.execute("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
+    sent = [uuid.UUID(str(send(service, "critical"))) for _ in range(5)]
+    after = db.execute("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
+    assert before is not None and after is not None
+    deliveries = [
+        uuid.UUID(str(r[0]))
+        for r in db.execute("SELECT id FROM notify.notification_deliveries ORDER BY created_at, channel")
+    ]
+    assert len(deliveries) == 10
+    for made in sent + deliveries:
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
+        assert before[0] <= made.int >> 80 <= after[0]
+    assert [n.int >> 80 for n in sent] == sorted(n.int >> 80 for n in sent)
+    assert len(set(sent)) == len(sent)
 
 
 def test_an_org_lock_beats_the_users_switch(db: psycopg.Connection[Any], service: Any) -> None:
@@ -274,7 +344,12 @@ def test_a_send_reads_its_deliveries_by_key_whatever_the_statistics_say(db: psyc
 def test_a_new_sessions_sends_plan_their_statements_once(db: psycopg.Connection[Any]) -> None:
     """A send's statements keep the plan of their first call: a new session's sends 2 to 5 do not plan
     them anew (which made them cost twice a warm send), nor does any later send. Only the caller's own
-    statement, sent unprepared, is planned at each call."""
+    statement, sent unprepared, is planned at each call. (Limits far away: a rate-limit bucket that becomes a
+    row at the sixth send would plan its statements there, once.)"""
+    db.execute(
+        "UPDATE notify.settings SET value = '1000000' "
+        "WHERE key IN ('rate_limit.push_per_hour', 'rate_limit.in_app_per_hour', 'rate_limit.email_per_day')"
+    )
     db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
     add_device(db, USER)
     plannings: list[int] = []

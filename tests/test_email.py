@@ -116,10 +116,10 @@ def send(
 def email_delivery(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:
     row = db.execute(
         "SELECT id, status, reason, error_message, provider_message_id, attempts, opened_at, clicked_at "
-        "FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'email'",
+        "FROM notify.delivery_decisions WHERE notification_id = %s AND channel = 'email'",
         (notification_id,),
     ).fetchone()
-    assert row is not None, "the planner wrote no e-mail delivery"
+    assert row is not None, "the planner decided nothing for e-mail"
     keys = ("id", "status", "reason", "error_message", "provider_message_id", "attempts", "opened_at", "clicked_at")
     return dict(zip(keys, row, strict=True))
 

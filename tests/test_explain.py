@@ -68,7 +68,7 @@ def test_a_scheduled_notification_is_cancelled_until_it_fires(db: psycopg.Connec
     assert service.execute("SELECT notify.cancel(%s, 'reminder-1')", (USER,)).fetchone() == (True,)
     assert service.execute("SELECT notify.cancel(%s)", (scheduled,)).fetchone() == (False,), "only once"
     statuses = db.execute(
-        "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+        "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s "
         "AND channel <> 'in_app' ORDER BY channel",
         (scheduled,),
     ).fetchall()

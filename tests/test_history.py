@@ -38,13 +38,21 @@ def headers(user: uuid.UUID) -> dict[str, str]:
 
 
 def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list[str]) -> None:
-    """One notification per title through the real triggers (planned deliveries), then spread over time."""
-    db.execute("SELECT notify.upsert_recipient(%s, NULL, 'en', 'UTC', NULL)", (user,))
+    """One notification per title through the real triggers (planned deliveries), then spread over time. The
+    user has an address and no device: every other one asks for push too, which is skipped (no delivery row)."""
+    db.execute("SELECT notify.upsert_recipient(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
     for i, title in enumerate(titles):
         row = db.execute(
             """INSERT INTO notify.notifications (user_id, type, title, body, data, channels)
-               VALUES (%s, %s, %s, %s, %s, ARRAY['in_app', 'email']) RETURNING id""",
-            (user, "task" if i % 3 else "system", title, f"-body {i}", json.dumps({"n": i, "f": "=1"})),
+               VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+            (
+                user,
+                "task" if i % 3 else "system",
+                title,
+                f"-body {i}",
+                json.dumps({"n": i, "f": "=1"}),
+                ["in_app", "email"] if i % 2 else ["in_app", "push", "email"],
+            ),
         ).fetchone()
         assert row is not None
         db.execute("UPDATE notify.notifications SET created_at = %s WHERE id = %s", (BASE - timedelta(hours=i), row[0]))

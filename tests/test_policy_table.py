@@ -186,7 +186,7 @@ def planned(owner: psycopg.Connection[Any], user: uuid.UUID) -> tuple[list[Plann
     """The user's deliveries (channel, status, reason, scheduled_for), and the device of each."""
     rows = owner.execute(
         "SELECT d.channel, d.status, d.reason, d.scheduled_for, d.subscription_id "
-        "FROM notify.notification_deliveries AS d WHERE d.user_id = %s "
+        "FROM notify.delivery_decisions AS d WHERE d.user_id = %s "
         "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], d.channel)",
         (user,),
     ).fetchall()

@@ -90,7 +90,7 @@ def send(cur: psycopg.Cursor[Any], who: uuid.UUID, type_name: str, priority: str
     sent = value(cur, "SELECT notify.send(%s, %s, 'Hello', priority => %s)", who, type_name, priority)
     become(cur, "notify_admin", DBA)
     return cur.execute(
-        "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+        "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s "
         "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], channel)",
         (sent,),
     ).fetchall()
@@ -396,7 +396,7 @@ def test_org_delivery_stats_count_the_org_only(db: psycopg.Connection[Any], as_r
         assert (window["notifications"], window["deliveries"]["email"]) == (1, {"pending": 1})
         assert window["since"] is not None and window["until"] is not None
         # RLS, not only the function's check: the other org's rows are not there for this admin.
-        other = "SELECT count(*) FROM notify.notification_deliveries WHERE user_id = %s"
+        other = "SELECT count(*) FROM notify.delivery_decisions WHERE user_id = %s"
         assert value(cur, other, OTHER_USER) == 0
         become(cur, "notify_admin", DBA)
         assert value(cur, other, OTHER_USER) == 3
@@ -620,7 +620,7 @@ def test_preference_changes_steer_the_planner(client: httpx.Client, owner: psyco
         body = {"user_id": str(member), "type": type_name, "title": "Deploy finished", "priority": "high"}
         sent = ok(client.post("/api/v1/notifications", json=body, headers=SERVICE), 202)["id"]
         rows = owner.execute(
-            "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (sent,)
+            "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s", (sent,)
         ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 

@@ -194,3 +194,40 @@ def test_a_template_sent_from_sql_spends_its_in_app_token_when_rendered(db: psyc
         (True, "sent", None),
         (False, "pending", "in-app rate limit (1 per hour): its real-time event waits for a token"),
     ]
+
+
+def test_a_bucket_is_a_row_only_where_its_limit_can_bite(db: psycopg.Connection[Any]) -> None:
+    """Up to half a bucket's capacity per refill time, sends spend no row; from then on the bucket is a row,
+    started as if every recent notification had spent from it, and the limit holds exactly as before."""
+    add_device(db, USER)
+    settings(db, rate_limit__in_app_per_hour="8", rate_limit__push_per_hour="4")
+    clock = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+
+    def buckets() -> dict[str, float]:
+        rows = db.execute("SELECT channel, tokens FROM notify.rate_buckets WHERE user_id = %s", (USER,))
+        return {r[0]: r[1] for r in rows}
+
+    def send(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT notify.send(%s, 'user', 'Liked', channels => '{in_app,push}')", (USER,))
+
+    with pinned_sender(db, clock) as conn:
+        send(conn)
+        send(conn)
+        assert buckets() == {}, "two sends are half of push's 4 per hour: no bucket written"
+        send(conn)
+        assert buckets() == {"push": 1.0}, "the third push: the bucket starts with the two before it spent"
+        send(conn)
+        send(conn)
+        assert buckets() == {"push": -1.0, "in_app": 3.0}
+    push = offsets(db, "SELECT scheduled_for FROM notify.notification_deliveries WHERE channel = 'push'", clock)
+    assert push == [0.0, 0.0, 0.0, 0.0, HOUR / 4], "the fifth push waits a quarter hour, as from a full bucket"
+    # An hour later the earlier sends are too old to count: again no bucket is needed for a quiet user.
+    other = uuid.UUID(int=32)
+    add_device(db, other)
+    with pinned_sender(db, clock) as conn:
+        for _ in range(2):
+            conn.execute("SELECT notify.send(%s, 'user', 'Liked', channels => '{in_app,push}')", (other,))
+    with pinned_sender(db, clock + dt.timedelta(hours=2)) as conn:
+        for _ in range(2):
+            conn.execute("SELECT notify.send(%s, 'user', 'Liked', channels => '{in_app,push}')", (other,))
+    assert db.execute("SELECT count(*) FROM notify.rate_buckets WHERE user_id = %s", (other,)).fetchone() == (0,)

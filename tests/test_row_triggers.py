@@ -93,7 +93,7 @@ def sent(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 def deliveries(db: psycopg.Connection[Any], notification_id: Any) -> dict[str, tuple[str, str | None]]:
     rows = db.execute(
-        "SELECT channel, status, reason FROM notify.notification_deliveries WHERE notification_id = %s",
+        "SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s",
         (notification_id,),
     )
     return {r[0]: (r[1], r[2]) for r in rows}

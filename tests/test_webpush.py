@@ -112,7 +112,7 @@ def device_row(conn: psycopg.Connection[Any], subscription_id: str) -> dict[str,
 
 def push_delivery(conn: psycopg.Connection[Any], notification_id: str) -> dict[str, Any] | None:
     return fetch(
-        conn, "SELECT * FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'push'",
+        conn, "SELECT * FROM notify.delivery_decisions WHERE notification_id = %s AND channel = 'push'",
         notification_id,
     )  # fmt: skip
 

@@ -202,7 +202,17 @@ BEGIN
     ELSIF NEW.send_at > NEW.created_at THEN
         NEW.held_until := NEW.send_at;
     ELSIF NEW.priority <> 'critical' AND (NEW.channels IS NULL OR 'in_app' = ANY (NEW.channels)) THEN
-        NEW.held_until := nullif(notify_private.take_token(NEW.user_id, 'in_app'), NEW.created_at);
+        NEW.held_until := nullif(notify_private.take_token(NEW.user_id, 'in_app', notification_id => NEW.id),
+                                  NEW.created_at);
+    END IF;
+    -- How each channel goes, decided once and kept on the row: a channel it is not sent on needs no
+    -- delivery row, and the statement's delivery planning reads no preferences again. A query, not an
+    -- assignment, so that its plan (channel_decisions inlined) is kept for the session. A bulk send's
+    -- rows are decided together by that planning instead (see plan_notification).
+    IF NEW.batch_id IS NULL THEN
+        SELECT d.decisions INTO NEW.decisions FROM notify_private.channel_decisions(NEW) AS d;
+    ELSE
+        NEW.decisions := NULL;
     END IF;
     RETURN NEW;
 END
@@ -210,7 +220,7 @@ $$;
 -- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
 ALTER FUNCTION notify_private.prepare_new_notification() OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.prepare_new_notification()
-    IS 'gives a new notification its seq and clock; skips a replayed idempotency key (refuses it with another request); refuses an unknown template; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at, the in-app rate limit or its rendering';
+    IS 'gives a new notification its seq and clock; skips a replayed idempotency key (refuses it with another request); refuses an unknown template; folds it into its open group (the INSERT then makes no row); holds its real-time event for send_at, the in-app rate limit or its rendering; records how each channel goes (decisions)';
 
 CREATE OR REPLACE TRIGGER notifications_prepare_new BEFORE INSERT ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_new_notification();

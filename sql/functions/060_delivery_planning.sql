@@ -156,8 +156,8 @@ COMMENT ON FUNCTION notify_private.dispatch_deliveries(text)
 
 -- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
 DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
--- No SET clause (names are qualified): PostgreSQL inlines it into the statement that plans a whole
--- INSERT's deliveries at once, instead of calling (and, being SQL, planning) it once per notification.
+-- No SET clause (names are qualified): PostgreSQL inlines it into the insert trigger's query that decides
+-- a notification's channels (channel_decisions), instead of calling (and, being SQL, planning) it each time.
 CREATE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
     RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text,
                    push_locked boolean, email_locked boolean)
@@ -200,30 +200,43 @@ $$;
 COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
     IS 'the switches in force for a user and type, each from the most specific level that sets it; org locks win (and are said)';
 
--- Its result gained a column (token): CREATE OR REPLACE cannot change a result type.
-DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
--- SQL, STABLE and no SET clause, so that PostgreSQL inlines it: notify_private.plan_deliveries plans
--- every notification of an INSERT in one statement. Being STABLE it cannot spend rate-limit tokens:
--- it says which bucket a delivery spends from (token), and plans it as if the token were free now;
--- plan_deliveries spends the tokens and moves the deliveries that must wait for theirs.
+-- Its result is the notification's decision record (it returned a delivery per channel before).
+DROP FUNCTION IF EXISTS notify_private.channel_decisions(notify.notifications);
+-- SQL, STABLE and no SET clause, so that PostgreSQL inlines it into the insert trigger's query, whose plan
+-- is kept for the session. The insert trigger stores what it returns in notifications.decisions: then no
+-- channel that is not sent needs a delivery row, and planning the deliveries (plan_notification) reads
+-- no preferences again.
 -- Its body calls notify_private.quiet_hours_end, which 065_quiet_hours.sql creates after this file.
 SET check_function_bodies = off;
-CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
-    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
-                   token text)
+CREATE FUNCTION notify_private.channel_decisions(notification notify.notifications)
+    RETURNS TABLE (decisions jsonb)
     LANGUAGE sql STABLE
-    -- A row per channel (and per device): not the default estimate of 1000, which makes the planner
-    -- think a bulk send's planning statement is huge.
-    ROWS 3
+    ROWS 1
 AS $$
-    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
-    FROM (SELECT (plan_notification.notification).*) AS n
+    -- Only what is not "sent at once": {} (stored as NULL) for a notification every channel of which goes now.
+    SELECT nullif(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+               'push', CASE
+                   WHEN NOT ('push' = ANY (k.wanted)) THEN NULL
+                   WHEN decided.push_skipped IS NOT NULL
+                   THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', decided.push_skipped)
+                   WHEN quiet.quiet_until >= k.now_at
+                   THEN pg_catalog.jsonb_build_object(
+                       'status', 'pending',
+                       'reason', format('held for quiet hours until %s %s',
+                                        to_char(quiet.quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
+                                        recipient.timezone),
+                       'until', nullif(quiet.quiet_until, k.now_at))
+               END,
+               'email', CASE WHEN 'email' = ANY (k.wanted) AND decided.email_status <> 'pending'
+                             THEN pg_catalog.jsonb_build_object('status', decided.email_status,
+                                                                'reason', decided.email_reason) END)),
+           '{}'::jsonb)
+    FROM (SELECT (channel_decisions.notification).*) AS n
     -- By priority: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
     -- low in-app, e-mail by digest only. A sender's channels narrow that set.
     -- Critical is the user's safety (security alerts): their own switches do not stop it; an org lock does.
     CROSS JOIN LATERAL (
-        SELECT coalesce(n.channels, CASE n.priority WHEN 'low' THEN ARRAY['in_app', 'email']
-                                                    ELSE ARRAY['in_app', 'push', 'email'] END) AS wanted,
+        SELECT notify_private.wanted_channels(n.priority, n.channels) AS wanted,
                n.priority = 'critical' AS critical,
                notify.now() AS now_at
     ) AS k
@@ -280,6 +293,55 @@ AS $$
                    ELSE format('for the %s digest', prefs.digest_frequency)
                END AS email_reason
     ) AS decided
+$$;
+COMMENT ON FUNCTION notify_private.channel_decisions(notify.notifications)
+    IS 'a new notification''s decision record (notifications.decisions): each channel not sent at once, with status and reason';
+
+-- Immutable SQL: inlined wherever it is used.
+CREATE OR REPLACE FUNCTION notify_private.wanted_channels(priority text, channels text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(wanted_channels.channels, CASE wanted_channels.priority WHEN 'low' THEN ARRAY['in_app', 'email']
+                                                                           ELSE ARRAY['in_app', 'push', 'email'] END)
+$$;
+COMMENT ON FUNCTION notify_private.wanted_channels(text, text[])
+    IS 'the channels a notification goes out on before preferences: the sender''s, else those of its priority';
+
+-- Its result gained a column (token): CREATE OR REPLACE cannot change a result type.
+DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
+-- SQL, STABLE and no SET clause, so that PostgreSQL inlines it: notify_private.plan_deliveries plans
+-- every notification of an INSERT in one statement. Being STABLE it cannot spend rate-limit tokens:
+-- it says which bucket a delivery spends from (token), and plans it as if the token were free now;
+-- plan_deliveries spends the tokens and moves the deliveries that must wait for theirs.
+-- A notification's channels are decided once (channel_decisions). For a single send the insert trigger
+-- did it and recorded them on the row (notifications.decisions): a channel recorded skipped or suppressed
+-- gets no delivery, one not recorded goes at once. A bulk send's rows (batch_id) are decided here, in
+-- this one statement for all of them (one query per row in the insert trigger made a send_bulk to
+-- 10,000 users take twice as long), so their skipped channels are delivery rows: nothing can write them
+-- on the notification row any more.
+CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
+    RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
+                   token text)
+    LANGUAGE sql STABLE
+    -- A row per channel (and per device): not the default estimate of 1000, which makes the planner
+    -- think a bulk send's planning statement is huge.
+    ROWS 3
+AS $$
+    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
+    FROM (SELECT (plan_notification.notification).*) AS n
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN n.batch_id IS NULL THEN n.decisions
+                    ELSE (SELECT d.decisions FROM notify_private.channel_decisions(plan_notification.notification) AS d)
+               END AS decisions
+        OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
+    ) AS decided
+    CROSS JOIN LATERAL (
+        SELECT notify_private.wanted_channels(n.priority, n.channels) AS wanted,
+               n.priority = 'critical' AS critical,
+               notify.now() AS now_at,
+               coalesce(decided.decisions -> 'push', '{"status": "pending"}') AS push,
+               coalesce(decided.decisions -> 'email', '{"status": "pending"}') AS email
+    ) AS k
     CROSS JOIN LATERAL (
         -- In-app: listed at once; a held real-time event is released by a job when it comes due.
         SELECT 'in_app' AS channel, NULL::uuid AS subscription_id,
@@ -298,28 +360,23 @@ AS $$
                NULL AS token
         WHERE 'in_app' = ANY (k.wanted)
         UNION ALL
-        SELECT 'push', NULL, 'skipped', decided.push_skipped, NULL, NULL
-        WHERE 'push' = ANY (k.wanted) AND decided.push_skipped IS NOT NULL
+        SELECT 'push', NULL, 'skipped', k.push ->> 'reason', NULL, NULL
+        WHERE n.batch_id IS NOT NULL AND 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'skipped'
         UNION ALL
         -- Every active device; one token per notification, however many devices (not for critical).
-        SELECT 'push', s.id, 'pending',
-               CASE WHEN quiet.quiet_until >= k.now_at
-                    THEN format('held for quiet hours until %s %s',
-                                to_char(quiet.quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
-                                recipient.timezone) END,
-               nullif(greatest(quiet.quiet_until, k.now_at), k.now_at),
+        SELECT 'push', s.id, 'pending', k.push ->> 'reason', (k.push ->> 'until')::timestamptz,
                CASE WHEN NOT k.critical THEN 'push' END
         FROM notify.push_subscriptions AS s
-        WHERE 'push' = ANY (k.wanted) AND decided.push_skipped IS NULL AND s.user_id = n.user_id AND s.is_active
+        WHERE 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'pending' AND s.user_id = n.user_id AND s.is_active
         UNION ALL
-        SELECT 'email', NULL, decided.email_status, decided.email_reason, NULL,
-               CASE WHEN decided.email_status = 'pending' AND NOT k.critical THEN 'email' END
-        WHERE 'email' = ANY (k.wanted)
+        SELECT 'email', NULL, k.email ->> 'status', k.email ->> 'reason', NULL,
+               CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END
+        WHERE 'email' = ANY (k.wanted) AND (k.email ->> 'status' IN ('pending', 'held') OR n.batch_id IS NOT NULL)
     ) AS c
 $$;
 RESET check_function_bodies;
 COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
-    IS 'the deliveries a new notification gets: channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
+    IS 'the deliveries a new notification gets, from its decisions (bulk: skipped channels too): channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
 
 CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
     LANGUAGE plpgsql
@@ -347,7 +404,7 @@ BEGIN
     ), spent AS MATERIALIZED (
         -- A notification spends one token per bucket however many devices, push before e-mail, and a
         -- user's notifications in the order they were sent: past the rate, each waits its turn.
-        SELECT t.id, t.token, notify_private.take_token(t.user_id, t.token) AS token_at
+        SELECT t.id, t.token, notify_private.take_token(t.user_id, t.token, notification_id => t.id) AS token_at
         FROM (SELECT DISTINCT d.user_id, d.seq, d.token, d.id FROM decided AS d WHERE d.token IS NOT NULL
               ORDER BY d.user_id, d.seq, d.token DESC) AS t
     ), planned AS (

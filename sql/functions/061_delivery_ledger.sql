@@ -197,16 +197,34 @@ ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.retry_delivery(uuid)
     IS 'sends a dead letter again with fresh attempts; returns the id of the dispatcher job that will hand it to its channel';
 
+-- Every channel decision of every notification: the delivery rows, and the channels a notification is not
+-- sent on, which are kept in its decision record (notifications.decisions) instead of a delivery row each.
+
+CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
+    SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
+           d.attempts, d.repeats, d.error_message, d.provider_message_id, d.sent_at, d.delivered_at, d.opened_at,
+           d.clicked_at, d.failed_at, d.created_at
+    FROM notify.notification_deliveries AS d
+    UNION ALL
+    SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, n.created_at
+    FROM notify.notifications AS n
+    CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
+    -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
+    WHERE n.decisions IS NOT NULL AND s.value ->> 'status' IN ('skipped', 'suppressed');
+COMMENT ON VIEW notify.delivery_decisions
+    IS 'every channel decision: the deliveries, and the channels a notification is not sent on (id NULL: no delivery row)';
+
 -- What /metrics shows and a DBA watches.
 
 CREATE OR REPLACE VIEW notify.delivery_counts WITH (security_invoker = true) AS
     SELECT d.channel, coalesce(s.kind, d.channel) AS provider, d.status, pg_catalog.count(*) AS deliveries,
            pg_catalog.sum(d.repeats) AS repeats
-    FROM notify.notification_deliveries AS d
+    FROM notify.delivery_decisions AS d
     LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
     GROUP BY 1, 2, 3;
 COMMENT ON VIEW notify.delivery_counts
-    IS 'deliveries by channel, provider (webpush, fcm, email, in_app) and status, and repeats (possible duplicates)';
+    IS 'deliveries and skipped channels by channel, provider (webpush, fcm, email, in_app, push) and status, and repeats (possible duplicates)';
 
 CREATE OR REPLACE VIEW notify.queue_depth WITH (security_invoker = true) AS
     SELECT j.queue_name AS queue, j.status::text AS status, pg_catalog.count(*) AS jobs,
@@ -227,7 +245,7 @@ AS $$
     -- Push has one row per device: a channel shows its furthest-along delivery.
     SELECT coalesce(jsonb_object_agg(best.channel, best.status), '{}'::jsonb)
     FROM (SELECT DISTINCT ON (d.channel) d.channel, d.status
-          FROM notify.notification_deliveries AS d
+          FROM notify.delivery_decisions AS d
           WHERE d.notification_id = delivery_status.notification_id
           ORDER BY d.channel, pg_catalog.array_position(
               ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped', 'suppressed',

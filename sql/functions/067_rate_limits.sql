@@ -1,8 +1,10 @@
 -- Rate limits: token buckets that schedule excess for later instead of dropping it.
 
--- It gained `refuse`: drop the two-argument version a previous migrate made, or calls turn ambiguous.
+-- It gained `refuse`, then `notification_id`: drop the versions a previous migrate made, or calls turn ambiguous.
 DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text);
-CREATE OR REPLACE FUNCTION notify_private.take_token(user_id uuid, channel text, refuse boolean DEFAULT true)
+DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text, boolean);
+CREATE OR REPLACE FUNCTION notify_private.take_token(user_id uuid, channel text, refuse boolean DEFAULT true,
+                                                    notification_id uuid DEFAULT NULL)
     RETURNS timestamptz
     LANGUAGE plpgsql
     SET search_path = ''
@@ -19,11 +21,49 @@ DECLARE
     max_queued constant integer :=
         CASE WHEN take_token.channel = 'test' THEN 0 ELSE notify.setting('rate_limit.max_queued')::integer END;
     at constant timestamptz := notify.now();
+    -- The time the bucket takes to refill from empty: an hour, or a day for e-mail.
+    refill constant interval := make_interval(secs => capacity / per_second);
+    -- Up to this many sends per refill time a bucket needs no row: half its capacity.
+    far_below constant bigint := pg_catalog.floor(capacity / 2)::bigint;
+    last_seq bigint;
+    spent_before bigint := 0;
     left_over double precision;
 BEGIN
+    -- A bucket is a row only where its limit can bite. Without one, the user's recent sends are read
+    -- instead: every send (and every change of a notification) takes the next of the user's seqs, and a
+    -- notification's updated_at is when it took its seq. So if the user's notification holding the
+    -- first seq at or after last_seq - far_below took it more than a refill time ago, at most far_below
+    -- sends happened since: the bucket would still be at least half full, and nothing is written. A test
+    -- send always has its row. Concurrent senders to one user hold the recipient's row lock (next_seq).
+    IF take_token.channel <> 'test' AND NOT EXISTS (
+        SELECT 1 FROM notify.rate_buckets AS b WHERE b.user_id = take_token.user_id AND b.channel = take_token.channel
+    ) THEN
+        SELECT r.last_seq INTO last_seq FROM notify.recipients AS r WHERE r.user_id = take_token.user_id;
+        IF last_seq <= far_below OR (
+            SELECT n.updated_at < at - refill FROM notify.notifications AS n
+            WHERE n.user_id = take_token.user_id AND n.seq >= last_seq - far_below
+            ORDER BY n.seq LIMIT 1)
+        THEN
+            RETURN at;
+        END IF;
+        -- Near the limit: the bucket starts as if each of the user's notifications of the last refill time
+        -- that spent from it (other than the one spending now) had taken its token just now. In-app: those
+        -- not critical and shown (an unrendered template spends when rendered); push and e-mail: those with
+        -- a delivery on the channel that went out or waits to, not in a digest.
+        SELECT pg_catalog.count(*) INTO spent_before FROM notify.notifications AS n
+        WHERE n.user_id = take_token.user_id AND n.created_at > at - refill
+          AND n.id IS DISTINCT FROM take_token.notification_id AND n.priority <> 'critical'
+          AND CASE take_token.channel
+              WHEN 'in_app' THEN (n.channels IS NULL OR 'in_app' = ANY (n.channels))
+                                 AND (n.template_id IS NULL OR n.rendered IS NOT NULL)
+              ELSE EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                           WHERE d.notification_id = n.id AND d.channel = take_token.channel
+                             AND d.status <> 'held' AND d.digest_id IS NULL)
+          END;
+    END IF;
     -- The bucket's row lock serializes concurrent senders to one user: no limit is ever exceeded.
     INSERT INTO notify.rate_buckets AS b (user_id, channel, tokens, refreshed_at)
-    VALUES (take_token.user_id, take_token.channel, capacity - 1, at)
+    VALUES (take_token.user_id, take_token.channel, capacity - spent_before - 1, at)
     ON CONFLICT ON CONSTRAINT rate_buckets_pkey DO UPDATE SET
         tokens = least(capacity,
                        b.tokens + greatest(0, extract(epoch FROM at - b.refreshed_at)) * per_second) - 1,
@@ -49,8 +89,8 @@ BEGIN
     RETURN at + make_interval(secs => -left_over / per_second);
 END
 $$;
-COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean)
-    IS 'spends one of a user''s tokens on a channel (or test, for send_test); returns when the delivery may go (now, or when its token frees up)';
+COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid)
+    IS 'spends one of a user''s tokens on a channel (or test, for send_test) for a notification; returns when the delivery may go (now, or when its token frees up); writes the bucket only near its limit';
 
 CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
     LANGUAGE plpgsql

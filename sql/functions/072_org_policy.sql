@@ -114,7 +114,7 @@ BEGIN
     RETURN (
         WITH counted AS (
             SELECT 'deliveries' AS figure, d.channel, d.status AS name, pg_catalog.count(*) AS n
-            FROM notify.notification_deliveries AS d
+            FROM notify.delivery_decisions AS d
             JOIN notify.recipients AS r ON r.user_id = d.user_id
             WHERE r.org_id = org_delivery_stats.org_id AND d.created_at >= low AND d.created_at < high
             GROUP BY d.channel, d.status

@@ -22,7 +22,7 @@ AS $$
                        'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'failed_at', d.failed_at,
                        'decided_at', d.created_at)
                    ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at)
-            FROM notify.notification_deliveries AS d
+            FROM notify.delivery_decisions AS d
             WHERE d.notification_id = n.id), '[]'::jsonb),
         'folds', coalesce((
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(

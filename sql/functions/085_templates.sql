@@ -84,7 +84,8 @@ BEGIN
         held_until = CASE
             WHEN n.send_at > notify.now() THEN n.send_at
             WHEN n.priority <> 'critical' AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
-                THEN nullif(notify_private.take_token(n.user_id, 'in_app', refuse => false), notify.now()) END
+                THEN nullif(notify_private.take_token(n.user_id, 'in_app', refuse => false, notification_id => n.id),
+                            notify.now()) END
     WHERE n.id = store_rendering.notification_id AND n.rendered IS NULL AND n.render_error IS NULL
     RETURNING n.* INTO target;
     IF NOT FOUND THEN

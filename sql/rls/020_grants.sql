@@ -7,6 +7,9 @@ GRANT USAGE ON SCHEMA notify_private TO notify_definer, notify_worker;
 GRANT SELECT ON notify_private.migrations TO notify_worker;
 
 GRANT EXECUTE ON FUNCTION notify_private.next_seq(uuid) TO notify_definer;
+-- The default id of notifications and deliveries: whoever may insert them calls it.
+GRANT EXECUTE ON FUNCTION notify_private.uuid_v7()
+    TO notify_service, notify_admin, notify_worker, notify_definer;
 
 GRANT EXECUTE ON FUNCTION notify.now(), notify.current_claims(), notify.current_user_id(),
     notify.current_org_id(), notify.setting(text), notify.in_admin_scope(uuid),

@@ -4,6 +4,9 @@ GRANT EXECUTE ON FUNCTION notify_private.claim_deliveries(uuid[]), notify_privat
     TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid) TO notify_admin;
 GRANT SELECT ON notify.dead_letters, notify.delivery_counts TO notify_admin, notify_worker, notify_service;
+-- As the caller (security_invoker): each reads the deliveries and notifications its policies show it.
+GRANT SELECT ON notify.delivery_decisions
+    TO notify_authenticated, notify_service, notify_admin, notify_worker, notify_definer;
 GRANT SELECT ON notify.queue_depth TO notify_admin, notify_worker;
 GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid)
     TO notify_authenticated, notify_service, notify_admin, notify_worker;

@@ -1,10 +1,10 @@
 -- Grants and policies of rate limits (after 010_reset dropped them all).
 
 -- The triggers and the planner run as notify_definer; the worker releases held events.
-GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean), notify_private.global_token_times(integer)
+GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid), notify_private.global_token_times(integer)
     TO notify_definer;
 -- The worker spends the in-app token of a template notification when it has rendered it.
-GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean) TO notify_worker;
+GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid) TO notify_worker;
 GRANT INSERT, UPDATE ON notify.rate_buckets TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify_private.release_in_app(uuid[]) TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.rate_limit_status() TO notify_service, notify_admin, notify_worker;

@@ -27,7 +27,7 @@ SELECT results_eq(
 SELECT is((SELECT seq FROM notify.notifications WHERE group_key = 'assign'),
     (SELECT last_seq FROM notify.recipients WHERE user_id = '00000000-0000-4000-8000-0000000000c1'),
     'each fold gives the group the user''s newest seq');
-SELECT is((SELECT count(*) FROM notify.notification_deliveries
+SELECT is((SELECT count(*) FROM notify.delivery_decisions
            WHERE user_id = '00000000-0000-4000-8000-0000000000c1')::int, 3,
     'folds plan no deliveries: only the first send''s in-app, push and e-mail rows exist');
 SELECT results_eq(

@@ -7,7 +7,7 @@ SELECT notify.upsert_recipient('00000000-0000-4000-8000-00000000000a', 'ada@exam
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'task', 'Normal', priority => 'normal');
 SELECT results_eq(
-    $$SELECT channel, status, reason FROM notify.notification_deliveries d
+    $$SELECT channel, status, reason FROM notify.delivery_decisions d
       JOIN notify.notifications n ON n.id = d.notification_id WHERE n.title = 'Normal'
       ORDER BY array_position(ARRAY['in_app', 'push', 'email'], channel)$$,
     $$VALUES ('in_app', 'sent', NULL), ('push', 'skipped', 'no active push subscription'),
@@ -15,17 +15,17 @@ SELECT results_eq(
     'a normal notification: in-app now, no device for push, e-mail waits for the daily digest');
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'security', 'Critical', priority => 'critical');
-SELECT is((SELECT d.status FROM notify.notification_deliveries d JOIN notify.notifications n ON n.id = d.notification_id
+SELECT is((SELECT d.status FROM notify.delivery_decisions d JOIN notify.notifications n ON n.id = d.notification_id
            WHERE n.title = 'Critical' AND d.channel = 'email'), 'pending',
     'a critical one e-mails at once, digest or not');
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'user', 'Low', priority => 'low');
-SELECT is((SELECT array_agg(d.channel ORDER BY d.channel) FROM notify.notification_deliveries d
+SELECT is((SELECT array_agg(d.channel ORDER BY d.channel) FROM notify.delivery_decisions d
            JOIN notify.notifications n ON n.id = d.notification_id WHERE n.title = 'Low'),
     ARRAY['email', 'in_app'], 'a low one never pushes');
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'task', 'In-app only', channels => ARRAY['in_app']);
-SELECT is((SELECT count(*) FROM notify.notification_deliveries d JOIN notify.notifications n ON n.id = d.notification_id
+SELECT is((SELECT count(*) FROM notify.delivery_decisions d JOIN notify.notifications n ON n.id = d.notification_id
            WHERE n.title = 'In-app only')::int, 1, 'a sender''s channels narrow the plan');
 
 RESET ROLE;
@@ -36,7 +36,7 @@ SELECT is((SELECT array_agg(channel) FROM notify.notification_deliveries WHERE s
 SET ROLE notify_service;
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000b', 'security', 'No address', priority => 'critical');
-SELECT is((SELECT d.reason FROM notify.notification_deliveries d JOIN notify.notifications n ON n.id = d.notification_id
+SELECT is((SELECT d.reason FROM notify.delivery_decisions d JOIN notify.notifications n ON n.id = d.notification_id
            WHERE n.title = 'No address' AND d.channel = 'email'), 'no e-mail address',
     'a user without an address is skipped, with the reason');
 RESET ROLE;
@@ -44,7 +44,7 @@ RESET ROLE;
 INSERT INTO notify.email_suppressions (email, reason) VALUES ('ada@example.com', 'bounced');
 SET ROLE notify_service;
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'security', 'Suppressed', priority => 'critical');
-SELECT is((SELECT d.status || ': ' || d.reason FROM notify.notification_deliveries d
+SELECT is((SELECT d.status || ': ' || d.reason FROM notify.delivery_decisions d
            JOIN notify.notifications n ON n.id = d.notification_id
            WHERE n.title = 'Suppressed' AND d.channel = 'email'), 'suppressed: the address bounced',
     'an address that bounced gets nothing');
@@ -52,7 +52,7 @@ RESET ROLE;
 
 SET ROLE notify_authenticated;
 SELECT set_config('request.jwt.claims', '{"sub": "00000000-0000-4000-8000-00000000000a"}', true);
-SELECT is((SELECT array_agg(DISTINCT user_id) FROM notify.notification_deliveries),
+SELECT is((SELECT array_agg(DISTINCT user_id) FROM notify.delivery_decisions),
     ARRAY['00000000-0000-4000-8000-00000000000a']::uuid[], 'a user sees only their own deliveries');
 SELECT throws_ok($$SELECT * FROM notify.dead_letters$$, '42501', NULL, 'and not the dead letters');
 SELECT throws_ok($$SELECT notify_private.defer_jobs('[]')$$, '42501', NULL,

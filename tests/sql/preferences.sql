@@ -52,7 +52,7 @@ SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', t
 SELECT notify.send('00000000-0000-4000-8000-0000000000c1', 'task', 'Task', priority => 'high');
 SELECT notify.send('00000000-0000-4000-8000-0000000000c1', 'security', 'Login', priority => 'high');
 SELECT results_eq(
-    $$SELECT n.title, d.channel, d.status FROM notify.notification_deliveries d
+    $$SELECT n.title, d.channel, d.status FROM notify.delivery_decisions d
       JOIN notify.notifications n ON n.id = d.notification_id WHERE d.channel IN ('push', 'email')
       ORDER BY n.title, d.channel$$,
     $$VALUES ('Login', 'email', 'pending'), ('Login', 'push', 'skipped'),

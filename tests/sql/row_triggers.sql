@@ -45,7 +45,7 @@ SELECT is((SELECT data FROM notify.notifications),
                                                     'column', 'assignee_id')),
     'data.source says which row of which table sent it');
 SELECT bag_eq(
-    $$SELECT d.channel FROM notify.notification_deliveries AS d$$,
+    $$SELECT d.channel FROM notify.delivery_decisions AS d$$,
     $$VALUES ('in_app'), ('push'), ('email')$$,
     'the planner decided every channel, as for any notify.send');
 SELECT is((SELECT notify.explain(id) ->> 'rule' FROM notify.notifications),

@@ -7,7 +7,7 @@ SELECT notify.send_test($1)
 -- planned_deliveries --
 -- What became of each channel of a notification, as far as the caller may see (run as the caller)
 SELECT d.channel, s.kind AS device_kind, d.subscription_id, d.status, d.reason
-FROM notify.notification_deliveries AS d
+FROM notify.delivery_decisions AS d
 LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
 WHERE d.notification_id = $1
 ORDER BY array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at, d.id

@@ -21,7 +21,7 @@ LEFT JOIN LATERAL (
            CASE WHEN n.deleted_at IS NULL THEN pg_catalog.to_jsonb(n.read_at) #>> '{}' END AS read_at,
            n.deleted_at IS NOT NULL AS deleted,
            extract(epoch FROM pg_catalog.clock_timestamp() - n.updated_at)::float8 AS lag,
-           (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'])::text AS data
+           (pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed', 'decisions'])::text AS data
     FROM notify.notifications AS n
     WHERE n.changed_xid >= pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
       AND NOT pg_catalog.pg_visible_in_snapshot(n.changed_xid, $1::text::pg_snapshot)
@@ -51,7 +51,7 @@ SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = noti
 
 -- ws_resume_page --
 -- As the caller: the caller's notifications created or changed after seq $1 and up to seq $2 (NULL: no bound), not held, in seq order, at most $3
-SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed'] AS data
+SELECT n.seq, pg_catalog.to_jsonb(n) - ARRAY['user_id', 'changed_xid', 'template_vars', 'idempotency_key', 'batch_id', 'held_until', 'rendered', 'render_error', 'sealed', 'decisions'] AS data
 FROM notify.notifications AS n
 WHERE n.user_id = notify.current_user_id() AND n.seq > $1
   AND n.seq <= coalesce($2::bigint, 9223372036854775807) AND n.held_until IS NULL

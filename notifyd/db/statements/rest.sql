@@ -52,7 +52,7 @@ SELECT b.id, b.type, b.recipient_count, b.created_by, b.created_at,
        count(n.action_taken)::integer AS actions_taken,
        (SELECT coalesce(jsonb_object_agg(per_status.status, per_status.deliveries), '{}'::jsonb)
         FROM (SELECT d.status, count(*) AS deliveries
-              FROM notify.notification_deliveries AS d
+              FROM notify.delivery_decisions AS d
               JOIN notify.notifications AS bn ON bn.id = d.notification_id
               WHERE bn.batch_id = b.id
               GROUP BY d.status) AS per_status) AS deliveries
