@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -18,10 +19,32 @@ import jwt
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Below the kernel's ephemeral range: a port the OS hands out for bind(0) may be taken by any outgoing
+# connection (a client of PostgreSQL, say) before the server that was meant to have it binds it, or between
+# its stop and its restart on the same port.
+PORTS = range(15000, max(15001, min(_ephemeral_low(), 32768)))
+_ports = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, outside the ephemeral range."""
+    for _ in range(200):
+        port = _ports.choice(PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def make_token(

@@ -211,8 +211,7 @@ def test_preferences_saved_in_the_ui_decide_in_the_database(
     nid = send(server_owner_url, user, "Task assigned")
     with owner(server_owner_url) as conn:
         decided = conn.execute(
-            "SELECT status, reason FROM notify.notification_deliveries "
-            "WHERE notification_id = %s AND channel = 'email'",
+            "SELECT status, reason FROM notify.delivery_decisions WHERE notification_id = %s AND channel = 'email'",
             (nid,),
         ).fetchone()
     assert decided == ("skipped", "e-mail is turned off for task notifications")

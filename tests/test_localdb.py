@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,12 +19,7 @@ import pytest
 
 from notifyd.db.localdb import resolve_server, with_database
 from notifyd.db.migrate import migrate_url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.server import free_port
 
 
 @pytest.fixture
