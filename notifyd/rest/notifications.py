@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from starlette import status
@@ -38,6 +39,7 @@ from notifyd.domain.render_pool import RenderPool
 from notifyd.domain.sending import send_args
 from notifyd.http.errors import ApiError, database_problem
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import lag_tolerant
 from notifyd.http.shared import NOT_FOUND, decode_cursor, encode_cursor, end_user, found, path_uuid, reply, sender
 
 NO_SENSITIVE_FIELDS = "this notification has no sensitive fields"
@@ -190,12 +192,15 @@ async def list_notifications(request: Request) -> Response:
     after: tuple[datetime | None, uuid.UUID | None, int | None] = (None, None, None)
     if params.cursor is not None:
         after = decode_cursor(params.cursor, params.sort)
-    async with as_caller(request.app.state.pool, caller) as conn:
+
+    async def page_and_count(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], Any]:
         rows = await conn.fetch(
             query("list_notifications"),
             params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1, params.sort, after[2],
         )  # fmt: skip
-        unread = await conn.fetchval(query("unread_count"))
+        return rows, await conn.fetchval(query("unread_count"))
+
+    rows, unread = await lag_tolerant(request, caller, page_and_count)
     page, has_more = rows[: params.limit], len(rows) > params.limit
     answer = NotificationPage(
         items=[notification(r) for r in page],
@@ -208,8 +213,7 @@ async def list_notifications(request: Request) -> Response:
 
 async def unread_count(request: Request) -> Response:
     caller = await end_user(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        counts = await conn.fetchval(query("unread_count"))
+    counts = await lag_tolerant(request, caller, lambda conn: conn.fetchval(query("unread_count")))
     return reply(UnreadCount.model_validate(counts))
 
 
