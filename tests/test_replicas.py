@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -209,9 +208,10 @@ def test_a_token_that_is_not_the_callers_reads_from_the_primary(streaming: Strea
     expired = seal(settings, Caller("authenticated", str(user), {}), "0/1", time.time() - 3600)
     forged = seal(Settings(database_url="unused", jwt_secret="another secret"), Caller("authenticated", str(user), {}),
                   "0/1", time.time())  # fmt: skip
-    assert httpx.get(f"{server}{API}", headers=user_headers(user, **{HEADER: mine}), timeout=10).headers[
-        WHERE_HEADER
-    ] == "replica"
+    assert (
+        httpx.get(f"{server}{API}", headers=user_headers(user, **{HEADER: mine}), timeout=10).headers[WHERE_HEADER]
+        == "replica"
+    )
     for token in (expired, forged, "garbage", "a.b.c", mine.replace(".", "")):
         answer = httpx.get(f"{server}{API}", headers=user_headers(user, **{HEADER: token}), timeout=10)
         assert answer.status_code == 200 and answer.headers[WHERE_HEADER] == "primary", token
@@ -248,3 +248,18 @@ def test_a_stopped_replica_leaves_the_reads_to_the_primary_with_one_log_line(str
     assert "read replica 0 answers again" in server.log()
     answer = httpx.get(f"{server.url}{API}", headers=user_headers(user), timeout=10)
     assert answer.status_code == 200 and answer.headers[WHERE_HEADER] == "replica"
+
+
+def test_replica_urls_are_split_at_each_scheme_and_anything_else_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@primary/notifyd")
+    monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("DATABASE_REPLICA_URL", "postgresql://app@r1:5433,r2:5433/notifyd, postgres://app@r3/notifyd")
+    assert Settings.from_env().database_replica_urls == (
+        "postgresql://app@r1:5433,r2:5433/notifyd",
+        "postgres://app@r3/notifyd",
+    )
+    monkeypatch.setenv("DATABASE_REPLICA_URL", "postgresql://app@r1/notifyd,r2:5433")
+    with pytest.raises(SystemExit, match="DATABASE_REPLICA_URL takes comma-separated postgresql:// URLs"):
+        Settings.from_env()
+    monkeypatch.setenv("DATABASE_REPLICA_URL", "")
+    assert Settings.from_env().database_replica_urls == ()

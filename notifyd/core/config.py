@@ -246,8 +246,12 @@ _NEXT_URL = re.compile(r",\s*(?=postgres(?:ql)?://)")
 def _database_urls(name: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in _NEXT_URL.split(env(name) or "") if u.strip())
     for url in urls:
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise SystemExit(f"notifyd: {name} takes comma-separated postgresql:// URLs, got one starting {url[:12]!r}")
+        # After the hosts, a comma can only be where a URL without its scheme was meant to start.
+        if not url.startswith(("postgresql://", "postgres://")) or "," in url.partition("//")[2].partition("/")[2]:
+            raise SystemExit(
+                f"notifyd: {name} takes comma-separated postgresql:// URLs; URL {urls.index(url) + 1} is not one "
+                "(or has a comma after its hosts)"
+            )
     return urls
 
 

@@ -40,6 +40,16 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API = "/api/"
 
 
+# The request header as the OpenAPI document of each lag-tolerant read describes it.
+DOCUMENTED = (
+    (
+        HEADER,
+        "with read replicas: the token the answer to the caller's last write carried (or its cookie, "
+        f"{COOKIE}); the read then shows that write. The answer names where it ran in {WHERE_HEADER}",
+    ),
+)
+
+
 def seal(settings: Settings, caller: Caller, position: str, now: float) -> str:
     payload = {"lsn": position, "role": caller.role, "sub": caller.sub, "exp": str(int(now) + LIFETIME)}
     return seal_token(settings.jwt_secret, PURPOSE, payload)
@@ -80,7 +90,7 @@ async def lag_tolerant(
     replica may not have replayed yet).
     """
     databases: Databases = request.app.state.databases
-    position, primary = read_after(request, caller)
+    position, primary = read_after(request, caller) if databases.replicas else (None, False)
     result, where = await databases.read(caller, work, position, primary=primary)
     if where == REPLICA and again_on_primary is not None and again_on_primary(result):
         result, where = await databases.read(caller, work, None, primary=True)
@@ -93,7 +103,7 @@ async def reading(request: Request, caller: Caller) -> AsyncIterator[asyncpg.Con
     """As `lag_tolerant`, for a read that holds its transaction while it streams (a replica failing midway is not
     retried: the answer has started)."""
     databases: Databases = request.app.state.databases
-    position, primary = read_after(request, caller)
+    position, primary = read_after(request, caller) if databases.replicas else (None, False)
     async with databases.reading(caller, position, primary=primary) as (conn, where):
         request.state.read_from = where
         yield conn

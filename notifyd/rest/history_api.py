@@ -28,6 +28,7 @@ from notifyd.core.auth import Caller
 from notifyd.core.models import PREFIX, Channel, Priority, Timestamp
 from notifyd.db.queries import query
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
 from notifyd.http.readafter import lag_tolerant, reading
 from notifyd.http.shared import decode_cursor, encode_cursor, end_user, reply
 
@@ -210,8 +211,8 @@ async def export(request: Request) -> Response:
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{PREFIX}/history", history, "the caller's notification history, newest first, one page",
-             "user", ok_model=HistoryPage, query_model=HistoryQuery),
+             "user", ok_model=HistoryPage, query_model=HistoryQuery, headers=READ_AFTER),
     Endpoint("GET", f"{PREFIX}/export", export,
              "the caller's whole history as a CSV or JSON-array download (streamed, same filters as history)",
-             "user", query_model=ExportQuery),
+             "user", query_model=ExportQuery, headers=READ_AFTER),
 ]  # fmt: skip

@@ -39,6 +39,7 @@ from notifyd.domain.render_pool import RenderPool
 from notifyd.domain.sending import send_args
 from notifyd.http.errors import ApiError, database_problem
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
 from notifyd.http.readafter import lag_tolerant
 from notifyd.http.shared import NOT_FOUND, decode_cursor, encode_cursor, end_user, found, path_uuid, reply, sender
 
@@ -305,9 +306,9 @@ ENDPOINTS: list[Endpoint] = [
              headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE),
              extra_responses={status.HTTP_200_OK: "an idempotency key replayed: the first id"}),
     Endpoint("GET", PREFIX, list_notifications, "the caller's notifications, one page", "user",
-             ok_model=NotificationPage, query_model=ListQuery),
+             ok_model=NotificationPage, query_model=ListQuery, headers=READ_AFTER),
     Endpoint("GET", f"{PREFIX}/unread-count", unread_count, "the caller's unread count", "user",
-             ok_model=UnreadCount),
+             ok_model=UnreadCount, headers=READ_AFTER),
     Endpoint("POST", f"{PREFIX}/read-all", mark_all_read, "mark all of the caller's notifications read", "user",
              ok_model=ReadAllResult),
     Endpoint("GET", _NOTIFICATION, get_notification, "one notification", "user",

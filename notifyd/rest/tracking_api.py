@@ -37,6 +37,7 @@ from notifyd.domain.tracking import (
 )
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
 from notifyd.http.readafter import lag_tolerant
 from notifyd.http.shared import authenticate, reply
 
@@ -215,6 +216,6 @@ ENDPOINTS: list[Endpoint] = [
              errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("GET", ANALYTICS_PATH, get_analytics,
              "delivery, open and click rates per type, channel and hour/day/week/month (admins; an org admin sees "
-             "their org)", "any", ok_model=Analytics, query_model=AnalyticsQuery,
+             "their org)", "any", ok_model=Analytics, query_model=AnalyticsQuery, headers=READ_AFTER,
              errors=(status.HTTP_403_FORBIDDEN,)),
 ]  # fmt: skip
