@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psycopg
 import pytest
 
 from notifyd.core.auth import Caller
 from notifyd.core.config import Settings
+from notifyd.core.metrics import Metrics
 from notifyd.db.localdb import PrivateCluster
 from notifyd.db.migrate import migrate_url
+from notifyd.db.pool import create_pool
+from notifyd.db.replicas import Databases
 from notifyd.http.readafter import COOKIE, HEADER, WHERE_HEADER, seal
 from tests.conftest import APP_LOGIN, APP_PASSWORD, create_app_login
 from tests.server import JWT_SECRET, ServerProcess, free_port, make_token, wait_for
@@ -221,6 +225,32 @@ def test_a_token_that_is_not_the_callers_reads_from_the_primary(streaming: Strea
     as_cookie = httpx.get(f"{server}{API}/history", headers=user_headers(user), cookies={COOKIE: "forged.token"},
                           timeout=10)  # fmt: skip
     assert as_cookie.status_code == 200 and as_cookie.headers[WHERE_HEADER] == "primary"
+
+
+def test_a_replica_lost_in_the_middle_of_a_read_has_the_read_run_again_on_the_primary(streaming: Streaming) -> None:
+    user = uuid.uuid4()
+    caller = Caller("authenticated", str(user), {"sub": str(user), "role": "authenticated"})
+    ran: list[str] = []
+
+    async def run() -> tuple[int, str]:
+        primary = await create_pool(login_url(streaming.primary), min_size=1)
+        databases = await Databases.open(primary, (login_url(streaming.replica),), Metrics())
+        try:
+
+            async def count(conn: asyncpg.Connection) -> int:
+                on_standby = await conn.fetchval("SELECT pg_is_in_recovery()")
+                ran.append("replica" if on_standby else "primary")
+                if on_standby:
+                    conn.terminate()  # the connection is lost after the read started
+                return int(await conn.fetchval("SELECT count(*) FROM notify.notifications"))
+
+            return await databases.read(caller, count, None)
+        finally:
+            await databases.close()
+            await primary.close()
+
+    assert asyncio.run(run()) == (0, "primary")
+    assert ran == ["replica", "primary"]
 
 
 def replica_up(server: ServerProcess) -> str:

@@ -130,10 +130,8 @@ class Databases:
             try:
                 async with replica.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                     await conn.fetchval(query("database_alive"), timeout=CONNECT_TIMEOUT)
-            except Exception as error:
-                if not replica_failed(error):
-                    raise
-                self._failed(replica, error)
+            except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError) as error:
+                self._failed(replica, error)  # whatever it says, a replica that cannot answer SELECT 1 takes no reads
             else:
                 self._answered(replica)
 
