@@ -34,7 +34,7 @@ HEADER = "X-Notifyd-Read-After"
 COOKIE = "notifyd_read_after"
 WHERE_HEADER = "X-Notifyd-Read-From"
 PURPOSE = "read after write"
-# Seconds a token counts: longer than any lag a replica should ever have; then the client forgets it.
+# Seconds a token counts (and its cookie lives): longer than any lag a replica should ever have.
 LIFETIME = 300
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API = "/api/"
@@ -62,15 +62,19 @@ def read_after(request: Request, caller: Caller) -> tuple[str | None, bool]:
         return None, False
     settings: Settings = request.app.state.settings
     payload = open_token(settings.jwt_secret, PURPOSE, token) if token.isascii() else None
+    position = None if payload is None else _position(payload, caller)
+    return position, position is None
+
+
+def _position(payload: dict[str, str], caller: Caller) -> str | None:
+    """The token's WAL position if it is the caller's and still counts."""
     try:
-        fresh = payload is not None and time.time() < int(payload["exp"])
-        ours = fresh and payload is not None and (payload["role"], payload["sub"]) == (caller.role, caller.sub)
-        position = payload["lsn"] if ours and payload is not None else ""
+        if time.time() >= int(payload["exp"]) or (payload["role"], payload["sub"]) != (caller.role, caller.sub):
+            return None
+        position = payload["lsn"]
     except (KeyError, TypeError, ValueError):
-        position = ""
-    if not isinstance(position, str) or not valid_lsn(position):
-        return None, True
-    return position, False
+        return None
+    return position if isinstance(position, str) and valid_lsn(position) else None
 
 
 def is_none(result: object) -> bool:
