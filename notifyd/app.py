@@ -16,12 +16,16 @@ from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
 from notifyd.core.requestid import RequestIdMiddleware
 from notifyd.db.pool import create_pool
+from notifyd.db.replicas import Databases
 from notifyd.domain import vapid
 from notifyd.domain.render_pool import RenderPool
 from notifyd.http import browser
 from notifyd.http.errors import HANDLERS
 from notifyd.http.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
 from notifyd.http.openapi import OPERATIONAL_PATHS, Endpoint, build
+from notifyd.http.readafter import HEADER as READ_AFTER
+from notifyd.http.readafter import WHERE_HEADER as READ_FROM
+from notifyd.http.readafter import ReadYourWrites
 from notifyd.realtime import sse, websocket
 from notifyd.realtime.hub import Hub
 from notifyd.rest import (
@@ -83,25 +87,34 @@ API_ROUTES: list[BaseRoute] = [*api_routes(ENDPOINTS), Route("/openapi.json", op
 
 
 def cors(settings: Settings) -> list[Middleware]:
-    """CORS for the pages of CORS_ALLOWED_ORIGINS: bearer tokens in headers, never cookies (no credentials)."""
+    """CORS for the pages of CORS_ALLOWED_ORIGINS: bearer tokens in headers, never cookies (no credentials).
+
+    With replicas, such pages carry the read-after-write token in its header (their cookie does not travel).
+    """
     if not settings.cors_allowed_origins:
         return []
+    consistency = [READ_AFTER] if settings.database_replica_urls else []
     return [
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_allowed_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", *consistency],
+            expose_headers=["Retry-After", *consistency, *([READ_FROM] if consistency else [])],
             allow_credentials=False,
         )
     ]
+
+
+def read_your_writes(settings: Settings) -> list[Middleware]:
+    return [Middleware(ReadYourWrites, settings=settings)] if settings.database_replica_urls else []
 
 
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database_url)
+        app.state.databases = await Databases.open(app.state.pool, settings.database_replica_urls, app.state.metrics)
         # Browsers can subscribe as soon as serve runs, whether or not a worker has started yet.
         await vapid.seed(app.state.pool, settings)
         app.state.render_pool = RenderPool(settings)
@@ -112,6 +125,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             yield
         finally:
             await app.state.hub.stop()
+            await app.state.databases.close()
             await app.state.pool.close()
             await app.state.render_pool.stop()
 
@@ -122,6 +136,7 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeaders),
             *cors(settings),
+            *read_your_writes(settings),
             Middleware(WebSocketOrigins, settings=settings),
             Middleware(BodyLimit, limit=settings.max_body_bytes),
         ],

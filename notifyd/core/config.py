@@ -46,6 +46,13 @@ VARIABLES: tuple[Variable, ...] = (
         _ALL,
     ),
     Variable(
+        "DATABASE_REPLICA_URL",
+        "(none: every read on DATABASE_URL)",
+        "comma-separated URLs of streaming replicas (same login role) for reads that tolerate lag: lists, "
+        "unread counts, history, export, analytics, explain",
+        (SERVE, DEV),
+    ),
+    Variable(
         "JWT_SECRET",
         "(required; dev makes one)",
         "HS256 secret the JWTs of users and services are signed with",
@@ -232,6 +239,22 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+# Where one URL of DATABASE_REPLICA_URL ends: a comma before the next scheme (a multi-host URL keeps its commas).
+_NEXT_URL = re.compile(r",\s*(?=postgres(?:ql)?://)")
+
+
+def _database_urls(name: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in _NEXT_URL.split(env(name) or "") if u.strip())
+    for url in urls:
+        # After the hosts, a comma can only be where a URL without its scheme was meant to start.
+        if not url.startswith(("postgresql://", "postgres://")) or "," in url.partition("//")[2].partition("/")[2]:
+            raise SystemExit(
+                f"notifyd: {name} takes comma-separated postgresql:// URLs; URL {urls.index(url) + 1} is not one "
+                "(or has a comma after its hosts)"
+            )
+    return urls
+
+
 def _text(name: str) -> str | None:
     return env(name) or None
 
@@ -293,6 +316,8 @@ def _log_format() -> str:
 class Settings:
     database_url: str
     jwt_secret: str
+    # Streaming replicas for the reads that tolerate lag (notifyd.db.replicas); empty: all on database_url.
+    database_replica_urls: tuple[str, ...] = field(default=(), repr=False)
     jwt_audience: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -365,6 +390,7 @@ class Settings:
         return cls(
             database_url=url,
             jwt_secret=secret,
+            database_replica_urls=_database_urls("DATABASE_REPLICA_URL"),
             jwt_audience=_text("JWT_AUDIENCE"),
             host=host,
             port=port,

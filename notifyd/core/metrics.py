@@ -29,6 +29,18 @@ class Metrics:
         self.slow_clients_closed = Counter(
             "notifyd_slow_clients_closed", "sessions closed because their send queue was full", registry=self.registry
         )
+        self.replica_up = Gauge(
+            "notifyd_replica_up",
+            "1 while read replica N (DATABASE_REPLICA_URL order, from 0) takes reads; 0 while they go to the primary",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.lag_tolerant_reads = Counter(
+            "notifyd_lag_tolerant_reads",
+            "reads that may run on a replica, by the database that ran them (primary or replica)",
+            ["database"],
+            registry=self.registry,
+        )
 
         # Read from the database at each scrape: every process shows the same figures, workers' included.
         self.deliveries = Gauge(

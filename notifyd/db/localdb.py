@@ -111,6 +111,21 @@ class PrivateCluster:
             options,
         )
 
+    def replica(self, data_dir: Path, port: int, apply_delay: str = "0") -> PrivateCluster:
+        """A streaming replica of this running cluster (pg_basebackup -R: a hot standby that follows it), to start
+        on `port`; `apply_delay` (recovery_min_apply_delay, e.g. "2s") holds each commit back that long."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+        data_dir.chmod(0o700)
+        self._run(
+            pg_binary("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            "-D", str(data_dir), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        with (data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"recovery_min_apply_delay = '{apply_delay}'\n")
+        return PrivateCluster(data_dir, port)
+
     def stop(self, mode: str = "fast") -> None:
         """pg_ctl stop; mode "immediate" is a crash (no shutdown checkpoint), as tests of outages want."""
         self._run(pg_binary("pg_ctl"), "stop", "-w", "-m", mode, "-D", str(self.data_dir))

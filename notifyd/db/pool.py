@@ -25,11 +25,16 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 1
     return pool
 
 
+async def become(conn: asyncpg.Connection, db_role: str, claims: dict[str, Any]) -> None:
+    """Inside a transaction: run the rest of it as `db_role` with `claims`; both end with the transaction."""
+    await conn.execute(query("become_caller"), db_role, json.dumps(claims), REQUEST_ID.get() or "")
+
+
 @asynccontextmanager
 async def as_role(pool: asyncpg.Pool, db_role: str, claims: dict[str, Any]) -> AsyncIterator[asyncpg.Connection]:
     """A transaction running as `db_role` with `claims`; both end with the transaction."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(query("become_caller"), db_role, json.dumps(claims), REQUEST_ID.get() or "")
+        await become(conn, db_role, claims)
         yield conn
 
 

@@ -65,7 +65,15 @@ async def authenticate(request: Request) -> Caller:
     """
     authorization = request.headers.get("authorization")
     if authorization is not None:
-        return decode_token(bearer_token(authorization), request.app.state.settings)
+        caller = decode_token(bearer_token(authorization), request.app.state.settings)
+    else:
+        caller = await service_key_caller(request)
+    request.state.caller = caller  # whose write it was, for notifyd.http.readafter
+    return caller
+
+
+async def service_key_caller(request: Request) -> Caller:
+    """The service of X-Service-Name, when the database finds its X-Internal-Service-Key right."""
     key = request.headers.get(SERVICE_KEY_HEADER)
     if key is None:
         raise AuthError(NO_CREDENTIALS)

@@ -16,7 +16,8 @@ async def healthz(_: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and the LISTEN connection is up."""
+    """Ready when the database answers and the LISTEN connection is up (replicas are not asked: without them
+    reads go to the primary)."""
     checks = {"database": False, "listen": bool(request.app.state.hub.is_listening)}
     try:
         async with request.app.state.pool.acquire(timeout=2) as conn:
@@ -31,6 +32,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 async def metrics(request: Request) -> Response:
     figures = request.app.state.metrics
+    await request.app.state.databases.probe()
     try:
         async with as_worker(request.app.state.pool) as conn:
             counts = await conn.fetch(query("delivery_counts"))

@@ -26,9 +26,10 @@ from starlette.types import Receive, Scope, Send
 
 from notifyd.core.auth import Caller
 from notifyd.core.models import PREFIX, Channel, Priority, Timestamp
-from notifyd.db.pool import as_caller
 from notifyd.db.queries import query
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
+from notifyd.http.readafter import lag_tolerant, reading
 from notifyd.http.shared import decode_cursor, encode_cursor, end_user, reply
 
 CURSOR_KIND = "history"  # a list route's cursor is refused here, and the other way round
@@ -105,8 +106,9 @@ async def history(request: Request) -> Response:
     after: tuple[datetime | None, uuid.UUID | None] = (None, None)
     if params.cursor is not None:
         after = decode_cursor(params.cursor, CURSOR_KIND)[:2]
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows = await conn.fetch(query("history"), *params.args(), *after, params.limit + 1)
+    rows = await lag_tolerant(
+        request, caller, lambda conn: conn.fetch(query("history"), *params.args(), *after, params.limit + 1)
+    )
     page, has_more = rows[: params.limit], len(rows) > params.limit
     answer = HistoryPage(
         items=[item(r) for r in page],
@@ -175,17 +177,17 @@ class ExportResponse(StreamingResponse):
     refused filter is still an error answer; after that a failure can only cut the stream short.
     """
 
-    def __init__(self, pool: asyncpg.Pool, caller: Caller, params: ExportQuery) -> None:
+    def __init__(self, request: Request, caller: Caller, params: ExportQuery) -> None:
         media_type, self.encode = _FORMATS[params.format]
         super().__init__(
             content=iter(()),
             media_type=media_type,
             headers={"Content-Disposition": f'attachment; filename="notification-history.{params.format}"'},
         )
-        self.pool, self.caller, self.params = pool, caller, params
+        self.request, self.caller, self.params = request, caller, params
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with as_caller(self.pool, self.caller) as conn:
+        async with reading(self.request, self.caller) as conn:
             cursor = await conn.cursor(query("history"), *self.params.args(), None, None, None)
             first = await cursor.fetch(EXPORT_BATCH)
 
@@ -202,15 +204,15 @@ class ExportResponse(StreamingResponse):
 async def export(request: Request) -> Response:
     caller = await end_user(request)
     params = ExportQuery.model_validate(dict(request.query_params))
-    return ExportResponse(request.app.state.pool, caller, params)
+    return ExportResponse(request, caller, params)
 
 
 # --- the route table ------------------------------------------------------------------------------------
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{PREFIX}/history", history, "the caller's notification history, newest first, one page",
-             "user", ok_model=HistoryPage, query_model=HistoryQuery),
+             "user", ok_model=HistoryPage, query_model=HistoryQuery, headers=READ_AFTER),
     Endpoint("GET", f"{PREFIX}/export", export,
              "the caller's whole history as a CSV or JSON-array download (streamed, same filters as history)",
-             "user", query_model=ExportQuery),
+             "user", query_model=ExportQuery, headers=READ_AFTER),
 ]  # fmt: skip

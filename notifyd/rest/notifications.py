@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from starlette import status
@@ -38,6 +39,8 @@ from notifyd.domain.render_pool import RenderPool
 from notifyd.domain.sending import send_args
 from notifyd.http.errors import ApiError, database_problem
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
+from notifyd.http.readafter import lag_tolerant
 from notifyd.http.shared import NOT_FOUND, decode_cursor, encode_cursor, end_user, found, path_uuid, reply, sender
 
 NO_SENSITIVE_FIELDS = "this notification has no sensitive fields"
@@ -190,12 +193,15 @@ async def list_notifications(request: Request) -> Response:
     after: tuple[datetime | None, uuid.UUID | None, int | None] = (None, None, None)
     if params.cursor is not None:
         after = decode_cursor(params.cursor, params.sort)
-    async with as_caller(request.app.state.pool, caller) as conn:
+
+    async def page_and_count(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], Any]:
         rows = await conn.fetch(
             query("list_notifications"),
             params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1, params.sort, after[2],
         )  # fmt: skip
-        unread = await conn.fetchval(query("unread_count"))
+        return rows, await conn.fetchval(query("unread_count"))
+
+    rows, unread = await lag_tolerant(request, caller, page_and_count)
     page, has_more = rows[: params.limit], len(rows) > params.limit
     answer = NotificationPage(
         items=[notification(r) for r in page],
@@ -208,8 +214,7 @@ async def list_notifications(request: Request) -> Response:
 
 async def unread_count(request: Request) -> Response:
     caller = await end_user(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        counts = await conn.fetchval(query("unread_count"))
+    counts = await lag_tolerant(request, caller, lambda conn: conn.fetchval(query("unread_count")))
     return reply(UnreadCount.model_validate(counts))
 
 
@@ -301,9 +306,9 @@ ENDPOINTS: list[Endpoint] = [
              headers=_IDEMPOTENCY, errors=(status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE),
              extra_responses={status.HTTP_200_OK: "an idempotency key replayed: the first id"}),
     Endpoint("GET", PREFIX, list_notifications, "the caller's notifications, one page", "user",
-             ok_model=NotificationPage, query_model=ListQuery),
+             ok_model=NotificationPage, query_model=ListQuery, headers=READ_AFTER),
     Endpoint("GET", f"{PREFIX}/unread-count", unread_count, "the caller's unread count", "user",
-             ok_model=UnreadCount),
+             ok_model=UnreadCount, headers=READ_AFTER),
     Endpoint("POST", f"{PREFIX}/read-all", mark_all_read, "mark all of the caller's notifications read", "user",
              ok_model=ReadAllResult),
     Endpoint("GET", _NOTIFICATION, get_notification, "one notification", "user",

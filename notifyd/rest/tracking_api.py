@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from notifyd.core.models import Timestamp
-from notifyd.db.pool import as_caller, as_worker
+from notifyd.db.pool import as_worker
 from notifyd.db.queries import query
 from notifyd.domain.tracking import (
     CLICK_PATH,
@@ -37,6 +37,8 @@ from notifyd.domain.tracking import (
 )
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
+from notifyd.http.readafter import DOCUMENTED as READ_AFTER
+from notifyd.http.readafter import lag_tolerant
 from notifyd.http.shared import authenticate, reply
 
 RECEIPTS_PATH = "/api/v1/notifications/receipts"
@@ -188,8 +190,9 @@ async def get_analytics(request: Request) -> Response:
     params = AnalyticsQuery.model_validate(dict(request.query_params))
     if params.from_ >= params.to:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_RANGE)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(query("analytics"), params.from_, params.to, params.bucket)
+    rows: list[asyncpg.Record] = await lag_tolerant(
+        request, caller, lambda conn: conn.fetch(query("analytics"), params.from_, params.to, params.bucket)
+    )
     found = [AnalyticsRow.model_validate(dict(row)) for row in rows]
     answer = {"from": params.from_, "to": params.to, "bucket": params.bucket, "rows": found}
     return reply(Analytics.model_validate(answer))
@@ -213,6 +216,6 @@ ENDPOINTS: list[Endpoint] = [
              errors=(status.HTTP_404_NOT_FOUND,)),
     Endpoint("GET", ANALYTICS_PATH, get_analytics,
              "delivery, open and click rates per type, channel and hour/day/week/month (admins; an org admin sees "
-             "their org)", "any", ok_model=Analytics, query_model=AnalyticsQuery,
+             "their org)", "any", ok_model=Analytics, query_model=AnalyticsQuery, headers=READ_AFTER,
              errors=(status.HTTP_403_FORBIDDEN,)),
 ]  # fmt: skip

@@ -11,3 +11,11 @@ SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
 -- database_alive --
 -- Answers 1 while the database is reachable
 SELECT 1
+
+-- replayed_past --
+-- On a replica: whether it has replayed the primary's WAL up to LSN $1 (text); false on a server that is no standby
+SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)
+
+-- write_position --
+-- On the primary, after a commit: a WAL position at or past that commit, which a replica must replay to show it
+SELECT pg_current_wal_insert_lsn()::text
