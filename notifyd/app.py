@@ -101,7 +101,7 @@ def cors(settings: Settings) -> list[Middleware]:
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url)
+        app.state.pool = await create_pool(settings.database_url, transaction_pooling=settings.transaction_pooling)
         # Browsers can subscribe as soon as serve runs, whether or not a worker has started yet.
         await vapid.seed(app.state.pool, settings)
         app.state.render_pool = RenderPool(settings)
