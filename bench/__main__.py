@@ -12,7 +12,8 @@ run and prints them; each scenario is bounded in time. Prints the machine (cores
 pg_test_fsync) and ONE table: figure, value, the floor or peer, their ratio, the issue's target, met;
 then writes the latency distributions as bench/results/latency.svg.
 
-Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost.
+Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost;
+pgbouncer: notify.send through PgBouncer in transaction pooling beside direct.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk, burst, creation, delivery, endtoend, headers, memory, queries  # noqa: E402
+from bench import bulk, burst, creation, delivery, endtoend, headers, memory, pgbouncer, queries  # noqa: E402
 from bench import chart as bench_chart  # noqa: E402
 from bench.common import BENCH_SETTINGS, PROCESS_ENV, Cluster, Database, Row, Scale, Table, raise_open_files  # noqa: E402
 
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "queries": queries.run,
     "burst": burst.run,
     "headers": headers.run,
+    "pgbouncer": pgbouncer.run,
 }
 # Each scenario's own ceiling in seconds at the default scale (a larger --sockets/--duration raises it).
 BUDGET = {
@@ -55,6 +57,7 @@ BUDGET = {
     "queries": 200,
     "burst": 330,  # 3× for a third of the burst, then 10×
     "headers": 90,
+    "pgbouncer": 90,
 }
 
 

@@ -113,7 +113,7 @@ def read_your_writes(settings: Settings) -> list[Middleware]:
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url)
+        app.state.pool = await create_pool(settings.database_url, transaction_pooling=settings.transaction_pooling)
         app.state.databases = await Databases.open(app.state.pool, settings.database_replica_urls, app.state.metrics)
         # Browsers can subscribe as soon as serve runs, whether or not a worker has started yet.
         await vapid.seed(app.state.pool, settings)

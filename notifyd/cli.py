@@ -60,7 +60,7 @@ def _check_database(settings: Settings) -> int | None:
     """Refuses (an exit status) a database this notifyd cannot run on; None: start."""
     configure_logging()
     try:
-        asyncio.run(startup.check(settings.database_url))
+        asyncio.run(startup.check(settings.direct_url))
     except startup.NotMigrated as error:
         print(f"notifyd: {error}", file=sys.stderr)
         return EXIT_NOT_MIGRATED

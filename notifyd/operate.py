@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pydantic
 
-from notifyd.core.config import env
+from notifyd.core.config import env, transaction_pooling
 from notifyd.core.models import NotificationCreate
 from notifyd.db.pool import as_role, as_worker, create_pool
 from notifyd.db.queries import query
@@ -43,7 +43,7 @@ def _database_url() -> str:
 
 def _run(work: Callable[[asyncpg.Pool], Awaitable[Any]]) -> Any:
     async def go() -> Any:
-        pool = await create_pool(_database_url(), min_size=1, max_size=1)
+        pool = await create_pool(_database_url(), min_size=1, max_size=1, transaction_pooling=transaction_pooling())
         try:
             return await work(pool)
         finally:

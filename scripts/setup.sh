@@ -1,6 +1,7 @@
 # Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
 # extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
-# systemd-analyze for the unit files, TypeScript for the type check of the browser modules.
+# systemd-analyze for the unit files, TypeScript for the type check of the browser modules, PgBouncer for the
+# transaction-pooling tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TYPESCRIPT=5.9.3  # tests/test_js_types.py checks this is the version it runs
@@ -39,6 +40,15 @@ setup_test_tools() {
     if [ "$(.tools/node_modules/.bin/tsc --version 2>/dev/null)" != "Version $TYPESCRIPT" ] && command -v npm >/dev/null; then
         echo "setup: installing TypeScript $TYPESCRIPT into .tools/" >&2
         npm install --prefix .tools --no-audit --no-fund --no-save --silent "typescript@$TYPESCRIPT" >/dev/null
+    fi
+
+    # tests/test_pgbouncer.py starts Debian's PgBouncer on a port of its own (the package's own service, where systemd
+    # runs one, listens on 6432 and is not used).
+    if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null; then
+        echo "setup: installing pgbouncer for the transaction-pooling tests" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
     fi
 
     # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.

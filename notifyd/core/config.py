@@ -53,6 +53,18 @@ VARIABLES: tuple[Variable, ...] = (
         (SERVE, DEV),
     ),
     Variable(
+        "DATABASE_DIRECT_URL",
+        "DATABASE_URL",
+        "the primary itself, never a pooler: LISTEN connections and the start-up check go here",
+        (SERVE, WORKER),
+    ),
+    Variable(
+        "DATABASE_POOL_MODE",
+        "session",
+        "transaction: DATABASE_URL is a transaction-pooling PgBouncer (no prepared statements, no session state)",
+        (SERVE, WORKER),
+    ),
+    Variable(
         "JWT_SECRET",
         "(required; dev makes one)",
         "HS256 secret the JWTs of users and services are signed with",
@@ -305,6 +317,28 @@ def _positive(name: str, default: int) -> int:
 LOG_FORMATS = ("text", "json")
 
 
+POOL_MODES = ("session", "transaction")
+
+
+def transaction_pooling() -> bool:
+    """Whether DATABASE_URL reaches PostgreSQL through a pooler in transaction mode (DATABASE_POOL_MODE)."""
+    value = env("DATABASE_POOL_MODE") or "session"
+    if value not in POOL_MODES:
+        raise SystemExit(f"notifyd: DATABASE_POOL_MODE is session or transaction, got {value!r}")
+    return value == "transaction"
+
+
+def _direct_url(url: str, pooled: bool) -> str:
+    direct = env("DATABASE_DIRECT_URL")
+    if pooled and not direct:
+        # Through the pooler LISTEN would be accepted and then receive nothing: refuse rather than fall back to polls.
+        raise SystemExit(
+            "notifyd: DATABASE_POOL_MODE=transaction needs DATABASE_DIRECT_URL, the primary itself: "
+            "LISTEN receives nothing through a transaction pooler"
+        )
+    return direct or url
+
+
 def _log_format() -> str:
     value = env("LOG_FORMAT") or "text"
     if value not in LOG_FORMATS:
@@ -375,6 +409,16 @@ class Settings:
     template_render_timeout: float = 1.0
     # Pre-started child processes that render templates for serve and the worker (killed when over budget).
     template_render_processes: int = 2
+    # The primary itself for what needs a session of its own (LISTEN, the fan-out reader), when DATABASE_URL is
+    # a pooler; and whether that pooler pools transactions (the drivers then prepare nothing, set nothing per
+    # session). Empty: DATABASE_URL.
+    database_direct_url: str = ""
+    transaction_pooling: bool = False
+
+    @property
+    def direct_url(self) -> str:
+        """The URL of connections that keep session state (LISTEN, SET): never through a transaction pooler."""
+        return self.database_direct_url or self.database_url
 
     @classmethod
     def from_env(cls, database_url: str | None = None, jwt_secret: str | None = None) -> Settings:
@@ -387,6 +431,8 @@ class Settings:
             raise SystemExit("notifyd: JWT_SECRET is not set")
         host = env("NOTIFYD_HOST") or "127.0.0.1"
         port = _int("NOTIFYD_PORT", 8000)
+        # dev passes the database it made itself: no pooler stands in front of it.
+        pooled = transaction_pooling() if database_url is None else False
         return cls(
             database_url=url,
             jwt_secret=secret,
@@ -433,4 +479,6 @@ class Settings:
             template_max_output_bytes=_positive("TEMPLATE_MAX_OUTPUT_BYTES", 256 * 1024),
             template_render_timeout=_float("TEMPLATE_RENDER_TIMEOUT", 1.0),
             template_render_processes=_positive("TEMPLATE_RENDER_PROCESSES", 2),
+            database_direct_url=_direct_url(url, pooled) if database_url is None else "",
+            transaction_pooling=pooled,
         )

@@ -13,14 +13,28 @@ from notifyd.core.auth import Caller
 from notifyd.core.requestid import REQUEST_ID
 from notifyd.db.queries import query
 
+# asyncpg's default: prepared statements kept per connection, each parsed and planned once.
+STATEMENT_CACHE_SIZE = 100
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=_init_connection)
+async def create_pool(
+    database_url: str, *, min_size: int = 2, max_size: int = 10, transaction_pooling: bool = False
+) -> asyncpg.Pool:
+    """A pool of `database_url`; `transaction_pooling`: the URL is a pooler that hands each transaction its own server
+    connection, where a statement prepared in one transaction is missing (or another client's) in the next, so
+    asyncpg caches none (PgBouncer 1.18 has no prepared statements in transaction mode)."""
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        statement_cache_size=0 if transaction_pooling else STATEMENT_CACHE_SIZE,
+    )
     assert pool is not None
     return pool
 

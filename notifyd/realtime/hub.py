@@ -12,6 +12,9 @@ anything at or below the last seq they were given.
 The reads run on a connection of the hub's own that is notify_worker for its whole life: a wake-up costs its
 two statements, not a pooled connection's transaction that sets the role and claims first (three more round
 trips, each one on the path from commit to socket). The worker's policies need no claims.
+
+Both connections keep session state (LISTEN; the role), so they go to DATABASE_DIRECT_URL, the primary itself:
+through a transaction pooler LISTEN is accepted and then receives nothing.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ class Hub:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(
-                    self.settings.database_url,
+                    self.settings.direct_url,
                     timeout=CONNECT_TIMEOUT,
                     server_settings={"application_name": APPLICATION_NAME},
                 )
@@ -204,7 +207,7 @@ class Hub:
     async def _reading_connection(self) -> asyncpg.Connection:
         if self._reader is None:
             conn = await asyncpg.connect(
-                self.settings.database_url,
+                self.settings.direct_url,
                 timeout=CONNECT_TIMEOUT,
                 server_settings={"application_name": READER_NAME},
             )

@@ -3,9 +3,8 @@
 Filters: `from` (inclusive) and `to` (exclusive) on created_at, `type`, `status` (read or unread), and
 `delivery_status` optionally narrowed to one `channel` (a channel shows its furthest-along delivery, as in
 the notification center). Pages go newest first by an opaque keyset cursor. The export streams the same
-rows as CSV or as one JSON array from a server-side cursor inside the caller's transaction, a batch at a
-time, so that memory does not grow with the history; CSV cells that a spreadsheet would read as a formula
-get a leading apostrophe (OWASP CSV injection).
+rows as CSV or as one JSON array, a keyset batch at a time, so that memory does not grow with the history;
+CSV cells that a spreadsheet would read as a formula get a leading apostrophe (OWASP CSV injection).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from notifyd.http.readafter import lag_tolerant, reading
 from notifyd.http.shared import decode_cursor, encode_cursor, end_user, reply
 
 CURSOR_KIND = "history"  # a list route's cursor is refused here, and the other way round
-EXPORT_BATCH = 500  # rows per FETCH: bounds the export's memory (a row is at most ~27 KB)
+EXPORT_BATCH = 500  # rows per read: bounds the export's memory (a row is at most ~27 KB)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHANNELS: tuple[Channel, ...] = ("in_app", "push", "email")
 
@@ -171,10 +170,13 @@ _FORMATS: dict[str, tuple[str, Callable[[AsyncIterator[list[asyncpg.Record]]], A
 
 
 class ExportResponse(StreamingResponse):
-    """Streams the history from a server-side cursor that lives as long as the response.
+    """Streams the history a batch at a time, each batch one keyset read in a transaction of its own.
 
-    The caller's transaction is opened and the first batch fetched before the status line goes out, so a
-    refused filter is still an error answer; after that a failure can only cut the stream short.
+    No cursor and no transaction outlives a batch: a slow download holds no pooled connection, and a transaction
+    pooler (PgBouncer) may run each batch on another server connection. A notification sent during the download
+    is newer than the first batch and not in it; one read or deleted meanwhile shows as its later batch finds it.
+    The first batch is fetched before the status line goes out, so a refused filter is still an error answer;
+    after that a failure can only cut the stream short.
     """
 
     def __init__(self, request: Request, caller: Caller, params: ExportQuery) -> None:
@@ -186,19 +188,24 @@ class ExportResponse(StreamingResponse):
         )
         self.request, self.caller, self.params = request, caller, params
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def batch(self, after: tuple[datetime | None, uuid.UUID | None]) -> list[asyncpg.Record]:
+        """The EXPORT_BATCH rows after `after` (a row's created_at and id; None, None: from the newest)."""
         async with reading(self.request, self.caller) as conn:
-            cursor = await conn.cursor(query("history"), *self.params.args(), None, None, None)
-            first = await cursor.fetch(EXPORT_BATCH)
+            rows: list[asyncpg.Record] = await conn.fetch(query("history"), *self.params.args(), *after, EXPORT_BATCH)
+        return rows
 
-            async def batches() -> AsyncIterator[list[asyncpg.Record]]:
-                batch = first
-                while batch:
-                    yield batch
-                    batch = await cursor.fetch(EXPORT_BATCH) if len(batch) == EXPORT_BATCH else []
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await self.batch((None, None))
 
-            self.body_iterator = self.encode(batches())
-            await super().__call__(scope, receive, send)
+        async def batches() -> AsyncIterator[list[asyncpg.Record]]:
+            batch = first
+            while batch:
+                yield batch
+                last = batch[-1]
+                batch = await self.batch((last["created_at"], last["id"])) if len(batch) == EXPORT_BATCH else []
+
+        self.body_iterator = self.encode(batches())
+        await super().__call__(scope, receive, send)
 
 
 async def export(request: Request) -> Response:

@@ -91,7 +91,12 @@ async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
 
 async def serve(settings: Settings, stop_requested: asyncio.Event | None = None) -> int:
     """Runs until stop_requested is set (by default: SIGINT or SIGTERM); returns the exit status."""
-    pool = await create_pool(settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=settings.worker_concurrency + 2,
+        transaction_pooling=settings.transaction_pooling,
+    )
     channels: list[Channel] = [WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings)]
     for channel in channels:
         reason = channel.not_configured()

@@ -3,10 +3,15 @@ that digests, template rendering and retention declare on the same Procrastinate
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import asyncpg
 import procrastinate
+import psycopg
+import psycopg_pool
+from procrastinate.connector import Notify
+from psycopg.rows import DictRow
 
 from notifyd.core.config import Settings
 from notifyd.core.requestid import REQUEST_ID
@@ -19,10 +24,55 @@ from notifyd.domain.render_pool import RenderPool
 QUEUES = ("dispatch", "push", "fcm", "email", "in_app", "render", "maintenance")
 
 
+# The login role holds notify_worker without inheriting it; Procrastinate's SQL is unqualified.
+SESSION_OPTIONS = "-c role=notify_worker -c search_path=procrastinate"
+# Procrastinate's LISTEN connection, as pg_stat_activity shows it.
+LISTEN_APPLICATION_NAME = "notifyd-worker-listen"
+
+
+class TransactionPooledConnector(procrastinate.PsycopgConnector):
+    """Procrastinate through a transaction pooler (PgBouncer) for its queries, and directly for its LISTEN.
+
+    The pooler refuses the startup options that set the role and search_path, and gives each transaction any of
+    its server connections: each of Procrastinate's transactions (one per query, as its pool runs them) sets both
+    for itself first, and psycopg prepares nothing. Its LISTEN would be accepted by the pooler and receive nothing,
+    leaving the worker to its polls: it goes to the primary itself, on a connection of its own.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(conninfo=settings.database_url, kwargs={"prepare_threshold": None})
+        # A null pool keeps no connection: it only tells the listener where to connect.
+        self.listener = procrastinate.PsycopgConnector(
+            conninfo=settings.direct_url,
+            pool_factory=psycopg_pool.AsyncNullConnectionPool,
+            kwargs={"application_name": LISTEN_APPLICATION_NAME},
+        )
+
+    async def open_async(self, pool: psycopg_pool.AsyncConnectionPool | None = None) -> None:
+        await super().open_async(pool)
+        await self.listener.open_async()
+
+    async def close_async(self) -> None:
+        await self.listener.close_async()
+        await super().close_async()
+
+    async def listen_notify(self, on_notification: Notify, channels: Iterable[str]) -> None:
+        await self.listener.listen_notify(on_notification, channels)
+
+    @contextlib.asynccontextmanager
+    async def _get_cursor(
+        self, connection: psycopg.AsyncConnection | None = None
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        async with super()._get_cursor(connection) as cursor:
+            if connection is None:  # a caller's own connection is the caller's to set up
+                await cursor.execute(query("become_queue_worker"))
+            yield cursor
+
+
 def connector(settings: Settings) -> procrastinate.PsycopgConnector:
-    # The login role holds notify_worker without inheriting it; Procrastinate's SQL is unqualified.
-    options = "-c role=notify_worker -c search_path=procrastinate"
-    return procrastinate.PsycopgConnector(conninfo=settings.database_url, kwargs={"options": options})
+    if settings.transaction_pooling:
+        return TransactionPooledConnector(settings)
+    return procrastinate.PsycopgConnector(conninfo=settings.database_url, kwargs={"options": SESSION_OPTIONS})
 
 
 def build_app(

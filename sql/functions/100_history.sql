@@ -12,7 +12,8 @@
 --     two devices is 'sent', not 'failed'.
 --   * (after_created_at, after_id) is the last row of the previous page; max_rows NULL means all rows.
 --   * notify.history is plain SQL without SET options so that PostgreSQL inlines it into the caller's
---     query: a cursor over it streams rows as they are read instead of computing the whole history first.
+--     query: a page (or an export batch) after a keyset starts there in the (user_id, created_at, id) index
+--     and stops at max_rows instead of computing the whole history first.
 
 CREATE OR REPLACE FUNCTION notify.check_history_filters(
     from_time timestamptz, to_time timestamptz, read_status text, with_delivery_status text, on_channel text,

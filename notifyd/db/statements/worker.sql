@@ -59,3 +59,8 @@ WHERE EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'transactionid' AND
 SELECT notify_private.defer_jobs(jsonb_build_array(jsonb_build_object(
     'queue', 'dispatch', 'task', 'dispatch_deliveries', 'priority', 10,
     'scheduled_at', now() + make_interval(secs => $2), 'args', jsonb_build_object('awaiting', $1::text[]))))
+
+-- become_queue_worker --
+-- Makes one of Procrastinate's transactions notify_worker with Procrastinate's schema on the search_path (its SQL is
+-- unqualified), until it ends: through a transaction pooler nothing set for the session stays
+SELECT pg_catalog.set_config('role', 'notify_worker', true), pg_catalog.set_config('search_path', 'procrastinate', true)
