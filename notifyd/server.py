@@ -36,6 +36,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(settings, extra_routes),
+        # The app's __call__ returns its coroutine rather than being one (notifyd.app.App), which uvicorn's guess
+        # would take for ASGI 2.
+        interface="asgi3",
         host=settings.host,
         port=settings.port,
         # httptools with a cap on request heads (why not h11: notifyd/http/headlimit.py).
