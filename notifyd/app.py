@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -11,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
@@ -21,7 +23,7 @@ from notifyd.domain import vapid
 from notifyd.domain.render_pool import RenderPool
 from notifyd.http import browser
 from notifyd.http.errors import HANDLERS
-from notifyd.http.hygiene import BodyLimit, SecurityHeaders, WebSocketOrigins
+from notifyd.http.hygiene import BodyLimit, SecurityHeaders
 from notifyd.http.openapi import OPERATIONAL_PATHS, Endpoint, build
 from notifyd.http.readafter import HEADER as READ_AFTER
 from notifyd.http.readafter import WHERE_HEADER as READ_FROM
@@ -110,6 +112,18 @@ def read_your_writes(settings: Settings) -> list[Middleware]:
     return [Middleware(ReadYourWrites, settings=settings)] if settings.database_replica_urls else []
 
 
+class App(Starlette):
+    """Starlette, with the WebSocket of the notification stream handed straight to its endpoint, before the
+    middleware and the router (why, and which of their checks the endpoint does itself: notifyd.realtime.websocket).
+    Not a coroutine itself, so that it adds no frame either."""
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        if scope["type"] == "websocket" and scope["path"] == scope.get("root_path", "") + websocket.PATH:
+            scope["app"] = self
+            return websocket.websocket_endpoint(scope, receive, send)
+        return super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -129,15 +143,14 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
             await app.state.pool.close()
             await app.state.render_pool.stop()
 
-    app = Starlette(
-        routes=[*health.routes, *API_ROUTES, *websocket.routes, *browser.routes(), *(extra_routes or [])],
+    app = App(
+        routes=[*health.routes, *API_ROUTES, *browser.routes(), *(extra_routes or [])],
         exception_handlers=HANDLERS,
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeaders),
             *cors(settings),
             *read_your_writes(settings),
-            Middleware(WebSocketOrigins, settings=settings),
             Middleware(BodyLimit, limit=settings.max_body_bytes),
         ],
         lifespan=lifespan,

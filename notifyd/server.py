@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Message
+from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from notifyd.app import create_app
@@ -22,10 +25,72 @@ from notifyd.supervisor import inherited_socket
 WS_MAX_MESSAGE_BYTES = 4096
 
 
+class Inbox:
+    """What uvicorn's WebSocket protocol uses of its receive queue (put_nowait, get, empty) for its one reader, the
+    app: an asyncio.Queue holds four deques and an Event (~3 KB per socket, idle or not); this a list and, only
+    while the app waits, a future."""
+
+    __slots__ = ("messages", "waiter")
+
+    def __init__(self) -> None:
+        self.messages: list[ASGIReceiveEvent] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, message: ASGIReceiveEvent) -> None:
+        self.messages.append(message)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.messages
+
+    async def get(self) -> ASGIReceiveEvent:
+        while not self.messages:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.messages.pop(0)
+
+
+class Writable:
+    """What the protocol uses of its `writable` asyncio.Event (set by the transport's flow control, awaited before
+    each send), holding its waiters' list only while the transport's buffer is full rather than a deque always."""
+
+    __slots__ = ("open", "waiters")
+
+    def __init__(self) -> None:
+        self.open = True
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def set(self) -> None:
+        self.open = True
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.open = False
+
+    async def wait(self) -> None:
+        while not self.open:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, letting go of the handshake's request and response once the
-    accepting response is written: uvicorn never reads them again, and their headers would otherwise live
-    as long as the socket (measured: ~3 KB of an idle socket's ~35 KB)."""
+    """uvicorn's sans-I/O WebSocket protocol with a lighter receive queue and writable flag (Inbox, Writable), and
+    letting go of the handshake's request and response once the accepting response is written: uvicorn never
+    reads them again, and their headers would otherwise live as long as the socket (measured: ~3 KB of an idle
+    socket's ~35 KB)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Writable()  # type: ignore[assignment]
 
     async def send(self, message: Message) -> None:  # type: ignore[override]
         await super().send(message)  # type: ignore[arg-type]
@@ -36,6 +101,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 def config(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(settings, extra_routes),
+        # The app's __call__ returns its coroutine rather than being one (notifyd.app.App), which uvicorn's guess
+        # would take for ASGI 2.
+        interface="asgi3",
         host=settings.host,
         port=settings.port,
         # httptools with a cap on request heads (why not h11: notifyd/http/headlimit.py).

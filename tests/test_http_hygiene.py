@@ -204,6 +204,18 @@ def test_a_websocket_from_another_origin_is_refused(own_server: Any) -> None:
     assert "Traceback" not in proc.log()
 
 
+def test_a_websocket_handshake_has_a_request_id(server: ServerProcess) -> None:
+    # The WebSocket is served before the HTTP middleware (notifyd.realtime.websocket): it takes the id itself.
+    url = f"{server.ws_url}?token={make_token(USER)}"
+    with connect(url, additional_headers={"X-Request-ID": "ws-handshake-1"}, open_timeout=10) as ws:
+        assert ws.recv(timeout=10)
+        assert ws.response is not None and ws.response.headers["X-Request-ID"] == "ws-handshake-1"
+    with connect(url, additional_headers={"X-Request-ID": "not safe!"}, open_timeout=10) as ws:
+        assert ws.response is not None and re.fullmatch(r"[0-9a-f]{32}", ws.response.headers["X-Request-ID"])
+    # The session's log lines carry it, from uvicorn's own "accepted" line on.
+    assert re.search(r"\[ws-handshake-1\].*WebSocket /api/v1/notifications/ws.*accepted", server.log())
+
+
 # --- dependency floors ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from notifyd.core.redact import Redactor, redact
 
 HEADER = "X-Request-ID"
+_HEADER_KEY = HEADER.lower().encode()
 # Short and plain, so that it is safe in a log line, a header and application_name (63 bytes), and short
 # enough that the redactor never takes it for a key (those are 40 characters or more).
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,36}")
@@ -28,6 +29,11 @@ def accepted(raw: str | None) -> str:
     return raw if raw is not None and _SAFE.fullmatch(raw) else uuid.uuid4().hex
 
 
+def scope_request_id(scope: Scope) -> str:
+    """The id of an ASGI request or WebSocket handshake: its X-Request-ID when accepted, a new one otherwise."""
+    return accepted(next((v.decode("latin-1") for k, v in scope["headers"] if k == _HEADER_KEY), None))
+
+
 class RequestIdMiddleware:
     """Takes X-Request-ID (or makes one) for each HTTP request and answers it in the same header."""
 
@@ -38,8 +44,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = next((v.decode("latin-1") for k, v in scope["headers"] if k == HEADER.lower().encode()), None)
-        request_id = accepted(raw)
+        request_id = scope_request_id(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,4 +1,5 @@
-"""HTTP hygiene for every route: security headers, a request body limit, the WebSocket origin check.
+"""HTTP hygiene for every route: security headers, a request body limit; and the WebSocket origin check, which
+the WebSocket endpoint runs itself (it is served before the middleware: notifyd.realtime.websocket).
 
 Pure ASGI middleware, so that streamed answers (export, SSE) pass through untouched and a body is
 refused before it is read.
@@ -104,18 +105,10 @@ async def too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class WebSocketOrigins:
-    """Refuses (HTTP 403, before accept) a WebSocket handshake whose Origin is not allowed."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            origin = Headers(scope=scope).get("origin")
-            if not websocket_origin_allowed(self.settings, origin):
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008, "reason": ORIGIN_REFUSED})
-                return
-        await self.app(scope, receive, send)
+async def origin_refused(scope: Scope, receive: Receive, send: Send, settings: Settings) -> bool:
+    """True once a WebSocket handshake whose Origin is not allowed has been refused (HTTP 403, before accept)."""
+    if websocket_origin_allowed(settings, Headers(scope=scope).get("origin")):
+        return False
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008, "reason": ORIGIN_REFUSED})
+    return True

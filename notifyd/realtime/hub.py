@@ -185,8 +185,10 @@ class Hub:
 
     async def _fan_out_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for runs the wait in a task of its own per wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.get(), POLL_INTERVAL)
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._wake.get()
             # Coalesce a burst of wake-ups into one read.
             while not self._wake.empty():
                 self._wake.get_nowait()

@@ -1,5 +1,12 @@
 """WS /api/v1/notifications/ws: authentication (a token in the query or a first authenticate message), then the
-session of notifyd.realtime.session over the socket, and the close frame that says why it ended."""
+session of notifyd.realtime.session over the socket, and the close frame that says why it ended.
+
+The endpoint is a plain ASGI app that notifyd.app calls before its HTTP middleware and router: each middleware
+and routing layer a WebSocket passes through keeps its coroutine frame alive for as long as the socket is open
+(~5 KB per idle socket with Starlette's). Of what that middleware does, only two things apply to a WebSocket,
+and the endpoint does both itself: the Origin check, and the request id (X-Request-ID, answered in the
+handshake and carried by the session's log lines).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,11 @@ import logging
 import time
 from typing import Any
 
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from notifyd.core.requestid import HEADER, REQUEST_ID, scope_request_id
+from notifyd.http.hygiene import origin_refused
 from notifyd.realtime.hub import Hub
 from notifyd.realtime.session import (
     BAD_AFTER,
@@ -33,6 +42,7 @@ from notifyd.realtime.session import (
 
 log = logging.getLogger("notifyd.realtime")
 
+PATH = "/api/v1/notifications/ws"
 AUTH_TIMEOUT = 5.0
 
 
@@ -65,10 +75,16 @@ async def _close(ws: WebSocket, closed: Closed) -> None:
             await ws.close(closed.code, closed.reason)
 
 
-async def websocket_endpoint(ws: WebSocket) -> None:
-    hub: Hub = ws.app.state.hub
+async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app of PATH; scope["app"] is notifyd's application."""
+    hub: Hub = scope["app"].state.hub
+    if await origin_refused(scope, receive, send, hub.settings):
+        return
+    request_id = scope_request_id(scope)
+    REQUEST_ID.set(request_id)  # this task's context is the session's: its log lines carry the id
+    ws = WebSocket(scope, receive, send)
     metrics = hub.metrics
-    await ws.accept()
+    await ws.accept(headers=[(HEADER.encode(), request_id.encode())])
     if hub.open_connections >= hub.settings.ws_max_connections:
         await _close(ws, Closed(CLOSE_TRY_AGAIN_LATER))
         return
@@ -132,6 +148,3 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             hub.unregister(session)
         hub.open_connections -= 1
         metrics.open_sockets.dec()
-
-
-routes: list[BaseRoute] = [WebSocketRoute("/api/v1/notifications/ws", websocket_endpoint)]
