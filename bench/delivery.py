@@ -45,12 +45,15 @@ from bench.common import LOGIN, PROCESS_ENV, Database, Row, Scale, Table, cpu_se
 from bench.memory import start_peer, stop_peer
 from bench.sinks import SinkProcess, replay
 from bench.sockets import Listener
+from notifyd.core.config import Settings
 from notifyd.core.crypto import SecretBox, b64url, parse_key, token_hash
 from notifyd.domain.webpush import PARALLEL_SENDS
 from tests.server import ENCRYPTION_KEY, wait_for
 from tests.standins.resend import ResendService
 
 REPLAY_CONNECTIONS = 16
+# E-mails in flight per worker measured beside the default (RESEND_MAX_CONCURRENCY).
+WIDE_EMAIL_CONCURRENCY = 16
 # A push service's answer from afar: what bounds the rate is then pushes in flight, not CPU.
 ROUND_TRIP = 0.05
 DECRYPT_EVERY = 20
@@ -274,6 +277,19 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
                     signed = stats.get("jwt signatures verified", 0)
                     table.add(Row("5", f"{name}: distinct VAPID JWTs (signatures) in {count:,} pushes",
                                   signed, None, text=f"{signed:,}"))  # fmt: skip
+            # E-mails in flight per worker: today's default against 16 (a Resend account allowed more requests/s).
+            worker.stop()
+            wide = db.worker(**worker_env(resend.url, API_KEY), RESEND_MAX_CONCURRENCY=str(WIDE_EMAIL_CONCURRENCY))
+            assert wide.proc is not None
+            measured, _ = await deliver(owner, listener, "email", email_users(owner, scale.emails), [wide.proc.pid],
+                                        resend)  # fmt: skip
+            wide_name = (f"e-mail → Resend sink: deliveries/s, RESEND_MAX_CONCURRENCY {WIDE_EMAIL_CONCURRENCY} "
+                         f"vs {Settings.resend_max_concurrency} (above)")  # fmt: skip
+            table.add(Row("5", wide_name, measured.rate, one_worker["email"], "/s"))
+            wide.stop()
+            worker = db.worker(**worker_env(resend.url, API_KEY))
+            assert worker.proc is not None
+            workers = [worker.proc.pid]
             await scaling(db, owner, listener, workers, users_of, (("email", resend), ("push", push)), one_worker,
                           scale, table)  # fmt: skip
         for process in db.processes:
