@@ -15,7 +15,8 @@ signatures the sink verified; and the CPU split: the worker's, its PostgreSQL ba
 seconds per delivery, as shares of the three and the cores they kept busy (on two cores they share them, so
 that, not a second worker, says what one worker can reach). A third run pushes to a sink that answers
 ROUND_TRIP late, as a push service afar: pushes in flight (notifyd.domain.webpush.PARALLEL_SENDS), not CPU,
-bound that rate; its floor is the replay over as many connections. On a machine with SCALING_CORES or more,
+bound that rate; its floor is the replay over as many connections. Then e-mails again through a worker with
+RESEND_MAX_CONCURRENCY at WIDE_EMAIL_CONCURRENCY, beside the default's rate. On a machine with SCALING_CORES or more,
 two worker processes then deliver e-mails and pushes again, beside one. Last, the peer: Procrastinate's own
 rate, one worker (bench/noop_worker.py, the same concurrency) running as many no-op jobs as there were
 e-mails, beside the e-mail deliveries/s.
