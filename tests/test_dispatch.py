@@ -155,3 +155,25 @@ def test_a_kept_batch_to_retry_goes_to_a_channel_job(db: psycopg.Connection[Any]
     db.execute("SELECT notify_private.hand_over_deliveries('email', %s::uuid[], 30, 'r-1')", (ids,))
     assert jobs(db) == [("email", "deliver_email", 0, ids)]
     assert db.execute("SELECT * FROM notify_private.kept_deliveries(7)").fetchall() == [], "no longer the job's"
+
+
+def test_the_sweep_takes_over_what_a_dispatcher_job_that_failed_for_good_had_kept(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'u@example.com')", (USER,))
+    service = service_conn(db)
+    send(service, "critical", ["email"])
+    service.close()
+    with db.transaction():
+        db.execute("SET LOCAL search_path = procrastinate")  # Procrastinate's triggers use unqualified names
+        job = db.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+            "VALUES ('dispatch', 'dispatch_deliveries', '{}') RETURNING id"
+        ).fetchone()
+    assert job is not None
+    row = db.execute("SELECT kept FROM notify_private.dispatch_deliveries(NULL, %s, '{email}')", (job[0],)).fetchone()
+    assert row is not None and len(row[0]["email"]) == 1
+    adopt = "SELECT notify_private.adopt_kept_deliveries(99)"
+    assert db.execute(adopt).fetchone() == (0,), "a job still queued or running keeps its own"
+    on_jobs(db, f"UPDATE procrastinate_jobs SET status = 'failed' WHERE id = {int(job[0])}")
+    assert db.execute(adopt).fetchone() == (1,)
+    kept = db.execute("SELECT queue, ids::text[] FROM notify_private.kept_deliveries(99)").fetchall()
+    assert kept == [("email", row[0]["email"])]

@@ -111,13 +111,18 @@ async def _follow_up(pool: asyncpg.Pool, running: list[str]) -> None:
 
 
 async def dispatch(pool: asyncpg.Pool, request_id: str | None, awaiting: list[str] | None = None,
-                   runner: Runner | None = None) -> int:  # fmt: skip
-    """One dispatcher run; returns how many deliveries it handed to channel jobs or sent itself."""
+                   runner: Runner | None = None, adopt: bool = False) -> int:  # fmt: skip
+    """One dispatcher run; returns how many deliveries it handed to channel jobs or sent itself. With `adopt`
+    (the periodic sweep) it also sends what dispatcher jobs that will not run again (failed for good) had kept."""
     sending: list[asyncio.Task[None]] = []
     try:
         if runner is not None:
             # A retry of this job (its worker died, or the run failed): first what it had kept and not finished.
             async with as_worker(pool) as conn:
+                if adopt:
+                    adopted = await conn.fetchval(query("adopt_kept_deliveries"), runner.job_id)
+                    if adopted:
+                        log.warning("dispatcher: %d deliveries kept by dispatcher jobs that failed for good", adopted)
                 kept = {r["queue"]: r["ids"] for r in await conn.fetch(query("kept_deliveries"), runner.job_id)}
             _send_kept(pool, runner, kept, sending)
         return await _dispatch_all(pool, request_id, awaiting, runner, sending)

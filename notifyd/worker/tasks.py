@@ -64,7 +64,7 @@ def build_app(
     @app.periodic(cron="* * * * *", periodic_id="dispatch-sweep")
     @app.task(name="sweep_deliveries", queue="dispatch", retry=retry, pass_context=True)
     async def sweep_deliveries(context: procrastinate.JobContext, timestamp: int) -> None:
-        await dispatch.dispatch(pool, None, awaiting=[], runner=runner(context, None))
+        await dispatch.dispatch(pool, None, awaiting=[], runner=runner(context, None), adopt=True)
 
     for channel in channels:
         app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))

@@ -192,6 +192,35 @@ $$;
 COMMENT ON FUNCTION notify_private.kept_deliveries(bigint)
     IS 'the pending deliveries a dispatcher job kept to send itself, per queue (what its retry sends)';
 
+-- Deliveries kept by a dispatcher job that will not run again (failed past its retries, cancelled): the sweep's
+-- job takes them over, so that they are not left pending. A job still todo or doing (its worker may be dead:
+-- the stalled-job recovery runs it again) keeps its own.
+CREATE OR REPLACE FUNCTION notify_private.adopt_kept_deliveries(runner bigint) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    adopted integer;
+BEGIN
+    WITH orphaned AS (
+        SELECT d.id FROM notify.notification_deliveries AS d
+        WHERE d.status = 'pending' AND d.channel IN ('push', 'email') AND d.dispatched_by IS NOT NULL
+          AND d.dispatched_by <> adopt_kept_deliveries.runner
+          AND NOT EXISTS (SELECT 1 FROM procrastinate.procrastinate_jobs AS j
+                          WHERE j.id = d.dispatched_by AND j.status IN ('todo', 'doing'))
+        FOR UPDATE OF d SKIP LOCKED
+    ), adopted_rows AS (
+        UPDATE notify.notification_deliveries AS d SET dispatched_by = adopt_kept_deliveries.runner
+        FROM orphaned WHERE d.id = orphaned.id
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) INTO adopted FROM adopted_rows;
+    RETURN adopted;
+END
+$$;
+COMMENT ON FUNCTION notify_private.adopt_kept_deliveries(bigint)
+    IS 'hands the pending deliveries kept by dispatcher jobs that will not run again to dispatcher job `runner`; how many';
+
 -- A batch the dispatcher sent itself that is to be tried again: a channel job carries it from here on.
 CREATE OR REPLACE FUNCTION notify_private.hand_over_deliveries(queue text, delivery_ids uuid[], delay float8,
                                                                request_id text DEFAULT NULL)

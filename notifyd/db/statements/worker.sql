@@ -47,6 +47,10 @@ SELECT dispatched, jobs, next_due, more, kept FROM notify_private.dispatch_deliv
 -- The pending deliveries this dispatcher job kept to send itself (a retry of the job sends them)
 SELECT queue, ids FROM notify_private.kept_deliveries($1)
 
+-- adopt_kept_deliveries --
+-- The sweep's job takes over what dispatcher jobs that will not run again had kept; how many
+SELECT notify_private.adopt_kept_deliveries($1)
+
 -- hand_over_deliveries --
 -- A kept batch to be tried again: a channel job carries it, due in $3 seconds
 SELECT notify_private.hand_over_deliveries($1, $2::uuid[], $3, $4)
