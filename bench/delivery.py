@@ -15,7 +15,8 @@ signatures the sink verified; and the CPU split: the worker's, its PostgreSQL ba
 seconds per delivery, as shares of the three and the cores they kept busy (on two cores they share them, so
 that, not a second worker, says what one worker can reach). A third run pushes to a sink that answers
 ROUND_TRIP late, as a push service afar: pushes in flight (notifyd.domain.webpush.PARALLEL_SENDS), not CPU,
-bound that rate; its floor is the replay over as many connections. On a machine with SCALING_CORES or more,
+bound that rate; its floor is the replay over as many connections. Then e-mails again through a worker with
+RESEND_MAX_CONCURRENCY at WIDE_EMAIL_CONCURRENCY, beside the default's rate. On a machine with SCALING_CORES or more,
 two worker processes then deliver e-mails and pushes again, beside one. Last, the peer: Procrastinate's own
 rate, one worker (bench/noop_worker.py, the same concurrency) running as many no-op jobs as there were
 e-mails, beside the e-mail deliveries/s.
@@ -26,6 +27,7 @@ Also here, for scenario 6: commit → e-mail accepted by the Resend stand-in, on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -45,12 +47,15 @@ from bench.common import LOGIN, PROCESS_ENV, Database, Row, Scale, Table, cpu_se
 from bench.memory import start_peer, stop_peer
 from bench.sinks import SinkProcess, replay
 from bench.sockets import Listener
+from notifyd.core.config import Settings
 from notifyd.core.crypto import SecretBox, b64url, parse_key, token_hash
 from notifyd.domain.webpush import PARALLEL_SENDS
 from tests.server import ENCRYPTION_KEY, wait_for
 from tests.standins.resend import ResendService
 
 REPLAY_CONNECTIONS = 16
+# E-mails in flight per worker measured beside the default (RESEND_MAX_CONCURRENCY).
+WIDE_EMAIL_CONCURRENCY = 16
 # A push service's answer from afar: what bounds the rate is then pushes in flight, not CPU.
 ROUND_TRIP = 0.05
 DECRYPT_EVERY = 20
@@ -274,6 +279,19 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
                     signed = stats.get("jwt signatures verified", 0)
                     table.add(Row("5", f"{name}: distinct VAPID JWTs (signatures) in {count:,} pushes",
                                   signed, None, text=f"{signed:,}"))  # fmt: skip
+            # E-mails in flight per worker: today's default against 16 (a Resend account allowed more requests/s).
+            worker.stop()
+            wide = db.worker(**worker_env(resend.url, API_KEY), RESEND_MAX_CONCURRENCY=str(WIDE_EMAIL_CONCURRENCY))
+            assert wide.proc is not None
+            measured, _ = await deliver(owner, listener, "email", email_users(owner, scale.emails), [wide.proc.pid],
+                                        resend)  # fmt: skip
+            wide_name = (f"e-mail → Resend sink: deliveries/s, RESEND_MAX_CONCURRENCY {WIDE_EMAIL_CONCURRENCY} "
+                         f"vs {Settings.resend_max_concurrency} (above)")  # fmt: skip
+            table.add(Row("5", wide_name, measured.rate, one_worker["email"], "/s"))
+            wide.stop()
+            worker = db.worker(**worker_env(resend.url, API_KEY))
+            assert worker.proc is not None
+            workers = [worker.proc.pid]
             await scaling(db, owner, listener, workers, users_of, (("email", resend), ("push", push)), one_worker,
                           scale, table)  # fmt: skip
         for process in db.processes:
@@ -352,14 +370,16 @@ async def email_latency(db: Database, samples: int) -> tuple[list[float], list[f
         await sender.execute("SELECT notify.upsert_recipient($1, 'latency@example.com')", user)
         queued = []
         for _ in range(samples):
-            # The dispatcher's channel job NOTIFYs too, after the send's own job: count from this send's first.
+            # A channel job the dispatcher defers NOTIFYs too, after the send's own job: count from this send's first.
             while not arrived.empty():
                 arrived.get_nowait()
             await sender.execute(
                 "SELECT notify.send($1, 'security', 'latency', priority => 'critical', channels => '{email}')", user
             )
             committed = time.monotonic()
-            queued.append(await asyncio.wait_for(arrived.get(), 5) - committed)
+            # A send whose dispatcher job was queued already (not started yet) queues none: no NOTIFY of its own.
+            with contextlib.suppress(TimeoutError):
+                queued.append(await asyncio.wait_for(arrived.get(), 1) - committed)
             await asyncio.sleep(0.02)
         ledger = (
             "SELECT extract(epoch FROM d.sent_at - d.created_at)::float8 FROM notify.notification_deliveries AS d "

@@ -200,8 +200,7 @@ class PushBrowser:
 
     def events(self, notification_id: str) -> list[str]:
         rows = self.db.execute(
-            "SELECT event FROM notify.notification_analytics WHERE notification_id = %s AND channel = 'push' "
-            "ORDER BY event",
+            "SELECT event FROM notify.delivery_events WHERE notification_id = %s AND channel = 'push' ORDER BY event",
             (notification_id,),
         ).fetchall()
         return [r[0] for r in rows]

@@ -431,7 +431,7 @@ def test_the_ledger_sends_once_and_counts_unrecorded_answers(db: psycopg.Connect
         (delivery,),
     ).fetchone()
     assert row == (1, "m-1", True, 0, True)
-    assert db.execute("SELECT event FROM notify.notification_analytics").fetchall() == [("sent",)]
+    assert db.execute("SELECT event FROM notify.delivery_events").fetchall() == [("sent",)]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="an outcome is one of"):
         record(worker, [{"id": delivery, "outcome": "maybe"}])
     worker.close()
@@ -501,7 +501,7 @@ def test_one_call_records_a_whole_batch_whatever_each_answer_was(db: psycopg.Con
         (devices, devices),
     ).fetchone()
     assert active == ([True, True, True, False],)
-    events = db.execute("SELECT event, count(*) FROM notify.notification_analytics GROUP BY 1 ORDER BY 1").fetchall()
+    events = db.execute("SELECT event, count(*) FROM notify.delivery_events GROUP BY 1 ORDER BY 1").fetchall()
     assert events == [("failed", 2), ("sent", 1)]
     worker.close()
 

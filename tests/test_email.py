@@ -195,7 +195,7 @@ def test_an_email_arrives_escaped_with_a_button_and_an_unsubscribe_link(
         # No PRIVACY_POLICY_URL: no privacy link at all, rather than one to a page nobody serves.
         assert "privacy" not in part.lower()
     analytics = db.execute(
-        "SELECT event FROM notify.notification_analytics WHERE notification_id = %s AND channel = 'email'",
+        "SELECT event FROM notify.delivery_events WHERE notification_id = %s AND channel = 'email'",
         (notification,),
     ).fetchall()
     assert analytics == [("sent",)]
@@ -550,7 +550,7 @@ def events(db: psycopg.Connection[Any], notification: uuid.UUID) -> list[tuple[s
     return [
         (r[0], r[1])
         for r in db.execute(
-            "SELECT event, metadata FROM notify.notification_analytics WHERE notification_id = %s ORDER BY created_at",
+            "SELECT event, metadata FROM notify.delivery_events WHERE notification_id = %s ORDER BY created_at",
             (notification,),
         )
     ]

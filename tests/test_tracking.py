@@ -319,6 +319,15 @@ def fixture_rows(conn: psycopg.Connection[Any], org: uuid.UUID) -> None:
     for kind, channel, evs in plan:
         n = notification(conn, org, type=kind)
         for event, hours in evs:
+            if event in ("sent", "failed"):
+                # What the worker records: the ledger row, no analytics row (the report reads the ledger).
+                conn.execute(
+                    "UPDATE notify.notification_deliveries SET attempts = 1, status = %s,"
+                    " sent_at = CASE WHEN %s = 'sent' THEN %s + make_interval(secs => %s) END,"
+                    " failed_at = CASE WHEN %s = 'failed' THEN %s + make_interval(secs => %s) END WHERE id = %s",
+                    (event, event, DAY, hours * 3600, event, DAY, hours * 3600, n[channel]),
+                )
+                continue
             conn.execute(
                 "INSERT INTO notify.notification_analytics (notification_id, notification_type, channel, event,"
                 " user_id, org_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s + make_interval(secs => %s))",
@@ -395,3 +404,21 @@ def test_sql_analytics_for_dbas_and_bad_arguments(db: psycopg.Connection[Any]) -
     ).fetchall()
     assert [(b.hour, s) for b, s in hourly] == [(1, 2), (2, 1), (3, 1)]
     assert isinstance(db.execute("SELECT delivery_rate FROM notify.analytics_daily LIMIT 1").fetchone()[0], Decimal)  # type: ignore[index]
+
+
+def test_sent_and_failed_counts_outlive_their_deliveries(db: psycopg.Connection[Any]) -> None:
+    org = uuid.uuid4()
+    fixture_rows(db, org)
+    totals = "SELECT sum(sent), sum(failed) FROM notify.analytics(%s, %s + interval '2 days', 'day')"
+    assert db.execute(totals, (DAY, DAY)).fetchone() == (7, 1)
+    assert db.execute(
+        "SELECT count(*) FROM notify.notification_analytics WHERE event IN ('sent', 'failed')"
+    ).fetchone() == (0,)
+    # Retention removes the notifications (their deliveries cascade): their sent and failed events stay, anonymous.
+    db.execute("DELETE FROM notify.notifications")
+    assert db.execute(totals, (DAY, DAY)).fetchone() == (7, 1)
+    kept = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE user_id IS NULL AND notification_id IS NULL AND device_id IS NULL) "
+        "FROM notify.notification_analytics WHERE event IN ('sent', 'failed')"
+    ).fetchone()
+    assert kept == (8, 8)

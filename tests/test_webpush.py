@@ -270,11 +270,12 @@ def test_gone_deactivates_the_device_at_once(stack: Stack) -> None:
 
 
 def retry_at(conn: psycopg.Connection[Any], delivery_id: str) -> datetime | None:
-    """When Procrastinate will run the delivery's job again, once it has been retried."""
+    """When Procrastinate will run the delivery's job again, once it has been retried: its channel job's retry,
+    or the channel job a dispatcher that sent it itself handed it to."""
     row = fetch(
         conn,
         "SELECT scheduled_at FROM procrastinate.procrastinate_jobs "
-        "WHERE args -> 'delivery_ids' ? %s AND status = 'todo' AND attempts > 0",
+        "WHERE args -> 'delivery_ids' ? %s AND status = 'todo' AND scheduled_at IS NOT NULL",
         delivery_id,
     )
     return None if row is None else row["scheduled_at"]

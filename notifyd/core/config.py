@@ -165,6 +165,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RESEND_FROM_EMAIL", "(none)", "sender address of e-mails", _RUNNING),
     Variable("RESEND_FROM_NAME", "notifyd", "sender name of e-mails", _RUNNING),
     Variable(
+        "RESEND_MAX_CONCURRENCY",
+        "4",
+        "Resend requests one worker process has open at once (Resend's default limit is 5 requests/s per team)",
+        (WORKER, DEV),
+    ),
+    Variable(
         "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
     ),
     Variable(
@@ -376,6 +382,7 @@ class Settings:
     resend_from_email: str | None = None
     resend_from_name: str = "notifyd"
     resend_webhook_secret: str | None = field(default=None, repr=False)
+    resend_max_concurrency: int = 4
     privacy_policy_url: str | None = None
     # The product's notification center: notifyd serves no such page, so digests link it only when set.
     notification_center_url: str | None = None
@@ -459,6 +466,7 @@ class Settings:
             resend_from_email=_text("RESEND_FROM_EMAIL"),
             resend_from_name=_text("RESEND_FROM_NAME") or "notifyd",
             resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
+            resend_max_concurrency=_positive("RESEND_MAX_CONCURRENCY", 4),
             privacy_policy_url=_text("PRIVACY_POLICY_URL"),
             notification_center_url=_text("NOTIFICATION_CENTER_URL"),
             provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),

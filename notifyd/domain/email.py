@@ -39,8 +39,6 @@ NOT_CONFIGURED = "e-mail is not configured: set {missing}"
 NO_ADDRESS = "no e-mail address"
 TIMED_OUT = "Resend did not answer within {seconds:g} s"
 UNEXPECTED = "unexpected error while sending: {error!r}"
-# Resend allows a few requests per second per team: more parallel sends would only collect 429s.
-PARALLEL_SENDS = 4
 # requests' timeout bounds the connection and each read, not a whole slow-dripping answer: this does.
 DEADLINE_FACTOR = 2
 OPEN_LINK_FIELDS = ("url", "action_url")
@@ -248,13 +246,17 @@ class PooledClient(AsyncHTTPClient):
 
 
 class EmailChannel:
-    """The `email` queue: one Resend request per delivery, PARALLEL_SENDS at once over keep-alive connections."""
+    """The `email` queue: one Resend request per delivery, RESEND_MAX_CONCURRENCY at once over keep-alive connections.
+
+    Resend limits a team to a few requests per second (5 by default, more on request): past what the
+    account allows, more parallel sends only collect 429s, which are retried after Retry-After.
+    """
 
     queue = "email"
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._slots = asyncio.Semaphore(PARALLEL_SENDS)
+        self._slots = asyncio.Semaphore(settings.resend_max_concurrency)
         self._deadline = settings.provider_timeout * DEADLINE_FACTOR
         # The SDK reads these module globals on every request; its own RESEND_* environment reading
         # happened at import, so Settings is made the one source here.
@@ -262,7 +264,9 @@ class EmailChannel:
         resend.api_url = (settings.resend_api_url or RESEND_API_URL).rstrip("/")
         # requests accepts float seconds; the SDK's annotation says int. (Digests still send through it.)
         resend.default_http_client = resend.RequestsClient(timeout=settings.provider_timeout)  # type: ignore[arg-type]
-        resend.default_async_http_client = PooledClient(ProviderSession(PARALLEL_SENDS, settings.provider_timeout))
+        resend.default_async_http_client = PooledClient(
+            ProviderSession(settings.resend_max_concurrency, settings.provider_timeout)
+        )
 
     def not_configured(self) -> str | None:
         missing = [

@@ -91,21 +91,30 @@ def build_app(
 
         return deliver
 
-    @app.task(name="dispatch_deliveries", queue="dispatch", retry=retry)
-    async def dispatch_deliveries(request_id: str | None = None, awaiting: list[str] | None = None) -> None:
-        """Hands due deliveries to the channel tasks below; sends queue it (notify_private.queue_dispatch)."""
+    by_queue = {channel.queue: channel for channel in channels}
+
+    def runner(context: procrastinate.JobContext, request_id: str | None) -> dispatch.Runner:
+        assert context.job.id is not None
+        return dispatch.Runner(context.job.id, by_queue, settings.secrets, request_id)
+
+    @app.task(name="dispatch_deliveries", queue="dispatch", retry=retry, pass_context=True)
+    async def dispatch_deliveries(
+        context: procrastinate.JobContext, request_id: str | None = None, awaiting: list[str] | None = None
+    ) -> None:
+        """Hands due deliveries to the channel tasks below, sends a batch of each itself; sends queue it
+        (notify_private.queue_dispatch)."""
         token = REQUEST_ID.set(request_id)
         try:
-            await dispatch.dispatch(pool, request_id, awaiting)
+            await dispatch.dispatch(pool, request_id, awaiting, runner(context, request_id))
         finally:
             REQUEST_ID.reset(token)
 
     # Deliveries whose dispatcher job could not run (failed past its retries, or held by a transaction
     # that rolled back) wait at most a minute.
     @app.periodic(cron="* * * * *", periodic_id="dispatch-sweep")
-    @app.task(name="sweep_deliveries", queue="dispatch", retry=retry)
-    async def sweep_deliveries(timestamp: int) -> None:
-        await dispatch.dispatch(pool, None, awaiting=[])
+    @app.task(name="sweep_deliveries", queue="dispatch", retry=retry, pass_context=True)
+    async def sweep_deliveries(context: procrastinate.JobContext, timestamp: int) -> None:
+        await dispatch.dispatch(pool, None, awaiting=[], runner=runner(context, None), adopt=True)
 
     for channel in channels:
         app.task(name=f"deliver_{channel.queue}", queue=channel.queue, retry=retry)(delivery_task(channel))

@@ -87,9 +87,23 @@ $$;
 COMMENT ON FUNCTION notify_private.queue_dispatch(timestamptz)
     IS 'makes sure a dispatcher job runs by `due` (at once if due is past), in the caller''s transaction; adds no job if one is queued';
 
--- The worker's side: the due deliveries the dispatcher hands to the channels' jobs.
-CREATE OR REPLACE FUNCTION notify_private.dispatch_deliveries(request_id text DEFAULT NULL)
-    RETURNS TABLE (dispatched integer, jobs integer, next_due timestamptz, more boolean)
+-- Immutable SQL: inlined wherever it is used.
+CREATE OR REPLACE FUNCTION notify_private.delivery_queue(channel text, device_kind text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN delivery_queue.channel IN ('email', 'in_app') THEN delivery_queue.channel
+                WHEN delivery_queue.device_kind = 'fcm' THEN 'fcm'
+                ELSE 'push' END
+$$;
+COMMENT ON FUNCTION notify_private.delivery_queue(text, text)
+    IS 'the queue (and worker channel) a delivery goes out on: push, fcm, email or in_app';
+
+-- The worker's side: the due deliveries the dispatcher hands to the channels' jobs, or runs itself.
+-- Its result gained the batches the dispatcher runs itself (kept): CREATE OR REPLACE cannot change that.
+DROP FUNCTION IF EXISTS notify_private.dispatch_deliveries(text);
+CREATE OR REPLACE FUNCTION notify_private.dispatch_deliveries(request_id text DEFAULT NULL, runner bigint DEFAULT NULL,
+                                                              direct text[] DEFAULT '{}')
+    RETURNS TABLE (dispatched integer, jobs integer, next_due timestamptz, more boolean, kept jsonb)
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -98,7 +112,10 @@ DECLARE
     job_size constant integer := notify.setting('delivery.job_size')::integer;
     defer jsonb;
 BEGIN
-    -- Stamped queued, so that no other dispatcher takes them again (those it holds are skipped).
+    -- Stamped queued, so that no other dispatcher takes them again (those it holds are skipped). The first
+    -- delivery.job_size of each queue the caller runs itself (direct) are kept: it sends them without a
+    -- channel job in between (a job's defer, NOTIFY, fetch and finish), stamped with its own job id
+    -- (dispatched_by), which a retry of that job, after a crash, finds them by.
     WITH due AS (
         SELECT d.id FROM notify.notification_deliveries AS d
         WHERE d.status = 'pending' AND d.queued_at IS NULL
@@ -106,32 +123,37 @@ BEGIN
         ORDER BY coalesce(d.scheduled_for, '-infinity'::timestamptz)
         LIMIT size
         FOR UPDATE SKIP LOCKED
-    ), stamped AS (
-        UPDATE notify.notification_deliveries AS d SET queued_at = notify.now()
-        FROM due WHERE d.id = due.id
-        RETURNING d.id, d.notification_id, d.channel, d.subscription_id
     ), routed AS (
-        SELECT s.id,
-               CASE WHEN s.channel IN ('email', 'in_app') THEN s.channel
-                    WHEN p.kind = 'fcm' THEN 'fcm'
-                    ELSE 'push' END AS queue,
-               pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority
-        FROM stamped AS s
-        JOIN notify.notifications AS n ON n.id = s.notification_id
-        LEFT JOIN notify.push_subscriptions AS p ON p.id = s.subscription_id
+        SELECT r.*, pg_catalog.row_number() OVER (PARTITION BY r.queue ORDER BY r.priority DESC, r.id) - 1 AS position
+        FROM (SELECT d.id, notify_private.delivery_queue(d.channel, p.kind) AS queue,
+                     pg_catalog.array_position(ARRAY['low', 'normal', 'high', 'critical'], n.priority) AS priority
+              FROM due
+              JOIN notify.notification_deliveries AS d ON d.id = due.id
+              JOIN notify.notifications AS n ON n.id = d.notification_id
+              LEFT JOIN notify.push_subscriptions AS p ON p.id = d.subscription_id) AS r
+    ), marked AS (
+        SELECT r.*, dispatch_deliveries.runner IS NOT NULL AND r.queue = ANY (dispatch_deliveries.direct)
+                    AND r.position < job_size AS keep
+        FROM routed AS r
+    ), stamped AS (
+        UPDATE notify.notification_deliveries AS d
+        SET queued_at = notify.now(), dispatched_by = CASE WHEN m.keep THEN dispatch_deliveries.runner END
+        FROM marked AS m WHERE d.id = m.id
     ), chunks AS (
         -- One job per queue and priority, each carrying at most delivery.job_size deliveries.
-        SELECT r.queue, r.priority, pg_catalog.array_agg(r.id ORDER BY r.id) AS ids
-        FROM (SELECT r.*, pg_catalog.row_number() OVER (PARTITION BY r.queue, r.priority ORDER BY r.id) - 1 AS position
-              FROM routed AS r) AS r
-        GROUP BY r.queue, r.priority, r.position / job_size
+        SELECT m.queue, m.priority, pg_catalog.array_agg(m.id ORDER BY m.id) AS ids
+        FROM marked AS m WHERE NOT m.keep
+        GROUP BY m.queue, m.priority, m.position / job_size
     )
-    SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(c.ids)), 0)::integer, pg_catalog.count(*)::integer,
+    SELECT (SELECT pg_catalog.count(*) FROM marked)::integer, pg_catalog.count(*)::integer,
            pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                'queue', c.queue, 'task', 'deliver_' || c.queue, 'priority', c.priority,
                'args', pg_catalog.jsonb_build_object('delivery_ids', c.ids,
-                                                     'request_id', dispatch_deliveries.request_id)))
-    INTO dispatched, jobs, defer
+                                                     'request_id', dispatch_deliveries.request_id))),
+           (SELECT pg_catalog.jsonb_object_agg(k.queue, k.ids)
+            FROM (SELECT m.queue, pg_catalog.array_agg(m.id ORDER BY m.id) AS ids
+                  FROM marked AS m WHERE m.keep GROUP BY m.queue) AS k)
+    INTO dispatched, jobs, defer, kept
     FROM chunks AS c;
     IF jobs > 0 THEN
         PERFORM notify_private.defer_jobs(defer);
@@ -151,8 +173,73 @@ BEGIN
     RETURN NEXT;
 END
 $$;
-COMMENT ON FUNCTION notify_private.dispatch_deliveries(text)
-    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, in_app) and says when the next is due';
+COMMENT ON FUNCTION notify_private.dispatch_deliveries(text, bigint, text[])
+    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, in_app), keeps the first job''s worth of each direct queue for the calling dispatcher job to send itself, and says when the next is due';
+
+-- What a dispatcher job kept for itself and has not finished: a retry of that job (its worker died) sends it.
+CREATE OR REPLACE FUNCTION notify_private.kept_deliveries(runner bigint)
+    RETURNS TABLE (queue text, ids uuid[])
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT notify_private.delivery_queue(d.channel, p.kind), pg_catalog.array_agg(d.id ORDER BY d.id)
+    FROM notify.notification_deliveries AS d
+    LEFT JOIN notify.push_subscriptions AS p ON p.id = d.subscription_id
+    -- Pending deliveries are few: the open-deliveries index (channel, status) finds them.
+    WHERE d.status = 'pending' AND d.channel IN ('push', 'email') AND d.dispatched_by = kept_deliveries.runner
+    GROUP BY 1
+$$;
+COMMENT ON FUNCTION notify_private.kept_deliveries(bigint)
+    IS 'the pending deliveries a dispatcher job kept to send itself, per queue (what its retry sends)';
+
+-- Deliveries kept by a dispatcher job that will not run again (failed past its retries, cancelled): the sweep's
+-- job takes them over, so that they are not left pending. A job still todo or doing (its worker may be dead:
+-- the stalled-job recovery runs it again) keeps its own.
+CREATE OR REPLACE FUNCTION notify_private.adopt_kept_deliveries(runner bigint) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    adopted integer;
+BEGIN
+    WITH orphaned AS (
+        SELECT d.id FROM notify.notification_deliveries AS d
+        WHERE d.status = 'pending' AND d.channel IN ('push', 'email') AND d.dispatched_by IS NOT NULL
+          AND d.dispatched_by <> adopt_kept_deliveries.runner
+          AND NOT EXISTS (SELECT 1 FROM procrastinate.procrastinate_jobs AS j
+                          WHERE j.id = d.dispatched_by AND j.status IN ('todo', 'doing'))
+        FOR UPDATE OF d SKIP LOCKED
+    ), adopted_rows AS (
+        UPDATE notify.notification_deliveries AS d SET dispatched_by = adopt_kept_deliveries.runner
+        FROM orphaned WHERE d.id = orphaned.id
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) INTO adopted FROM adopted_rows;
+    RETURN adopted;
+END
+$$;
+COMMENT ON FUNCTION notify_private.adopt_kept_deliveries(bigint)
+    IS 'hands the pending deliveries kept by dispatcher jobs that will not run again to dispatcher job `runner`; how many';
+
+-- A batch the dispatcher sent itself that is to be tried again: a channel job carries it from here on.
+CREATE OR REPLACE FUNCTION notify_private.hand_over_deliveries(queue text, delivery_ids uuid[], delay float8,
+                                                               request_id text DEFAULT NULL)
+    RETURNS bigint[]
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+BEGIN
+    UPDATE notify.notification_deliveries AS d SET dispatched_by = NULL
+    WHERE d.id = ANY (hand_over_deliveries.delivery_ids) AND d.dispatched_by IS NOT NULL;
+    RETURN notify_private.defer_jobs(pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+        'queue', hand_over_deliveries.queue, 'task', 'deliver_' || hand_over_deliveries.queue,
+        'scheduled_at', pg_catalog.now() + pg_catalog.make_interval(secs => hand_over_deliveries.delay),
+        'args', pg_catalog.jsonb_build_object('delivery_ids', hand_over_deliveries.delivery_ids,
+                                              'request_id', hand_over_deliveries.request_id))));
+END
+$$;
+COMMENT ON FUNCTION notify_private.hand_over_deliveries(text, uuid[], float8, text)
+    IS 'hands deliveries a dispatcher job sent itself and must retry to a channel job due after `delay` seconds';
 
 -- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
 DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);

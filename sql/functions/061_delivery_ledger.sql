@@ -131,21 +131,14 @@ BEGIN
         LEFT JOIN notify.notification_deliveries AS od ON od.id = o.id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = od.subscription_id
         WHERE d.id = o.id AND d.status = 'pending'
-        RETURNING d.id, d.status, d.attempts, d.notification_id, d.user_id, d.channel, d.subscription_id
-    ), recorded AS (
-        INSERT INTO notify.notification_analytics
-            (notification_id, notification_type, channel, event, user_id, org_id, device_id)
-        SELECT f.notification_id, n.type, f.channel, f.status, f.user_id, r.org_id, f.subscription_id
-        FROM finished AS f
-        JOIN notify.notifications AS n ON n.id = f.notification_id
-        JOIN notify.recipients AS r ON r.user_id = f.user_id
-        WHERE f.status IN ('sent', 'failed')
+        RETURNING d.id, d.status, d.attempts
     )
+    -- No analytics row: the report reads a sent or failed delivery from this ledger (notify.delivery_events).
     SELECT f.id, f.status, f.attempts FROM finished AS f;
 END
 $$;
 COMMENT ON FUNCTION notify_private.record_outcomes(jsonb)
-    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes; analytics';
+    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes (the ledger is what analytics read)';
 
 -- Dead letters: what a DBA reads and retries.
 
@@ -181,6 +174,15 @@ BEGIN
         RAISE EXCEPTION 'delivery %''s device is deactivated (%)', target.id, target.deactivated_reason
             USING ERRCODE = 'invalid_parameter_value', HINT = 'the user subscribes again from that device';
     END IF;
+    -- The attempts it ends were counted by the report (notify.delivery_events): keep them as analytics rows.
+    INSERT INTO notify.notification_analytics
+        (notification_id, notification_type, channel, event, user_id, org_id, device_id, created_at)
+    SELECT d.notification_id, n.type, d.channel, e.event, d.user_id, r.org_id, d.subscription_id, e.at
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    JOIN notify.recipients AS r ON r.user_id = d.user_id
+    CROSS JOIN LATERAL notify_private.worker_events(d) AS e
+    WHERE d.id = target.id;
     UPDATE notify.notification_deliveries AS d
     SET status = 'pending', attempts = 0, reason = NULL, error_message = NULL, failed_at = NULL,
         scheduled_for = NULL, queued_at = NULL, updated_at = notify.now()

@@ -120,7 +120,7 @@ BEGIN
             GROUP BY d.channel, d.status
             UNION ALL
             SELECT 'events', a.channel, a.event, pg_catalog.count(*)
-            FROM notify.notification_analytics AS a
+            FROM notify.delivery_events AS a
             WHERE a.org_id = org_delivery_stats.org_id AND a.created_at >= low AND a.created_at < high
             GROUP BY a.channel, a.event
         ), per_channel AS (

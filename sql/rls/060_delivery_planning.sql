@@ -4,8 +4,11 @@ GRANT EXECUTE ON FUNCTION notify_private.effective_preferences(uuid, text), noti
     notify_private.channel_decisions(notify.notifications), notify_private.wanted_channels(text, text[]),
     notify_private.queue_dispatch(timestamptz), notify_private.defer_jobs(jsonb)
     TO notify_definer;
--- The worker's dispatcher hands due deliveries to channel jobs and queues its next run.
-GRANT EXECUTE ON FUNCTION notify_private.dispatch_deliveries(text), notify_private.queue_dispatch(timestamptz)
+-- The worker's dispatcher hands due deliveries to channel jobs (or sends them itself) and queues its next run.
+GRANT EXECUTE ON FUNCTION notify_private.dispatch_deliveries(text, bigint, text[]),
+    notify_private.queue_dispatch(timestamptz), notify_private.kept_deliveries(bigint),
+    notify_private.adopt_kept_deliveries(bigint),
+    notify_private.hand_over_deliveries(text, uuid[], float8, text), notify_private.delivery_queue(text, text)
     TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.send_test(text) TO notify_authenticated;
 

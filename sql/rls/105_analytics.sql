@@ -2,4 +2,8 @@
 
 -- The report runs as the caller: the policies of notification_analytics keep an org admin to their org.
 GRANT EXECUTE ON FUNCTION notify.analytics(timestamptz, timestamptz, text) TO notify_admin;
-GRANT SELECT ON notify.analytics_daily, notify.analytics_monthly TO notify_admin;
+GRANT SELECT ON notify.analytics_daily, notify.analytics_monthly, notify.delivery_events TO notify_admin;
+GRANT SELECT ON notify.delivery_events TO notify_worker;
+-- What notify.delivery_events reads a ledger row with (and the definer functions that keep those events).
+GRANT EXECUTE ON FUNCTION notify_private.worker_events(notify.notification_deliveries)
+    TO notify_admin, notify_worker, notify_definer;

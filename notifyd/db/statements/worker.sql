@@ -39,8 +39,21 @@ SELECT notify.retire_vapid_keys()
 SELECT notify_private.release_in_app($1::uuid[])
 
 -- dispatch_deliveries --
--- Hands due deliveries to channel jobs; how many, in how many jobs, when the next is due, whether more are due
-SELECT dispatched, jobs, next_due, more FROM notify_private.dispatch_deliveries($1)
+-- Hands due deliveries to channel jobs, keeps a batch per queue of $3 for dispatcher job $2 to send itself; how many,
+-- in how many jobs, when the next is due, whether more are due, what it kept ({queue: [ids]})
+SELECT dispatched, jobs, next_due, more, kept FROM notify_private.dispatch_deliveries($1, $2, $3::text[])
+
+-- kept_deliveries --
+-- The pending deliveries this dispatcher job kept to send itself (a retry of the job sends them)
+SELECT queue, ids FROM notify_private.kept_deliveries($1)
+
+-- adopt_kept_deliveries --
+-- The sweep's job takes over what dispatcher jobs that will not run again had kept; how many
+SELECT notify_private.adopt_kept_deliveries($1)
+
+-- hand_over_deliveries --
+-- A kept batch to be tried again: a channel job carries it, due in $3 seconds
+SELECT notify_private.hand_over_deliveries($1, $2::uuid[], $3, $4)
 
 -- transactions_in_progress --
 -- The writing transactions open in this database but this one (each holds the lock on its own id): those a dispatcher waits for
