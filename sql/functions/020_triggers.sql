@@ -121,12 +121,12 @@ BEGIN
     SELECT b.user_id, b.last_seq,
            CASE WHEN NOT take_bulk_seqs.spends_in_app THEN NULL
                 WHEN NOT EXISTS (SELECT 1 FROM notify.rate_buckets AS k WHERE k.user_id = b.user_id AND k.channel = 'in_app')
-                     AND coalesce(notify_private.far_below_limit(b.user_id, b.last_seq, far_below, at - interval '1 hour'),
-                                  false)
+                     AND f.far
                 THEN NULL
                 ELSE nullif(notify_private.take_token(b.user_id, 'in_app'), at)
            END
-    FROM bumped AS b;
+    FROM bumped AS b
+    CROSS JOIN LATERAL notify_private.far_below_limit(b.user_id, b.last_seq, far_below, at - interval '1 hour') AS f;
 END
 $$;
 ALTER FUNCTION notify_private.take_bulk_seqs(uuid[], boolean) OWNER TO notify_definer;
