@@ -343,22 +343,21 @@ AS $$
                coalesce(decided.decisions -> 'email', '{"status": "pending"}') AS email
     ) AS k
     CROSS JOIN LATERAL (
-        -- In-app: listed at once; a held real-time event is released by a job when it comes due.
-        SELECT 'in_app' AS channel, NULL::uuid AS subscription_id,
-               CASE WHEN NOT (n.template_id IS NOT NULL AND n.rendered IS NULL) AND n.held_until IS NULL THEN 'sent'
-                    ELSE 'pending' END AS status,
+        -- In-app: listed at once. Only a held real-time event gets a delivery row (pending), which a job
+        -- releases when it comes due: one that goes at once is sent with its notification, which is its
+        -- record (notify.delivery_decisions shows it as a sent in-app delivery).
+        SELECT 'in_app' AS channel, NULL::uuid AS subscription_id, 'pending' AS status,
                CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL THEN 'waiting for its template to be rendered'
-                    WHEN n.held_until IS NULL THEN NULL
                     WHEN n.held_until = n.send_at THEN 'scheduled for send_at'
                     ELSE format('in-app rate limit (%s per hour): its real-time event waits for a token',
                                 notify.setting('rate_limit.in_app_per_hour')) END AS reason,
                CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL
                     THEN CASE WHEN n.send_at > k.now_at THEN n.send_at END
-                    WHEN n.held_until IS NULL THEN NULL
                     WHEN n.held_until = n.send_at THEN n.send_at
                     ELSE n.held_until END AS scheduled_for,
                NULL AS token
         WHERE 'in_app' = ANY (k.wanted)
+          AND (n.held_until IS NOT NULL OR (n.template_id IS NOT NULL AND n.rendered IS NULL))
         UNION ALL
         SELECT 'push', NULL, 'skipped', k.push ->> 'reason', NULL, NULL
         WHERE n.batch_id IS NOT NULL AND 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'skipped'
@@ -376,7 +375,7 @@ AS $$
 $$;
 RESET check_function_bodies;
 COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
-    IS 'the deliveries a new notification gets, from its decisions (bulk: skipped channels too): channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
+    IS 'the deliveries a new notification gets, from its decisions (bulk: skipped channels too; in-app only if held): channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
 
 CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
     LANGUAGE plpgsql
