@@ -103,8 +103,11 @@ def test_held_events_are_released_when_their_token_frees(db: psycopg.Connection[
         if notification_id in first_seqs:
             assert seq > first_seqs[notification_id], "released with a new seq, so the WebSocket sends it"
     assert db.execute(
-        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'in_app' AND status = 'sent'"
+        "SELECT count(*) FROM notify.delivery_decisions WHERE channel = 'in_app' AND status = 'sent'"
     ).fetchone() == (20,)
+    assert db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'in_app' AND status = 'sent'"
+    ).fetchone() == (10,), "only the held ones had a row, which their release marked sent"
 
 
 def test_a_full_queue_is_refused_with_nt429_and_nothing_half_written(
