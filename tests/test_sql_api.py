@@ -337,8 +337,10 @@ def test_send_bulk_gives_each_recipient_a_seq_after_theirs_in_commit_order(db: p
     thread = threading.Thread(target=send_bulk)
     thread.start()
     wait_for(
-        lambda: db.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (bulk_pid,))
-        .fetchone() == (True,),
+        lambda: (
+            db.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (bulk_pid,)).fetchone()
+            == (True,)
+        ),
         what="send_bulk waiting for the recipient's row lock the single send holds",
     )
     early.commit()
@@ -350,8 +352,7 @@ def test_send_bulk_gives_each_recipient_a_seq_after_theirs_in_commit_order(db: p
         conn.execute("SELECT notify.send(%s, 'task', 'after')", (users[1],))
     for user in users:
         titles = [
-            r[0]
-            for r in db.execute("SELECT title FROM notify.notifications WHERE user_id = %s ORDER BY seq", (user,))
+            r[0] for r in db.execute("SELECT title FROM notify.notifications WHERE user_id = %s ORDER BY seq", (user,))
         ]
         assert titles == {users[0]: ["before", "before", "bulk"], users[1]: ["single", "bulk", "after"]}.get(
             user, ["bulk"]
