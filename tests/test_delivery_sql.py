@@ -175,13 +175,21 @@ def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
 def test_an_in_app_delivery_sent_at_once_is_no_row_yet_every_reader_shows_it(
     db: psycopg.Connection[Any], service: Any
 ) -> None:
-    """In-app only, single and bulk: the notifications are the only rows written; explain, the delivery
-    status, delivery_counts (/metrics) and the view show in-app sent. One held for send_at keeps its row."""
+    """In-app only, single and bulk (whose push and e-mail are skipped: no device, no address): the
+    notifications are the only rows written; explain, the delivery status, delivery_counts (/metrics) and
+    the view show in-app sent and the skips with their reasons. One held for send_at keeps its row."""
     sent = send(service, "normal", ["in_app"])
     bulk_users = [uuid.uuid4() for _ in range(3)]
-    service.execute("SELECT notify.send_bulk(%s::uuid[], 'task', 'All', channels => '{in_app}')", (bulk_users,))
+    batch = service.execute("SELECT notify.send_bulk(%s::uuid[], 'task', 'All')", (bulk_users,)).fetchone()
+    assert batch is not None
     assert db.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (0,)
     assert planned(db, sent) == [("in_app", "sent", None)]
+    bulk_row = db.execute("SELECT id FROM notify.notifications WHERE batch_id = %s LIMIT 1", (batch[0],)).fetchone()
+    assert bulk_row is not None
+    assert planned(db, bulk_row[0]) == [
+        ("in_app", "sent", None), ("push", "skipped", "no active push subscription"),
+        ("email", "skipped", "no e-mail address"),
+    ]  # fmt: skip
     explained = service.execute("SELECT notify.explain(%s) -> 'decisions'", (sent,)).fetchone()
     assert explained is not None
     assert [(d["channel"], d["status"]) for d in explained[0]] == [("in_app", "sent")]

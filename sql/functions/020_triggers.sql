@@ -86,8 +86,10 @@ COMMENT ON FUNCTION notify_private.next_seq(uuid) IS 'the user''s next seq, unde
 -- A bulk send's seqs for all its recipients in one statement (one UPDATE per notification made the insert
 -- trigger a third of a send_bulk's time), and their in-app tokens with them. The row locks are held to
 -- commit, as next_seq holds them: seq still follows commit order per user.
-CREATE OR REPLACE FUNCTION notify_private.take_bulk_seqs(user_ids uuid[], spends_in_app boolean)
-    RETURNS TABLE (user_id uuid, seq bigint, in_app_at timestamptz)
+-- And how each channel goes, decided for all of them in that statement (channel_decisions inlined).
+CREATE OR REPLACE FUNCTION notify_private.take_bulk_seqs(user_ids uuid[], spends_in_app boolean, type text,
+                                                        priority text, channels text[], send_at timestamptz)
+    RETURNS TABLE (user_id uuid, seq bigint, in_app_at timestamptz, decisions jsonb)
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = ''
@@ -124,14 +126,24 @@ BEGIN
                      AND f.far
                 THEN NULL
                 ELSE nullif(notify_private.take_token(b.user_id, 'in_app'), at)
-           END
+           END,
+           c.decisions
     FROM bumped AS b
-    CROSS JOIN LATERAL notify_private.far_below_limit(b.user_id, b.last_seq, far_below, at - interval '1 hour') AS f;
+    CROSS JOIN LATERAL notify_private.far_below_limit(b.user_id, b.last_seq, far_below, at - interval '1 hour') AS f
+    -- The notification as the insert trigger will see it, as far as its channels depend on it.
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.jsonb_populate_record(NULL::notify.notifications, pg_catalog.jsonb_build_object(
+                   'user_id', b.user_id, 'type', take_bulk_seqs.type,
+                   'priority', coalesce(take_bulk_seqs.priority, 'normal'), 'channels', take_bulk_seqs.channels,
+                   'send_at', take_bulk_seqs.send_at)) AS notification
+        OFFSET 0  -- built once per recipient
+    ) AS newcomer
+    CROSS JOIN LATERAL notify_private.channel_decisions(newcomer.notification) AS c;
 END
 $$;
-ALTER FUNCTION notify_private.take_bulk_seqs(uuid[], boolean) OWNER TO notify_definer;
-COMMENT ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean)
-    IS 'the next seq of each of a bulk send''s recipients, under their row locks (creates bare recipients), and, if it spends them, when its in-app token lets each notification''s real-time event go (NULL: now)';
+ALTER FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz)
+    IS 'the next seq of each of a bulk send''s recipients, under their row locks (creates bare recipients); if it spends them, when its in-app token lets each notification''s real-time event go (NULL: now); its decision record (channel_decisions)';
 
 CREATE OR REPLACE FUNCTION notify_private.fold_into_group(newcomer notify.notifications) RETURNS uuid
     LANGUAGE plpgsql
@@ -273,11 +285,9 @@ BEGIN
     -- How each channel goes, decided once and kept on the row: a channel it is not sent on needs no
     -- delivery row, and the statement's delivery planning reads no preferences again. A query, not an
     -- assignment, so that its plan (channel_decisions inlined) is kept for the session. A bulk send's
-    -- rows are decided together by that planning instead (see plan_notification).
-    IF NEW.batch_id IS NULL THEN
+    -- rows were decided together with their seqs (take_bulk_seqs): the row carries its record.
+    IF NOT seq_taken THEN
         SELECT d.decisions INTO NEW.decisions FROM notify_private.channel_decisions(NEW) AS d;
-    ELSE
-        NEW.decisions := NULL;
     END IF;
     RETURN NEW;
 END

@@ -159,7 +159,7 @@ BEGIN
         PERFORM notify.require_same_request(first_request, request);
         RETURN new_batch_id;
     END IF;
-    -- The seqs (and in-app tokens) of all the rows in one statement, not one by one in the insert trigger,
+    -- The seqs, in-app tokens and decision records of all the rows in one statement, not one by one in the insert trigger,
     -- which takes them from here. Tokens only where the trigger would spend one at once: not for
     -- critical, a later send_at, a template rendered later, or a newcomer that may fold into its group.
     spends_in_app := coalesce(send_bulk.priority, 'normal') <> 'critical'
@@ -170,11 +170,13 @@ BEGIN
                        new_batch_id::text || CASE WHEN spends_in_app THEN ' in_app' ELSE '' END, true);
     INSERT INTO notify.notifications
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key, batch_id, seq, held_until)
+         idempotency_key, expires_at, send_at, group_key, batch_id, seq, held_until, decisions)
     SELECT s.user_id, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
            send_bulk.channels, send_bulk.template, send_bulk.template_vars, send_bulk.idempotency_key,
-           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id, s.seq, s.in_app_at
-    FROM notify_private.take_bulk_seqs(send_bulk.user_ids, spends_in_app) AS s;
+           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id, s.seq, s.in_app_at,
+           s.decisions
+    FROM notify_private.take_bulk_seqs(send_bulk.user_ids, spends_in_app, send_bulk.type, send_bulk.priority,
+                                       send_bulk.channels, send_bulk.send_at) AS s;
     PERFORM set_config('notify.bulk_batch', '', true);
     RETURN new_batch_id;
 END

@@ -9,7 +9,7 @@ GRANT USAGE ON SCHEMA notify_private TO notify_service;
 GRANT SELECT ON notify_private.migrations TO notify_worker;
 
 GRANT EXECUTE ON FUNCTION notify_private.next_seq(uuid) TO notify_definer;
-GRANT EXECUTE ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean) TO notify_service, notify_admin;
+GRANT EXECUTE ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz) TO notify_service, notify_admin;
 -- The default id of notifications and deliveries: whoever may insert them calls it.
 GRANT EXECUTE ON FUNCTION notify_private.uuid_v7()
     TO notify_service, notify_admin, notify_worker, notify_definer;
