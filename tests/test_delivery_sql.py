@@ -158,7 +158,7 @@ def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
     rows = db.execute(
         "SELECT channel FROM notify.notification_deliveries WHERE notification_id = %s", (sent,)
     ).fetchall()
-    assert rows == [("in_app",)], "only the in-app delivery is a row"
+    assert rows == [], "no row: the channel was skipped, and in-app went at once with the notification"
     recorded = db.execute("SELECT decisions FROM notify.notifications WHERE id = %s", (sent,)).fetchone()
     assert recorded == ({channel: {"status": status, "reason": reason}},)
     decisions = service.execute("SELECT notify.explain(%s) -> 'decisions'", (sent,)).fetchone()
@@ -170,6 +170,42 @@ def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
         {"in_app": "sent", channel: status},
     )
     assert planned(db, sent) == [("in_app", "sent", None), (channel, status, reason)]
+
+
+def test_an_in_app_delivery_sent_at_once_is_no_row_yet_every_reader_shows_it(
+    db: psycopg.Connection[Any], service: Any
+) -> None:
+    """In-app only, single and bulk (whose push and e-mail are skipped: no device, no address): the
+    notifications are the only rows written; explain, the delivery status, delivery_counts (/metrics) and
+    the view show in-app sent and the skips with their reasons. One held for send_at keeps its row."""
+    sent = send(service, "normal", ["in_app"])
+    bulk_users = [uuid.uuid4() for _ in range(3)]
+    batch = service.execute("SELECT notify.send_bulk(%s::uuid[], 'task', 'All')", (bulk_users,)).fetchone()
+    assert batch is not None
+    assert db.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (0,)
+    assert planned(db, sent) == [("in_app", "sent", None)]
+    bulk_row = db.execute("SELECT id FROM notify.notifications WHERE batch_id = %s LIMIT 1", (batch[0],)).fetchone()
+    assert bulk_row is not None
+    assert planned(db, bulk_row[0]) == [
+        ("in_app", "sent", None), ("push", "skipped", "no active push subscription"),
+        ("email", "skipped", "no e-mail address"),
+    ]  # fmt: skip
+    explained = service.execute("SELECT notify.explain(%s) -> 'decisions'", (sent,)).fetchone()
+    assert explained is not None
+    assert [(d["channel"], d["status"]) for d in explained[0]] == [("in_app", "sent")]
+    assert service.execute("SELECT notify.delivery_status(%s)", (sent,)).fetchone() == ({"in_app": "sent"},)
+    assert db.execute(
+        "SELECT deliveries FROM notify.delivery_counts WHERE channel = 'in_app' AND status = 'sent'"
+    ).fetchone() == (4,)
+    later = service.execute(
+        "SELECT notify.send(%s, 'task', 'Later', channels => '{in_app}', send_at => now() + interval '1 hour')",
+        (USER,),
+    ).fetchone()
+    assert later is not None
+    assert db.execute(
+        "SELECT channel, status FROM notify.notification_deliveries WHERE notification_id = %s", (later[0],)
+    ).fetchall() == [("in_app", "pending")], "held: the release job needs its row"
+    assert planned(db, later[0]) == [("in_app", "pending", "scheduled for send_at")]
 
 
 def test_ids_are_time_ordered_version_7_uuids(db: psycopg.Connection[Any], service: Any) -> None:
@@ -184,7 +220,7 @@ def test_ids_are_time_ordered_version_7_uuids(db: psycopg.Connection[Any], servi
         uuid.UUID(str(r[0]))
         for r in db.execute("SELECT id FROM notify.notification_deliveries ORDER BY created_at, channel")
     ]
-    assert len(deliveries) == 10
+    assert len(deliveries) == 5, "e-mail: in-app went at once and has no row"
     for made in sent + deliveries:
         assert (made.version, made.variant) == (7, uuid.RFC_4122)
         assert before[0] <= made.int >> 80 <= after[0]

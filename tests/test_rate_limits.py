@@ -103,8 +103,11 @@ def test_held_events_are_released_when_their_token_frees(db: psycopg.Connection[
         if notification_id in first_seqs:
             assert seq > first_seqs[notification_id], "released with a new seq, so the WebSocket sends it"
     assert db.execute(
-        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'in_app' AND status = 'sent'"
+        "SELECT count(*) FROM notify.delivery_decisions WHERE channel = 'in_app' AND status = 'sent'"
     ).fetchone() == (20,)
+    assert db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE channel = 'in_app' AND status = 'sent'"
+    ).fetchone() == (10,), "only the held ones had a row, which their release marked sent"
 
 
 def test_a_full_queue_is_refused_with_nt429_and_nothing_half_written(
@@ -231,3 +234,21 @@ def test_a_bucket_is_a_row_only_where_its_limit_can_bite(db: psycopg.Connection[
         for _ in range(2):
             conn.execute("SELECT notify.send(%s, 'user', 'Liked', channels => '{in_app,push}')", (other,))
     assert db.execute("SELECT count(*) FROM notify.rate_buckets WHERE user_id = %s", (other,)).fetchone() == (0,)
+
+
+def test_a_bulk_send_spends_in_app_tokens_as_single_sends_do(db: psycopg.Connection[Any]) -> None:
+    """send_bulk reads all its recipients' in-app buckets at once; one at its limit still waits for its token."""
+    settings(db, rate_limit__in_app_per_hour="2")
+    clock = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+    busy, quiet = uuid.UUID(int=33), uuid.UUID(int=34)
+    with pinned_sender(db, clock) as conn:
+        for _ in range(2):
+            conn.execute("SELECT notify.send(%s, 'user', 'Liked', channels => '{in_app}')", (busy,))
+        conn.execute("SELECT notify.send_bulk(%s::uuid[], 'user', 'News', channels => '{in_app}')", ([busy, quiet],))
+    held = dict(db.execute("SELECT user_id, held_until FROM notify.notifications WHERE title = 'News'").fetchall())
+    assert held == {busy: clock + dt.timedelta(seconds=HOUR / 2), quiet: None}
+    assert db.execute(
+        "SELECT n.user_id, d.status, d.scheduled_for FROM notify.notification_deliveries AS d "
+        "JOIN notify.notifications AS n ON n.id = d.notification_id WHERE n.title = 'News' AND d.status = 'pending'"
+    ).fetchall() == [(busy, "pending", clock + dt.timedelta(seconds=HOUR / 2))], "the release job finds it"
+    assert db.execute("SELECT user_id FROM notify.rate_buckets").fetchall() == [(busy,)]

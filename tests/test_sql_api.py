@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import dsn
+from tests.server import wait_for
 
 SERVICE = ("notify_service", {"sub": "billing", "role": "service"})
 USER = str(uuid.UUID(int=1))
@@ -311,6 +312,56 @@ def test_seq_follows_commit_order_per_user(db: psycopg.Connection[Any]) -> None:
     early.close()
     seqs = dict(db.execute("SELECT id, seq FROM notify.notifications").fetchall())
     assert seqs[late_id[0]] > seqs[early_id]
+
+
+def test_send_bulk_gives_each_recipient_a_seq_after_theirs_in_commit_order(db: psycopg.Connection[Any]) -> None:
+    """send_bulk takes its recipients' seqs in one statement: each is above the recipient's earlier ones,
+    and a single send to one of them that holds the recipient's lock commits first and keeps the lower seq."""
+    users = sorted(str(uuid.uuid4()) for _ in range(3))
+    with service_conn(db) as conn:
+        for _ in range(2):
+            conn.execute("SELECT notify.send(%s, 'task', 'before')", (users[0],))
+    early = service_conn(db)
+    early.autocommit = False
+    early.execute("SELECT notify.send(%s, 'task', 'single')", (users[1],))
+    bulk = service_conn(db)
+    bulk_pid = bulk.info.backend_pid
+    errors: list[BaseException] = []
+
+    def send_bulk() -> None:
+        try:
+            bulk.execute("SELECT notify.send_bulk(%s::uuid[], 'system', 'bulk')", (users,))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=send_bulk)
+    thread.start()
+    wait_for(
+        lambda: (
+            db.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (bulk_pid,)).fetchone()
+            == (True,)
+        ),
+        what="send_bulk waiting for the recipient's row lock the single send holds",
+    )
+    early.commit()
+    thread.join(10)
+    early.close()
+    bulk.close()
+    assert errors == []
+    with service_conn(db) as conn:
+        conn.execute("SELECT notify.send(%s, 'task', 'after')", (users[1],))
+    for user in users:
+        titles = [
+            r[0] for r in db.execute("SELECT title FROM notify.notifications WHERE user_id = %s ORDER BY seq", (user,))
+        ]
+        assert titles == {users[0]: ["before", "before", "bulk"], users[1]: ["single", "bulk", "after"]}.get(
+            user, ["bulk"]
+        )
+    assert db.execute(
+        "SELECT count(*) FROM notify.recipients AS r WHERE r.user_id = ANY (%s::uuid[]) "
+        "AND r.last_seq = (SELECT max(n.seq) FROM notify.notifications AS n WHERE n.user_id = r.user_id)",
+        (users,),
+    ).fetchone() == (3,), "the recipients' last_seq is the seq they gave out last"
 
 
 def test_a_statement_signals_once_with_an_id_and_never_the_data(

@@ -64,6 +64,14 @@ def notification(conn: psycopg.Connection[Any], org: uuid.UUID | None = None, **
     return {"id": row[0], "user": user, **ids}
 
 
+def in_app_row(conn: psycopg.Connection[Any], n: dict[str, Any]) -> Any:
+    """The id of the notification's in-app delivery row; None while it has none (sent at once, nothing tracked)."""
+    row = conn.execute(
+        "SELECT id FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'in_app'", (n["id"],)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def token(purpose: str, n: dict[str, Any], channel: str, **extra: str) -> str:
     claims = {"d": str(n[channel]), "n": str(n["id"]), "u": str(n["user"]), **extra}
     return seal_token(JWT_SECRET, purpose, claims)
@@ -288,10 +296,18 @@ def test_websocket_ack_records_in_app_delivered_once(owner: psycopg.Connection[A
             errors += [e for e in await recv_until(ws, "error") if e["type"] == "error"]
             return errors
 
+    assert in_app_row(owner, n) is None, "an in-app delivery sent at once has no row"
     errors = asyncio.run(run())
     assert [e["code"] for e in errors] == ["NOT_FOUND", "INVALID_MESSAGE"]
     assert events(owner, n) == [("in_app", "delivered")]
-    assert stamps(owner, n["in_app"])[:2] == ("delivered", True)
+    in_app = in_app_row(owner, n)
+    assert in_app is not None, "the first ack made its row"
+    assert stamps(owner, in_app)[:2] == ("delivered", True)
+    assert owner.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'in_app'",
+        (n["id"],),
+    ).fetchone() == (1,), "the second ack found it"
+    assert in_app_row(owner, stranger) is None, "nor did the stranger's ack make one"
     assert events(owner, stranger) == [], "another user's notification cannot be acked"
 
 

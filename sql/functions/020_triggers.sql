@@ -83,6 +83,68 @@ END
 $$;
 COMMENT ON FUNCTION notify_private.next_seq(uuid) IS 'the user''s next seq, under the recipient''s row lock; creates a bare recipient';
 
+-- A bulk send's seqs for all its recipients in one statement (one UPDATE per notification made the insert
+-- trigger a third of a send_bulk's time), and their in-app tokens with them. The row locks are held to
+-- commit, as next_seq holds them: seq still follows commit order per user.
+-- And how each channel goes, decided for all of them in that statement (channel_decisions inlined).
+CREATE OR REPLACE FUNCTION notify_private.take_bulk_seqs(user_ids uuid[], spends_in_app boolean, type text,
+                                                        priority text, channels text[], send_at timestamptz)
+    RETURNS TABLE (user_id uuid, seq bigint, in_app_at timestamptz, decisions jsonb)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+#variable_conflict use_column
+DECLARE
+    capacity constant double precision := notify.setting('rate_limit.in_app_per_hour')::double precision;
+    -- As take_token reads an in-app bucket: refilled in an hour, no row while at most half of it is spent.
+    far_below constant bigint := pg_catalog.floor(capacity / 2)::bigint;
+    at constant timestamptz := notify.now();
+BEGIN
+    -- Bare recipients for users not seen before (as next_seq makes them), in user order as below.
+    INSERT INTO notify.recipients AS r (user_id)
+    SELECT u.id FROM pg_catalog.unnest(take_bulk_seqs.user_ids) AS u(id)
+    WHERE NOT EXISTS (SELECT 1 FROM notify.recipients AS e WHERE e.user_id = u.id)
+    ORDER BY u.id
+    ON CONFLICT ON CONSTRAINT recipients_pkey DO NOTHING;
+    -- Locked in user order (the sort runs below the lock), so that concurrent bulk sends do not deadlock.
+    RETURN QUERY
+    WITH locked AS (
+        SELECT r.user_id FROM notify.recipients AS r WHERE r.user_id = ANY (take_bulk_seqs.user_ids)
+        ORDER BY r.user_id
+        FOR UPDATE
+    ), bumped AS (
+        UPDATE notify.recipients AS r SET last_seq = r.last_seq + 1
+        FROM locked WHERE r.user_id = locked.user_id
+        RETURNING r.user_id, r.last_seq
+    )
+    -- The in-app token as take_token spends it, read for all at once: only a user near the limit (or
+    -- with a bucket) has take_token called, and may wait for it.
+    SELECT b.user_id, b.last_seq,
+           CASE WHEN NOT take_bulk_seqs.spends_in_app THEN NULL
+                WHEN NOT EXISTS (SELECT 1 FROM notify.rate_buckets AS k WHERE k.user_id = b.user_id AND k.channel = 'in_app')
+                     AND f.far
+                THEN NULL
+                ELSE nullif(notify_private.take_token(b.user_id, 'in_app'), at)
+           END,
+           c.decisions
+    FROM bumped AS b
+    CROSS JOIN LATERAL notify_private.far_below_limit(b.user_id, b.last_seq, far_below, at - interval '1 hour') AS f
+    -- The notification as the insert trigger will see it, as far as its channels depend on it.
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.jsonb_populate_record(NULL::notify.notifications, pg_catalog.jsonb_build_object(
+                   'user_id', b.user_id, 'type', take_bulk_seqs.type,
+                   'priority', coalesce(take_bulk_seqs.priority, 'normal'), 'channels', take_bulk_seqs.channels,
+                   'send_at', take_bulk_seqs.send_at)) AS notification
+        OFFSET 0  -- built once per recipient
+    ) AS newcomer
+    CROSS JOIN LATERAL notify_private.channel_decisions(newcomer.notification) AS c;
+END
+$$;
+ALTER FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz)
+    IS 'the next seq of each of a bulk send''s recipients, under their row locks (creates bare recipients); if it spends them, when its in-app token lets each notification''s real-time event go (NULL: now); its decision record (channel_decisions)';
+
 CREATE OR REPLACE FUNCTION notify_private.fold_into_group(newcomer notify.notifications) RETURNS uuid
     LANGUAGE plpgsql
     SET search_path = ''
@@ -149,17 +211,31 @@ DECLARE
     group_title constant jsonb := nullif(NEW.data -> 'group_title', 'null'::jsonb);
     supplied jsonb;
     first_request bytea;
+    -- A bulk send (notify.send_bulk) took the seqs of its rows, and their in-app tokens if it says so,
+    -- for all of them at once (take_bulk_seqs) and names its batch in notify.bulk_batch meanwhile.
+    bulk text;
+    seq_taken boolean := false;
+    token_taken boolean := false;
 BEGIN
+    IF NEW.batch_id IS NOT NULL AND NEW.seq IS NOT NULL THEN
+        bulk := pg_catalog.current_setting('notify.bulk_batch', true);
+        seq_taken := pg_catalog.split_part(bulk, ' ', 1) = NEW.batch_id::text;
+        token_taken := bulk = NEW.batch_id::text || ' in_app';
+    END IF;
     IF NEW.user_id IS NULL THEN
         RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation', COLUMN = 'user_id';
     END IF;
-    PERFORM notify.require_type(NEW.type);
+    IF NOT seq_taken THEN
+        PERFORM notify.require_type(NEW.type);  -- send_bulk checked it once
+    END IF;
     IF group_title IS NOT NULL AND (jsonb_typeof(group_title) <> 'string'
                                     OR length(group_title #>> '{}') NOT BETWEEN 1 AND 255) THEN
         RAISE EXCEPTION 'data.group_title must be a string of 1 to 255 characters, got %', group_title
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'data', HINT = 'for example "{count} tickets assigned"';
     END IF;
-    NEW.seq := notify_private.next_seq(NEW.user_id);
+    IF NOT seq_taken THEN
+        NEW.seq := notify_private.next_seq(NEW.user_id);
+    END IF;
     -- After the lock: a concurrent first use of the key has committed by now and is visible,
     -- whether it made a notification or was folded into one.
     IF NEW.idempotency_key IS NOT NULL THEN
@@ -202,17 +278,16 @@ BEGIN
     ELSIF NEW.send_at > NEW.created_at THEN
         NEW.held_until := NEW.send_at;
     ELSIF NEW.priority <> 'critical' AND (NEW.channels IS NULL OR 'in_app' = ANY (NEW.channels)) THEN
-        NEW.held_until := nullif(notify_private.take_token(NEW.user_id, 'in_app', notification_id => NEW.id),
-                                  NEW.created_at);
+        NEW.held_until := CASE WHEN token_taken THEN NEW.held_until
+                               ELSE nullif(notify_private.take_token(NEW.user_id, 'in_app', notification_id => NEW.id),
+                                           NEW.created_at) END;
     END IF;
     -- How each channel goes, decided once and kept on the row: a channel it is not sent on needs no
     -- delivery row, and the statement's delivery planning reads no preferences again. A query, not an
     -- assignment, so that its plan (channel_decisions inlined) is kept for the session. A bulk send's
-    -- rows are decided together by that planning instead (see plan_notification).
-    IF NEW.batch_id IS NULL THEN
+    -- rows were decided together with their seqs (take_bulk_seqs): the row carries its record.
+    IF NOT seq_taken THEN
         SELECT d.decisions INTO NEW.decisions FROM notify_private.channel_decisions(NEW) AS d;
-    ELSE
-        NEW.decisions := NULL;
     END IF;
     RETURN NEW;
 END

@@ -127,6 +127,7 @@ DECLARE
     new_batch_id uuid;
     request bytea;
     first_request bytea;
+    spends_in_app boolean;
 BEGIN
     PERFORM notify.require_type(send_bulk.type);
     IF coalesce(cardinality(user_ids), 0) = 0 THEN
@@ -158,15 +159,25 @@ BEGIN
         PERFORM notify.require_same_request(first_request, request);
         RETURN new_batch_id;
     END IF;
-    -- Sorted, so that concurrent bulk sends take recipients' row locks in one order.
+    -- The seqs, in-app tokens and decision records of all the rows in one statement, not one by one in the insert trigger,
+    -- which takes them from here. Tokens only where the trigger would spend one at once: not for
+    -- critical, a later send_at, a template rendered later, or a newcomer that may fold into its group.
+    spends_in_app := coalesce(send_bulk.priority, 'normal') <> 'critical'
+                     AND (send_bulk.channels IS NULL OR 'in_app' = ANY (send_bulk.channels))
+                     AND send_bulk.template IS NULL AND send_bulk.group_key IS NULL
+                     AND NOT coalesce(send_bulk.send_at > notify.now(), false);
+    PERFORM set_config('notify.bulk_batch',
+                       new_batch_id::text || CASE WHEN spends_in_app THEN ' in_app' ELSE '' END, true);
     INSERT INTO notify.notifications
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key, batch_id)
-    SELECT u, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
+         idempotency_key, expires_at, send_at, group_key, batch_id, seq, held_until, decisions)
+    SELECT s.user_id, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
            send_bulk.channels, send_bulk.template, send_bulk.template_vars, send_bulk.idempotency_key,
-           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id
-    FROM (SELECT DISTINCT u FROM unnest(user_ids) AS u) AS recipients
-    ORDER BY u;
+           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id, s.seq, s.in_app_at,
+           s.decisions
+    FROM notify_private.take_bulk_seqs(send_bulk.user_ids, spends_in_app, send_bulk.type, send_bulk.priority,
+                                       send_bulk.channels, send_bulk.send_at) AS s;
+    PERFORM set_config('notify.bulk_batch', '', true);
     RETURN new_batch_id;
 END
 $$;

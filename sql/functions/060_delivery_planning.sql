@@ -400,12 +400,10 @@ DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
 -- every notification of an INSERT in one statement. Being STABLE it cannot spend rate-limit tokens:
 -- it says which bucket a delivery spends from (token), and plans it as if the token were free now;
 -- plan_deliveries spends the tokens and moves the deliveries that must wait for theirs.
--- A notification's channels are decided once (channel_decisions). For a single send the insert trigger
--- did it and recorded them on the row (notifications.decisions): a channel recorded skipped or suppressed
--- gets no delivery, one not recorded goes at once. A bulk send's rows (batch_id) are decided here, in
--- this one statement for all of them (one query per row in the insert trigger made a send_bulk to
--- 10,000 users take twice as long), so their skipped channels are delivery rows: nothing can write them
--- on the notification row any more.
+-- A notification's channels are decided once (channel_decisions) and recorded on the row
+-- (notifications.decisions): by the insert trigger for a single send, for all of a bulk send's rows in
+-- one statement before they are inserted (take_bulk_seqs). A channel recorded skipped or suppressed gets
+-- no delivery, one not recorded goes at once.
 CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
     RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
                    token text)
@@ -417,38 +415,28 @@ AS $$
     SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
     FROM (SELECT (plan_notification.notification).*) AS n
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN n.batch_id IS NULL THEN n.decisions
-                    ELSE (SELECT d.decisions FROM notify_private.channel_decisions(plan_notification.notification) AS d)
-               END AS decisions
-        OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
-    ) AS decided
-    CROSS JOIN LATERAL (
         SELECT notify_private.wanted_channels(n.priority, n.channels) AS wanted,
                n.priority = 'critical' AS critical,
                notify.now() AS now_at,
-               coalesce(decided.decisions -> 'push', '{"status": "pending"}') AS push,
-               coalesce(decided.decisions -> 'email', '{"status": "pending"}') AS email
+               coalesce(n.decisions -> 'push', '{"status": "pending"}') AS push,
+               coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email
     ) AS k
     CROSS JOIN LATERAL (
-        -- In-app: listed at once; a held real-time event is released by a job when it comes due.
-        SELECT 'in_app' AS channel, NULL::uuid AS subscription_id,
-               CASE WHEN NOT (n.template_id IS NOT NULL AND n.rendered IS NULL) AND n.held_until IS NULL THEN 'sent'
-                    ELSE 'pending' END AS status,
+        -- In-app: listed at once. Only a held real-time event gets a delivery row (pending), which a job
+        -- releases when it comes due: one that goes at once is sent with its notification, which is its
+        -- record (notify.delivery_decisions shows it as a sent in-app delivery).
+        SELECT 'in_app' AS channel, NULL::uuid AS subscription_id, 'pending' AS status,
                CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL THEN 'waiting for its template to be rendered'
-                    WHEN n.held_until IS NULL THEN NULL
                     WHEN n.held_until = n.send_at THEN 'scheduled for send_at'
                     ELSE format('in-app rate limit (%s per hour): its real-time event waits for a token',
                                 notify.setting('rate_limit.in_app_per_hour')) END AS reason,
                CASE WHEN n.template_id IS NOT NULL AND n.rendered IS NULL
                     THEN CASE WHEN n.send_at > k.now_at THEN n.send_at END
-                    WHEN n.held_until IS NULL THEN NULL
                     WHEN n.held_until = n.send_at THEN n.send_at
                     ELSE n.held_until END AS scheduled_for,
                NULL AS token
         WHERE 'in_app' = ANY (k.wanted)
-        UNION ALL
-        SELECT 'push', NULL, 'skipped', k.push ->> 'reason', NULL, NULL
-        WHERE n.batch_id IS NOT NULL AND 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'skipped'
+          AND (n.held_until IS NOT NULL OR (n.template_id IS NOT NULL AND n.rendered IS NULL))
         UNION ALL
         -- Every active device; one token per notification, however many devices (not for critical).
         SELECT 'push', s.id, 'pending', k.push ->> 'reason', (k.push ->> 'until')::timestamptz,
@@ -458,12 +446,12 @@ AS $$
         UNION ALL
         SELECT 'email', NULL, k.email ->> 'status', k.email ->> 'reason', NULL,
                CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END
-        WHERE 'email' = ANY (k.wanted) AND (k.email ->> 'status' IN ('pending', 'held') OR n.batch_id IS NOT NULL)
+        WHERE 'email' = ANY (k.wanted) AND k.email ->> 'status' IN ('pending', 'held')
     ) AS c
 $$;
 RESET check_function_bodies;
 COMMENT ON FUNCTION notify_private.plan_notification(notify.notifications)
-    IS 'the deliveries a new notification gets, from its decisions (bulk: skipped channels too): channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
+    IS 'the deliveries a new notification gets, from its decision record (none for a skipped channel, in-app only if held): channel, device, status, why, when (quiet hours), and the rate-limit bucket it spends from';
 
 CREATE OR REPLACE FUNCTION notify_private.plan_deliveries() RETURNS trigger
     LANGUAGE plpgsql

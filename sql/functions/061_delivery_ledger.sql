@@ -213,9 +213,18 @@ CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) 
     FROM notify.notifications AS n
     CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
     -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
-    WHERE n.decisions IS NOT NULL AND s.value ->> 'status' IN ('skipped', 'suppressed');
+    WHERE n.decisions IS NOT NULL AND s.value ->> 'status' IN ('skipped', 'suppressed')
+    UNION ALL
+    -- An in-app delivery that went at once has no row until something is tracked of it
+    -- (notify_private.in_app_delivery): sent with its notification. Every priority's channels include in-app.
+    SELECT NULL, n.id, n.user_id, 'in_app', NULL, 'sent', NULL, NULL, 0, 0, NULL, NULL,
+           n.created_at, NULL, NULL, NULL, NULL, n.created_at
+    FROM notify.notifications AS n
+    WHERE (n.channels IS NULL OR 'in_app' = ANY (n.channels))
+      AND NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                      WHERE d.notification_id = n.id AND d.channel = 'in_app');
 COMMENT ON VIEW notify.delivery_decisions
-    IS 'every channel decision: the deliveries, and the channels a notification is not sent on (id NULL: no delivery row)';
+    IS 'every channel decision: the deliveries, the channels a notification is not sent on, and in-app deliveries sent at once (id NULL: no delivery row)';
 
 -- What /metrics shows and a DBA watches.
 

@@ -1,5 +1,26 @@
 -- Rate limits: token buckets that schedule excess for later instead of dropping it.
 
+-- SQL, STABLE, no SET clause, and a table of one row: PostgreSQL inlines it where it is read in FROM (a
+-- scalar SQL function with a subquery is not inlined, and would be planned again at every call), into
+-- take_token and into a bulk send's one statement for all its recipients (notify_private.take_bulk_seqs).
+CREATE OR REPLACE FUNCTION notify_private.far_below_limit(user_id uuid, last_seq bigint, far_below bigint,
+                                                          since timestamptz)
+    RETURNS TABLE (far boolean)
+    LANGUAGE sql STABLE
+    ROWS 1
+AS $$
+    -- Every send (and every change of a notification) takes the next of the user's seqs, and a
+    -- notification's updated_at is when it took its seq. So if the user's notification holding the
+    -- first seq at or after last_seq - far_below took it before `since`, at most far_below sends
+    -- happened since. Not far below (false) if that notification is gone.
+    SELECT coalesce(far_below_limit.last_seq <= far_below_limit.far_below OR (
+        SELECT n.updated_at < far_below_limit.since FROM notify.notifications AS n
+        WHERE n.user_id = far_below_limit.user_id AND n.seq >= far_below_limit.last_seq - far_below_limit.far_below
+        ORDER BY n.seq LIMIT 1), false)
+$$;
+COMMENT ON FUNCTION notify_private.far_below_limit(uuid, bigint, bigint, timestamptz)
+    IS 'whether a user whose last seq is last_seq sent at most far_below notifications since `since` (read from their seqs, nothing written)';
+
 -- It gained `refuse`, then `notification_id`: drop the versions a previous migrate made, or calls turn ambiguous.
 DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text);
 DROP FUNCTION IF EXISTS notify_private.take_token(uuid, text, boolean);
@@ -25,25 +46,22 @@ DECLARE
     refill constant interval := make_interval(secs => capacity / per_second);
     -- Up to this many sends per refill time a bucket needs no row: half its capacity.
     far_below constant bigint := pg_catalog.floor(capacity / 2)::bigint;
-    last_seq bigint;
+    far boolean;
     spent_before bigint := 0;
     left_over double precision;
 BEGIN
     -- A bucket is a row only where its limit can bite. Without one, the user's recent sends are read
-    -- instead: every send (and every change of a notification) takes the next of the user's seqs, and a
-    -- notification's updated_at is when it took its seq. So if the user's notification holding the
-    -- first seq at or after last_seq - far_below took it more than a refill time ago, at most far_below
-    -- sends happened since: the bucket would still be at least half full, and nothing is written. A test
-    -- send always has its row. Concurrent senders to one user hold the recipient's row lock (next_seq).
+    -- instead (far_below_limit): at most far_below sends in the last refill time leave the bucket at
+    -- least half full, and nothing is written. A test send always has its row. Concurrent senders to one
+    -- user hold the recipient's row lock (next_seq).
     IF take_token.channel <> 'test' AND NOT EXISTS (
         SELECT 1 FROM notify.rate_buckets AS b WHERE b.user_id = take_token.user_id AND b.channel = take_token.channel
     ) THEN
-        SELECT r.last_seq INTO last_seq FROM notify.recipients AS r WHERE r.user_id = take_token.user_id;
-        IF last_seq <= far_below OR (
-            SELECT n.updated_at < at - refill FROM notify.notifications AS n
-            WHERE n.user_id = take_token.user_id AND n.seq >= last_seq - far_below
-            ORDER BY n.seq LIMIT 1)
-        THEN
+        SELECT f.far INTO far
+        FROM notify.recipients AS r
+        CROSS JOIN LATERAL notify_private.far_below_limit(r.user_id, r.last_seq, far_below, at - refill) AS f
+        WHERE r.user_id = take_token.user_id;
+        IF far THEN
             RETURN at;
         END IF;
         -- Near the limit: the bucket starts as if each of the user's notifications of the last refill time

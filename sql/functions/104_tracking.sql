@@ -58,13 +58,39 @@ $$;
 COMMENT ON FUNCTION notify_private.record_event(uuid, uuid, uuid, text, jsonb)
     IS 'records a tracked event of a delivery once (true), or not again (false); NULL when the delivery is gone';
 
-CREATE OR REPLACE FUNCTION notify_private.in_app_delivery(notification_id uuid, user_id uuid) RETURNS uuid
-    LANGUAGE sql STABLE
+-- It creates the row now: plpgsql and volatile, no longer SQL and stable.
+DROP FUNCTION IF EXISTS notify_private.in_app_delivery(uuid, uuid);
+CREATE FUNCTION notify_private.in_app_delivery(notification_id uuid, user_id uuid) RETURNS uuid
+    LANGUAGE plpgsql
     SET search_path = ''
 AS $$
-    SELECT d.id FROM notify.notification_deliveries AS d
+#variable_conflict use_column
+DECLARE
+    found_id uuid;
+BEGIN
+    SELECT d.id INTO found_id FROM notify.notification_deliveries AS d
     WHERE d.notification_id = in_app_delivery.notification_id AND d.user_id = in_app_delivery.user_id
-      AND d.channel = 'in_app'
+      AND d.channel = 'in_app';
+    IF FOUND THEN
+        RETURN found_id;
+    END IF;
+    -- An in-app delivery that went at once has no row (its notification is its record) until the first
+    -- event tracked of it: the row is made here, sent when the notification was created. A concurrent
+    -- first ack made it already: the unique index leaves it to that one, and it is read again.
+    INSERT INTO notify.notification_deliveries AS d (notification_id, user_id, channel, status, sent_at)
+    SELECT n.id, n.user_id, 'in_app', 'sent', n.created_at
+    FROM notify.notifications AS n
+    WHERE n.id = in_app_delivery.notification_id AND n.user_id = in_app_delivery.user_id
+      AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
+    ON CONFLICT (notification_id, channel, subscription_id) DO NOTHING
+    RETURNING d.id INTO found_id;
+    IF found_id IS NULL THEN
+        SELECT d.id INTO found_id FROM notify.notification_deliveries AS d
+        WHERE d.notification_id = in_app_delivery.notification_id AND d.user_id = in_app_delivery.user_id
+          AND d.channel = 'in_app';
+    END IF;
+    RETURN found_id;
+END
 $$;
 COMMENT ON FUNCTION notify_private.in_app_delivery(uuid, uuid)
-    IS 'the in-app delivery of a user''s notification (what a WebSocket ack is about), NULL if none';
+    IS 'the in-app delivery of a user''s notification (what a WebSocket ack is about), made at the first ack if it went at once; NULL if none';

@@ -3,10 +3,13 @@
 GRANT USAGE ON SCHEMA notify
     TO notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 GRANT USAGE ON SCHEMA notify_private TO notify_definer, notify_worker;
+-- send_bulk runs as its caller and takes its recipients' seqs through a definer function there.
+GRANT USAGE ON SCHEMA notify_private TO notify_service;
 -- serve and worker read which migrations ran before they start (and refuse an out-of-date database).
 GRANT SELECT ON notify_private.migrations TO notify_worker;
 
 GRANT EXECUTE ON FUNCTION notify_private.next_seq(uuid) TO notify_definer;
+GRANT EXECUTE ON FUNCTION notify_private.take_bulk_seqs(uuid[], boolean, text, text, text[], timestamptz) TO notify_service, notify_admin;
 -- The default id of notifications and deliveries: whoever may insert them calls it.
 GRANT EXECUTE ON FUNCTION notify_private.uuid_v7()
     TO notify_service, notify_admin, notify_worker, notify_definer;

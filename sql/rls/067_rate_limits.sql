@@ -5,6 +5,8 @@ GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid), 
     TO notify_definer;
 -- The worker spends the in-app token of a template notification when it has rendered it.
 GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid) TO notify_worker;
+-- Inlined into take_token (and a bulk send's seqs): whoever calls those needs it.
+GRANT EXECUTE ON FUNCTION notify_private.far_below_limit(uuid, bigint, bigint, timestamptz) TO notify_definer, notify_worker;
 GRANT INSERT, UPDATE ON notify.rate_buckets TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify_private.release_in_app(uuid[]) TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.rate_limit_status() TO notify_service, notify_admin, notify_worker;
