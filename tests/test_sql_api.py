@@ -364,6 +364,35 @@ def test_send_bulk_gives_each_recipient_a_seq_after_theirs_in_commit_order(db: p
     ).fetchone() == (3,), "the recipients' last_seq is the seq they gave out last"
 
 
+@pytest.mark.parametrize("offset", [-3, -1, 1, 5], ids=lambda o: f"last_seq{o:+d}")
+def test_a_forged_bulk_marker_cannot_choose_a_seq(db: psycopg.Connection[Any], offset: int) -> None:
+    """notify.bulk_batch is a setting anyone can set: an INSERT naming a real batch, with a seq of its choosing and
+    the marker set, still gets the next seq, taken under the recipient's lock."""
+    user = str(uuid.uuid4())
+    with service_conn(db) as conn:
+        batch = conn.execute("SELECT notify.send_bulk(ARRAY[%s]::uuid[], 'system', 'bulk')", (user,)).fetchone()
+        for _ in range(3):
+            conn.execute("SELECT notify.send(%s, 'task', 'single')", (user,))
+    assert batch is not None
+    last = db.execute("SELECT last_seq FROM notify.recipients WHERE user_id = %s", (user,)).fetchone()
+    assert last is not None
+    forged = last[0] + offset
+    with service_conn(db) as conn:
+        conn.execute("SELECT set_config('notify.bulk_batch', %s, true)", (f"{batch[0]} in_app",))
+        conn.execute(
+            "INSERT INTO notify.notifications (user_id, type, title, batch_id, seq) "
+            "VALUES (%s, 'task', 'forged', %s, %s)",
+            (user, batch[0], forged),
+        )
+    row = db.execute(
+        "SELECT n.seq, r.last_seq FROM notify.notifications AS n JOIN notify.recipients AS r USING (user_id) "
+        "WHERE n.user_id = %s AND n.title = 'forged'",
+        (user,),
+    ).fetchone()
+    assert row is not None
+    assert row[0] == last[0] + 1 == row[1], "the forged row got the next seq, taken under the lock"
+
+
 def test_a_statement_signals_once_with_an_id_and_never_the_data(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any]
 ) -> None:

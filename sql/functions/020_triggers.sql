@@ -219,8 +219,15 @@ DECLARE
 BEGIN
     IF NEW.batch_id IS NOT NULL AND NEW.seq IS NOT NULL THEN
         bulk := pg_catalog.current_setting('notify.bulk_batch', true);
-        seq_taken := pg_catalog.split_part(bulk, ' ', 1) = NEW.batch_id::text;
-        token_taken := bulk = NEW.batch_id::text || ' in_app';
+        -- Anyone can set the setting: a seq is taken as given only if it is the recipient's newest and this
+        -- transaction holds the recipient's lock (take_bulk_seqs took both; another transaction's lock skips
+        -- the row), so a forged seq can neither claim a later one nor jump a concurrent send; anything else
+        -- goes the single-send way below. The lock mode is the one take_bulk_seqs' UPDATE holds: no new lock.
+        seq_taken := pg_catalog.split_part(bulk, ' ', 1) = NEW.batch_id::text
+                     AND EXISTS (SELECT 1 FROM notify.recipients AS r
+                                 WHERE r.user_id = NEW.user_id AND r.last_seq = NEW.seq
+                                 FOR NO KEY UPDATE SKIP LOCKED);
+        token_taken := seq_taken AND bulk = NEW.batch_id::text || ' in_app';
     END IF;
     IF NEW.user_id IS NULL THEN
         RAISE EXCEPTION 'a notification needs a user_id' USING ERRCODE = 'not_null_violation', COLUMN = 'user_id';
