@@ -19,6 +19,18 @@ import jwt
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
+def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _ephemeral_low() -> int:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
@@ -95,13 +107,8 @@ class NotifydProcess(abc.ABC):
         return [self.python, "-m", "notifyd", self.command, *self.arguments]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
