@@ -1,1 +1,1 @@
-"""notifyd's benchmark suite (issue 9): `python -m bench`; see bench/__main__.py."""
+"""notifyd's benchmark suite: `python -m bench`; see bench/__main__.py."""

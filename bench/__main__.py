@@ -1,6 +1,6 @@
 """notifyd's benchmark suite: each figure next to PostgreSQL's own floor, measured in the same run.
 
-    .venv/bin/python -m bench                 # the whole suite (< 10 minutes on 2 cores)
+    .venv/bin/python -m bench                 # the whole suite (~10 minutes on 2 cores)
     .venv/bin/python -m bench --quick         # a smoke run: a few seconds per scenario
     .venv/bin/python -m bench --only creation,memory --sockets 2000 --duration 10
     .venv/bin/python -m bench --full          # queries on a 10M-row table (the default builds 1M)
@@ -12,7 +12,7 @@ run and prints them; each scenario is bounded in time. Prints the machine (cores
 pg_test_fsync) and ONE table: figure, value, the floor or peer, their ratio, the issue's target, met;
 then writes the latency distributions as bench/results/latency.svg.
 
-Scenarios (issue 9): creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost;
+Scenarios: creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost;
 pgbouncer: notify.send through PgBouncer in transaction pooling beside direct.
 """
 

@@ -35,7 +35,7 @@ def test_every_security_definer_function_pins_an_empty_search_path(db: psycopg.C
         FROM pg_proc p WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s) AND p.prosecdef""",
     )
     assert definers, "the seq-assigning triggers are SECURITY DEFINER"
-    # The one exception (CONTRACT §2): the wrapper over Procrastinate, whose functions use unqualified names.
+    # The one exception (docs/channels.md): the wrapper over Procrastinate, whose functions use unqualified names.
     wrapper = ("notify_private.defer_jobs(jsonb)", ["search_path=procrastinate, pg_temp"], "notify_definer")
     assert wrapper in definers
     not_pinned_empty = [d for d in definers if 'search_path=""' not in (d[1] or []) and d != wrapper]

@@ -1,4 +1,4 @@
-"""Daily and weekly digest e-mails (issue 6, seed 001 REQ-015/016/018) on real PostgreSQL with a pinned clock.
+"""Daily and weekly digest e-mails on real PostgreSQL with a pinned clock.
 
 The periodic task's function (notifyd.domain.digests.claim_due_digests) is called directly with the pinned
 time, as a worker's tick would; the sending job's function (send_digest) runs in-process against the

@@ -1,4 +1,4 @@
-"""E-mail through Resend (issue 4, seed 001 REQ-014): a real worker and server, the Resend stand-in, real PostgreSQL.
+"""E-mail through Resend: a real worker and server, the Resend stand-in, real PostgreSQL.
 
 What arrived at the stand-in is what Resend would send; the ledger, analytics, preferences and
 suppressions are read back from the database.

@@ -1,4 +1,4 @@
-"""The FCM channel (issue 4, REQ-007): firebase-admin against the FCM stand-in, in-process and through a real worker."""
+"""The FCM channel: firebase-admin against the FCM stand-in, in-process and through a real worker."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Schemathesis against /openapi.json of a real notifyd: every operation, positive and negative data,
-with the right credentials and without any (issue 10).
+with the right credentials and without any.
 
 Checks on every answer: no 5xx, invalid input refused with a 4xx, responses and status codes as the
 document says, Allow on 405s, and auth never ignored: schemathesis' ignored_auth probe, and every third

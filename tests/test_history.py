@@ -1,4 +1,4 @@
-"""Notification history and its export against a real notifyd (REQ-020): pages, filters, RLS, CSV safety, memory."""
+"""Notification history and its export against a real notifyd: pages, filters, RLS, CSV safety, memory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP hygiene (issue 10): security headers on pages and nosniff on JSON, the request body limit, the
+"""HTTP hygiene: security headers on pages and nosniff on JSON, the request body limit, the
 WebSocket Origin allow-list, and Starlette/uvicorn at versions past their known advisories."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The policy table: priority × the user's preferences × an org lock × quiet hours → the planned deliveries.
 
 `expected()` writes the documented rules out by hand (docs/channels.md planning table and its
-resolution rules, issue 5: REQ-002 priorities, REQ-017/018 preferences, REQ-019 quiet hours, seed 000
-story 6 org locks); it never asks the SQL. Every case of the full product, 4 priorities × (push on/off
-× e-mail on/off × digest instant/daily/never) × 3 org locks × inside/outside quiet hours = 288 cases,
+resolution rules: priorities, preferences, quiet hours and org locks); it never asks the SQL. Every case of the
+full product, 4 priorities × (push on/off × e-mail on/off × digest instant/daily/never) × 3 org locks ×
+inside/outside quiet hours = 288 cases,
 runs through all three creation paths (864 checks): a plain INSERT into notify.notifications and
 notify.send (both as notify_service, in one module database with the clock pinned), and REST
 POST /api/v1/notifications on the session's notifyd (its sessions cannot pin the clock, so the quiet
@@ -74,7 +74,7 @@ def local(at: datetime) -> str:
 def expected(priority: str, prefs: Prefs, lock: str, quiet_until: datetime | None) -> list[Planned]:
     """The documented rules, channel by channel. quiet_until: when the user's quiet hours end; None outside them."""
     critical = priority == "critical"
-    # In-app always, at once: it cannot be turned off (REQ-017) and is never held (REQ-019).
+    # In-app always, at once: it cannot be turned off and is never held by quiet hours.
     planned: list[Planned] = [("in_app", "sent", None, None)]
 
     # Push: never for low. A channel an org admin locked is the org's call; otherwise the user's switch,
@@ -90,7 +90,7 @@ def expected(priority: str, prefs: Prefs, lock: str, quiet_until: datetime | Non
 
     # E-mail: critical overrides the user's switch and digest, but an org lock is the org's call
     # (README: "a channel an org admin locked is the org's call"; critical's row speaks of the user's
-    # own choices). "never" is e-mail off (REQ-018). Low goes out in digests only: instant has none.
+    # own choices). "never" is e-mail off. Low goes out in digests only: instant has none.
     if lock == "email_locked_off":
         planned.append(("email", "skipped", EMAIL_LOCKED_OFF, None))
     elif critical:

@@ -1,4 +1,4 @@
-"""Quiet hours (REQ-019) in SQL: notify_private.quiet_hours_end against a small zoneinfo reference.
+"""Quiet hours in SQL: notify_private.quiet_hours_end against a small zoneinfo reference.
 
 The rules are written out at the top of sql/functions/065_quiet_hours.sql. Quiet hours are not an
 RLS question, so the function is called as the owner; one test asks as the user through notify_authenticated.
@@ -131,7 +131,7 @@ def reference_end(windows: list[Window], zone: ZoneInfo, at: datetime) -> dateti
 
 # --- Table: the rules one case at a time, in Europe/Berlin (CEST, +02:00, in June 2026) unless said.
 
-NIGHTS = Preference(window=Window(hm("22:00"), hm("08:00")))  # seed 001 §5.3: 22:00-08:00, Monday to Friday
+NIGHTS = Preference(window=Window(hm("22:00"), hm("08:00")))  # 22:00-08:00, Monday to Friday
 WEEKENDS = Preference(
     window=Window(hm("22:00"), hm("08:00")), windows=(Window(hm("23:00"), hm("10:00"), frozenset({6, 7})),)
 )

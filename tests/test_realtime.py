@@ -1,4 +1,4 @@
-"""The WebSocket of CONTRACT §4 against a real notifyd, a real database and a real client."""
+"""The WebSocket protocol (docs/browser.md) against a real notifyd, a real database and a real client."""
 
 from __future__ import annotations
 

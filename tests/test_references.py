@@ -36,6 +36,11 @@ def test_the_pattern_finds_a_citation() -> None:
 LANDED = {"sql/schema/0012_sensitive_fields.sql:1"}
 
 
-@pytest.mark.parametrize("top", ["notifyd", "sql"])
+# This file names the pattern it looks for.
+ITSELF = "tests/test_references.py"
+
+
+@pytest.mark.parametrize("top", ["notifyd", "sql", "bench", "tests", "scripts"])
 def test_no_citation_of_an_outside_document(top: str) -> None:
-    assert [line for line in citations(top) if line.split(": ", 1)[0] not in LANDED] == []
+    found = [line for line in citations(top) if line.split(": ", 1)[0] not in LANDED]
+    assert [line for line in found if not line.startswith(ITSELF + ":")] == []

@@ -1,4 +1,4 @@
-"""The REST notification center against a real notifyd (CONTRACT §3): auth, RLS through HTTP, no 500s."""
+"""The REST notification center against a real notifyd (docs/rest.md): auth, RLS through HTTP, no 500s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sensitive fields (SEC-001): masked in every channel, stored only encrypted, revealed to the recipient alone.
+"""Sensitive fields: masked in every channel, stored only encrypted, revealed to the recipient alone.
 
 A template marks top-level keys of `data` and `template_vars` sensitive; the tests send such a
 notification through REST and through SQL to a real notifyd, the real worker, the push stand-in (which

@@ -1,4 +1,4 @@
-"""GET /api/v1/notifications/stream (CONTRACT §3): the WebSocket's events and resume as Server-Sent Events."""
+"""GET /api/v1/notifications/stream: the WebSocket's events and resume as Server-Sent Events."""
 
 from __future__ import annotations
 

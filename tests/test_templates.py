@@ -1,4 +1,4 @@
-"""Templates (issue 6): the sandboxed renderer, language fallback, rendering of SQL sends by notifyd, REST.
+"""Templates: the sandboxed renderer, language fallback, rendering of SQL sends by notifyd, REST.
 
 The renderer is tested directly; the rest against real PostgreSQL, a real `notifyd serve`, and the
 real `notifyd worker` on the test's own database (see `render_worker`).
