@@ -103,6 +103,84 @@ $$;
 COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
     IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
 
+-- What send_bulk, send_topic and broadcast share: the batch row (and the replay of its idempotency key), then
+-- the rows, whose seqs, in-app tokens and decision records take_bulk_seqs takes for a whole chunk in one
+-- statement. A chunk is at most batch.max_recipients users, as many as one send_bulk names: a topic or a
+-- broadcast to more goes in several statements of the one transaction (all or nothing), each planning its
+-- deliveries and spending the global rate (rate_limit.global_per_minute) for its push and e-mail in turn.
+CREATE OR REPLACE FUNCTION notify_private.send_batch(
+    user_ids uuid[], audience jsonb, type text, title text, body text, priority text, data jsonb, channels text[],
+    template text, template_vars jsonb, idempotency_key text, expires_at timestamptz, send_at timestamptz,
+    group_key text
+) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    chunk_size constant integer := notify.setting('batch.max_recipients')::integer;
+    -- Distinct and in user order: each chunk locks its recipients in user order, so the whole batch does too
+    -- (concurrent batches do not deadlock), and no user is in two chunks.
+    recipients constant uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(send_batch.user_ids) AS u ORDER BY u);
+    new_batch_id uuid;
+    request bytea;
+    first_request bytea;
+    spends_in_app boolean;
+    chunk_start integer;
+BEGIN
+    IF cardinality(recipients) = 0 THEN
+        RETURN NULL;
+    END IF;
+    IF send_batch.idempotency_key IS NOT NULL THEN
+        request := notify.request_digest(
+            send_batch.type, send_batch.title, send_batch.body, send_batch.priority, send_batch.data, send_batch.channels,
+            send_batch.template, send_batch.template_vars, send_batch.expires_at, send_batch.send_at, send_batch.group_key,
+            CASE WHEN send_batch.audience IS NULL THEN send_batch.user_ids END);
+        -- A topic or a broadcast is bound to whom it was addressed, not to who followed it at the time.
+        IF send_batch.audience IS NOT NULL THEN
+            request := pg_catalog.sha256(request || pg_catalog.convert_to(send_batch.audience::text, 'UTF8'));
+        END IF;
+    END IF;
+    -- A concurrent first use of the key waits here until it commits, then is found below.
+    INSERT INTO notify.notification_batches AS b
+        (type, recipient_count, idempotency_key, created_by, request_digest, org_id, audience)
+    VALUES (send_batch.type, cardinality(recipients), send_batch.idempotency_key, notify.current_claims() ->> 'sub',
+            request, notify.current_org_id(), send_batch.audience)
+    ON CONFLICT ON CONSTRAINT notification_batches_idempotency_key_key DO NOTHING
+    RETURNING b.id INTO new_batch_id;
+    IF new_batch_id IS NULL THEN
+        SELECT b.id, b.request_digest INTO new_batch_id, first_request FROM notify.notification_batches AS b
+        WHERE b.idempotency_key = send_batch.idempotency_key;
+        PERFORM notify.require_same_request(first_request, request);
+        RETURN new_batch_id;
+    END IF;
+    -- The seqs, in-app tokens and decision records of all the rows in one statement, not one by one in the insert trigger,
+    -- which takes them from here. Tokens only where the trigger would spend one at once: not for
+    -- critical, a later send_at, a template rendered later, or a newcomer that may fold into its group.
+    spends_in_app := coalesce(send_batch.priority, 'normal') <> 'critical'
+                     AND (send_batch.channels IS NULL OR 'in_app' = ANY (send_batch.channels))
+                     AND send_batch.template IS NULL AND send_batch.group_key IS NULL
+                     AND NOT coalesce(send_batch.send_at > notify.now(), false);
+    PERFORM set_config('notify.bulk_batch',
+                       new_batch_id::text || CASE WHEN spends_in_app THEN ' in_app' ELSE '' END, true);
+    FOR chunk_start IN 1 .. cardinality(recipients) BY chunk_size LOOP
+        INSERT INTO notify.notifications
+            (user_id, type, title, body, priority, data, channels, template_id, template_vars,
+             idempotency_key, expires_at, send_at, group_key, batch_id, seq, held_until, decisions)
+        SELECT s.user_id, send_batch.type, send_batch.title, send_batch.body, send_batch.priority, send_batch.data,
+               send_batch.channels, send_batch.template, send_batch.template_vars, send_batch.idempotency_key,
+               send_batch.expires_at, send_batch.send_at, send_batch.group_key, new_batch_id, s.seq, s.in_app_at,
+               s.decisions
+        FROM notify_private.take_bulk_seqs(recipients[chunk_start:chunk_start + chunk_size - 1], spends_in_app,
+                                           send_batch.type, send_batch.priority, send_batch.channels,
+                                           send_batch.send_at) AS s;
+    END LOOP;
+    PERFORM set_config('notify.bulk_batch', '', true);
+    RETURN new_batch_id;
+END
+$$;
+COMMENT ON FUNCTION notify_private.send_batch(uuid[], jsonb, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
+    IS 'sends one notification to each of the users as one batch, in chunks of batch.max_recipients; returns the batch id (NULL: no users; a replayed idempotency key: the first batch, SQLSTATE 23505 if the request differs)';
+
 CREATE OR REPLACE FUNCTION notify.send_bulk(
     user_ids        uuid[],
     type            text,
@@ -124,10 +202,6 @@ AS $$
 DECLARE
     max_recipients constant integer := notify.setting('batch.max_recipients')::integer;
     recipient_count integer;
-    new_batch_id uuid;
-    request bytea;
-    first_request bytea;
-    spends_in_app boolean;
 BEGIN
     PERFORM notify.require_type(send_bulk.type);
     IF coalesce(cardinality(user_ids), 0) = 0 THEN
@@ -142,43 +216,10 @@ BEGIN
         RAISE EXCEPTION 'send_bulk takes at most % recipients, got %', max_recipients, recipient_count
             USING ERRCODE = 'numeric_value_out_of_range', HINT = 'split the list, or raise batch.max_recipients in notify.settings';
     END IF;
-    IF send_bulk.idempotency_key IS NOT NULL THEN
-        request := notify.request_digest(
-            send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data, send_bulk.channels,
-            send_bulk.template, send_bulk.template_vars, send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key,
-            send_bulk.user_ids);
-    END IF;
-    -- A concurrent first use of the key waits here until it commits, then is found below.
-    INSERT INTO notify.notification_batches AS b (type, recipient_count, idempotency_key, created_by, request_digest)
-    VALUES (send_bulk.type, recipient_count, send_bulk.idempotency_key, notify.current_claims() ->> 'sub', request)
-    ON CONFLICT ON CONSTRAINT notification_batches_idempotency_key_key DO NOTHING
-    RETURNING b.id INTO new_batch_id;
-    IF new_batch_id IS NULL THEN
-        SELECT b.id, b.request_digest INTO new_batch_id, first_request FROM notify.notification_batches AS b
-        WHERE b.idempotency_key = send_bulk.idempotency_key;
-        PERFORM notify.require_same_request(first_request, request);
-        RETURN new_batch_id;
-    END IF;
-    -- The seqs, in-app tokens and decision records of all the rows in one statement, not one by one in the insert trigger,
-    -- which takes them from here. Tokens only where the trigger would spend one at once: not for
-    -- critical, a later send_at, a template rendered later, or a newcomer that may fold into its group.
-    spends_in_app := coalesce(send_bulk.priority, 'normal') <> 'critical'
-                     AND (send_bulk.channels IS NULL OR 'in_app' = ANY (send_bulk.channels))
-                     AND send_bulk.template IS NULL AND send_bulk.group_key IS NULL
-                     AND NOT coalesce(send_bulk.send_at > notify.now(), false);
-    PERFORM set_config('notify.bulk_batch',
-                       new_batch_id::text || CASE WHEN spends_in_app THEN ' in_app' ELSE '' END, true);
-    INSERT INTO notify.notifications
-        (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key, batch_id, seq, held_until, decisions)
-    SELECT s.user_id, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
-           send_bulk.channels, send_bulk.template, send_bulk.template_vars, send_bulk.idempotency_key,
-           send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key, new_batch_id, s.seq, s.in_app_at,
-           s.decisions
-    FROM notify_private.take_bulk_seqs(send_bulk.user_ids, spends_in_app, send_bulk.type, send_bulk.priority,
-                                       send_bulk.channels, send_bulk.send_at) AS s;
-    PERFORM set_config('notify.bulk_batch', '', true);
-    RETURN new_batch_id;
+    RETURN notify_private.send_batch(
+        send_bulk.user_ids, NULL, send_bulk.type, send_bulk.title, send_bulk.body, send_bulk.priority, send_bulk.data,
+        send_bulk.channels, send_bulk.template, send_bulk.template_vars, send_bulk.idempotency_key,
+        send_bulk.expires_at, send_bulk.send_at, send_bulk.group_key);
 END
 $$;
 COMMENT ON FUNCTION notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)

@@ -69,8 +69,10 @@ CREATE POLICY "definer functions read every notification" ON notify.notification
 -- notification_batches
 CREATE POLICY "services create and read batches" ON notify.notification_batches FOR ALL
     TO notify_service USING (true) WITH CHECK (true);
-CREATE POLICY "admins create and read batches" ON notify.notification_batches FOR ALL
-    TO notify_admin USING (true) WITH CHECK (true);
+CREATE POLICY "admins create and read the batches of their org" ON notify.notification_batches FOR ALL
+    TO notify_admin
+    USING (notify.current_org_id() IS NULL OR org_id = notify.current_org_id())
+    WITH CHECK (notify.current_org_id() IS NULL OR org_id = notify.current_org_id());
 CREATE POLICY "workers read batches" ON notify.notification_batches FOR SELECT
     TO notify_worker USING (true);
 
