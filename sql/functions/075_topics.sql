@@ -109,20 +109,25 @@ COMMENT ON FUNCTION notify.mute_topic(uuid, text, boolean)
 
 CREATE OR REPLACE FUNCTION notify_private.audience(org_id uuid, topic text, locale text, timezone text)
     RETURNS uuid[]
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
-    -- Read as the caller, so RLS narrows it: an org admin reaches their org's users only. A language
-    -- matches its regional variants too (de: de, de-AT, de-CH).
-    SELECT coalesce(pg_catalog.array_agg(r.user_id ORDER BY r.user_id), '{}')
-    FROM notify.recipients AS r
-    WHERE (audience.org_id IS NULL OR r.org_id = audience.org_id)
-      AND (audience.locale IS NULL OR r.locale = audience.locale
-           OR pg_catalog.split_part(r.locale, '-', 1) = audience.locale)
-      AND (audience.timezone IS NULL OR r.timezone = audience.timezone)
-      AND (audience.topic IS NULL OR EXISTS (
-          SELECT 1 FROM notify.topic_subscriptions AS s
-          WHERE s.topic = audience.topic AND s.user_id = r.user_id AND NOT s.muted))
+BEGIN
+    -- Read as the caller, so RLS narrows it: an org admin reaches their org's users only. PL/pgSQL, not
+    -- SQL: its cached plan is made again when the role changes (RLS differs per role), whereas a SQL
+    -- function called from a PL/pgSQL expression keeps its first plan for the rest of the transaction.
+    -- A language matches its regional variants too (de: de, de-AT, de-CH).
+    RETURN (
+        SELECT coalesce(pg_catalog.array_agg(r.user_id ORDER BY r.user_id), '{}')
+        FROM notify.recipients AS r
+        WHERE (audience.org_id IS NULL OR r.org_id = audience.org_id)
+          AND (audience.locale IS NULL OR r.locale = audience.locale
+               OR pg_catalog.split_part(r.locale, '-', 1) = audience.locale)
+          AND (audience.timezone IS NULL OR r.timezone = audience.timezone)
+          AND (audience.topic IS NULL OR EXISTS (
+              SELECT 1 FROM notify.topic_subscriptions AS s
+              WHERE s.topic = audience.topic AND s.user_id = r.user_id AND NOT s.muted)));
+END
 $$;
 COMMENT ON FUNCTION notify_private.audience(uuid, text, text, text)
     IS 'the users a topic send or broadcast reaches, in user order, as far as the caller may see: an org (NULL: any), a topic''s unmuted followers, a language, a time zone';
