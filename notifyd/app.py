@@ -40,6 +40,7 @@ from notifyd.rest import (
     preferences_api,
     push_api,
     templates_api,
+    topics_api,
     tracking_api,
 )
 
@@ -53,6 +54,7 @@ ENDPOINTS = [
     *history_api.ENDPOINTS,
     *tracking_api.ENDPOINTS,
     *erasure_api.ENDPOINTS,
+    *topics_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)

@@ -107,6 +107,38 @@ class BulkCreate(_SendFields):
     send_email: bool | None = Field(default=None, description="true adds e-mail to the channels, false leaves it out")
 
 
+class TopicSend(_SendFields):
+    """A send to every unmuted follower of the path's topic (no recipient list: the subscriptions are it)."""
+
+
+# A topic's name, as the database checks it (notify.require_topic).
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", examples=["releases"])]
+# A broadcast's narrowing filters: a language (matching its regional variants) and an IANA time zone.
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", examples=["de"])]
+TimeZone = Annotated[str, Field(min_length=1, max_length=60, examples=["Europe/Berlin"])]
+
+
+class _Audience(_Request):
+    """Whom a broadcast reaches: an org's users (null: every org, DBAs only), narrowed by the filters given."""
+
+    org_id: uuid.UUID | None = Field(description="the org; null (DBAs only) broadcasts to every org")
+    topic: TopicName | None = Field(default=None, description="only the topic's unmuted followers")
+    locale: Language | None = Field(default=None, description="only users of this language (de matches de-AT)")
+    timezone: TimeZone | None = Field(default=None, description="only users in this time zone")
+
+
+class BroadcastCreate(_SendFields, _Audience):
+    """An admin's broadcast: what every user of the audience gets."""
+
+
+class BroadcastPreviewQuery(_Audience):
+    """A broadcast's audience and the parts of the notification that decide its channels."""
+
+    type: Annotated[str, Field(min_length=1, max_length=50, examples=["system"])]
+    priority: Priority = "normal"
+    channels: Annotated[list[Channel], Field(min_length=1)] | None = None
+
+
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -136,6 +168,25 @@ class BulkAccepted(BaseModel):
     batch_id: uuid.UUID
     recipient_count: int
     status: Literal["processing"]
+
+
+class AudienceSent(BaseModel):
+    batch_id: uuid.UUID | None = Field(description="null when nobody matched: nothing was sent")
+    recipient_count: int
+    status: Literal["processing", "completed"] = Field(description="completed: nobody matched")
+
+
+class ChannelSplit(BaseModel):
+    in_app: int
+    push: int = Field(description="users with push on and an active device (quiet hours only delay it)")
+    email: int = Field(description="users e-mailed at once")
+    email_digest: int = Field(description="users whose e-mail waits for their digest")
+
+
+class BroadcastPreview(BaseModel):
+    recipients: int
+    channels: ChannelSplit
+    global_rate_per_minute: int = Field(description="rate_limit.global_per_minute: the pace of its push and e-mail")
 
 
 class BatchCounts(BaseModel):

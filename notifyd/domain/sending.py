@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifyd.core.models import BulkCreate, Channel, NotificationCreate
+from notifyd.core.models import BroadcastCreate, BulkCreate, Channel, NotificationCreate, TopicSend
 
 
-def send_args(body: NotificationCreate | BulkCreate, channels: list[Channel] | None, key: str | None) -> list[Any]:
-    """The arguments $2.. of send_notification and send_bulk, in their order."""
+def send_args(
+    body: NotificationCreate | BulkCreate | TopicSend | BroadcastCreate, channels: list[Channel] | None, key: str | None
+) -> list[Any]:
+    """The arguments $2.. of send_notification, send_bulk, send_topic and broadcast, in their order."""
     return [
         body.type, body.title, body.body, body.priority, body.data, channels, body.template_id,
         body.template_vars, key, body.expires_at, body.send_at, body.group_key,

@@ -138,6 +138,8 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/unsubscribe/", "email"),
     ("/api/v1/webhooks/resend", "email"),
     ("/api/v1/notifications/stream", "realtime"),
+    ("/api/v1/topics", "topics"),
+    ("/api/v1/admin/broadcasts", "topics"),
 )
 
 TAGS: list[dict[str, str]] = [
@@ -145,6 +147,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "push", "description": "Web Push and FCM devices of the caller, and the VAPID key they subscribe with."},
     {"name": "preferences", "description": "The caller's channels, digests and quiet hours; org defaults and locks."},
     {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
+    {"name": "topics", "description": "The caller's topic subscriptions, sends to a topic, and admins' broadcasts."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
