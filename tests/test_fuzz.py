@@ -69,7 +69,8 @@ SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
     "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
-    "put_preference", "get_org_stats",
+    "put_preference", "get_org_stats", "put_topic", "delete_topic", "send_topic", "preview_broadcast",
+    "create_broadcast",
 ]  # fmt: skip
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]

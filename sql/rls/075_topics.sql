@@ -2,7 +2,9 @@
 
 GRANT SELECT, INSERT, UPDATE (muted), DELETE ON notify.topic_subscriptions
     TO notify_service, notify_authenticated, notify_admin;
-GRANT SELECT ON notify.topic_subscriptions TO notify_worker, notify_definer;
+GRANT SELECT ON notify.topic_subscriptions TO notify_worker;
+-- notify.erase_user (a definer function) deletes an erased user's subscriptions.
+GRANT SELECT, DELETE ON notify.topic_subscriptions TO notify_definer;
 CREATE POLICY "users manage their own topic subscriptions" ON notify.topic_subscriptions FOR ALL
     TO notify_authenticated
     USING (user_id = notify.current_user_id()) WITH CHECK (user_id = notify.current_user_id());
@@ -10,8 +12,10 @@ CREATE POLICY "services manage every topic subscription" ON notify.topic_subscri
     TO notify_service USING (true) WITH CHECK (true);
 CREATE POLICY "admins manage the topic subscriptions of their org" ON notify.topic_subscriptions FOR ALL
     TO notify_admin USING (notify.in_admin_scope(user_id)) WITH CHECK (notify.in_admin_scope(user_id));
-CREATE POLICY "workers and definer functions read every topic subscription" ON notify.topic_subscriptions FOR SELECT
-    TO notify_worker, notify_definer USING (true);
+CREATE POLICY "workers read every topic subscription" ON notify.topic_subscriptions FOR SELECT
+    TO notify_worker USING (true);
+CREATE POLICY "definer functions read and erase every topic subscription" ON notify.topic_subscriptions FOR ALL
+    TO notify_definer USING (true) WITH CHECK (true);
 
 -- Subscriptions: whoever may see the user (the user themself, their org's admin, a service).
 GRANT EXECUTE ON FUNCTION notify.subscribe(uuid, text), notify.unsubscribe(uuid, text),
