@@ -381,7 +381,7 @@ def test_send_topic_and_broadcast_over_rest(client: httpx.Client, owner: psycopg
     sent = client.post(f"{TOPICS}/{topic}/notifications", json=body, headers=SERVICE)
     answer = ok(sent, 202)
     assert answer["recipient_count"] == 4 and answer["status"] == "processing"
-    assert {"X-RateLimit-Limit", "X-RateLimit-Remaining"} <= set(sent.headers)
+    assert "X-RateLimit-Limit" in sent.headers and "X-RateLimit-Remaining" in sent.headers
     replay = {**body, "idempotency_key": f"k-{topic}"}
     first = ok(client.post(f"{TOPICS}/{topic}/notifications", json=replay, headers=SERVICE), 202)
     assert ok(client.post(f"{TOPICS}/{topic}/notifications", json=replay, headers=SERVICE), 200) == first

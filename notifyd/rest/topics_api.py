@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,7 +45,7 @@ ORG_NOT_FOUND = "organization not found"
 class TopicChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    muted: Omittable[bool] = None
+    muted: Omittable[StrictBool] = None
 
 
 class TopicSubscription(BaseModel):
