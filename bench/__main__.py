@@ -12,7 +12,8 @@ run and prints them; each scenario is bounded in time. Prints the machine (cores
 pg_test_fsync) and ONE table: figure, value, the floor or peer, their ratio, the issue's target, met;
 then writes the latency distributions as bench/results/latency.svg.
 
-Scenarios: creation, endtoend, bulk, memory, delivery, queries, burst; headers: the request head cap's cost;
+Scenarios: creation, endtoend, bulk, topics (send_topic as bulk measures send_bulk), memory, delivery, queries,
+burst; headers: the request head cap's cost;
 pgbouncer: notify.send through PgBouncer in transaction pooling beside direct.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk, burst, creation, delivery, endtoend, headers, memory, pgbouncer, queries  # noqa: E402
+from bench import bulk, burst, creation, delivery, endtoend, headers, memory, pgbouncer, queries, topics  # noqa: E402
 from bench import chart as bench_chart  # noqa: E402
 from bench.common import BENCH_SETTINGS, PROCESS_ENV, Cluster, Database, Row, Scale, Table, raise_open_files  # noqa: E402
 
@@ -40,6 +41,7 @@ SCENARIOS: dict[str, Scenario] = {
     "creation": creation.run,
     "endtoend": endtoend.run,
     "bulk": bulk.run,
+    "topics": topics.run,
     "memory": memory.run,
     "delivery": delivery.run,
     "queries": queries.run,
@@ -52,6 +54,7 @@ BUDGET = {
     "creation": 120,
     "endtoend": 300,  # notifyd's sockets and rates, then the relay's
     "bulk": 200,
+    "topics": 200,
     "memory": 300,  # notifyd, the bare server and the relay in turn
     "delivery": 200,
     "queries": 200,

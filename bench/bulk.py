@@ -13,6 +13,11 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import psycopg
 
 from bench.common import Database, Row, Scale, Table
 from bench.creation import service_connection
@@ -27,13 +32,25 @@ RECEIPT_TIMEOUT = 60.0
 PROJECTED_LIMIT = 60.0  # seconds: a larger send whose time, projected from the smaller one's, exceeds it is skipped
 
 
-async def run(db: Database, scale: Scale, table: Table) -> None:
+# A send under test: (service connection, its recipients in order, the key its events carry in data.b).
+Send = Callable[[asyncpg.Connection, list[uuid.UUID], str], Awaitable[object]]
+# Run as the owner before the first send: what the send's recipients need besides existing (e.g. to follow a topic).
+Prepare = Callable[[psycopg.Connection[Any], dict[int, list[uuid.UUID]]], None]
+
+
+async def fan_out(
+    db: Database, scale: Scale, table: Table, scenario: str, name: str, send: Send, prepare: Prepare | None = None
+) -> None:
+    """Times `send` to each of scale.bulk_sizes recipients: until committed, and until every online session got it."""
     server = db.server()
     online = [uuid.uuid4() for _ in range(min(scale.sockets, min(scale.bulk_sizes)))]
     offline = [uuid.uuid4() for _ in range(max(scale.bulk_sizes) - len(online))]
+    recipients = {size: online + offline[: size - len(online)] for size in scale.bulk_sizes}
     with db.owner() as owner:
         owner.execute("INSERT INTO notify.recipients (user_id) SELECT unnest(%s::uuid[])", (online + offline,))
-        owner.execute("VACUUM ANALYZE notify.recipients")
+        if prepare is not None:
+            prepare(owner, recipients)
+        owner.execute("VACUUM ANALYZE")
     fleet = Fleet(server.ws_url, online, scale.sockets_per_process)
     conn = await service_connection(db)
     try:
@@ -42,13 +59,13 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
         rate = None
         for size in scale.bulk_sizes:
             if rate is not None and size / rate > PROJECTED_LIMIT:
-                table.add(Row("3", f"send_bulk to {size:,}: skipped", None, text=f"projected {size / rate:.0f} s at "
-                              f"{rate:,.0f} rows/s > {PROJECTED_LIMIT:g} s"))  # fmt: skip
+                table.add(Row(scenario, f"{name} to {size:,}: skipped", None, text=f"projected {size / rate:.0f} s "
+                              f"at {rate:,.0f} rows/s > {PROJECTED_LIMIT:g} s"))  # fmt: skip
                 continue
-            users = online + offline[: size - len(online)]
-            key = f"bulk{size}"
+            users = recipients[size]
+            key = f"{name}{size}"
             started = time.monotonic()
-            await conn.fetchval(SEND_BULK, users, json.dumps({"b": key}), timeout=300)
+            await send(conn, users, key)
             committed = time.monotonic() - started
             rate = size / committed
             received += len(online)
@@ -58,16 +75,24 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
             started = time.monotonic()
             await conn.execute(PLAIN, users, json.dumps({"b": key}), timeout=300)
             floor = time.monotonic() - started
-            target = size == 10_000
+            target = scenario == "3" and size == 10_000
             table.add(
-                Row("3", f"send_bulk to {size:,}: all rows committed", committed, floor, "s"),
-                Row("3", f"send_bulk to {size:,}: every online session ({len(online):,}) received", everyone,
+                Row(scenario, f"{name} to {size:,}: all rows committed", committed, floor, "s"),
+                Row(scenario, f"{name} to {size:,}: every online session ({len(online):,}) received", everyone,
                     floor, "s", target="≤ 1 s" if target else "—",
                     met=(everyone is not None and everyone <= 1.0) if target else None,
                     text=None if everyone is not None else f"{len(receipts):,} of {len(online):,} in "
                     f"{RECEIPT_TIMEOUT:g} s"),
-                Row("3", f"send_bulk to {size:,}: rows/s", size / committed, size / floor, "rows/s"),
+                Row(scenario, f"{name} to {size:,}: rows/s", size / committed, size / floor, "rows/s"),
             )  # fmt: skip
     finally:
         await conn.close()
         fleet.close()
+
+
+async def send_bulk(conn: asyncpg.Connection, users: list[uuid.UUID], key: str) -> object:
+    return await conn.fetchval(SEND_BULK, users, json.dumps({"b": key}), timeout=300)
+
+
+async def run(db: Database, scale: Scale, table: Table) -> None:
+    await fan_out(db, scale, table, "3", "send_bulk", send_bulk)

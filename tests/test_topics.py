@@ -39,9 +39,9 @@ def admin_of(org: uuid.UUID) -> dict[str, Any]:
     return {"sub": "ops", "org_id": str(org)}
 
 
-def member(db: psycopg.Connection[Any], org: uuid.UUID | None, n: int, locale: str = "en", tz: str = "UTC") -> uuid.UUID:
+def member(db: psycopg.Connection[Any], org: uuid.UUID, n: int, locale: str = "en", tz: str = "UTC") -> uuid.UUID:
     """A recipient of the org (as the owner: setting up, not under test)."""
-    who = uuid.UUID(int=(org.int if org else 0) * 1000 + n)
+    who = uuid.UUID(int=org.int * 1000 + n)
     db.execute(
         "SELECT notify.upsert_recipient(%s, %s, locale => %s, timezone => %s, org_id => %s)",
         (who, f"{who}@example.test", locale, tz, org),
@@ -220,7 +220,9 @@ def test_a_topic_is_chunked_by_max_recipients_and_spends_the_global_rate(
     with as_role("notify_service", SERVICE_CLAIMS) as cur:
         # send_bulk stays bound by batch.max_recipients; a topic is not.
         assert refused(cur, "SELECT notify.send_bulk(%s, 'system', 'x')", followers)[0] == "22003"
-        batch = value(cur, "SELECT notify.send_topic('big', 'system', 'hello', priority => 'high', channels => ARRAY['email'])")
+        batch = value(
+            cur, "SELECT notify.send_topic('big', 'system', 'hello', priority => 'high', channels => ARRAY['email'])"
+        )
         assert received(cur, batch) == sorted(followers)
         # 7 e-mails over 3 chunks: the 2 tokens left go now, the others one a second (60 per minute) in order.
         waits = cur.execute(
