@@ -25,7 +25,7 @@ from notifyd.core.auth import (
     service_caller,
 )
 from notifyd.core.config import Settings
-from notifyd.core.models import SERVICE_KEY_HEADER, SERVICE_NAME_HEADER
+from notifyd.core.models import IDEMPOTENCY_HEADER, SERVICE_KEY_HEADER, SERVICE_NAME_HEADER
 from notifyd.db.pool import as_caller, as_worker
 from notifyd.db.queries import query
 from notifyd.http.errors import ApiError
@@ -41,6 +41,7 @@ TOO_MANY_WRONG_KEYS = "too many wrong service keys from this address: try again 
 MAX_CLIENT_LENGTH = 255
 USERS_ONLY = "this route is for end users (a token with role authenticated)"
 SENDERS_ONLY = "only services and admins send notifications"
+IDEMPOTENCY_CONFLICT = f"the {IDEMPOTENCY_HEADER} header and the idempotency_key field differ"
 ADMINS_ONLY = "this route is for admins (a token with role admin; an org admin's org_id claim names their org)"
 BAD_CURSOR = "cursor is not valid"
 
@@ -118,6 +119,20 @@ async def org_admin(request: Request) -> Caller:
     if caller.role != "admin":
         raise ApiError(status.HTTP_403_FORBIDDEN, ADMINS_ONLY)
     return caller
+
+
+def idempotency_key(request: Request, field: str | None) -> str | None:
+    """A send's idempotency key: the header or the body's field (422 if both are given and differ)."""
+    header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is not None and field is not None and header != field:
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, IDEMPOTENCY_CONFLICT)
+    return header if header is not None else field
+
+
+async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
+    """X-RateLimit-* of the global bulk-send bucket (per-user limits hold excess instead of refusing it)."""
+    bucket = await conn.fetchval(query("rate_limit_status"))
+    return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
 
 
 def reply(

@@ -41,28 +41,25 @@ from notifyd.http.errors import ApiError, database_problem
 from notifyd.http.openapi import Endpoint
 from notifyd.http.readafter import DOCUMENTED as READ_AFTER
 from notifyd.http.readafter import lag_tolerant
-from notifyd.http.shared import NOT_FOUND, decode_cursor, encode_cursor, end_user, found, path_uuid, reply, sender
+from notifyd.http.shared import (
+    NOT_FOUND,
+    decode_cursor,
+    encode_cursor,
+    end_user,
+    found,
+    idempotency_key,
+    path_uuid,
+    rate_limit_headers,
+    reply,
+    sender,
+)
 
 NO_SENSITIVE_FIELDS = "this notification has no sensitive fields"
 BATCH_NOT_FOUND = "batch not found"
-IDEMPOTENCY_CONFLICT = f"the {IDEMPOTENCY_HEADER} header and the idempotency_key field differ"
 BAD_ACTION = "action must be 1 to 100 characters"
 
 
 # --- sending ------------------------------------------------------------------------------------------
-
-
-def idempotency_key(request: Request, field: str | None) -> str | None:
-    header = request.headers.get(IDEMPOTENCY_HEADER)
-    if header is not None and field is not None and header != field:
-        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, IDEMPOTENCY_CONFLICT)
-    return header if header is not None else field
-
-
-async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
-    """X-RateLimit-* of the global bulk-send bucket (per-user limits hold excess instead of refusing it)."""
-    bucket = await conn.fetchval(query("rate_limit_status"))
-    return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
 
 
 async def render_before_insert(

@@ -29,8 +29,7 @@ from notifyd.db.queries import query
 from notifyd.domain.sending import send_args
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import end_user, org_admin, reply, sender
-from notifyd.rest.notifications import idempotency_key, rate_limit_headers
+from notifyd.http.shared import end_user, idempotency_key, org_admin, rate_limit_headers, reply, sender
 
 TOPICS = "/api/v1/topics"
 BROADCASTS = "/api/v1/admin/broadcasts"
@@ -101,7 +100,7 @@ async def delete_topic(request: Request) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def send_batch(request: Request, caller: Caller, name: str, *args: Any) -> Response:
+async def audience_send(request: Request, caller: Caller, name: str, *args: Any) -> Response:
     """Runs a batch-making send as the caller; 202 with the batch (200: a replayed key; nobody matched: no batch)."""
     async with as_caller(request.app.state.pool, caller) as conn:
         try:
@@ -123,7 +122,7 @@ async def send_topic(request: Request) -> Response:
     body = TopicSend.model_validate_json(await request.body())
     key = idempotency_key(request, body.idempotency_key)
     channels = list(body.channels) if body.channels is not None else None
-    return await send_batch(request, caller, "send_topic", topic_name(request), *send_args(body, channels, key))
+    return await audience_send(request, caller, "send_topic", topic_name(request), *send_args(body, channels, key))
 
 
 async def preview_broadcast(request: Request) -> Response:
@@ -147,7 +146,7 @@ async def create_broadcast(request: Request) -> Response:
     key = idempotency_key(request, body.idempotency_key)
     channels = list(body.channels) if body.channels is not None else None
     audience = (body.org_id, body.topic, body.locale, body.timezone)
-    return await send_batch(request, caller, "broadcast", *send_args(body, channels, key), *audience)
+    return await audience_send(request, caller, "broadcast", *send_args(body, channels, key), *audience)
 
 
 # --- the route table ------------------------------------------------------------------------------------
