@@ -535,6 +535,9 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("POST", f"{API}/receipts"), ("GET", "/t/open/{token}"), ("GET", "/t/click/{token}"),
         ("GET", f"{API}/analytics"), ("GET", f"{API}/stream"),
         ("GET", f"{API}/{{notification_id}}/sensitive"),
+        ("GET", "/api/v1/topics"), ("PUT", "/api/v1/topics/{topic}"), ("DELETE", "/api/v1/topics/{topic}"),
+        ("POST", "/api/v1/topics/{topic}/notifications"), ("POST", "/api/v1/admin/broadcasts/preview"),
+        ("POST", "/api/v1/admin/broadcasts"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
