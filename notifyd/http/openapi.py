@@ -90,11 +90,13 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[Refs, dict[str, Any]]:
 
 
 # Path parameters that are not ids: signed tokens are longer than an action name. The patterns are the
-# ones the handlers check (preferences_api.TYPE_NAME, templates_api.Language).
+# ones the handlers check (preferences_api.TYPE_NAME, templates_api.Language) or the database checks
+# (a topic: notify.require_topic).
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "token": {"type": "string", "minLength": 1, "maxLength": 2048},  # notifyd.domain.tracking.MAX_TOKEN
     "notification_type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$", "examples": ["task"]},
     "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "maxLength": 35, "examples": ["de"]},
+    "topic": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", "examples": ["releases"]},
     "*": {"type": "string", "minLength": 1, "maxLength": 100},
 }
 
