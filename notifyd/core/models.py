@@ -111,8 +111,9 @@ class TopicSend(_SendFields):
     """A send to every unmuted follower of the path's topic (no recipient list: the subscriptions are it)."""
 
 
-# A topic's name, as the database checks it (notify.require_topic).
-TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", examples=["releases"])]
+# A topic's name, as the database checks it (notify.require_topic); the path parameter {topic} says the same.
+TOPIC_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+TopicName = Annotated[str, Field(pattern=TOPIC_PATTERN, examples=["releases"])]
 # A broadcast's narrowing filters: a language (matching its regional variants) and an IANA time zone.
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", examples=["de"])]
 TimeZone = Annotated[str, Field(min_length=1, max_length=60, examples=["Europe/Berlin"])]

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from notifyd import __version__
-from notifyd.core.models import ErrorBody
+from notifyd.core.models import TOPIC_PATTERN, ErrorBody
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -96,7 +96,7 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "token": {"type": "string", "minLength": 1, "maxLength": 2048},  # notifyd.domain.tracking.MAX_TOKEN
     "notification_type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$", "examples": ["task"]},
     "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "maxLength": 35, "examples": ["de"]},
-    "topic": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", "examples": ["releases"]},
+    "topic": {"type": "string", "pattern": TOPIC_PATTERN, "examples": ["releases"]},
     "*": {"type": "string", "minLength": 1, "maxLength": 100},
 }
 
