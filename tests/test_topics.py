@@ -8,6 +8,7 @@ SQL tests run each scenario in one rolled-back transaction that switches between
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.test_delivery_sql import add_device
 from tests.test_preferences import admin_headers, become, new_member, refused, value
 from tests.test_realtime import notifications, quiet, recv_until, settle, ws_for
 from tests.test_rest import SERVICE, error, ok, user_headers
+from tests.test_sql_api import service_conn
 
 client = test_rest.client
 owner = test_rest.owner
@@ -233,6 +235,46 @@ def test_a_topic_is_chunked_by_max_recipients_and_spends_the_global_rate(
         ).fetchall()
         assert [w for w, _ in waits] == [None, None, 1, 2, 3, 4, 5]
         assert sum("global rate limit (60 per minute for bulk sends)" in (r or "") for _, r in waits) == 5
+
+
+def test_concurrent_topic_and_bulk_sends_to_the_same_users_neither_deadlock_nor_share_a_seq(
+    db: psycopg.Connection[Any],
+) -> None:
+    followers = [member(db, ORG, n) for n in range(1, 10)]
+    follow(db, "busy", *followers)
+    db.execute("UPDATE notify.settings SET value = '3' WHERE key = 'batch.max_recipients'")  # 3 chunks of 3
+    rounds = 8
+    errors: list[BaseException] = []
+
+    def sends(sql: str, *args: Any) -> None:
+        with service_conn(db) as conn:
+            for _ in range(rounds):
+                try:
+                    conn.execute(sql, args)
+                except psycopg.Error as error:  # a deadlock would be 40P01 here
+                    errors.append(error)
+
+    # The bulk sends name the users in the opposite order: each statement locks in user order anyway.
+    threads = [
+        threading.Thread(target=sends, args=("SELECT notify.send_topic('busy', 'system', 'topic')",)),
+        threading.Thread(target=sends, args=("SELECT notify.send_bulk(%s, 'system', 'bulk')", followers[1::3][::-1])),
+        threading.Thread(target=sends, args=("SELECT notify.send_topic('busy', 'system', 'topic')",)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    # Every user's seqs are 1..n without a gap or a repeat, and n is what they were sent.
+    per_user = db.execute(
+        "SELECT user_id, count(*), min(seq), max(seq), count(DISTINCT seq) FROM notify.notifications "
+        "GROUP BY user_id ORDER BY user_id"
+    ).fetchall()
+    bulk_users = set(followers[1::3])
+    assert [(u, n) for u, n, *_ in per_user] == [
+        (u, 2 * rounds + (rounds if u in bulk_users else 0)) for u in followers
+    ]
+    assert all(low == 1 and high == n and distinct == n for _, n, low, high, distinct in per_user)
 
 
 def test_an_org_admin_sends_to_their_orgs_followers_only(db: psycopg.Connection[Any], as_role: Any) -> None:
