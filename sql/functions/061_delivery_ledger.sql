@@ -24,7 +24,7 @@ BEGIN
                     WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
                CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
         FROM notify.notification_deliveries AS p
-        JOIN notify.notifications AS n ON n.id = p.notification_id
+        JOIN notify.notifications AS n ON n.id = p.notification_id AND n.created_at >= notify_private.created_from(p.notification_id) AND n.created_at < notify_private.created_before(p.notification_id)
         JOIN notify.recipients AS r ON r.user_id = p.user_id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
         LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
@@ -63,7 +63,7 @@ BEGIN
                (SELECT pg_catalog.count(*) FROM notify.inbox AS u
                 WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END
     FROM claimed AS c
-    JOIN notify.notifications AS n ON n.id = c.notification_id
+    JOIN notify.notifications AS n ON n.id = c.notification_id AND n.created_at >= notify_private.created_from(c.notification_id) AND n.created_at < notify_private.created_before(c.notification_id)
     JOIN notify.recipients AS r ON r.user_id = c.user_id
     LEFT JOIN notify.push_subscriptions AS s ON s.id = c.subscription_id
     LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id;
