@@ -247,7 +247,8 @@ BEGIN
     -- whether it made a notification or was folded into one.
     IF NEW.idempotency_key IS NOT NULL THEN
         SELECT k.request_digest INTO first_request
-        FROM (SELECT k.request_digest FROM notify_private.notification_keys AS k
+        FROM (SELECT n.request_digest FROM notify_private.notification_keys AS k
+              JOIN notify.notifications AS n ON n.id = k.notification_id AND n.created_at = k.created_at
               WHERE k.user_id = NEW.user_id AND k.idempotency_key = NEW.idempotency_key
               UNION ALL
               SELECT f.request_digest FROM notify.notification_folds AS f

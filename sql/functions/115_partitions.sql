@@ -10,8 +10,8 @@ CREATE OR REPLACE FUNCTION notify_private.record_notification_keys() RETURNS tri
     SET search_path = ''
 AS $$
 BEGIN
-    INSERT INTO notify_private.notification_keys (user_id, idempotency_key, notification_id, created_at, request_digest)
-    SELECT n.user_id, n.idempotency_key, n.id, n.created_at, n.request_digest
+    INSERT INTO notify_private.notification_keys (user_id, idempotency_key, notification_id, created_at)
+    SELECT n.user_id, n.idempotency_key, n.id, n.created_at
     FROM new_notifications AS n
     WHERE n.idempotency_key IS NOT NULL;
     RETURN NULL;

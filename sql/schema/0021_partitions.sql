@@ -130,7 +130,6 @@ CREATE TABLE notify_private.notification_keys (
     idempotency_key text NOT NULL,
     notification_id uuid NOT NULL,
     created_at      timestamptz NOT NULL,
-    request_digest  bytea,
     PRIMARY KEY (user_id, idempotency_key)
 );
 COMMENT ON TABLE notify_private.notification_keys IS 'the idempotency keys of notifications, unique per user across all partitions';
@@ -138,12 +137,11 @@ COMMENT ON COLUMN notify_private.notification_keys.user_id IS 'the recipient who
 COMMENT ON COLUMN notify_private.notification_keys.idempotency_key IS 'the key as sent';
 COMMENT ON COLUMN notify_private.notification_keys.notification_id IS 'the notification the first send with the key made';
 COMMENT ON COLUMN notify_private.notification_keys.created_at IS 'that notification''s created_at: its partition';
-COMMENT ON COLUMN notify_private.notification_keys.request_digest IS 'the first request''s digest, which a replay must match';
 CREATE INDEX notification_keys_created_idx ON notify_private.notification_keys (created_at);
 CREATE INDEX notification_keys_notification_idx ON notify_private.notification_keys (notification_id);
 
-INSERT INTO notify_private.notification_keys (user_id, idempotency_key, notification_id, created_at, request_digest)
-SELECT n.user_id, n.idempotency_key, n.id, n.created_at, n.request_digest
+INSERT INTO notify_private.notification_keys (user_id, idempotency_key, notification_id, created_at)
+SELECT n.user_id, n.idempotency_key, n.id, n.created_at
 FROM notify.notifications AS n
 WHERE n.idempotency_key IS NOT NULL;
 
