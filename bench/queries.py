@@ -25,8 +25,9 @@ from tests.server import make_token
 PER_OTHER_USER = 100
 TYPES = "ARRAY['system', 'user', 'task', 'security', 'billing', 'workflow', 'agent']"
 ROWS = (
-    "INSERT INTO notify.notifications (user_id, type, title, body, seq, created_at, updated_at, read_at) "
-    f"SELECT {{user}}, ({TYPES})[1 + mod(g, 7)], 'Notification ' || g, 'a body of some length for the center', g, "
+    "INSERT INTO notify.notifications (id, user_id, type, title, body, seq, created_at, updated_at, read_at) "
+    "SELECT notify_private.uuid_v7_at(now() - g * interval '1 second'), "
+    f"{{user}}, ({TYPES})[1 + mod(g, 7)], 'Notification ' || g, 'a body of some length for the center', g, "
     "now() - g * interval '1 second', now() - g * interval '1 second', "
     "CASE WHEN mod(g, 2) = 0 THEN now() END FROM {source}"
 )
