@@ -1,5 +1,6 @@
 # Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
-# extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
+# extra); `setup_server_extensions` installs the PostgreSQL extensions notifyd's schema creates (pg_partman);
+# `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
 # systemd-analyze for the unit files, TypeScript for the type check of the browser modules, PgBouncer for the
 # transaction-pooling tests.
 set -euo pipefail
@@ -12,6 +13,21 @@ setup_venv() {
     fi
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${1:-}"
+}
+
+setup_server_extensions() {
+    # pg_partman manages the partitions of notify.notifications: Debian's postgresql-NN-partman, one per local
+    # PostgreSQL major version (a server elsewhere needs it there: `notifyd migrate` says what to install).
+    for bindir in /usr/lib/postgresql/*/bin; do
+        [ -d "$bindir" ] || continue
+        major=$(basename "$(dirname "$bindir")")
+        if [ ! -f "/usr/share/postgresql/$major/extension/pg_partman.control" ] && [ "$(id -u)" = 0 ] \
+            && command -v apt-get >/dev/null; then
+            echo "setup: installing pg_partman for PostgreSQL $major" >&2
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-partman" >/dev/null
+        fi
+    done
 }
 
 setup_test_tools() {
