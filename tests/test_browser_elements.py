@@ -423,8 +423,9 @@ def showcase(server_owner_url: str, user: uuid.UUID) -> None:
             conn.execute("RESET ROLE")
             assert nid is not None
             conn.execute("SELECT set_config('notify.clock', '', false)")
-            conn.execute("UPDATE notify.notifications SET read_at = CASE WHEN %s THEN now() END WHERE id = %s",
-                         (read, nid[0]))
+            conn.execute(
+                "UPDATE notify.notifications SET read_at = CASE WHEN %s THEN now() END WHERE id = %s", (read, nid[0])
+            )
 
 
 def test_screenshots_for_the_readme(context: Any, server: ServerProcess, server_owner_url: str) -> None:

@@ -59,8 +59,14 @@ def owner(url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def send_at(
-    conn: psycopg.Connection[Any], at: datetime, user: uuid.UUID, title: str, *, type_: str = "task",
-    key: str | None = None, group: str | None = None,
+    conn: psycopg.Connection[Any],
+    at: datetime,
+    user: uuid.UUID,
+    title: str,
+    *,
+    type_: str = "task",
+    key: str | None = None,
+    group: str | None = None,
 ) -> uuid.UUID:
     """One notification made through the insert trigger with the clock at `at` and an id of that millisecond."""
     conn.execute("SELECT set_config('notify.clock', %s, false)", (at.isoformat(),))
@@ -173,15 +179,19 @@ def test_an_idempotent_replay_finds_the_first_send_across_a_partition_boundary(
             conn.execute("SELECT notify.send(%s, 'task', 'another', idempotency_key => 'k-boundary')", (ADA,))
         assert counts(conn)["notifications"] == before
         # The key is per user: Bob's first use of it makes a notification of his own, recorded beside Ada's.
-        (bobs,) = conn.execute("SELECT notify.send(%s, 'task', 'keyed', idempotency_key => 'k-boundary')", (BOB,)).fetchone()  # type: ignore[misc]
-        assert bobs != made["keyed"]
+        bobs = conn.execute(
+            "SELECT notify.send(%s, 'task', 'keyed', idempotency_key => 'k-boundary')", (BOB,)
+        ).fetchone()
+        assert bobs is not None and bobs[0] != made["keyed"]
         assert conn.execute("SELECT count(*) FROM notify_private.notification_keys").fetchone() == (2,)
 
 
 def test_a_lookup_by_id_reaches_one_partition(upgraded: tuple[str, dict[str, Any]]) -> None:
     url, made = upgraded
     with owner(url) as conn:
-        partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'notify.notifications'::regclass").fetchone()
+        partitions = conn.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'notify.notifications'::regclass"
+        ).fetchone()
         assert partitions is not None and partitions[0] > 100
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(f"PREPARE get_one(uuid) AS {query('get_notification')}")
@@ -189,14 +199,14 @@ def test_a_lookup_by_id_reaches_one_partition(upgraded: tuple[str, dict[str, Any
             with conn.transaction():
                 as_user(conn, ADA)
                 plan = "\n".join(
-                    r[0] for r in conn.execute(
+                    r[0]
+                    for r in conn.execute(
                         f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE get_one('{made[name]}')"
                     )
                 )
                 conn.execute("RESET ROLE")
             scanned = [line for line in plan.splitlines() if "Scan" in line and "notifications_p" in line]
             assert len(scanned) == 1, plan
-            assert f"notifications_p" in scanned[0]
         # A random id from before 0016 carries no time: its lookup probes every partition, and still finds it.
         with conn.transaction():
             as_user(conn, ADA)
@@ -232,7 +242,9 @@ def test_erasure_removes_a_users_rows_in_every_partition(upgraded: tuple[str, di
     url, made = upgraded
     with owner(url) as conn:
         conn.execute("SET ROLE notify_admin")
-        conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": "dba", "role": "admin"}),))
+        conn.execute(
+            "SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": "dba", "role": "admin"}),)
+        )
         conn.execute("SELECT notify.erase_user(%s)", (ADA,))
         conn.execute("RESET ROLE")
         left = conn.execute(
