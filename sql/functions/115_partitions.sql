@@ -105,6 +105,8 @@ CREATE OR REPLACE FUNCTION notify_private.maintain_partitions() RETURNS jsonb
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = ''
+    -- The partitions are UTC days (sql/schema/0021_partitions.sql): pg_partman reads bounds in this zone.
+    SET TimeZone = 'UTC'
 AS $$
 DECLARE
     -- Every type's rows are kept for at least their own max_age, so a partition goes only once it is past the

@@ -1,7 +1,8 @@
 -- Grants of the partitioning's functions and tables (after 010_reset dropped them all).
 
 -- Lookups by id bound created_at with these; every role that reads notifications calls them.
-GRANT EXECUTE ON FUNCTION notify_private.uuid_v7_time(uuid), notify_private.created_from(uuid),
+GRANT EXECUTE ON FUNCTION notify_private.uuid_v7_millis(uuid), notify_private.uuid_v7_time(uuid),
+    notify_private.created_from(uuid),
     notify_private.created_before(uuid)
     TO notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 -- The insert trigger (notify_definer) makes the id again from created_at.

@@ -16,21 +16,27 @@ CREATE SCHEMA IF NOT EXISTS partman;
 COMMENT ON SCHEMA partman IS 'pg_partman: the partition manager of notify.notifications';
 CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman;
 
-CREATE FUNCTION notify_private.uuid_v7_time(id uuid) RETURNS timestamptz
+-- These five are SQL without SET options, every name qualified, so that PostgreSQL inlines them into the
+-- statements that use them (a SQL function it cannot inline is planned anew at every call), and the four
+-- IMMUTABLE ones use only immutable functions, which inlining requires.
+CREATE FUNCTION notify_private.uuid_v7_millis(id uuid) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = ''
 AS $$
     SELECT CASE WHEN pg_catalog.substr(id::text, 15, 1) = '7'
-        THEN pg_catalog.to_timestamp(0)
-             + ('x' || pg_catalog.substr(pg_catalog.replace(id::text, '-', ''), 1, 12))::bit(48)::bigint
-               * interval '1 millisecond'
+        THEN ('x' || pg_catalog.substr(pg_catalog.replace(id::text, '-', ''), 1, 12))::bit(48)::bigint
     END
+$$;
+COMMENT ON FUNCTION notify_private.uuid_v7_millis(uuid) IS 'the Unix time in milliseconds a version 7 uuid carries; NULL for other versions';
+
+CREATE FUNCTION notify_private.uuid_v7_time(id uuid) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.to_timestamp(notify_private.uuid_v7_millis(id) / 1000.0)
 $$;
 COMMENT ON FUNCTION notify_private.uuid_v7_time(uuid) IS 'the millisecond a version 7 uuid carries; NULL for other versions';
 
 CREATE FUNCTION notify_private.uuid_v7_at(at timestamptz) RETURNS uuid
     LANGUAGE sql VOLATILE PARALLEL SAFE
-    SET search_path = ''
 AS $$
     SELECT pg_catalog.encode(
         pg_catalog.set_bit(pg_catalog.set_bit(
@@ -47,17 +53,15 @@ COMMENT ON FUNCTION notify_private.uuid_v7_at(timestamptz) IS 'a new version 7 u
 -- time for an older one. IMMUTABLE, so that the planner prunes partitions with them.
 CREATE FUNCTION notify_private.created_from(id uuid) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = ''
 AS $$
-    SELECT coalesce(notify_private.uuid_v7_time(id), '-infinity')
+    SELECT coalesce(notify_private.uuid_v7_time(id), '-infinity'::timestamptz)
 $$;
 COMMENT ON FUNCTION notify_private.created_from(uuid) IS 'the earliest created_at a notification with this id can have';
 
 CREATE FUNCTION notify_private.created_before(id uuid) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = ''
 AS $$
-    SELECT coalesce(notify_private.uuid_v7_time(id) + interval '1 millisecond', 'infinity')
+    SELECT coalesce(pg_catalog.to_timestamp((notify_private.uuid_v7_millis(id) + 1) / 1000.0), 'infinity'::timestamptz)
 $$;
 COMMENT ON FUNCTION notify_private.created_before(uuid) IS 'a created_at past every one a notification with this id can have';
 
@@ -111,6 +115,10 @@ CREATE INDEX notifications_batch_id_idx ON notify.notifications (batch_id) WHERE
 CREATE INDEX notifications_changed_xid_idx ON notify.notifications (changed_xid);
 CREATE INDEX notifications_held_idx ON notify.notifications (held_until) WHERE held_until IS NOT NULL;
 
+-- pg_partman names and bounds partitions in the session's time zone: days are UTC days, here and in
+-- notify_private.maintain_partitions (which sets it too), whatever the server's or the session's zone.
+SET LOCAL TimeZone = 'UTC';
+
 -- Partitions from the oldest row's day (at most a year back: older rows wait in the default partition for the
 -- bounded DELETE of retention), a week ahead; the worker keeps making them (notify_private.maintain_partitions).
 SELECT partman.create_parent(
@@ -124,6 +132,7 @@ UPDATE partman.part_config SET retention = NULL, infinite_time_partitions = true
 WHERE parent_table = 'notify.notifications';
 
 INSERT INTO notify.notifications SELECT * FROM notify_private.notifications_unpartitioned;
+RESET TimeZone;
 
 CREATE TABLE notify_private.notification_keys (
     user_id         uuid NOT NULL REFERENCES notify.recipients (user_id) ON DELETE CASCADE,
