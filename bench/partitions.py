@@ -1,8 +1,8 @@
-"""Scenario partitions: the day-partitioned notify.notifications at the scale's table size.
+"""Scenario partitions: the week-partitioned notify.notifications at the scale's table size.
 
 Builds `table_rows` notifications set-based (INSERT … SELECT generate_series as the owner with
 session_replication_role = replica, so no row trigger runs; each id a UUIDv7 of its created_at, as the
-insert trigger makes them) spread evenly over the last 180 days, one partition a day (pg_partman made
+insert trigger makes them) spread evenly over the last 180 days, one partition a week (pg_partman made
 the older ones first), one user holding `user_rows` of them. Then:
   * the notification center's list and unread count over REST for that user, p95, beside the same reads
     as bare SQL (the spec's < 200 ms);
@@ -63,9 +63,9 @@ def build(db: Database, user: uuid.UUID, table_rows: int, user_rows: int) -> flo
         owner.execute("SET TimeZone = 'UTC'")
         owner.execute(
             "SELECT partman.create_partition_time('notify.notifications', array_agg(d)) "
-            "FROM generate_series(date_trunc('day', now()) - %s * interval '1 day', date_trunc('day', now()) "
-            "- interval '1 day', interval '1 day') AS d",
-            (DAYS + 1,),
+            "FROM generate_series(date_trunc('week', now()) - %s * interval '1 week', date_trunc('week', now()) "
+            "- interval '1 week', interval '1 week') AS d",
+            (DAYS // 7 + 1,),
         )
         owner.execute("SET session_replication_role = replica")
         owner.execute("CREATE TABLE bench_others AS SELECT gen_random_uuid() AS user_id FROM generate_series(1, %s)",

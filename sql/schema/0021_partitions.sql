@@ -1,4 +1,4 @@
--- 0021_partitions: notify.notifications becomes a table partitioned by day on created_at, managed by
+-- 0021_partitions: notify.notifications becomes a table partitioned by week on created_at, managed by
 -- pg_partman, so that retention past the largest age in force drops whole partitions instead of deleting
 -- rows. The rows of the unpartitioned table are copied over. What a partitioned table cannot keep:
 --   * unique keys without created_at: the primary key becomes (id, created_at); the idempotency keys move to
@@ -96,7 +96,7 @@ CREATE TABLE notify.notifications (
     CONSTRAINT notifications_batch_id_fkey FOREIGN KEY (batch_id)
         REFERENCES notify.notification_batches (id) ON DELETE SET NULL
 ) PARTITION BY RANGE (created_at);
-COMMENT ON TABLE notify.notifications IS 'one row per notification per recipient, partitioned by day on created_at';
+COMMENT ON TABLE notify.notifications IS 'one row per notification per recipient, partitioned by week on created_at';
 COMMENT ON CONSTRAINT "id must be a UUIDv7 of created_at's millisecond" ON notify.notifications
     IS 'a lookup by id bounds created_at by the id''s millisecond and so reaches one partition';
 COMMENT ON CONSTRAINT notifications_pkey ON notify.notifications IS 'a partitioned table''s keys include its partition key';
@@ -119,12 +119,15 @@ CREATE INDEX notifications_held_idx ON notify.notifications (held_until) WHERE h
 -- notify_private.maintain_partitions (which sets it too), whatever the server's or the session's zone.
 SET LOCAL TimeZone = 'UTC';
 
--- Partitions from the oldest row's day (at most a year back: older rows wait in the default partition for the
--- bounded DELETE of retention), a week ahead; the worker keeps making them (notify_private.maintain_partitions).
+-- A week per partition (ISO weeks, from Monday 00:00 UTC): a query that cannot prune by time (a user's list,
+-- unread count) is planned and started over every partition, so their number is kept to a year's 53 or so;
+-- retention then drops a week at a time. Partitions from the oldest row's week (at most a year back: older rows
+-- wait in the default partition for the bounded DELETE of retention), four weeks ahead; the worker keeps making
+-- them (notify_private.maintain_partitions).
 SELECT partman.create_parent(
     p_parent_table => 'notify.notifications', p_control => 'created_at', p_type => 'native',
-    p_interval => 'daily', p_premake => 7, p_jobmon => false,
-    p_start_partition => pg_catalog.date_trunc('day', greatest(
+    p_interval => 'weekly', p_premake => 4, p_jobmon => false,
+    p_start_partition => pg_catalog.date_trunc('week', greatest(
         coalesce((SELECT min(u.created_at) FROM notify_private.notifications_unpartitioned AS u), notify.now()),
         notify.now() - interval '1 year'), 'UTC')::text);
 -- Partitions are dropped by notify_private.maintain_partitions, which removes their children first.
