@@ -20,13 +20,10 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
-import httpx
 import psycopg
 
 from bench.common import Database, Row, Scale, Table, ms
-from bench.queries import BARE_LIST, BARE_UNREAD, PER_OTHER_USER, TYPES, timed
-from tests.server import make_token
+from bench.queries import PER_OTHER_USER, TYPES, center_reads
 
 DAYS = 180
 KEPT_DAYS = 90
@@ -121,29 +118,7 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
         Row("P", f"build {row[0]:,} rows over {DAYS} days in {parts[0]} partitions ({row[1] / 2**30:.1f} GiB)",
             loaded, None, "s"),
     )  # fmt: skip
-    server = db.server()
-    headers = {"Authorization": f"Bearer {make_token(user, exp_in=3600)}"}
-    bare = await asyncpg.connect(db.owner_url)
-    try:
-        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
-
-            async def page() -> None:
-                response = await client.get("/api/v1/notifications")
-                assert response.status_code == 200 and len(response.json()["items"]) == 20, response.text[:300]
-
-            async def unread() -> None:
-                response = await client.get("/api/v1/notifications/unread-count")
-                assert response.status_code == 200, response.text[:300]
-
-            for call in (page, unread, lambda: bare.fetch(BARE_LIST, user), lambda: bare.fetch(BARE_UNREAD, user)):
-                await timed(5, call)
-            rest_list = await timed(scale.query_samples, page)
-            rest_unread = await timed(scale.query_samples, unread)
-            sql_list = await timed(scale.query_samples, lambda: bare.fetch(BARE_LIST, user))
-            sql_unread = await timed(scale.query_samples, lambda: bare.fetch(BARE_UNREAD, user))
-    finally:
-        await bare.close()
-        server.stop()
+    rest_list, rest_unread, sql_list, sql_unread = await center_reads(db, user, scale.user_rows, scale.query_samples)
     who = f"user with {scale.user_rows:,} in {row[0]:,}, partitioned"
     table.add(
         Row("P", f"list (page of 20) p95, REST, {who}", ms(rest_list, 95), ms(sql_list, 95), "ms",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from notifyd.db import migrate as migrate_module
 from notifyd.db.migrate import MigrationError, migrate_url
 from notifyd.db.queries import query
 from tests.conftest import create_app_login
+from tests.test_upgrade import unpack_sql
 
 SNAPSHOT_ARCHIVE = Path(__file__).resolve().parent / "snapshots" / "v0020-sql.tar.gz"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,10 +46,7 @@ def uuid7(at: datetime) -> uuid.UUID:
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("v0020")
-    with tarfile.open(SNAPSHOT_ARCHIVE) as archive:
-        archive.extractall(target, filter="data")
-    return target / "sql"
+    return unpack_sql(SNAPSHOT_ARCHIVE, tmp_path_factory.mktemp("v0020"))
 
 
 @contextmanager
