@@ -23,8 +23,10 @@ import pytest
 
 from notifyd.db import migrate as migrate_module
 from notifyd.db.migrate import MigrationError, migrate_url
+from notifyd.db.pool import create_pool
 from notifyd.db.queries import query
-from tests.conftest import create_app_login
+from notifyd.domain.retention import maintain_partitions
+from tests.conftest import create_app_login, database_url
 from tests.test_upgrade import unpack_sql
 
 SNAPSHOT_ARCHIVE = Path(__file__).resolve().parent / "snapshots" / "v0020-sql.tar.gz"
@@ -312,3 +314,28 @@ def test_migrate_without_pg_partman_says_what_to_install(
         f"elsewhere: the pg_partman package for PostgreSQL {major}; a managed service: enable its pg_partman "
         "extension), then run notifyd migrate again"
     )
+
+
+async def test_the_workers_hourly_job_maintains_partitions_as_a_role_that_owns_nothing(
+    db: psycopg.Connection[Any],
+) -> None:
+    """The worker's login holds the notify roles only: it makes and drops partitions through the owner's function."""
+    db.execute("SET TimeZone = 'UTC'")
+    db.execute(
+        "SELECT partman.create_partition_time('notify.notifications',"
+        " ARRAY[date_trunc('week', now()) - interval '30 weeks'])"
+    )
+    stale = week_of(NOW - 30 * 7 * DAY)
+    assert db.execute("SELECT to_regclass(%s) IS NOT NULL", (stale,)).fetchone() == (True,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with psycopg.connect(database_url(db, login=True), autocommit=True) as login:
+            login.execute(f"DROP TABLE {stale}")
+    pool = await create_pool(database_url(db, login=True), min_size=1, max_size=2)
+    try:
+        done = await maintain_partitions(pool)
+    finally:
+        await pool.close()
+    assert stale in done["dropped"]
+    assert db.execute("SELECT to_regclass(%s)", (stale,)).fetchone() == (None,)
+    audited = db.execute("SELECT count(*) FROM notify.audit_log WHERE action = 'partitions.dropped'").fetchone()
+    assert audited == (1,)
