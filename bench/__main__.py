@@ -14,7 +14,8 @@ then writes the latency distributions as bench/results/latency.svg.
 
 Scenarios: creation, endtoend, bulk, topics (send_topic as bulk measures send_bulk), memory, delivery, queries,
 burst; headers: the request head cap's cost;
-pgbouncer: notify.send through PgBouncer in transaction pooling beside direct.
+pgbouncer: notify.send through PgBouncer in transaction pooling beside direct; partitions: list/unread on the
+week-partitioned table and retention by partition drop beside DELETE (10M rows with --full).
 """
 
 from __future__ import annotations
@@ -30,7 +31,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk, burst, creation, delivery, endtoend, headers, memory, pgbouncer, queries, topics  # noqa: E402
+from bench import (  # noqa: E402
+    bulk,
+    burst,
+    creation,
+    delivery,
+    endtoend,
+    headers,
+    memory,
+    partitions,
+    pgbouncer,
+    queries,
+    topics,
+)
 from bench import chart as bench_chart  # noqa: E402
 from bench.common import BENCH_SETTINGS, PROCESS_ENV, Cluster, Database, Row, Scale, Table, raise_open_files  # noqa: E402
 
@@ -48,6 +61,7 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": burst.run,
     "headers": headers.run,
     "pgbouncer": pgbouncer.run,
+    "partitions": partitions.run,
 }
 # Each scenario's own ceiling in seconds at the default scale (a larger --sockets/--duration raises it).
 BUDGET = {
@@ -61,6 +75,7 @@ BUDGET = {
     "burst": 330,  # 3× for a third of the burst, then 10×
     "headers": 90,
     "pgbouncer": 90,
+    "partitions": 300,  # the rows loaded twice over (for the DELETE, then the drop)
 }
 
 
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name} ==", file=sys.stderr, flush=True)
             db = cluster.database(name)
             budget = BUDGET[name] * (0.5 if args.quick else max(1.0, scale.sockets / 10_000, scale.seconds / 10))
-            if name == "queries":
+            if name in ("queries", "partitions"):
                 budget *= max(1.0, scale.table_rows / 1_000_000)
             began = time.monotonic()
             try:

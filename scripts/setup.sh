@@ -1,5 +1,6 @@
 # Sourced by scripts/dev and scripts/test: `setup_venv [EXTRA]` makes a virtualenv with the project (and an
-# extra); `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
+# extra); `setup_server_extensions` installs the PostgreSQL extensions notifyd's schema creates (pg_partman);
+# `setup_test_tools` adds what only the tests need: pgTAP for the SQL tests, Chromium for the browser tests,
 # systemd-analyze for the unit files, TypeScript for the type check of the browser modules, PgBouncer for the
 # transaction-pooling tests.
 set -euo pipefail
@@ -12,6 +13,28 @@ setup_venv() {
     fi
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${1:-}"
+}
+
+# Debian's postgresql-NN-<package> for every local PostgreSQL major version whose extension directory lacks
+# <extension>.control (as root, where apt-get exists).
+install_extension_packages() {
+    local extension=$1 package=$2 purpose=$3
+    for bindir in /usr/lib/postgresql/*/bin; do
+        [ -d "$bindir" ] || continue
+        major=$(basename "$(dirname "$bindir")")
+        if [ ! -f "/usr/share/postgresql/$major/extension/$extension.control" ] && [ "$(id -u)" = 0 ] \
+            && command -v apt-get >/dev/null; then
+            echo "setup: installing $extension for PostgreSQL $major ($purpose)" >&2
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-$package" >/dev/null
+        fi
+    done
+}
+
+setup_server_extensions() {
+    # pg_partman manages the partitions of notify.notifications (a server elsewhere needs it there:
+    # `notifyd migrate` says what to install).
+    install_extension_packages pg_partman partman "the partitioned notifications table"
 }
 
 setup_test_tools() {
@@ -52,14 +75,5 @@ setup_test_tools() {
     fi
 
     # pgTAP comes from Debian's postgresql-NN-pgtap, one per local PostgreSQL major version.
-    for bindir in /usr/lib/postgresql/*/bin; do
-        [ -d "$bindir" ] || continue
-        major=$(basename "$(dirname "$bindir")")
-        if [ ! -f "/usr/share/postgresql/$major/extension/pgtap.control" ] && [ "$(id -u)" = 0 ] \
-            && command -v apt-get >/dev/null; then
-            echo "setup: installing pgTAP for PostgreSQL $major" >&2
-            apt-get update -qq >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-pgtap" >/dev/null
-        fi
-    done
+    install_extension_packages pgtap pgtap "the SQL tests"
 }

@@ -406,9 +406,15 @@ SHOWCASE = [
 
 
 def showcase(server_owner_url: str, user: uuid.UUID) -> None:
-    """Realistic notifications of the last days, oldest first (each change in order: the newest has the top seq)."""
+    """Realistic notifications of the last days, oldest first (each change in order: the newest has the top seq),
+    each sent with the clock pinned to its time: a created_at never changes once made."""
+    with owner(server_owner_url) as conn:
+        conn.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
     for minutes, kind, priority, title, body, data, read in SHOWCASE:
         with owner(server_owner_url) as conn:
+            conn.execute(
+                "SELECT set_config('notify.clock', (now() - make_interval(mins => %s))::text, false)", (minutes,)
+            )
             conn.execute("SET ROLE notify_service")
             nid = conn.execute(
                 "SELECT notify.send(%s, %s, %s, %s, %s, %s, '{in_app}')",
@@ -416,10 +422,9 @@ def showcase(server_owner_url: str, user: uuid.UUID) -> None:
             ).fetchone()
             conn.execute("RESET ROLE")
             assert nid is not None
+            conn.execute("SELECT set_config('notify.clock', '', false)")
             conn.execute(
-                "UPDATE notify.notifications SET created_at = now() - make_interval(mins => %s), "
-                "read_at = CASE WHEN %s THEN now() END WHERE id = %s",
-                (minutes, read, nid[0]),
+                "UPDATE notify.notifications SET read_at = CASE WHEN %s THEN now() END WHERE id = %s", (read, nid[0])
             )
 
 

@@ -38,10 +38,13 @@ def headers(user: uuid.UUID) -> dict[str, str]:
 
 
 def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list[str]) -> None:
-    """One notification per title through the real triggers (planned deliveries), then spread over time. The
-    user has an address and no device: every other one asks for push too, which is skipped (no delivery row)."""
+    """One notification per title through the real triggers (planned deliveries), made over time with the clock
+    pinned (a created_at never changes once made). The user has an address and no device: every other one asks
+    for push too, which is skipped (no delivery row)."""
     db.execute("SELECT notify.upsert_recipient(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
     for i, title in enumerate(titles):
+        db.execute("SELECT set_config('notify.clock', %s, false)", ((BASE - timedelta(hours=i)).isoformat(),))
         row = db.execute(
             """INSERT INTO notify.notifications (user_id, type, title, body, data, channels)
                VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
@@ -55,7 +58,7 @@ def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list
             ),
         ).fetchone()
         assert row is not None
-        db.execute("UPDATE notify.notifications SET created_at = %s WHERE id = %s", (BASE - timedelta(hours=i), row[0]))
+    db.execute("SELECT set_config('notify.clock', '', false)")
 
 
 @pytest.fixture
@@ -287,10 +290,11 @@ MEMORY_BOUND = 60 * 1024 * 1024
 BULK = [
     "ALTER TABLE notify.notifications DISABLE TRIGGER USER",
     "ALTER TABLE notify.notification_deliveries DISABLE TRIGGER USER",
-    """INSERT INTO notify.notifications (user_id, type, title, body, data, seq, created_at)
-       SELECT %(user)s, 'task', 'Notification ' || g, repeat('x', 400) || g, jsonb_build_object('g', g), g,
-              %(base)s - g * interval '1 second'
-       FROM generate_series(1, %(many)s) AS g""",
+    # An import gives each row an id carrying its created_at (what the insert trigger would have done).
+    """INSERT INTO notify.notifications (id, user_id, type, title, body, data, seq, created_at)
+       SELECT notify_private.uuid_v7_at(t.at), %(user)s, 'task', 'Notification ' || g, repeat('x', 400) || g,
+              jsonb_build_object('g', g), g, t.at
+       FROM generate_series(1, %(many)s) AS g, LATERAL (SELECT %(base)s - g * interval '1 second' AS at) AS t""",
     """INSERT INTO notify.notification_deliveries (notification_id, user_id, channel, status)
        SELECT id, user_id, 'in_app', 'delivered' FROM notify.notifications WHERE user_id = %(user)s""",
     "ALTER TABLE notify.notifications ENABLE TRIGGER USER",

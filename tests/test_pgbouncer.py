@@ -235,10 +235,12 @@ def user_with_history(owner: psycopg.Connection[Any], rows: int, body_bytes: int
     with owner.transaction():
         owner.execute("ALTER TABLE notify.notifications DISABLE TRIGGER USER")
         owner.execute(
-            """INSERT INTO notify.notifications (user_id, type, title, body, data, seq, created_at)
-               SELECT %(user)s, 'task', 'Notification ' || g, repeat('x', %(body_bytes)s), jsonb_build_object('g', g),
-                      g, %(base)s - g * interval '1 second'
-               FROM generate_series(1, %(rows)s) AS g""",
+            # Each id carries its row's created_at, as the insert trigger would have made it.
+            """INSERT INTO notify.notifications (id, user_id, type, title, body, data, seq, created_at)
+               SELECT notify_private.uuid_v7_at(t.at), %(user)s, 'task', 'Notification ' || g,
+                      repeat('x', %(body_bytes)s), jsonb_build_object('g', g), g, t.at
+               FROM generate_series(1, %(rows)s) AS g,
+                    LATERAL (SELECT %(base)s - g * interval '1 second' AS at) AS t""",
             {"user": user, "rows": rows, "body_bytes": body_bytes, "base": datetime(2025, 3, 1, tzinfo=UTC)},
         )
         owner.execute("ALTER TABLE notify.notifications ENABLE TRIGGER USER")

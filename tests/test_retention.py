@@ -53,19 +53,29 @@ def seed(
     deleted: bool = False,
 ) -> set[uuid.UUID]:
     """`count` notifications created age_days before NOW (a minute apart, the first the newest)."""
-    made = db.execute(
-        "INSERT INTO notify.notifications (user_id, type, title, body, channels) "
-        "SELECT %s, %s, 't', 'b', ARRAY['in_app'] FROM generate_series(1, %s) RETURNING id",
-        (user, type_, count),
-    ).fetchall()
+    # Made at their time with the clock pinned: a notification's created_at never changes once made.
+    made = []
+    for i in range(1, count + 1):
+        db.execute(
+            "SELECT set_config('notify.clock', (%s::timestamptz - make_interval(secs => %s * 86400 + %s * 60))::text,"
+            " false)",
+            (NOW, age_days, i),
+        )
+        made.append(
+            db.execute(
+                "INSERT INTO notify.notifications (user_id, type, title, body, channels) "
+                "VALUES (%s, %s, 't', 'b', ARRAY['in_app']) RETURNING id",
+                (user, type_),
+            ).fetchone()
+        )
+    db.execute("SELECT set_config('notify.clock', '', false)")
     rows = db.execute(
         "UPDATE notify.notifications AS n SET "
-        "  created_at = %s::timestamptz - make_interval(secs => %s * 86400 + numbered.i * 60), "
         "  read_at = CASE WHEN %s THEN %s::timestamptz END, "
         "  expires_at = %s::timestamptz + make_interval(secs => %s * 86400), "
         "  deleted_at = CASE WHEN %s THEN %s::timestamptz END "
         "FROM unnest(%s::uuid[]) WITH ORDINALITY AS numbered (id, i) WHERE n.id = numbered.id RETURNING n.id",
-        (NOW, age_days, read, NOW, NOW, expires_in_days, deleted, NOW, [r[0] for r in made]),
+        (read, NOW, NOW, expires_in_days, deleted, NOW, [r[0] for r in made if r is not None]),
     ).fetchall()
     assert len(rows) == count
     return {r[0] for r in rows}

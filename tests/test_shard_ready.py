@@ -41,10 +41,6 @@ UNIQUE_KEY_EXCEPTIONS = {
 
 # Foreign keys between user-data tables that do not pair user_id with user_id.
 FOREIGN_KEY_EXCEPTIONS = {
-    "notification_deliveries_notification_id_fkey": "becomes (user_id, notification_id)",
-    "notification_actions_notification_id_fkey": "becomes (user_id, notification_id)",
-    "notification_folds_notification_id_fkey": "becomes (user_id, notification_id)",
-    "notification_analytics_notification_id_fkey": "becomes (user_id, notification_id), or no foreign key",
     "notification_analytics_delivery_id_fkey": "becomes (user_id, delivery_id), or no foreign key",
     "notification_deliveries_subscription_id_fkey": "becomes (user_id, subscription_id); a device that moves "
     "to another user leaves its old deliveries pointing at nothing, as ON DELETE SET NULL does today",

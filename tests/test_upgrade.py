@@ -28,13 +28,17 @@ from tests.test_migrate import schema_dump
 SNAPSHOT_ARCHIVE = Path(__file__).resolve().parent / "snapshots" / "v0.1.0-sql.tar.gz"
 
 
+def unpack_sql(archive_path: Path, target: Path) -> Path:
+    """An archived sql/ tree (tests/snapshots), unpacked below `target`."""
+    with tarfile.open(archive_path) as archive:
+        archive.extractall(target, filter="data")
+    return target / "sql"
+
+
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """0.1.0's sql/ tree, unpacked."""
-    target = tmp_path_factory.mktemp("v0.1.0")
-    with tarfile.open(SNAPSHOT_ARCHIVE) as archive:
-        archive.extractall(target, filter="data")
-    return target / "sql"
+    return unpack_sql(SNAPSHOT_ARCHIVE, tmp_path_factory.mktemp("v0.1.0"))
 
 
 TABLES = ("recipients", "notifications", "notification_deliveries", "notification_preferences",

@@ -23,8 +23,30 @@ _PROCRASTINATE_LEDGER_NAME = "procrastinate"
 _VERSION_PREFIX = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
 
 
+# The extension of the partitioned tables (sql/schema/0021): pg_partman is not in PostgreSQL's own packages,
+# so migrate says what to install before anything runs.
+PARTITION_EXTENSION = "pg_partman"
+
+
 class MigrationError(Exception):
     """A migration cannot be applied as the files stand."""
+
+
+def missing_extension_message(name: str, major: int) -> str:
+    """What `notifyd migrate` says when the server cannot create the partition manager."""
+    return (
+        f"the PostgreSQL server lacks the extension {name}, which the partitioned notifications table needs: "
+        f"install it on the database server (Debian/Ubuntu: apt-get install postgresql-{major}-partman; "
+        f"elsewhere: the pg_partman package for PostgreSQL {major}; a managed service: enable its pg_partman "
+        "extension), then run notifyd migrate again"
+    )
+
+
+async def require_extension(conn: asyncpg.Connection) -> None:
+    """Refuses to start a migration the server cannot finish for want of the partition manager."""
+    row = await conn.fetchrow(query("extension_available"), PARTITION_EXTENSION)
+    if not row["available"]:
+        raise MigrationError(missing_extension_message(PARTITION_EXTENSION, row["major"]))
 
 
 def package_tree() -> Traversable:
@@ -148,6 +170,7 @@ async def migrate(conn: asyncpg.Connection, *, up_to: str | None = None, tree: T
     """
     files = migrations(tree)
     newly_applied: list[str] = []
+    await require_extension(conn)
     async with conn.transaction():
         await conn.execute(query("migration_lock"))
         await conn.execute(query("migration_ledger"))

@@ -1,4 +1,5 @@
-"""Retention: the nightly notify.apply_retention (GDPR erasure over REST is notifyd.rest.erasure_api).
+"""Retention: the nightly notify.apply_retention and the hourly partition upkeep (GDPR erasure over REST is
+notifyd.rest.erasure_api).
 
 Retention runs in short transactions: each call of notify.apply_retention deletes at most
 `RETENTION_BATCHES` batches of `RETENTION_BATCH_SIZE` rows and commits, and the job calls again until
@@ -40,8 +41,15 @@ async def apply_retention(pool: asyncpg.Pool) -> dict[str, Any]:
             return total
 
 
+async def maintain_partitions(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Partitions made ahead and those past the largest retention age dropped (by the table owner's function)."""
+    async with as_worker(pool) as conn:
+        result: dict[str, Any] = await conn.fetchval(query("maintain_partitions"))
+    return result
+
+
 def register(app: procrastinate.App, pool: asyncpg.Pool, settings: Settings) -> None:
-    """Declares the nightly retention task on the worker's app."""
+    """Declares the nightly retention task and the hourly partition upkeep on the worker's app."""
     del settings  # the policies live in notify.retention_policies
 
     @app.periodic(cron="30 3 * * *", periodic_id="retention")
@@ -49,3 +57,11 @@ def register(app: procrastinate.App, pool: asyncpg.Pool, settings: Settings) -> 
     async def apply_retention_job(timestamp: int) -> None:
         del timestamp  # the database's clock decides what is old
         log.info("retention applied: %s", await apply_retention(pool))
+
+    # Hourly, so that a week of partitions ahead never runs out even if the worker is down for days, and a
+    # partition goes within the hour once past the largest retention age.
+    @app.periodic(cron="41 * * * *", periodic_id="partitions")
+    @app.task(name="maintain_partitions", queue="maintenance", retry=DeliveryRetry())
+    async def maintain_partitions_job(timestamp: int) -> None:
+        del timestamp  # the database's clock decides what is old
+        log.info("partitions maintained: %s", await maintain_partitions(pool))

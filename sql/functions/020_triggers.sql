@@ -247,8 +247,9 @@ BEGIN
     -- whether it made a notification or was folded into one.
     IF NEW.idempotency_key IS NOT NULL THEN
         SELECT k.request_digest INTO first_request
-        FROM (SELECT n.request_digest FROM notify.notifications AS n
-              WHERE n.user_id = NEW.user_id AND n.idempotency_key = NEW.idempotency_key
+        FROM (SELECT n.request_digest FROM notify_private.notification_keys AS k
+              JOIN notify.notifications AS n ON n.id = k.notification_id AND n.created_at = k.created_at
+              WHERE k.user_id = NEW.user_id AND k.idempotency_key = NEW.idempotency_key
               UNION ALL
               SELECT f.request_digest FROM notify.notification_folds AS f
               WHERE f.user_id = NEW.user_id AND f.idempotency_key = NEW.idempotency_key) AS k
@@ -276,6 +277,13 @@ BEGIN
     END IF;
     NEW.created_at := notify.now();
     NEW.updated_at := NEW.created_at;
+    -- The id carries created_at's millisecond, so that a lookup by id reaches one partition: the default id
+    -- (the clock of this moment) or a supplied UUIDv7 of another millisecond is made again. A supplied id of
+    -- another version (an import's) is kept; its lookups probe every partition.
+    IF notify_private.uuid_v7_time(NEW.id) IS DISTINCT FROM pg_catalog.date_trunc('milliseconds', NEW.created_at, 'UTC')
+       AND (NEW.id IS NULL OR notify_private.uuid_v7_time(NEW.id) IS NOT NULL) THEN
+        NEW.id := notify_private.uuid_v7_at(NEW.created_at);
+    END IF;
     NEW.changed_xid := pg_catalog.pg_current_xact_id();
     -- Stored and listed at once either way; its real-time event waits for send_at, or, past the
     -- user's in-app rate limit, for its token. Critical bypasses the per-user limits.
@@ -316,6 +324,12 @@ AS $$
 BEGIN
     IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id THEN
         RAISE EXCEPTION 'a notification''s id and user_id never change' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Its id carries created_at (the partition a lookup by id goes to): moving it would lose the row.
+    IF NEW.created_at <> OLD.created_at AND notify_private.uuid_v7_time(NEW.id) IS NOT NULL THEN
+        RAISE EXCEPTION 'a notification''s created_at never changes: its id carries it'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'created_at',
+                  HINT = 'to make a notification of another time, insert it with notify.clock pinned to that time';
     END IF;
     -- Readers may say "read", not when: the clock decides.
     IF NEW.read_at IS NOT NULL AND OLD.read_at IS NULL THEN

@@ -231,13 +231,13 @@ CREATE OR REPLACE FUNCTION notify.mark_read(notification_id uuid) RETURNS timest
 AS $$
     WITH newly_read AS (
         UPDATE notify.notifications AS n SET read_at = notify.now()
-        WHERE n.id = mark_read.notification_id AND n.read_at IS NULL AND n.deleted_at IS NULL
+        WHERE n.id = mark_read.notification_id AND n.created_at >= notify_private.created_from(mark_read.notification_id) AND n.created_at < notify_private.created_before(mark_read.notification_id) AND n.read_at IS NULL AND n.deleted_at IS NULL
         RETURNING n.read_at
     )
     SELECT read_at FROM newly_read
     UNION ALL
     SELECT n.read_at FROM notify.notifications AS n
-    WHERE n.id = mark_read.notification_id AND n.read_at IS NOT NULL AND n.deleted_at IS NULL
+    WHERE n.id = mark_read.notification_id AND n.created_at >= notify_private.created_from(mark_read.notification_id) AND n.created_at < notify_private.created_before(mark_read.notification_id) AND n.read_at IS NOT NULL AND n.deleted_at IS NULL
     LIMIT 1
 $$;
 COMMENT ON FUNCTION notify.mark_read(uuid) IS 'marks one of the caller''s notifications read; returns when it was read, NULL if not visible';

@@ -15,7 +15,7 @@ BEGIN
     -- The user's own, live notification only: definer rights never widen what a user sees.
     SELECT n.id, n.user_id, n.type, n.data, n.batch_id INTO target
     FROM notify.notifications AS n
-    WHERE n.id = take_action.notification_id AND n.user_id = take_action.user_id
+    WHERE n.id = take_action.notification_id AND n.created_at >= notify_private.created_from(take_action.notification_id) AND n.created_at < notify_private.created_before(take_action.notification_id) AND n.user_id = take_action.user_id
       AND n.deleted_at IS NULL
     FOR UPDATE;
     IF NOT FOUND THEN
@@ -36,7 +36,7 @@ BEGIN
     RETURNING a.* INTO recorded;
     UPDATE notify.notifications AS n
     SET action_taken = recorded.action, action_taken_at = recorded.taken_at
-    WHERE n.id = target.id;
+    WHERE n.id = target.id AND n.created_at >= notify_private.created_from(target.id) AND n.created_at < notify_private.created_before(target.id);
     PERFORM pg_catalog.pg_notify('notify_actions', recorded.id::text);
     RETURN jsonb_build_object('id', recorded.id, 'notification_id', recorded.notification_id,
                               'action', recorded.action, 'taken_at', recorded.taken_at);

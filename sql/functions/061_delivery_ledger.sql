@@ -24,7 +24,7 @@ BEGIN
                     WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
                CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
         FROM notify.notification_deliveries AS p
-        JOIN notify.notifications AS n ON n.id = p.notification_id
+        JOIN notify.notifications AS n ON n.id = p.notification_id AND n.created_at >= notify_private.created_from(p.notification_id) AND n.created_at < notify_private.created_before(p.notification_id)
         JOIN notify.recipients AS r ON r.user_id = p.user_id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
         LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
@@ -63,7 +63,7 @@ BEGIN
                (SELECT pg_catalog.count(*) FROM notify.inbox AS u
                 WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END
     FROM claimed AS c
-    JOIN notify.notifications AS n ON n.id = c.notification_id
+    JOIN notify.notifications AS n ON n.id = c.notification_id AND n.created_at >= notify_private.created_from(c.notification_id) AND n.created_at < notify_private.created_before(c.notification_id)
     JOIN notify.recipients AS r ON r.user_id = c.user_id
     LEFT JOIN notify.push_subscriptions AS s ON s.id = c.subscription_id
     LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id;
@@ -201,15 +201,17 @@ COMMENT ON FUNCTION notify.retry_delivery(uuid)
 
 -- Every channel decision of every notification: the delivery rows, and the channels a notification is not
 -- sent on, which are kept in its decision record (notifications.decisions) instead of a delivery row each.
+-- notification_created_at (NULL on delivery rows) lets a reader of one notification bound the partitions the
+-- other two parts read (notify.delivery_status).
 
 CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
     SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
            d.attempts, d.repeats, d.error_message, d.provider_message_id, d.sent_at, d.delivered_at, d.opened_at,
-           d.clicked_at, d.failed_at, d.created_at
+           d.clicked_at, d.failed_at, d.created_at, NULL::timestamptz AS notification_created_at
     FROM notify.notification_deliveries AS d
     UNION ALL
     SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, n.created_at
+           NULL, NULL, NULL, NULL, NULL, n.created_at, n.created_at
     FROM notify.notifications AS n
     CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
     -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
@@ -218,7 +220,7 @@ CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) 
     -- An in-app delivery that went at once has no row until something is tracked of it
     -- (notify_private.in_app_delivery): sent with its notification. Every priority's channels include in-app.
     SELECT NULL, n.id, n.user_id, 'in_app', NULL, 'sent', NULL, NULL, 0, 0, NULL, NULL,
-           n.created_at, NULL, NULL, NULL, NULL, n.created_at
+           n.created_at, NULL, NULL, NULL, NULL, n.created_at, n.created_at
     FROM notify.notifications AS n
     WHERE (n.channels IS NULL OR 'in_app' = ANY (n.channels))
       AND NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
@@ -250,17 +252,25 @@ COMMENT ON VIEW notify.queue_depth IS 'Procrastinate jobs waiting (todo) and run
 -- What a notification's deliveries say, per channel: the status the center and history show.
 
 CREATE OR REPLACE FUNCTION notify.delivery_status(notification_id uuid) RETURNS jsonb
-    LANGUAGE sql STABLE
+    -- PL/pgSQL, whose plan is kept for the session: a SQL function is planned at every call of the query that
+    -- calls it, over every partition of notifications (its parameter unknown to that plan).
+    LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
+BEGIN
     -- Push has one row per device: a channel shows its furthest-along delivery.
-    SELECT coalesce(jsonb_object_agg(best.channel, best.status), '{}'::jsonb)
-    FROM (SELECT DISTINCT ON (d.channel) d.channel, d.status
-          FROM notify.delivery_decisions AS d
-          WHERE d.notification_id = delivery_status.notification_id
-          ORDER BY d.channel, pg_catalog.array_position(
-              ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped', 'suppressed',
-                    'cancelled'], d.status)) AS best
+    RETURN (
+        SELECT coalesce(jsonb_object_agg(best.channel, best.status), '{}'::jsonb)
+        FROM (SELECT DISTINCT ON (d.channel) d.channel, d.status
+              FROM notify.delivery_decisions AS d
+              WHERE d.notification_id = delivery_status.notification_id
+                AND (d.notification_created_at IS NULL
+                     OR (d.notification_created_at >= notify_private.created_from(delivery_status.notification_id)
+                         AND d.notification_created_at < notify_private.created_before(delivery_status.notification_id)))
+              ORDER BY d.channel, pg_catalog.array_position(
+                  ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped', 'suppressed',
+                        'cancelled'], d.status)) AS best);
+END
 $$;
 COMMENT ON FUNCTION notify.delivery_status(uuid)
     IS 'a notification''s delivery status per channel, as far as the caller may see its deliveries: {"push": "sent", ...}';

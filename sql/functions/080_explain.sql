@@ -33,7 +33,7 @@ AS $$
             FROM notify.notification_folds AS f
             WHERE f.notification_id = n.id), '[]'::jsonb))
     FROM notify.notifications AS n
-    WHERE n.id = explain.notification_id
+    WHERE n.id = explain.notification_id AND n.created_at >= notify_private.created_from(explain.notification_id) AND n.created_at < notify_private.created_before(explain.notification_id)
 $$;
 COMMENT ON FUNCTION notify.explain(uuid)
     IS 'every routing decision of a notification and its reason, as far as the caller may see; NULL if not visible';
@@ -48,7 +48,7 @@ DECLARE
 BEGIN
     SELECT n.id, n.user_id, n.send_at INTO target
     FROM notify.notifications AS n
-    WHERE n.id = cancel.notification_id AND n.deleted_at IS NULL
+    WHERE n.id = cancel.notification_id AND n.created_at >= notify_private.created_from(cancel.notification_id) AND n.created_at < notify_private.created_before(cancel.notification_id) AND n.deleted_at IS NULL
       AND n.send_at > notify.now()
       -- Services cancel what they sent anywhere; an org admin only in their org (the session's role, not ours).
       AND (pg_catalog.current_setting('role') <> 'notify_admin' OR notify.in_admin_scope(n.user_id))
@@ -59,7 +59,7 @@ BEGIN
     UPDATE notify.notification_deliveries AS d
     SET status = 'cancelled', reason = 'cancelled before it was sent', updated_at = notify.now()
     WHERE d.notification_id = target.id AND d.status IN ('pending', 'held');
-    UPDATE notify.notifications AS n SET deleted_at = notify.now() WHERE n.id = target.id;
+    UPDATE notify.notifications AS n SET deleted_at = notify.now() WHERE n.id = target.id AND n.created_at >= notify_private.created_from(target.id) AND n.created_at < notify_private.created_before(target.id);
     RETURN true;
 END
 $$;

@@ -86,7 +86,7 @@ BEGIN
             WHEN n.priority <> 'critical' AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
                 THEN nullif(notify_private.take_token(n.user_id, 'in_app', refuse => false, notification_id => n.id),
                             notify.now()) END
-    WHERE n.id = store_rendering.notification_id AND n.rendered IS NULL AND n.render_error IS NULL
+    WHERE n.id = store_rendering.notification_id AND n.created_at >= notify_private.created_from(store_rendering.notification_id) AND n.created_at < notify_private.created_before(store_rendering.notification_id) AND n.rendered IS NULL AND n.render_error IS NULL
     RETURNING n.* INTO target;
     IF NOT FOUND THEN
         RETURN false;  -- rendered already (a retried job), or failed

@@ -80,7 +80,7 @@ BEGIN
     INSERT INTO notify.notification_deliveries AS d (notification_id, user_id, channel, status, sent_at)
     SELECT n.id, n.user_id, 'in_app', 'sent', n.created_at
     FROM notify.notifications AS n
-    WHERE n.id = in_app_delivery.notification_id AND n.user_id = in_app_delivery.user_id
+    WHERE n.id = in_app_delivery.notification_id AND n.created_at >= notify_private.created_from(in_app_delivery.notification_id) AND n.created_at < notify_private.created_before(in_app_delivery.notification_id) AND n.user_id = in_app_delivery.user_id
       AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
     ON CONFLICT (notification_id, channel, subscription_id) DO NOTHING
     RETURNING d.id INTO found_id;

@@ -59,7 +59,8 @@ CREATE OR REPLACE FUNCTION notify_private.keep_delivery_events() RETURNS trigger
     SET search_path = ''
 AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'notifications' THEN
+    -- Row level: a notification (fired on its partition, whose name is not the table's); statement level: deliveries.
+    IF TG_LEVEL = 'ROW' THEN
         INSERT INTO notify.notification_analytics (notification_type, channel, event, org_id, created_at)
         SELECT OLD.type, d.channel, e.event, r.org_id, e.at
         FROM notify.notification_deliveries AS d

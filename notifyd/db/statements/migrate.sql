@@ -48,3 +48,8 @@ SELECT r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
        pg_catalog.pg_has_role(current_user, d.datdba, 'MEMBER') AS owner
 FROM pg_catalog.pg_roles r, pg_catalog.pg_database d
 WHERE r.rolname = current_user AND d.datname = pg_catalog.current_database()
+
+-- extension_available --
+-- Whether the extension $1 is installed or can be, and the server's major version
+SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1) AS available,
+       current_setting('server_version_num')::integer / 10000 AS major

@@ -47,7 +47,7 @@ SELECT coalesce(max(n.seq), 0) FROM notify.notifications AS n WHERE n.user_id = 
 
 -- ws_seq_of --
 -- As the caller: the current seq of one of the caller's notifications (no row if not visible)
-SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.user_id = notify.current_user_id()
+SELECT n.seq FROM notify.notifications AS n WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1) AND n.user_id = notify.current_user_id()
 
 -- ws_resume_page --
 -- As the caller: the caller's notifications created or changed after seq $1 and up to seq $2 (NULL: no bound), not held, in seq order, at most $3

@@ -20,7 +20,7 @@ SELECT n.id, n.created_at,
                              AND d.status IN ('pending', 'held', 'sent', 'delivered'))
              ORDER BY c.position) AS channels
 FROM notify.notifications AS n
-WHERE n.id = $1
+WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1)
 
 -- supply_rendering --
 -- Hands the rendering ($1) and sealed sensitive fields ($2) of the next template notification of this
@@ -93,7 +93,7 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.cr
        n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
        notify.delivery_status(n.id) AS delivery_status, n.sealed
 FROM notify.inbox AS n
-WHERE n.id = $1 AND n.user_id = notify.current_user_id()
+WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1) AND n.user_id = notify.current_user_id()
 
 -- unread_count --
 -- The caller's unread notifications: {"count": n, "by_type": {...}}
@@ -110,7 +110,7 @@ SELECT notify.mark_all_read()
 -- soft_delete --
 -- Hides one of the caller's live notifications (deleted_at); no row when it is not visible
 UPDATE notify.notifications AS n SET deleted_at = notify.now()
-WHERE n.id = $1 AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
+WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1) AND n.user_id = notify.current_user_id() AND n.deleted_at IS NULL
 RETURNING n.id
 
 -- take_action --

@@ -11,3 +11,7 @@ SELECT notify.erase_user($1)
 -- audit_refusal --
 -- Records a 401/403 answer of the REST API (method, path, status, token subject; masked by the database)
 SELECT notify_private.audit($1, $2::jsonb)
+
+-- maintain_partitions --
+-- Makes the partitions of notify.notifications ahead and drops those past the largest retention age (what it did)
+SELECT notify_private.maintain_partitions()
