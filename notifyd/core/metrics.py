@@ -60,7 +60,20 @@ class Metrics:
             registry=self.registry,
         )
 
-    def set_delivery_figures(self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]]) -> None:
+        self.oldest_pending_delivery = Gauge(
+            "notifyd_oldest_pending_delivery_seconds",
+            "age of the oldest pending delivery that is due (0 when none waits)",
+            registry=self.registry,
+        )
+        self.notification_queue_usage = Gauge(
+            "notifyd_notification_queue_usage",
+            "pg_notification_queue_usage(): the share of PostgreSQL's LISTEN/NOTIFY queue in use (0 to 1)",
+            registry=self.registry,
+        )
+
+    def set_delivery_figures(
+        self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]], pending: Mapping[str, Any]
+    ) -> None:
         for gauge in (self.deliveries, self.delivery_repeats, self.queue_jobs, self.queue_oldest):
             gauge.clear()
         repeats: dict[tuple[str, str], float] = {}
@@ -76,6 +89,8 @@ class Metrics:
             oldest[row["queue"]] = max(oldest.get(row["queue"], 0.0), row["oldest_age"] or 0.0)
         for queue, age in oldest.items():
             self.queue_oldest.labels(queue).set(age)
+        self.oldest_pending_delivery.set(pending["oldest_pending"] or 0.0)
+        self.notification_queue_usage.set(pending["notification_queue_usage"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
