@@ -31,6 +31,7 @@ from notifyd.http.readafter import ReadYourWrites
 from notifyd.realtime import sse, websocket
 from notifyd.realtime.hub import Hub
 from notifyd.rest import (
+    console_api,
     delivery_api,
     email_api,
     erasure_api,
@@ -53,6 +54,7 @@ ENDPOINTS = [
     *history_api.ENDPOINTS,
     *tracking_api.ENDPOINTS,
     *erasure_api.ENDPOINTS,
+    *console_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)

@@ -138,6 +138,9 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/unsubscribe/", "email"),
     ("/api/v1/webhooks/resend", "email"),
     ("/api/v1/notifications/stream", "realtime"),
+    ("/api/v1/admin/notifications", "console"),
+    ("/api/v1/admin/dead-letters", "console"),
+    ("/api/v1/admin/figures", "console"),
 )
 
 TAGS: list[dict[str, str]] = [
@@ -147,6 +150,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
+    {"name": "console", "description": "What the operator console reads and does (admins): activity, dead letters, figures."},
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
     {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},

@@ -1,0 +1,184 @@
+"""Admin routes the operator console reads and acts through (a DBA sees everything, an org admin their org).
+
+Each runs as the admin's own role, so RLS scopes it; the dead-letter batches are all or none, and the
+database writes one audit row per batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import asyncpg
+from pydantic import BaseModel, Field
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import Response
+
+from notifyd.core.models import Channel, Priority, Timestamp
+from notifyd.db.pool import as_caller
+from notifyd.db.queries import query
+from notifyd.http.errors import ApiError
+from notifyd.http.openapi import Endpoint
+from notifyd.http.shared import org_admin, reply
+
+ADMIN = "/api/v1/admin"
+MAX_BATCH = 500
+
+DeliveryStatus = Literal[
+    "pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"
+]
+TypeName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class ActivityQuery(BaseModel):
+    user_id: uuid.UUID | None = None
+    type: TypeName | None = None
+    priority: Priority | None = None
+    channel: Channel | None = Field(default=None, description="with status: that channel's; alone: sent on it")
+    status: DeliveryStatus | None = Field(default=None, description="a delivery status (of `channel` if given)")
+    from_: Timestamp | None = Field(default=None, alias="from", description="created at or after")
+    to: Timestamp | None = Field(default=None, description="created before")
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class ActivityRow(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    priority: str
+    title: str | None
+    created_at: datetime
+    channels: dict[str, str] = Field(description="each channel's furthest-along delivery status")
+
+
+class Activity(BaseModel):
+    notifications: list[ActivityRow]
+
+
+class DeadLetterQuery(BaseModel):
+    channel: Channel | None = None
+    type: TypeName | None = None
+    limit: int = Field(default=100, ge=1, le=MAX_BATCH)
+
+
+class DeadLetter(BaseModel):
+    delivery_id: uuid.UUID
+    notification_id: uuid.UUID
+    user_id: uuid.UUID
+    channel: str
+    device_kind: str | None
+    type: str
+    priority: str
+    title: str | None
+    attempts: int
+    reason: str | None
+    error_message: str | None = Field(description="the provider's last answer")
+    failed_at: datetime | None
+
+
+class DeadLetters(BaseModel):
+    dead_letters: list[DeadLetter]
+
+
+class Batch(BaseModel):
+    delivery_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchDone(BaseModel):
+    count: int = Field(description="dead letters retried or discarded")
+
+
+class Point(BaseModel):
+    at: datetime
+    count: int
+
+
+class ChannelPoint(Point):
+    channel: str
+
+
+class Figures(BaseModel):
+    sends: list[Point] = Field(description="notifications created per 10 s over the last 5 minutes")
+    deliveries: list[ChannelPoint] = Field(description="deliveries handed to providers per 10 s and channel")
+    pending: int
+    oldest_pending_seconds: float | None = Field(description="age of the oldest due pending delivery")
+    dead_letters: int
+    notification_queue_usage: float = Field(description="pg_notification_queue_usage(), 0 to 1")
+
+
+async def activity(request: Request) -> Response:
+    caller = await org_admin(request)
+    q = ActivityQuery.model_validate(dict(request.query_params))
+    async with as_caller(request.app.state.pool, caller) as conn:
+        rows = await conn.fetch(
+            query("console_activity"), q.user_id, q.type, q.priority, q.from_, q.to, q.channel, q.status, q.limit
+        )
+    return reply(Activity(notifications=[ActivityRow.model_validate(dict(row)) for row in rows]))
+
+
+async def dead_letters(request: Request) -> Response:
+    caller = await org_admin(request)
+    q = DeadLetterQuery.model_validate(dict(request.query_params))
+    async with as_caller(request.app.state.pool, caller) as conn:
+        rows = await conn.fetch(query("console_dead_letters"), q.channel, q.type, q.limit)
+    return reply(DeadLetters(dead_letters=[DeadLetter.model_validate(dict(row)) for row in rows]))
+
+
+async def _batch(request: Request, name: Literal["retry_deliveries", "discard_deliveries"]) -> Response:
+    caller = await org_admin(request)
+    body = Batch.model_validate_json(await request.body())
+    try:
+        async with as_caller(request.app.state.pool, caller) as conn:
+            count = await conn.fetchval(query(name), body.delivery_ids)
+    except asyncpg.NoDataFoundError as error:
+        # The database names the first id that is no dead letter the caller may see: nothing was changed.
+        raise ApiError(status.HTTP_404_NOT_FOUND, error.message) from None
+    return reply(BatchDone(count=count))
+
+
+async def retry(request: Request) -> Response:
+    return await _batch(request, "retry_deliveries")
+
+
+async def discard(request: Request) -> Response:
+    return await _batch(request, "discard_deliveries")
+
+
+async def figures(request: Request) -> Response:
+    caller = await org_admin(request)
+    async with as_caller(request.app.state.pool, caller) as conn:
+        sends = await conn.fetch(query("console_sends"))
+        deliveries = await conn.fetch(query("console_deliveries"))
+        backlog = await conn.fetchrow(query("console_backlog"))
+    assert backlog is not None  # one row of scalar subqueries
+    answer = Figures(
+        sends=[Point.model_validate(dict(row)) for row in sends],
+        deliveries=[ChannelPoint.model_validate(dict(row)) for row in deliveries],
+        **dict(backlog),
+    )
+    return reply(answer)
+
+
+_REFUSED = (status.HTTP_403_FORBIDDEN,)
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", f"{ADMIN}/notifications", activity,
+             "notifications newest first with each channel's status, searchable by user, type, priority, a "
+             "channel's status and time (admins; an org admin sees their org)", "any", ok_model=Activity,
+             query_model=ActivityQuery, errors=_REFUSED),
+    Endpoint("GET", f"{ADMIN}/dead-letters", dead_letters,
+             "deliveries that failed for good, with the provider's last answer (admins; an org admin sees their org)",
+             "any", ok_model=DeadLetters, query_model=DeadLetterQuery, errors=_REFUSED),
+    Endpoint("POST", f"{ADMIN}/dead-letters/retry", retry,
+             "sends dead letters again with fresh attempts: all or none, audit-logged", "any", ok_model=BatchDone,
+             request_model=Batch, errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
+    Endpoint("POST", f"{ADMIN}/dead-letters/discard", discard,
+             "takes dead letters out for good (cancelled, never sent): all or none, audit-logged", "any",
+             ok_model=BatchDone, request_model=Batch, errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
+    Endpoint("GET", f"{ADMIN}/figures", figures,
+             "the console's live figures: sends and deliveries per 10 s, pending and dead deliveries, the oldest "
+             "due delivery, LISTEN/NOTIFY queue use (admins; an org admin sees their org)", "any", ok_model=Figures,
+             errors=_REFUSED),
+]  # fmt: skip

@@ -1,0 +1,405 @@
+// The operator console at /console: activity, one notification's timeline, dead letters, health and analytics.
+//
+// It holds an admin token (sessionStorage: gone when the tab closes) and reads only through the REST API, as
+// any client would: the database's row-level security decides what it shows. A DBA's token (no org_id claim)
+// sees everything, an org admin's their org; any other token is refused by the admin routes, and the console
+// says so. "Live" views poll every few seconds: the WebSocket and SSE streams are end users' only.
+
+import { lineChart } from "./console-charts.js";
+
+const TOKEN_KEY = "notifyd-console-token";
+const POLL_MS = 3000;
+const ADMIN = "/api/v1/admin";
+const CHANNELS = ["in_app", "push", "email"];
+const STATUSES = ["pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"];
+const PRIORITIES = ["critical", "high", "normal", "low"];
+
+/** Attributes, listeners (on…) and `text`. @typedef {Record<string, any>} Props */
+/** @typedef {Node | string | null | undefined | false} Child */
+/**
+ * @typedef {{id: string, user_id: string, type: string, priority: string, title: string | null, created_at: string,
+ *   channels: Record<string, string>}} ActivityRow
+ * @typedef {{delivery_id: string, notification_id: string, user_id: string, channel: string,
+ *   device_kind: string | null, type: string, priority: string, title: string | null, attempts: number,
+ *   reason: string | null, error_message: string | null, failed_at: string | null}} DeadLetter
+ * @typedef {{at: string, count: number}} Point
+ * @typedef {{sends: Point[], deliveries: (Point & {channel: string})[], pending: number,
+ *   oldest_pending_seconds: number | null, dead_letters: number, notification_queue_usage: number}} Figures
+ * @typedef {{channel: string, status: string, reason: string | null, scheduled_for: string | null, attempts: number,
+ *   error: string | null, sent_at: string | null, delivered_at: string | null, opened_at: string | null,
+ *   clicked_at: string | null, failed_at: string | null, decided_at: string}} Decision
+ * @typedef {{notification_id: string, user_id: string, type: string, priority: string, rule: string,
+ *   created_at: string, send_at: string | null, expires_at: string | null, read_at: string | null,
+ *   deleted_at: string | null, decisions: Decision[], folds: {title: string, folded_at: string}[]}} Explanation
+ * @typedef {{bucket_start: string, notification_type: string, channel: string, sent: number, delivered: number,
+ *   opened: number, clicked: number, delivery_rate: string | null, open_rate: string | null,
+ *   click_rate: string | null}} AnalyticsRow
+ */
+
+class ApiError extends Error {
+  /** @param {number} status @param {string} message */
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// --- DOM and API helpers -------------------------------------------------------------------------------
+
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {Props} [props] @param {...Child} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+function h(tag, props = {}, ...children) {
+  const made = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "text") made.textContent = String(value);
+    else if (name.startsWith("on")) made.addEventListener(name.slice(2), value);
+    else if (name === "checked" || name === "value") /** @type {any} */ (made)[name] = value;
+    else made.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children) if (child) made.append(child);
+  return made;
+}
+
+/** @param {string} path @param {{method?: string, body?: unknown}} [init] @returns {Promise<any>} */
+async function api(path, { method = "GET", body } = {}) {
+  /** @type {Record<string, string>} */
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const parsed = await answer.json().catch(() => null);
+  if (!answer.ok) throw new ApiError(answer.status, parsed?.error?.message ?? `${answer.status} ${answer.statusText}`);
+  return parsed;
+}
+
+/** @param {Record<string, string | undefined>} params */
+function search(params) {
+  const kept = Object.entries(params).filter((entry) => entry[1]);
+  return kept.length ? `?${new URLSearchParams(/** @type {[string, string][]} */ (kept))}` : "";
+}
+
+/** @param {string | null | undefined} at */
+function when(at) {
+  return at ? new Date(at).toLocaleString() : "";
+}
+
+/** @param {string} status @param {string} [label] */
+function badge(status, label) {
+  return h("span", { class: `badge ${status}`, "data-status": status, text: label ?? status });
+}
+
+/** The claims of a JWT, unverified: only to say who is signed in (the server checks the token). @param {string} token */
+function claims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return /** @type {Record<string, unknown>} */ (JSON.parse(atob(part)));
+  } catch {
+    return {};
+  }
+}
+
+const view = /** @type {HTMLElement} */ (document.getElementById("view"));
+/** What the shown view stops when another is shown (its polling). @type {(() => void)[]} */
+let stops = [];
+
+/** @param {() => Promise<void>} tick */
+function every(tick) {
+  let timer = 0;
+  let stopped = false;
+  const run = async () => {
+    await tick().catch(showError);
+    if (!stopped) timer = window.setTimeout(run, POLL_MS);
+  };
+  stops.push(() => {
+    stopped = true;
+    clearTimeout(timer);
+  });
+  void run();
+}
+
+/** @param {unknown} error */
+function showError(error) {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+    refused(message);
+    return;
+  }
+  const shown = view.querySelector(".error") ?? view.appendChild(h("p", { class: "error", role: "alert" }));
+  shown.textContent = message;
+}
+
+/** @param {string} message */
+function refused(message) {
+  for (const stop of stops) stop();
+  stops = [];
+  view.replaceChildren(h("section", { class: "refused", role: "alert", "data-refused": "" },
+    h("h2", { text: "This console is for admins" }),
+    h("p", { text: message }),
+    h("button", { onclick: signOut, text: "Sign in with another token" })));
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  show();
+}
+
+// --- sign-in ---------------------------------------------------------------------------------------------
+
+function signIn() {
+  const token = h("textarea", { name: "token", rows: 4, cols: 70, required: true, "aria-label": "admin token" });
+  view.replaceChildren(h("form", {
+    class: "sign-in",
+    onsubmit: (/** @type {SubmitEvent} */ event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, token.value.trim());
+      show();
+    },
+  },
+  h("h2", { text: "Sign in" }),
+  h("p", { text: "Paste an admin token: a DBA's (no org_id claim) or an org admin's. `notifyd dev` mints one at /dev/tokens." }),
+  token, h("p", {}, h("button", { class: "primary", type: "submit", text: "Sign in" }))));
+}
+
+function who() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const shown = /** @type {HTMLElement} */ (document.getElementById("who"));
+  if (!token) {
+    shown.replaceChildren();
+    return;
+  }
+  const found = claims(token);
+  const label = found.role !== "admin" ? `not an admin (${String(found.role ?? "authenticated")})`
+    : found.org_id ? `org admin of ${String(found.org_id)}` : "DBA (every org)";
+  shown.replaceChildren(h("span", { "data-who": "", text: label }), " ",
+    h("button", { onclick: signOut, text: "Sign out" }));
+}
+
+// --- Activity --------------------------------------------------------------------------------------------
+
+function activity() {
+  const table = h("tbody");
+  const form = h("form", { class: "filters", onsubmit: (/** @type {Event} */ e) => e.preventDefault() },
+    field("user", h("input", { name: "user_id", size: 36, placeholder: "user uuid" })),
+    field("type", h("input", { name: "type", size: 14 })),
+    field("priority", choice("priority", PRIORITIES)),
+    field("channel", choice("channel", CHANNELS)),
+    field("status", choice("status", STATUSES)),
+    field("from", h("input", { name: "from", type: "datetime-local" })),
+    field("to", h("input", { name: "to", type: "datetime-local" })),
+    field("live", h("input", { name: "live", type: "checkbox", checked: true })));
+  view.replaceChildren(h("h2", { text: "Activity" }), form,
+    h("table", { "data-view": "activity" },
+      h("thead", {}, h("tr", {}, ...["Created", "User", "Type", "Priority", "Title", "Channels"].map((t) => h("th", { text: t })))),
+      table));
+  const load = async () => {
+    const data = new FormData(form);
+    const wanted = (/** @type {string} */ name) => String(data.get(name) ?? "") || undefined;
+    const time = (/** @type {string} */ name) => (wanted(name) ? new Date(String(wanted(name))).toISOString() : undefined);
+    const answer = await api(`${ADMIN}/notifications${search({
+      user_id: wanted("user_id"), type: wanted("type"), priority: wanted("priority"), channel: wanted("channel"),
+      status: wanted("status"), from: time("from"), to: time("to"),
+    })}`);
+    const rows = /** @type {ActivityRow[]} */ (answer.notifications);
+    table.replaceChildren(...rows.map((row) => h("tr", {
+      class: "clickable", "data-id": row.id, onclick: () => { location.hash = `#notification/${row.id}`; },
+    },
+    h("td", { text: when(row.created_at) }), h("td", { text: row.user_id }), h("td", { text: row.type }),
+    h("td", { text: row.priority }), h("td", { text: row.title ?? "" }),
+    h("td", {}, ...Object.entries(row.channels).map(([channel, status]) => badge(status, `${channel}: ${status}`))))));
+    view.querySelector(".error")?.remove();
+  };
+  form.addEventListener("change", () => void load().catch(showError));
+  every(async () => {
+    if (/** @type {HTMLInputElement} */ (form.elements.namedItem("live")).checked) await load();
+  });
+}
+
+/** @param {string} label @param {HTMLElement} control */
+function field(label, control) {
+  return h("label", {}, label, control);
+}
+
+/** @param {string} name @param {string[]} options */
+function choice(name, options) {
+  return h("select", { name }, h("option", { value: "", text: "any" }), ...options.map((o) => h("option", { value: o, text: o })));
+}
+
+// --- One notification: notify.explain as a timeline ------------------------------------------------------
+
+/** @param {string} id */
+async function oneNotification(id) {
+  view.replaceChildren(h("h2", { text: `Notification ${id}` }));
+  const found = /** @type {Explanation} */ (await api(`/api/v1/notifications/${encodeURIComponent(id)}/explain`));
+  /** @type {{at: string, what: string, kind: string}[]} */
+  const steps = [{ at: found.created_at, what: `created (${found.type}, ${found.priority}): ${found.rule}`, kind: "created" }];
+  if (found.send_at) steps.push({ at: found.send_at, what: "scheduled to send", kind: "held" });
+  for (const d of found.decisions) {
+    const device = d.channel === "push" ? " (one device)" : "";
+    steps.push({ at: d.decided_at, what: `${d.channel}${device} planned: ${d.status}${d.reason ? ` — ${d.reason}` : ""}`, kind: d.status });
+    if (d.scheduled_for) steps.push({ at: d.decided_at, what: `${d.channel} held until ${when(d.scheduled_for)}`, kind: "held" });
+    if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} handed to the provider (attempt ${d.attempts})`, kind: "sent" });
+    if (d.delivered_at) steps.push({ at: d.delivered_at, what: `${d.channel} delivered`, kind: "delivered" });
+    if (d.opened_at) steps.push({ at: d.opened_at, what: `${d.channel} opened`, kind: "delivered" });
+    if (d.clicked_at) steps.push({ at: d.clicked_at, what: `${d.channel} clicked`, kind: "delivered" });
+    if (d.failed_at) steps.push({ at: d.failed_at, what: `${d.channel} failed for good; the provider answered: ${d.error ?? d.reason ?? "nothing"}`, kind: "failed" });
+  }
+  for (const fold of found.folds) steps.push({ at: fold.folded_at, what: `folded in: ${fold.title}`, kind: "created" });
+  if (found.read_at) steps.push({ at: found.read_at, what: "read", kind: "delivered" });
+  if (found.deleted_at) steps.push({ at: found.deleted_at, what: "deleted", kind: "cancelled" });
+  steps.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  view.append(h("p", { text: `user ${found.user_id}` }),
+    h("ol", { class: "timeline", "data-view": "timeline" },
+      ...steps.map((s) => h("li", { class: s.kind, "data-kind": s.kind }, h("time", { datetime: s.at, text: when(s.at) }), s.what))));
+}
+
+// --- Dead letters and retries ----------------------------------------------------------------------------
+
+function deadLetters() {
+  const table = h("tbody");
+  const status = h("p", { role: "status", "data-outcome": "" });
+  const form = h("form", { class: "filters", onsubmit: (/** @type {Event} */ e) => e.preventDefault() },
+    field("channel", choice("channel", CHANNELS)), field("type", h("input", { name: "type", size: 14 })));
+  const picked = () => [...table.querySelectorAll("input:checked")].map((box) => /** @type {HTMLInputElement} */ (box).value);
+  /** @param {"retry" | "discard"} action */
+  const act = async (action) => {
+    const ids = picked();
+    if (ids.length === 0) return;
+    const noun = ids.length === 1 ? "dead letter" : "dead letters";
+    if (!(await confirmed(`${action === "retry" ? "Retry" : "Discard"} ${ids.length} ${noun}?`))) return;
+    const done = await api(`${ADMIN}/dead-letters/${action}`, { method: "POST", body: { delivery_ids: ids } });
+    status.textContent = `${action === "retry" ? "Retried" : "Discarded"} ${done.count}.`;
+    await load();
+  };
+  view.replaceChildren(h("h2", { text: "Dead letters" }), form,
+    h("p", {}, h("button", { class: "primary", "data-action": "retry", onclick: () => act("retry").catch(showError), text: "Retry selected" }), " ",
+      h("button", { class: "danger", "data-action": "discard", onclick: () => act("discard").catch(showError), text: "Discard selected" })),
+    status,
+    h("table", { "data-view": "dead-letters" },
+      h("thead", {}, h("tr", {}, ...["", "Failed", "Channel", "Type", "Title", "User", "Attempts", "Provider's answer"].map((t) => h("th", { text: t })))),
+      table));
+  const load = async () => {
+    const data = new FormData(form);
+    const answer = await api(`${ADMIN}/dead-letters${search({
+      channel: String(data.get("channel") ?? "") || undefined, type: String(data.get("type") ?? "") || undefined,
+    })}`);
+    const rows = /** @type {DeadLetter[]} */ (answer.dead_letters);
+    table.replaceChildren(...rows.map((row) => h("tr", { "data-id": row.delivery_id },
+      h("td", {}, h("input", { type: "checkbox", value: row.delivery_id, "aria-label": `select ${row.delivery_id}` })),
+      h("td", { text: when(row.failed_at) }), h("td", { text: row.device_kind ? `${row.channel} (${row.device_kind})` : row.channel }),
+      h("td", { text: row.type }),
+      h("td", {}, h("a", { href: `#notification/${row.notification_id}`, text: row.title ?? "(no title)" })),
+      h("td", { text: row.user_id }), h("td", { text: String(row.attempts) }),
+      h("td", {}, h("details", {}, h("summary", { text: (row.error_message ?? row.reason ?? "").slice(0, 60) }),
+        h("div", { class: "answer", text: row.error_message ?? row.reason ?? "" }))))));
+  };
+  form.addEventListener("change", () => void load().catch(showError));
+  void load().catch(showError);
+}
+
+/** Asks in the page's dialog; resolves to whether the operator confirmed. @param {string} text */
+function confirmed(text) {
+  const dialog = /** @type {HTMLDialogElement} */ (document.getElementById("confirm"));
+  /** @type {HTMLElement} */ (document.getElementById("confirm-text")).textContent = text;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+// --- Health and analytics --------------------------------------------------------------------------------
+
+function health() {
+  const tiles = h("div", { class: "tiles", "data-view": "health" });
+  const charts = h("div", { class: "charts" });
+  const analytics = h("section", { "data-view": "analytics" });
+  view.replaceChildren(h("h2", { text: "Health" }), tiles, charts, h("h2", { text: "Analytics (last 7 days)" }), analytics);
+  /** The backlog as seen since this page opened: the figures route answers now only. @type {[number, number][][]} */
+  const backlog = [[], [], []];
+  every(async () => {
+    const figures = /** @type {Figures} */ (await api(`${ADMIN}/figures`));
+    const now = Date.now();
+    backlog[0].push([now, figures.pending]);
+    backlog[1].push([now, figures.dead_letters]);
+    backlog[2].push([now, figures.oldest_pending_seconds ?? 0]);
+    tiles.replaceChildren(
+      tile("pending deliveries", String(figures.pending), "pending"),
+      tile("oldest due delivery", figures.oldest_pending_seconds === null ? "none" : `${figures.oldest_pending_seconds.toFixed(0)} s`, "oldest"),
+      tile("dead letters", String(figures.dead_letters), "dead-letters"),
+      tile("LISTEN/NOTIFY queue", `${(figures.notification_queue_usage * 100).toFixed(1)} %`, "queue-usage"));
+    const perSecond = (/** @type {Point[]} */ points) => points.map((p) => /** @type {[number, number]} */ ([Date.parse(p.at), p.count / 10]));
+    const byChannel = CHANNELS.map((channel) => ({
+      name: channel, points: perSecond(figures.deliveries.filter((p) => p.channel === channel)),
+    }));
+    charts.replaceChildren(
+      figure("Sends/s (notifications created)", lineChart([{ name: "sends/s", points: perSecond(figures.sends) }], { label: "sends per second" })),
+      figure("Deliveries/s by channel", lineChart(byChannel, { label: "deliveries per second by channel" })),
+      figure("Backlog since this page opened", lineChart([
+        { name: "pending", points: backlog[0] }, { name: "dead letters", points: backlog[1] },
+        { name: "oldest due (s)", points: backlog[2] }], { label: "backlog" })));
+  });
+  void loadAnalytics(analytics).catch(showError);
+}
+
+/** @param {string} label @param {string} value @param {string} key */
+function tile(label, value, key) {
+  return h("div", { class: "tile", "data-figure": key }, label, h("b", { text: value }));
+}
+
+/** @param {string} caption @param {Element} chart */
+function figure(caption, chart) {
+  return h("figure", {}, h("figcaption", { text: caption }), chart);
+}
+
+/** @param {HTMLElement} into */
+async function loadAnalytics(into) {
+  const to = new Date();
+  const from = new Date(to.getTime() - 7 * 86_400_000);
+  const answer = await api(`/api/v1/notifications/analytics${search({ from: from.toISOString(), to: to.toISOString(), bucket: "day" })}`);
+  const rows = /** @type {AnalyticsRow[]} */ (answer.rows);
+  const types = [...new Set(rows.map((r) => r.notification_type))];
+  const rate = (/** @type {string | null} */ value) => (value === null ? 0 : Number(value));
+  const chart = (/** @type {"delivery_rate" | "open_rate" | "click_rate"} */ key) => lineChart(types.map((type) => ({
+    name: type, points: rows.filter((r) => r.notification_type === type).map((r) => /** @type {[number, number]} */ ([Date.parse(r.bucket_start), rate(r[key])])),
+  })), { label: key, width: 300, height: 180 });
+  const percent = (/** @type {string | null} */ value) => (value === null ? "–" : `${(Number(value) * 100).toFixed(0)} %`);
+  into.replaceChildren(
+    h("div", { class: "charts" }, figure("Delivery rate by type", chart("delivery_rate")),
+      figure("Open rate by type", chart("open_rate")), figure("Click rate by type", chart("click_rate"))),
+    h("table", { "data-analytics": "" },
+      h("thead", {}, h("tr", {}, ...["Day", "Type", "Channel", "Sent", "Delivered", "Opened", "Clicked", "Delivery", "Open", "Click"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...rows.map((r) => h("tr", {},
+        ...[new Date(r.bucket_start).toLocaleDateString(), r.notification_type, r.channel, String(r.sent), String(r.delivered),
+          String(r.opened), String(r.clicked), percent(r.delivery_rate), percent(r.open_rate), percent(r.click_rate)]
+          .map((text) => h("td", { text })))))));
+}
+
+// --- routing ---------------------------------------------------------------------------------------------
+
+function show() {
+  for (const stop of stops) stop();
+  stops = [];
+  who();
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    signIn();
+    return;
+  }
+  const [name, id] = location.hash.slice(1).split("/");
+  for (const link of document.querySelectorAll("nav a")) {
+    const current = link.getAttribute("href") === `#${name || "activity"}`;
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const views = /** @type {Record<string, () => void | Promise<void>>} */ ({
+    "dead-letters": deadLetters,
+    health,
+    notification: () => oneNotification(id ?? ""),
+  });
+  Promise.resolve((views[name] ?? activity)()).catch(showError);
+}
+
+window.addEventListener("hashchange", show);
+show();

@@ -1,0 +1,66 @@
+-- What the operator console does to dead letters, many at once: all of them or none, each batch audit-logged.
+
+CREATE OR REPLACE FUNCTION notify.retry_deliveries(delivery_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    one uuid;
+    wanted uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(retry_deliveries.delivery_ids) AS u
+                           WHERE u IS NOT NULL);
+BEGIN
+    IF pg_catalog.cardinality(wanted) = 0 THEN
+        RAISE EXCEPTION 'name at least one delivery to retry' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- notify.retry_delivery refuses a delivery the caller's org may not see, or one that is not a dead
+    -- letter: the first refusal rolls back the whole batch.
+    FOREACH one IN ARRAY wanted LOOP
+        PERFORM notify.retry_delivery(one);
+    END LOOP;
+    PERFORM notify_private.audit('dead_letters.retried',
+        pg_catalog.jsonb_build_object('count', pg_catalog.cardinality(wanted), 'delivery_ids', pg_catalog.to_jsonb(wanted)),
+        NULL, notify.current_org_id());
+    RETURN pg_catalog.cardinality(wanted);
+END
+$$;
+ALTER FUNCTION notify.retry_deliveries(uuid[]) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.retry_deliveries(uuid[])
+    IS 'sends dead letters again (all or none) and writes one audit row for the batch; returns how many';
+
+CREATE OR REPLACE FUNCTION notify.discard_deliveries(delivery_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    wanted uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(discard_deliveries.delivery_ids) AS u
+                           WHERE u IS NOT NULL);
+    discarded integer;
+    missing uuid;
+BEGIN
+    IF pg_catalog.cardinality(wanted) = 0 THEN
+        RAISE EXCEPTION 'name at least one delivery to discard' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT u INTO missing FROM pg_catalog.unnest(wanted) AS u
+    WHERE NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                      WHERE d.id = u AND d.status = 'failed' AND notify.in_admin_scope(d.user_id))
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'no dead letter %', missing USING ERRCODE = 'no_data_found',
+            HINT = 'only failed deliveries of users the caller administers are discarded';
+    END IF;
+    -- Cancelled: it leaves the dead letters and is never sent; the provider's last answer stays readable.
+    UPDATE notify.notification_deliveries AS d
+    SET status = 'cancelled', reason = 'discarded from the dead letters', updated_at = notify.now()
+    WHERE d.id = ANY (wanted);
+    GET DIAGNOSTICS discarded = ROW_COUNT;
+    PERFORM notify_private.audit('dead_letters.discarded',
+        pg_catalog.jsonb_build_object('count', discarded, 'delivery_ids', pg_catalog.to_jsonb(wanted)),
+        NULL, notify.current_org_id());
+    RETURN discarded;
+END
+$$;
+ALTER FUNCTION notify.discard_deliveries(uuid[]) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.discard_deliveries(uuid[])
+    IS 'takes dead letters out for good (cancelled, never sent; all or none) and writes one audit row; returns how many';
