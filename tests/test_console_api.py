@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server import ServerProcess, make_token
+from tests.server import ServerProcess, make_token, wait_for
 from tests.test_email import send
 from tests.test_sql_api import service_conn
 
@@ -87,6 +87,12 @@ def test_a_dba_sees_every_org_an_org_admin_theirs_and_a_user_nothing(
     figures = httpx.get(f"{url}/figures", headers=org_a).json()
     assert figures["dead_letters"] == 1 and sum(p["count"] for p in figures["sends"]) == 1
     assert 0 <= figures["notification_queue_usage"] < 1
+    # Each process's own figures are the service's, no org's: a DBA's only.
+    assert figures["processes"] == []
+    [serving] = wait_for(lambda: httpx.get(f"{url}/figures", headers=dba).json()["processes"], what="serve's report")
+    assert serving["kind"] == "serve" and serving["process"].startswith("serve@")
+    reported = {sample["name"] for sample in serving["samples"]}
+    assert {"notifyd_open_sockets", "notifyd_catch_up_lag_seconds_bucket", "notifyd_listen_reconnects_total"} <= reported
 
     user = headers("authenticated")
     for path in ("notifications", "dead-letters", "figures"):

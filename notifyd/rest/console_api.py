@@ -99,6 +99,19 @@ class ChannelPoint(Point):
     channel: str
 
 
+class Sample(BaseModel):
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+class ProcessFigures(BaseModel):
+    process: str = Field(description="kind@host:pid")
+    kind: Literal["serve", "worker"]
+    reported_at: datetime
+    samples: list[Sample] = Field(description="its Prometheus samples; counters and buckets cumulative")
+
+
 class Figures(BaseModel):
     sends: list[Point] = Field(description="notifications created per 10 s over the last 5 minutes")
     deliveries: list[ChannelPoint] = Field(description="deliveries handed to providers per 10 s and channel")
@@ -106,6 +119,9 @@ class Figures(BaseModel):
     oldest_pending_seconds: float | None = Field(description="age of the oldest due pending delivery")
     dead_letters: int
     notification_queue_usage: float = Field(description="pg_notification_queue_usage(), 0 to 1")
+    processes: list[ProcessFigures] = Field(
+        description="serve and worker processes that reported in the last 15 s (a DBA's only: no org's figures)"
+    )
 
 
 async def activity(request: Request) -> Response:
@@ -152,10 +168,12 @@ async def figures(request: Request) -> Response:
         sends = await conn.fetch(query("console_sends"))
         deliveries = await conn.fetch(query("console_deliveries"))
         backlog = await conn.fetchrow(query("console_backlog"))
+        processes = await conn.fetch(query("console_processes"))
     assert backlog is not None  # one row of scalar subqueries
     answer = Figures(
         sends=[Point.model_validate(dict(row)) for row in sends],
         deliveries=[ChannelPoint.model_validate(dict(row)) for row in deliveries],
+        processes=[ProcessFigures.model_validate(dict(row)) for row in processes],
         **dict(backlog),
     )
     return reply(answer)
@@ -179,6 +197,7 @@ ENDPOINTS: list[Endpoint] = [
              ok_model=BatchDone, request_model=Batch, errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
     Endpoint("GET", f"{ADMIN}/figures", figures,
              "the console's live figures: sends and deliveries per 10 s, pending and dead deliveries, the oldest "
-             "due delivery, LISTEN/NOTIFY queue use (admins; an org admin sees their org)", "any", ok_model=Figures,
+             "due delivery, LISTEN/NOTIFY queue use (admins; an org admin sees their org), and each process's "
+             "own samples (DBAs)", "any", ok_model=Figures,
              errors=_REFUSED),
 ]  # fmt: skip

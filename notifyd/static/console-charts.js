@@ -24,18 +24,19 @@ function short(value) {
 }
 
 /**
- * A line chart of the series over time, with its y range from 0 and a legend.
+ * A line chart of the series over time, with its y range from 0 (to yMax if given) and a legend; each point is
+ * marked too, so that a series of one point shows.
  * @param {Series[]} series
- * @param {{width?: number, height?: number, label: string}} options
+ * @param {{width?: number, height?: number, label: string, yMax?: number, dates?: boolean}} options
  */
-export function lineChart(series, { width = 460, height = 200, label }) {
+export function lineChart(series, { width = 460, height = 200, label, yMax: fixedMax, dates = false }) {
   const pad = { left: 44, right: 10, top: 10, bottom: 38 };
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label });
   const points = series.flatMap((s) => s.points);
   const xs = points.map(([x]) => x);
   const xMin = Math.min(...xs, Date.now() - 60_000);
   const xMax = Math.max(...xs, xMin + 1);
-  const yMax = Math.max(...points.map(([, y]) => y), 1e-9) * 1.1 || 1;
+  const yMax = fixedMax ?? (Math.max(...points.map(([, y]) => y), 0) * 1.1 || 1);
   const x = (/** @type {number} */ v) => pad.left + ((v - xMin) / (xMax - xMin)) * (width - pad.left - pad.right);
   const y = (/** @type {number} */ v) => height - pad.bottom - (v / yMax) * (height - pad.top - pad.bottom);
   chart.append(svg("line", { x1: pad.left, y1: y(0), x2: width - pad.right, y2: y(0), stroke: "#8894aa" }));
@@ -43,7 +44,7 @@ export function lineChart(series, { width = 460, height = 200, label }) {
     chart.append(svg("text", { x: pad.left - 4, y: y(tick) + 4, "text-anchor": "end", "font-size": 10 }, short(tick)));
   }
   for (const at of [xMin, xMax]) {
-    const when = new Date(at).toLocaleTimeString();
+    const when = dates ? new Date(at).toLocaleDateString() : new Date(at).toLocaleTimeString();
     chart.append(svg("text", { x: x(at), y: height - pad.bottom + 12, "text-anchor": at === xMin ? "start" : "end",
       "font-size": 10 }, when));
   }
@@ -55,6 +56,7 @@ export function lineChart(series, { width = 460, height = 200, label }) {
       chart.append(svg("path", { d: path.join(" "), fill: "none", stroke: color, "stroke-width": 2,
         "data-series": s.name }));
     }
+    for (const [px, py] of sorted) chart.append(svg("circle", { cx: x(px), cy: y(py), r: 2.5, fill: color }));
     const legendX = pad.left + i * 110;
     chart.append(svg("rect", { x: legendX, y: height - 14, width: 10, height: 10, fill: color }));
     chart.append(svg("text", { x: legendX + 14, y: height - 5, "font-size": 11 }, s.name));

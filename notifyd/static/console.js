@@ -23,8 +23,11 @@ const PRIORITIES = ["critical", "high", "normal", "low"];
  *   device_kind: string | null, type: string, priority: string, title: string | null, attempts: number,
  *   reason: string | null, error_message: string | null, failed_at: string | null}} DeadLetter
  * @typedef {{at: string, count: number}} Point
+ * @typedef {{name: string, labels: Record<string, string>, value: number}} Sample
+ * @typedef {{process: string, kind: "serve" | "worker", reported_at: string, samples: Sample[]}} ProcessFigures
  * @typedef {{sends: Point[], deliveries: (Point & {channel: string})[], pending: number,
- *   oldest_pending_seconds: number | null, dead_letters: number, notification_queue_usage: number}} Figures
+ *   oldest_pending_seconds: number | null, dead_letters: number, notification_queue_usage: number,
+ *   processes: ProcessFigures[]}} Figures
  * @typedef {{channel: string, status: string, reason: string | null, scheduled_for: string | null, attempts: number,
  *   error: string | null, sent_at: string | null, delivered_at: string | null, opened_at: string | null,
  *   clicked_at: string | null, failed_at: string | null, decided_at: string}} Decision
@@ -86,9 +89,9 @@ function when(at) {
   return at ? new Date(at).toLocaleString() : "";
 }
 
-/** @param {string} status @param {string} [label] */
-function badge(status, label) {
-  return h("span", { class: `badge ${status}`, "data-status": status, text: label ?? status });
+/** A channel's status at a glance. @param {string} channel @param {string} status */
+function badge(channel, status) {
+  return h("span", { class: `badge ${status}`, "data-channel": channel, "data-status": status, text: `${channel}: ${status}` });
 }
 
 /** The claims of a JWT, unverified: only to say who is signed in (the server checks the token). @param {string} token */
@@ -208,7 +211,7 @@ function activity() {
     },
     h("td", { text: when(row.created_at) }), h("td", { text: row.user_id }), h("td", { text: row.type }),
     h("td", { text: row.priority }), h("td", { text: row.title ?? "" }),
-    h("td", {}, ...Object.entries(row.channels).map(([channel, status]) => badge(status, `${channel}: ${status}`))))));
+    h("td", {}, ...Object.entries(row.channels).map(([channel, status]) => badge(channel, status))))));
     view.querySelector(".error")?.remove();
   };
   form.addEventListener("change", () => void load().catch(showError));
@@ -238,17 +241,17 @@ async function oneNotification(id) {
   if (found.send_at) steps.push({ at: found.send_at, what: "scheduled to send", kind: "held" });
   for (const d of found.decisions) {
     const device = d.channel === "push" ? " (one device)" : "";
-    steps.push({ at: d.decided_at, what: `${d.channel}${device} planned: ${d.status}${d.reason ? ` — ${d.reason}` : ""}`, kind: d.status });
+    steps.push({ at: d.decided_at, what: `${d.channel}${device} planned; now ${d.status}${d.reason ? ` — ${d.reason}` : ""}`, kind: "planned" });
     if (d.scheduled_for) steps.push({ at: d.decided_at, what: `${d.channel} held until ${when(d.scheduled_for)}`, kind: "held" });
     if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} handed to the provider (attempt ${d.attempts})`, kind: "sent" });
     if (d.delivered_at) steps.push({ at: d.delivered_at, what: `${d.channel} delivered`, kind: "delivered" });
-    if (d.opened_at) steps.push({ at: d.opened_at, what: `${d.channel} opened`, kind: "delivered" });
-    if (d.clicked_at) steps.push({ at: d.clicked_at, what: `${d.channel} clicked`, kind: "delivered" });
+    if (d.opened_at) steps.push({ at: d.opened_at, what: `${d.channel} opened`, kind: "opened" });
+    if (d.clicked_at) steps.push({ at: d.clicked_at, what: `${d.channel} clicked`, kind: "clicked" });
     if (d.failed_at) steps.push({ at: d.failed_at, what: `${d.channel} failed for good; the provider answered: ${d.error ?? d.reason ?? "nothing"}`, kind: "failed" });
   }
-  for (const fold of found.folds) steps.push({ at: fold.folded_at, what: `folded in: ${fold.title}`, kind: "created" });
-  if (found.read_at) steps.push({ at: found.read_at, what: "read", kind: "delivered" });
-  if (found.deleted_at) steps.push({ at: found.deleted_at, what: "deleted", kind: "cancelled" });
+  for (const fold of found.folds) steps.push({ at: fold.folded_at, what: `folded in: ${fold.title}`, kind: "folded" });
+  if (found.read_at) steps.push({ at: found.read_at, what: "read", kind: "read" });
+  if (found.deleted_at) steps.push({ at: found.deleted_at, what: "deleted", kind: "deleted" });
   steps.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
   view.append(h("p", { text: `user ${found.user_id}` }),
     h("ol", { class: "timeline", "data-view": "timeline" },
@@ -312,34 +315,125 @@ function confirmed(text) {
 
 // --- Health and analytics --------------------------------------------------------------------------------
 
+const BUCKET_MS = 10_000; // the figures route counts sends and deliveries per 10 s over 5 minutes
+const WINDOW_MS = 5 * 60_000;
+
+/** Per 10-s bucket over the last 5 minutes, as counts per second, with the empty buckets as 0. @param {Point[]} points */
+function perSecond(points) {
+  const counts = new Map(points.map((p) => [Date.parse(p.at), p.count]));
+  const last = Math.floor(Date.now() / BUCKET_MS) * BUCKET_MS;
+  /** @type {[number, number][]} */
+  const series = [];
+  for (let at = last - WINDOW_MS + BUCKET_MS; at <= last; at += BUCKET_MS) series.push([at, (counts.get(at) ?? 0) / 10]);
+  return series;
+}
+
+/** @param {Sample} sample */
+function sampleKey(sample) {
+  return `${sample.name}${JSON.stringify(sample.labels)}`;
+}
+
+/**
+ * How much each process's counters grew since the last poll, summed by group (a restarted process counts from 0).
+ * @param {Map<string, number>} previous updated in place: process + sample → value
+ * @param {ProcessFigures[]} processes
+ * @param {(sample: Sample) => string | null} group a sample's group, or null to leave it out
+ */
+function increments(previous, processes, group) {
+  /** @type {Map<string, number>} */
+  const grown = new Map();
+  for (const process of processes) {
+    for (const sample of process.samples) {
+      const name = group(sample);
+      if (name === null) continue;
+      const key = `${process.process} ${sampleKey(sample)}`;
+      const before = previous.get(key);
+      previous.set(key, sample.value);
+      if (before === undefined) continue; // first sight: no interval yet
+      grown.set(name, (grown.get(name) ?? 0) + (sample.value >= before ? sample.value - before : sample.value));
+    }
+  }
+  return grown;
+}
+
+/**
+ * The q-quantile of a histogram's bucket increments (le → cumulative count), as its bucket's upper bound (past the
+ * last finite bucket: that bound, a floor).
+ * @param {Map<string, number>} buckets @param {number} q
+ */
+function quantile(buckets, q) {
+  const total = buckets.get("+Inf") ?? 0;
+  if (total === 0) return null;
+  const bounds = [...buckets].filter(([le]) => le !== "+Inf").map(([le, count]) => [Number(le), count]).sort((a, b) => a[0] - b[0]);
+  const found = bounds.find(([, count]) => count >= q * total);
+  return found ? found[0] : (bounds.at(-1)?.[0] ?? null);
+}
+
+/** @param {ProcessFigures[]} processes @param {string} name @returns {Sample[]} */
+function samplesNamed(processes, name) {
+  return processes.flatMap((p) => p.samples.filter((s) => s.name === name));
+}
+
 function health() {
   const tiles = h("div", { class: "tiles", "data-view": "health" });
   const charts = h("div", { class: "charts" });
   const analytics = h("section", { "data-view": "analytics" });
   view.replaceChildren(h("h2", { text: "Health" }), tiles, charts, h("h2", { text: "Analytics (last 7 days)" }), analytics);
-  /** The backlog as seen since this page opened: the figures route answers now only. @type {[number, number][][]} */
-  const backlog = [[], [], []];
+  // What the figures route answers is now: the lines below are drawn from the polls since this page opened.
+  /** @type {Record<string, [number, number][]>} */
+  const since = { pending: [], dead: [], oldest: [], sockets: [], p50: [], p99: [] };
+  /** @type {Map<string, [number, number][]>} */
+  const errorRates = new Map();
+  /** @type {Map<string, number>} */
+  const counters = new Map();
+  let lastPoll = 0;
   every(async () => {
     const figures = /** @type {Figures} */ (await api(`${ADMIN}/figures`));
     const now = Date.now();
-    backlog[0].push([now, figures.pending]);
-    backlog[1].push([now, figures.dead_letters]);
-    backlog[2].push([now, figures.oldest_pending_seconds ?? 0]);
+    const seconds = lastPoll ? (now - lastPoll) / 1000 : 0;
+    lastPoll = now;
+    const live = figures.processes;
+    const sockets = samplesNamed(live, "notifyd_open_sockets").reduce((sum, s) => sum + s.value, 0);
+    since.pending.push([now, figures.pending]);
+    since.dead.push([now, figures.dead_letters]);
+    since.oldest.push([now, figures.oldest_pending_seconds ?? 0]);
+    since.sockets.push([now, sockets]);
+    const lag = increments(counters, live, (s) => (s.name === "notifyd_catch_up_lag_seconds_bucket" ? s.labels.le : null));
+    const errors = increments(counters, live, (s) => (s.name === "notifyd_provider_errors_total" ? s.labels.provider : null));
+    if (seconds > 0) {
+      const p50 = quantile(lag, 0.5);
+      const p99 = quantile(lag, 0.99);
+      if (p50 !== null) since.p50.push([now, p50]);
+      if (p99 !== null) since.p99.push([now, p99]);
+      for (const [provider, count] of errors) {
+        errorRates.set(provider, [...(errorRates.get(provider) ?? []), [now, count / seconds]]);
+      }
+    }
+    const circuits = samplesNamed(live, "notifyd_provider_circuit_open");
+    /** @type {Map<string, boolean>} */
+    const open = new Map();
+    for (const s of circuits) open.set(s.labels.provider, (open.get(s.labels.provider) ?? false) || s.value === 1);
+    const kinds = ["serve", "worker"].map((kind) => `${live.filter((p) => p.kind === kind).length} ${kind}`).join(", ");
     tiles.replaceChildren(
       tile("pending deliveries", String(figures.pending), "pending"),
       tile("oldest due delivery", figures.oldest_pending_seconds === null ? "none" : `${figures.oldest_pending_seconds.toFixed(0)} s`, "oldest"),
       tile("dead letters", String(figures.dead_letters), "dead-letters"),
-      tile("LISTEN/NOTIFY queue", `${(figures.notification_queue_usage * 100).toFixed(1)} %`, "queue-usage"));
-    const perSecond = (/** @type {Point[]} */ points) => points.map((p) => /** @type {[number, number]} */ ([Date.parse(p.at), p.count / 10]));
+      tile("LISTEN/NOTIFY queue", `${(figures.notification_queue_usage * 100).toFixed(1)} %`, "queue-usage"),
+      tile("processes reporting", live.length ? kinds : "none (DBAs see them)", "processes"),
+      tile("open sockets", String(sockets), "sockets"),
+      ...[...open].map(([provider, isOpen]) => tile(`circuit: ${provider}`, isOpen ? "open" : "closed", `circuit-${provider}`)));
     const byChannel = CHANNELS.map((channel) => ({
       name: channel, points: perSecond(figures.deliveries.filter((p) => p.channel === channel)),
     }));
     charts.replaceChildren(
       figure("Sends/s (notifications created)", lineChart([{ name: "sends/s", points: perSecond(figures.sends) }], { label: "sends per second" })),
       figure("Deliveries/s by channel", lineChart(byChannel, { label: "deliveries per second by channel" })),
-      figure("Backlog since this page opened", lineChart([
-        { name: "pending", points: backlog[0] }, { name: "dead letters", points: backlog[1] },
-        { name: "oldest due (s)", points: backlog[2] }], { label: "backlog" })));
+      figure("Commit → fan-out latency (s), all serve processes", lineChart([{ name: "p50", points: since.p50 }, { name: "p99", points: since.p99 }], { label: "commit to fan-out latency" })),
+      figure("Open WebSocket sessions, all serve processes", lineChart([{ name: "sockets", points: since.sockets }], { label: "open sockets" })),
+      figure("Backlog", lineChart([
+        { name: "pending", points: since.pending }, { name: "dead letters", points: since.dead },
+        { name: "oldest due (s)", points: since.oldest }], { label: "backlog" })),
+      figure("Provider errors/s", lineChart([...errorRates].map(([name, points]) => ({ name, points })), { label: "provider errors per second" })));
   });
   void loadAnalytics(analytics).catch(showError);
 }
@@ -364,17 +458,17 @@ async function loadAnalytics(into) {
   const rate = (/** @type {string | null} */ value) => (value === null ? 0 : Number(value));
   const chart = (/** @type {"delivery_rate" | "open_rate" | "click_rate"} */ key) => lineChart(types.map((type) => ({
     name: type, points: rows.filter((r) => r.notification_type === type).map((r) => /** @type {[number, number]} */ ([Date.parse(r.bucket_start), rate(r[key])])),
-  })), { label: key, width: 300, height: 180 });
+  })), { label: key, width: 300, height: 180, yMax: 1, dates: true });
   const percent = (/** @type {string | null} */ value) => (value === null ? "–" : `${(Number(value) * 100).toFixed(0)} %`);
-  into.replaceChildren(
-    h("div", { class: "charts" }, figure("Delivery rate by type", chart("delivery_rate")),
+  into.replaceChildren(h("div", { class: "beside" },
+    h("div", {}, figure("Delivery rate by type", chart("delivery_rate")),
       figure("Open rate by type", chart("open_rate")), figure("Click rate by type", chart("click_rate"))),
     h("table", { "data-analytics": "" },
       h("thead", {}, h("tr", {}, ...["Day", "Type", "Channel", "Sent", "Delivered", "Opened", "Clicked", "Delivery", "Open", "Click"].map((t) => h("th", { text: t })))),
       h("tbody", {}, ...rows.map((r) => h("tr", {},
         ...[new Date(r.bucket_start).toLocaleDateString(), r.notification_type, r.channel, String(r.sent), String(r.delivered),
           String(r.opened), String(r.clicked), percent(r.delivery_rate), percent(r.open_rate), percent(r.click_rate)]
-          .map((text) => h("td", { text })))))));
+          .map((text) => h("td", { text }))))))));
 }
 
 // --- routing ---------------------------------------------------------------------------------------------

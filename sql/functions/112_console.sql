@@ -64,3 +64,20 @@ $$;
 ALTER FUNCTION notify.discard_deliveries(uuid[]) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.discard_deliveries(uuid[])
     IS 'takes dead letters out for good (cancelled, never sent; all or none) and writes one audit row; returns how many';
+
+-- Each process's own figures, reported every few seconds (notifyd.db.figures).
+
+CREATE OR REPLACE FUNCTION notify_private.report_figures(process text, kind text, samples jsonb) RETURNS void
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+    INSERT INTO notify.process_figures AS f (process, kind, reported_at, samples)
+    VALUES (report_figures.process, report_figures.kind, pg_catalog.now(), report_figures.samples)
+    ON CONFLICT (process) DO UPDATE SET reported_at = excluded.reported_at, samples = excluded.samples;
+    -- Processes that stopped an hour ago are gone for good (a restart is a new pid, so a new row).
+    DELETE FROM notify.process_figures AS f WHERE f.reported_at < pg_catalog.now() - interval '1 hour';
+$$;
+ALTER FUNCTION notify_private.report_figures(text, text, jsonb) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.report_figures(text, text, jsonb)
+    IS 'stores one process''s latest samples and forgets processes silent for an hour';

@@ -57,3 +57,14 @@ SELECT (SELECT count(*) FROM notify.notification_deliveries WHERE status = 'pend
         WHERE status = 'pending' AND coalesce(scheduled_for, created_at) <= now()) AS oldest_pending_seconds,
        (SELECT count(*) FROM notify.dead_letters)::int AS dead_letters,
        pg_notification_queue_usage() AS notification_queue_usage
+
+-- report_figures --
+-- Stores this process's latest samples (run as notify_worker)
+SELECT notify_private.report_figures($1, $2, $3::jsonb)
+
+-- console_processes --
+-- The processes that reported in the last 15 seconds and their samples (a DBA sees them, an org admin none)
+SELECT process, kind, reported_at, samples
+FROM notify.process_figures
+WHERE reported_at > now() - interval '15 seconds'
+ORDER BY process
