@@ -159,11 +159,13 @@ def routes(settings: Settings) -> list[BaseRoute]:
             for name, uid in DEMO_USERS.items()
         }
         # admin_token: a DBA's (no org_id claim), to sign in to the operator console at /console.
-        return JSONResponse({
-            "users": users,
-            "service_token": _token(settings.jwt_secret, "demo-service", "service"),
-            "admin_token": _token(settings.jwt_secret, "demo-admin", "admin"),
-        })
+        return JSONResponse(
+            {
+                "users": users,
+                "service_token": _token(settings.jwt_secret, "demo-service", "service"),
+                "admin_token": _token(settings.jwt_secret, "demo-admin", "admin"),
+            }
+        )
 
     return [
         Route("/", demo, methods=["GET"]),

@@ -92,7 +92,11 @@ def test_a_dba_sees_every_org_an_org_admin_theirs_and_a_user_nothing(
     [serving] = wait_for(lambda: httpx.get(f"{url}/figures", headers=dba).json()["processes"], what="serve's report")
     assert serving["kind"] == "serve" and serving["process"].startswith("serve@")
     reported = {sample["name"] for sample in serving["samples"]}
-    assert {"notifyd_open_sockets", "notifyd_catch_up_lag_seconds_bucket", "notifyd_listen_reconnects_total"} <= reported
+    assert {
+        "notifyd_open_sockets",
+        "notifyd_catch_up_lag_seconds_bucket",
+        "notifyd_listen_reconnects_total",
+    } <= reported
 
     user = headers("authenticated")
     for path in ("notifications", "dead-letters", "figures"):
@@ -131,7 +135,12 @@ def audit_rows(db: psycopg.Connection[Any], action: str) -> list[dict[str, Any]]
 
 
 def statuses(db: psycopg.Connection[Any], ids: list[uuid.UUID]) -> list[str]:
-    return [db.execute("SELECT status FROM notify.notification_deliveries WHERE id = %s", (i,)).fetchone()[0] for i in ids]  # type: ignore[index]
+    found = db.execute(
+        "SELECT status FROM unnest(%s::uuid[]) WITH ORDINALITY AS i(id, n) "
+        "JOIN notify.notification_deliveries AS d USING (id) ORDER BY n",
+        (ids,),
+    )
+    return [row[0] for row in found.fetchall()]
 
 
 def test_retry_and_discard_are_all_or_none_scoped_and_audit_logged(
@@ -178,7 +187,9 @@ def test_a_bad_batch_is_a_clear_4xx_and_changes_nothing(
     serve: ServerProcess, two_orgs: dict[str, Any], db: psycopg.Connection[Any], body: dict[str, Any]
 ) -> None:
     for action in ("retry", "discard"):
-        answer = httpx.post(f"{serve.url}{ADMIN}/dead-letters/{action}", headers=headers("admin"), content=json.dumps(body))
+        answer = httpx.post(
+            f"{serve.url}{ADMIN}/dead-letters/{action}", headers=headers("admin"), content=json.dumps(body)
+        )
         assert answer.status_code in (404, 422), answer.text
         assert answer.json()["error"]["message"]
     assert statuses(db, list(two_orgs["dead"].values())) == ["failed", "failed"]

@@ -150,7 +150,10 @@ TAGS: list[dict[str, str]] = [
     {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
-    {"name": "console", "description": "What the operator console reads and does (admins): activity, dead letters, figures."},
+    {
+        "name": "console",
+        "description": "What the operator console reads and does (admins): activity, dead letters, figures.",
+    },
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
     {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},

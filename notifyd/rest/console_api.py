@@ -142,12 +142,12 @@ async def dead_letters(request: Request) -> Response:
     return reply(DeadLetters(dead_letters=[DeadLetter.model_validate(dict(row)) for row in rows]))
 
 
-async def _batch(request: Request, name: Literal["retry_deliveries", "discard_deliveries"]) -> Response:
+async def _batch(request: Request, sql: str) -> Response:
     caller = await org_admin(request)
     body = Batch.model_validate_json(await request.body())
     try:
         async with as_caller(request.app.state.pool, caller) as conn:
-            count = await conn.fetchval(query(name), body.delivery_ids)
+            count = await conn.fetchval(sql, body.delivery_ids)
     except asyncpg.NoDataFoundError as error:
         # The database names the first id that is no dead letter the caller may see: nothing was changed.
         raise ApiError(status.HTTP_404_NOT_FOUND, error.message) from None
@@ -155,11 +155,11 @@ async def _batch(request: Request, name: Literal["retry_deliveries", "discard_de
 
 
 async def retry(request: Request) -> Response:
-    return await _batch(request, "retry_deliveries")
+    return await _batch(request, query("retry_deliveries"))
 
 
 async def discard(request: Request) -> Response:
-    return await _batch(request, "discard_deliveries")
+    return await _batch(request, query("discard_deliveries"))
 
 
 async def figures(request: Request) -> Response:
