@@ -7,6 +7,7 @@ The DBA's pass also makes the screenshots of docs/console.md (docs/img/console/)
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from playwright.sync_api import expect
 
 from tests.server import ServerProcess, WorkerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
-from tests.test_email import emails_to, mail_env, send, settled
+from tests.test_email import emails_to, instant_email, mail_env, send, settled
 from tests.test_sql_api import service_conn
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "console"
@@ -160,3 +161,57 @@ def test_the_console_as_a_dba_an_org_admin_and_a_user(
         expect(page.locator("[data-view=dead-letters] tbody tr")).to_have_count(0)
     finally:
         user.close()
+
+
+def test_a_dba_edits_a_template_with_a_live_preview_and_sends_a_test(
+    context: Any,
+    db: psycopg.Connection[Any],
+    service: psycopg.Connection[Any],
+    own_server: Any,
+    own_worker: Any,
+    resend_service: ResendService,
+) -> None:
+    server: ServerProcess = own_server()
+    own_worker(**mail_env(resend_service))
+    me = member(service, uuid.uuid4(), "dba@example.com")
+    instant_email(db, me, "task")  # the test send goes as a real one would: by the recipient's preferences
+    page = sign_in(context, server.url, make_token(me, role="admin"), view="templates")
+    expect(page.locator("[data-template='task_assigned/de']")).to_have_count(1)
+    page.locator("[data-template='task_assigned/en']").click()
+
+    preview = page.locator("[data-preview]")
+    expect(preview.locator("[data-part=title]")).to_have_text('‹assigned_by› assigned you "‹task_title›"')
+    title = page.get_by_label("In-app title")
+    title.fill("{{ assigned_by }} needs you: {{ task_title }}")
+    expect(preview.locator("[data-part=title]")).to_have_text("‹assigned_by› needs you: ‹task_title›")
+    subject = page.get_by_label("E-mail subject")
+    subject.fill("Now: {{ task_title }} {{ deadline }}")
+    expect(page.locator("[data-check]")).to_have_text(re.compile("uses undeclared variables: deadline"))
+    expect(page.locator("[data-check]")).to_have_attribute("data-check", "error")
+    subject.fill("Now: {{ task_title }}")
+    expect(page.locator("[data-check]")).to_have_attribute("data-check", "ok")
+    expect(preview.locator("[data-part=subject]")).to_have_text("Now: ‹task_title›")
+    frame = preview.locator("iframe")
+    expect(frame).to_have_attribute("sandbox", "")
+    expect(page.frame_locator("[data-preview] iframe").locator("strong")).to_have_text("‹assigned_by›")
+    page.get_by_label("Sample values (JSON)").fill('{"task_title": "Ship it", "assigned_by": "Ada"}')
+    expect(preview.locator("[data-part=title]")).to_have_text("Ada needs you: Ship it")
+    shot(page, "template-editor")
+
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("[data-saved]")).to_have_text("Saved version 2.")
+    expect(page.locator("[data-history] li")).to_have_count(2)
+    diff = page.locator("[data-diff='2']")
+    added = ["+ {{ assigned_by }} needs you: {{ task_title }}", "+ Now: {{ task_title }}"]
+    expect(diff.locator("ins")).to_contain_text(added)
+    expect(diff.locator("del").first).to_have_text('- {{ assigned_by }} assigned you "{{ task_title }}"\n')
+    shot(page, "template-history")
+
+    expect(page.get_by_label("test recipient")).to_have_value(str(me))
+    page.get_by_role("button", name="Send a test").click()
+    expect(page.locator("[data-test-sent] a")).to_have_count(1)
+    sent = uuid.UUID(page.locator("[data-test-sent] a").inner_text())
+    settled(db, sent, "sent")
+    [email] = emails_to(resend_service, "dba@example.com")
+    assert email.subject == "Now: Ship it"
+    assert page.errors == []

@@ -193,3 +193,31 @@ def test_a_bad_batch_is_a_clear_4xx_and_changes_nothing(
         assert answer.status_code in (404, 422), answer.text
         assert answer.json()["error"]["message"]
     assert statuses(db, list(two_orgs["dead"].values())) == ["failed", "failed"]
+
+
+def test_a_draft_renders_with_the_checks_of_a_save(serve: ServerProcess) -> None:
+    url = f"{serve.url}/api/v1/admin/templates/task_assigned/de/preview"
+    draft = {
+        "type": "task",
+        "title_template": "{{ who }} grüßt",
+        "body_template": "Hallo {{ who }}",
+        "email_html_template": "<p onclick='x()'>{{ who }}<script>alert(1)</script></p>",
+        "variables": {"who": "wer"},
+        "sample": {"who": "Ada"},
+    }
+    org_admin = headers("admin", org_id=str(uuid.uuid4()))
+    answer = httpx.post(url, headers=org_admin, json=draft)
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()
+    assert (shown["title"], shown["body"]) == ("Ada grüßt", "Hallo Ada")
+    assert shown["rendered"]["email"]["html"] == "<p>Ada</p>"  # cleaned as a real send would be
+    assert shown["rendered"]["email"]["subject"] == "Ada grüßt"
+
+    undeclared = httpx.post(url, headers=org_admin, json={**draft, "body_template": "{{ who }} {{ nope }}"})
+    assert undeclared.status_code == 422
+    assert "uses undeclared variables: nope" in undeclared.json()["error"]["message"]
+    broken = httpx.post(url, headers=org_admin, json={**draft, "title_template": "{{ who "})
+    assert broken.status_code == 422 and broken.json()["error"]["message"]
+    refused = httpx.post(url, headers=headers("authenticated"), json=draft)
+    assert refused.status_code == 403
+    assert httpx.put(url, headers=org_admin, json=draft).status_code == 405

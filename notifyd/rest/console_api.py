@@ -184,20 +184,20 @@ _REFUSED = (status.HTTP_403_FORBIDDEN,)
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{ADMIN}/notifications", activity,
              "notifications newest first with each channel's status, searchable by user, type, priority, a "
-             "channel's status and time (admins; an org admin sees their org)", "any", ok_model=Activity,
+             "channel's status and time (admins; an org admin sees their org)", "user", ok_model=Activity,
              query_model=ActivityQuery, errors=_REFUSED),
     Endpoint("GET", f"{ADMIN}/dead-letters", dead_letters,
              "deliveries that failed for good, with the provider's last answer (admins; an org admin sees their org)",
-             "any", ok_model=DeadLetters, query_model=DeadLetterQuery, errors=_REFUSED),
+             "user", ok_model=DeadLetters, query_model=DeadLetterQuery, errors=_REFUSED),
     Endpoint("POST", f"{ADMIN}/dead-letters/retry", retry,
-             "sends dead letters again with fresh attempts: all or none, audit-logged", "any", ok_model=BatchDone,
+             "sends dead letters again with fresh attempts: all or none, audit-logged", "user", ok_model=BatchDone,
              request_model=Batch, errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
     Endpoint("POST", f"{ADMIN}/dead-letters/discard", discard,
-             "takes dead letters out for good (cancelled, never sent): all or none, audit-logged", "any",
+             "takes dead letters out for good (cancelled, never sent): all or none, audit-logged", "user",
              ok_model=BatchDone, request_model=Batch, errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
     Endpoint("GET", f"{ADMIN}/figures", figures,
              "the console's live figures: sends and deliveries per 10 s, pending and dead deliveries, the oldest "
              "due delivery, LISTEN/NOTIFY queue use (admins; an org admin sees their org), and each process's "
-             "own samples (DBAs)", "any", ok_model=Figures,
+             "own samples (DBAs)", "user", ok_model=Figures,
              errors=_REFUSED),
 ]  # fmt: skip

@@ -471,6 +471,204 @@ async function loadAnalytics(into) {
           .map((text) => h("td", { text }))))))));
 }
 
+// --- Templates: list, edit with a live preview, test send, history with a diff ----------------------------
+
+const TEMPLATE_FIELDS = /** @type {const} */ ([
+  ["title_template", "In-app title"], ["body_template", "In-app body"],
+  ["push_title_template", "Push title"], ["push_body_template", "Push body"],
+  ["email_subject_template", "E-mail subject"], ["email_html_template", "E-mail HTML"],
+  ["email_text_template", "E-mail text"],
+]);
+const PREVIEW_DELAY_MS = 250; // after the last keystroke
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * @typedef {typeof TEMPLATE_FIELDS[number][0]} TemplateField
+ * @typedef {{name: string, type: string, language: string, version: number, default_priority: string,
+ *   default_channels: string[], variables: Record<string, string>, sensitive_fields: string[], created_at: string}
+ *   & Record<TemplateField, string | null>} TemplateVersion
+ * @typedef {{title: string, body: string, rendered: Record<string, Record<string, string>>}} Rendering
+ */
+
+async function templateList() {
+  const answer = await api(`${ADMIN}/templates`);
+  const rows = /** @type {TemplateVersion[]} */ (answer.templates);
+  view.replaceChildren(h("h2", { text: "Templates" }),
+    h("table", { "data-view": "templates" },
+      h("thead", {}, h("tr", {}, ...["Name", "Language", "Version", "Type", "Channels", "Saved"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...rows.map((t) => h("tr", {
+        class: "clickable", "data-template": `${t.name}/${t.language}`,
+        onclick: () => { location.hash = `#templates/${encodeURIComponent(t.name)}/${t.language}`; },
+      }, h("td", { text: t.name }), h("td", { text: t.language }), h("td", { text: String(t.version) }),
+      h("td", { text: t.type }), h("td", { text: t.default_channels.join(", ") }), h("td", { text: when(t.created_at) }))))));
+}
+
+/** Line-by-line differences of two texts (longest common subsequence): [" " | "+" | "-", line][]. @param {string} before @param {string} after */
+function lineDiff(before, after) {
+  const a = before.split("\n");
+  const b = after.split("\n");
+  const common = Array.from({ length: a.length + 1 }, () => new Array(b.length + 1).fill(0));
+  for (let i = a.length - 1; i >= 0; i--) {
+    for (let j = b.length - 1; j >= 0; j--) {
+      common[i][j] = a[i] === b[j] ? common[i + 1][j + 1] + 1 : Math.max(common[i + 1][j], common[i][j + 1]);
+    }
+  }
+  /** @type {[" " | "+" | "-", string][]} */
+  const lines = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) {
+      lines.push([" ", a[i]]);
+      i += 1;
+      j += 1;
+    } else if (i < a.length && (j === b.length || common[i + 1][j] >= common[i][j + 1])) {
+      lines.push(["-", a[i]]);
+      i += 1;
+    } else {
+      lines.push(["+", b[j]]);
+      j += 1;
+    }
+  }
+  return lines;
+}
+
+/** What changed from one version to the next, field by field. @param {TemplateVersion | undefined} older @param {TemplateVersion} newer */
+function versionDiff(older, newer) {
+  const shown = h("div", { "data-diff": String(newer.version) });
+  /** @type {[string, string, string][]} */
+  const fields = [...TEMPLATE_FIELDS.map(([field, label]) => /** @type {[string, string, string]} */ ([label, older?.[field] ?? "", newer[field] ?? ""])),
+    ["Variables", JSON.stringify(older?.variables ?? {}, null, 1), JSON.stringify(newer.variables, null, 1)]];
+  for (const [label, before, after] of fields) {
+    if (before === after) continue;
+    shown.append(h("h4", { text: label }), h("pre", { class: "answer" }, ...lineDiff(before, after).map(([mark, line]) =>
+      h(mark === "+" ? "ins" : mark === "-" ? "del" : "span", { text: `${mark} ${line}\n` }))));
+  }
+  if (!shown.childElementCount) shown.append(h("p", { text: "No change to the texts." }));
+  return shown;
+}
+
+/** @param {Rendering} rendering */
+function renderedPreview(rendering) {
+  const email = rendering.rendered.email;
+  const push = rendering.rendered.push;
+  return h("div", { "data-preview": "" },
+    h("section", { "data-channel": "in_app" }, h("h4", { text: "In-app" }), h("b", { "data-part": "title", text: rendering.title }),
+      h("p", { "data-part": "body", text: rendering.body })),
+    push && h("section", { "data-channel": "push" }, h("h4", { text: "Push" }), h("b", { text: push.title }), h("p", { text: push.body })),
+    email && h("section", { "data-channel": "email" }, h("h4", { text: "E-mail" }),
+      h("p", {}, "Subject: ", h("b", { "data-part": "subject", text: email.subject })),
+      // sandbox with no allowances: the e-mail's HTML runs no script and reaches nothing of the console.
+      h("iframe", { sandbox: "", title: "e-mail preview", srcdoc: email.html, style: "width:100%;height:160px;border:1px solid #ccc;background:#fff" }),
+      h("pre", { class: "answer", text: email.text })));
+}
+
+/** @param {string} name @param {string} language */
+async function templateEditor(name, language) {
+  const path = `${ADMIN}/templates/${encodeURIComponent(name)}`;
+  const all = /** @type {TemplateVersion[]} */ ((await api(path)).templates);
+  const languages = [...new Set(all.map((t) => t.language))].sort();
+  const versions = all.filter((t) => t.language === language).sort((a, b) => b.version - a.version);
+  const base = versions[0] ?? all[0];
+  const check = h("p", { "data-check": "", role: "status" });
+  const preview = h("div", {});
+  const outcome = h("p", { "data-saved": "", role: "status" });
+  const sentTo = h("p", { "data-test-sent": "", role: "status" });
+  const history = h("div", { "data-history": "" });
+  /** @type {Record<string, HTMLTextAreaElement>} */
+  const boxes = {};
+  for (const [field, label] of TEMPLATE_FIELDS) {
+    boxes[field] = h("textarea", { name: field, rows: field === "email_html_template" ? 4 : 2, cols: 60, "aria-label": label });
+    boxes[field].value = base[field] ?? "";
+  }
+  const variables = h("textarea", { name: "variables", rows: 3, cols: 60, "aria-label": "Variables (JSON: name → meaning)" });
+  variables.value = JSON.stringify(base.variables, null, 1);
+  const sample = h("textarea", { name: "sample", rows: 3, cols: 60, "aria-label": "Sample values (JSON)" });
+  sample.value = JSON.stringify(Object.fromEntries(Object.keys(base.variables).map((v) => [v, `‹${v}›`])), null, 1);
+  const sub = String(claims(sessionStorage.getItem(TOKEN_KEY) ?? "").sub ?? "");
+  const recipient = h("input", { name: "recipient", size: 36, placeholder: "user uuid", "aria-label": "test recipient",
+    value: UUID.test(sub) ? sub : "" });
+
+  /** The draft as a save would write it, or the reason it cannot be read. */
+  const draft = () => {
+    /** @type {Record<string, unknown>} */
+    const fields = { type: base.type, default_priority: base.default_priority, default_channels: base.default_channels,
+      sensitive_fields: base.sensitive_fields };
+    for (const [field] of TEMPLATE_FIELDS) fields[field] = boxes[field].value === "" && field !== "title_template" && field !== "body_template" ? null : boxes[field].value;
+    fields.variables = JSON.parse(variables.value || "{}");
+    return fields;
+  };
+  let timer = 0;
+  let asked = 0;
+  const refresh = async () => {
+    const mine = ++asked;
+    try {
+      const rendering = await api(`${path}/${language}/preview`, { method: "POST", body: { ...draft(), sample: JSON.parse(sample.value || "{}") } });
+      if (mine !== asked) return; // a later keystroke's answer is the one to show
+      check.textContent = "Every variable is declared; the draft renders.";
+      check.dataset.check = "ok";
+      preview.replaceChildren(renderedPreview(/** @type {Rendering} */ (rendering)));
+    } catch (error) {
+      if (mine !== asked) return;
+      check.textContent = error instanceof Error ? error.message : String(error);
+      check.dataset.check = "error";
+    }
+  };
+  const changed = () => {
+    clearTimeout(timer);
+    timer = window.setTimeout(() => void refresh(), PREVIEW_DELAY_MS);
+  };
+  const save = async () => {
+    try {
+      const saved = /** @type {TemplateVersion} */ (await api(`${path}/${language}`, { method: "PUT", body: draft() }));
+      outcome.textContent = `Saved version ${saved.version}.`;
+      const fresh = /** @type {TemplateVersion[]} */ ((await api(path)).templates).filter((t) => t.language === language);
+      showHistory(fresh.sort((a, b) => b.version - a.version));
+    } catch (error) {
+      outcome.textContent = error instanceof Error ? error.message : String(error);
+    }
+  };
+  const testSend = async () => {
+    try {
+      const sent = await api("/api/v1/notifications", { method: "POST", body: {
+        user_id: recipient.value.trim(), type: base.type, template_id: name, template_vars: JSON.parse(sample.value || "{}"),
+      } });
+      sentTo.replaceChildren("Sent (the saved version): ", h("a", { href: `#notification/${sent.id}`, text: sent.id }));
+    } catch (error) {
+      sentTo.textContent = error instanceof Error ? error.message : String(error);
+    }
+  };
+  /** @param {TemplateVersion[]} newestFirst */
+  const showHistory = (newestFirst) => {
+    const diff = h("div", {});
+    const pick = (/** @type {number} */ index) => diff.replaceChildren(versionDiff(newestFirst[index + 1], newestFirst[index]));
+    history.replaceChildren(h("ol", {}, ...newestFirst.map((t, index) => h("li", {},
+      h("button", { type: "button", "data-version": String(t.version), onclick: () => pick(index), text: `version ${t.version}` }),
+      ` ${when(t.created_at)}`))), diff);
+    if (newestFirst.length) pick(0);
+  };
+
+  view.replaceChildren(h("h2", { text: `Template ${name}` }),
+    h("p", {}, "Language: ", h("select", {
+      name: "language", "aria-label": "language",
+      onchange: (/** @type {Event} */ e) => { location.hash = `#templates/${encodeURIComponent(name)}/${/** @type {HTMLSelectElement} */ (e.target).value}`; },
+    }, ...languages.map((l) => h("option", { value: l, text: l, selected: l === language })))),
+    h("div", { class: "beside", style: "grid-template-columns: 1fr 1fr" },
+      h("form", { "data-editor": "", oninput: changed, onsubmit: (/** @type {Event} */ e) => e.preventDefault() },
+        ...TEMPLATE_FIELDS.map(([field, label]) => h("label", { class: "stacked" }, label, boxes[field])),
+        h("label", { class: "stacked" }, "Variables (JSON: name → meaning)", variables),
+        h("label", { class: "stacked" }, "Sample values (JSON)", sample),
+        check,
+        h("p", {}, h("button", { class: "primary", type: "button", onclick: () => void save(), text: "Save as a new version" })),
+        outcome),
+      h("div", {}, h("h3", { text: "Preview" }), preview,
+        h("h3", { text: "Test send" }), h("p", {}, recipient, " ",
+          h("button", { type: "button", onclick: () => void testSend(), text: "Send a test" })), sentTo)),
+    h("h3", { text: "Version history" }), history);
+  showHistory(versions);
+  await refresh();
+}
+
 // --- routing ---------------------------------------------------------------------------------------------
 
 function show() {
@@ -481,7 +679,7 @@ function show() {
     signIn();
     return;
   }
-  const [name, id] = location.hash.slice(1).split("/");
+  const [name, id, ...rest] = location.hash.slice(1).split("/");
   for (const link of document.querySelectorAll("nav a")) {
     const current = link.getAttribute("href") === `#${name || "activity"}`;
     if (current) link.setAttribute("aria-current", "page");
@@ -491,6 +689,7 @@ function show() {
     "dead-letters": deadLetters,
     health,
     notification: () => oneNotification(id ?? ""),
+    templates: () => (id ? templateEditor(decodeURIComponent(id), rest[0] ?? "en") : templateList()),
   });
   Promise.resolve((views[name] ?? activity)()).catch(showError);
 }
