@@ -215,3 +215,57 @@ def test_a_dba_edits_a_template_with_a_live_preview_and_sends_a_test(
     [email] = emails_to(resend_service, "dba@example.com")
     assert email.subject == "Now: Ship it"
     assert page.errors == []
+
+
+def test_policies_a_dba_changes_limits_and_retention_an_org_admin_their_defaults_a_user_nothing(
+    context: Any, browser: Any, db: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    org = uuid.uuid4()
+    page = sign_in(context, server.url, make_token("ops", role="admin"), view="policies")
+    setting = page.locator("[data-setting='rate_limit.push_per_hour']")
+    setting.locator("input").fill("25")
+    setting.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-policy-saved]")).to_have_text("Saved rate_limit.push_per_hour.")
+    setting.locator("input").fill("lots")
+    setting.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-policy-saved]")).to_contain_text("rate_limit.push_per_hour")
+    page.locator("input[name=notification_type]").fill("task")
+    page.locator("input[name=max_age]").fill("30 days")
+    page.get_by_role("button", name="Set retention").click()
+    expect(page.locator("[data-retention=task]")).to_contain_text("30 days")
+    page.get_by_label("org id").fill(str(org))
+    page.get_by_role("button", name="Load").click()
+    page.get_by_label("push_enabled").select_option("false")
+    page.locator("input[name=push_locked]").check()
+    page.get_by_role("button", name="Save the org's defaults").click()
+    expect(page.locator("[data-org-saved]")).to_have_text("Saved the org's defaults.")
+    shot(page, "policies")
+    assert db.execute("SELECT value FROM notify.settings WHERE key = 'rate_limit.push_per_hour'").fetchone() == (25,)
+    kept = db.execute("SELECT max_age::text FROM notify.retention_policies WHERE notification_type = 'task'")
+    assert kept.fetchone() == ("30 days",)
+    assert page.errors == []
+
+    admin = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        page = sign_in(admin, server.url, make_token("ops-a", role="admin", org_id=str(org)), view="policies")
+        expect(page.get_by_label("org id")).to_have_value(str(org))
+        expect(page.get_by_label("push_enabled")).to_have_value("false")
+        expect(page.locator("input[name=push_locked]")).to_be_checked()
+        expect(page.locator("[data-dba-only]")).to_be_visible()
+        expect(page.locator("[data-setting='rate_limit.push_per_hour'] input")).to_be_disabled()
+        expect(page.locator("[data-setting='rate_limit.push_per_hour'] input")).to_have_value("25")
+        expect(page.get_by_role("button", name="Set retention")).to_have_count(0)
+        page.get_by_label("org id").fill(str(uuid.uuid4()))
+        page.get_by_role("button", name="Load").click()
+        expect(page.locator("[data-org-policy] .error")).to_be_visible()
+        assert page.errors == []
+    finally:
+        admin.close()
+
+    user = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        page = sign_in(user, server.url, make_token(uuid.uuid4()), view="policies")
+        expect(page.locator("[data-refused]")).to_be_visible()
+    finally:
+        user.close()

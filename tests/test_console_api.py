@@ -221,3 +221,45 @@ def test_a_draft_renders_with_the_checks_of_a_save(serve: ServerProcess) -> None
     refused = httpx.post(url, headers=headers("authenticated"), json=draft)
     assert refused.status_code == 403
     assert httpx.put(url, headers=org_admin, json=draft).status_code == 405
+
+
+def test_settings_and_retention_are_read_by_admins_and_changed_by_dbas_only(
+    serve: ServerProcess, db: psycopg.Connection[Any]
+) -> None:
+    url = serve.url + ADMIN
+    dba = headers("admin")
+    org_admin = headers("admin", org_id=str(uuid.uuid4()))
+
+    read = httpx.get(f"{url}/policies", headers=org_admin).json()
+    limits = {s["key"]: s for s in read["settings"]}
+    assert limits["rate_limit.push_per_hour"]["value"] == 10 and limits["rate_limit.push_per_hour"]["kind"] == "integer"
+    assert read["retention"][0] == {"notification_type": None, "max_age": "90 days", "max_read_per_user": 1000}
+
+    refused = httpx.put(f"{url}/settings/rate_limit.push_per_hour", headers=org_admin, json={"value": 5})
+    assert refused.status_code == 403
+    refused = httpx.put(f"{url}/retention", headers=org_admin, json={"max_age": "1 day"})
+    assert refused.status_code == 403
+    assert httpx.get(f"{url}/policies", headers=dba).json() == read
+
+    changed = httpx.put(f"{url}/settings/rate_limit.push_per_hour", headers=dba, json={"value": 25})
+    assert changed.status_code == 200 and changed.json()["value"] == 25
+    wrong = httpx.put(f"{url}/settings/rate_limit.push_per_hour", headers=dba, json={"value": "lots"})
+    assert wrong.status_code == 422 and wrong.json()["error"]["message"]
+    unknown = httpx.put(f"{url}/settings/no.such.key", headers=dba, json={"value": 1})
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "no setting no.such.key"
+
+    kept = httpx.put(f"{url}/retention", headers=dba, json={"notification_type": "task", "max_age": "30 days"})
+    assert kept.json() == {"notification_type": "task", "max_age": "30 days", "max_read_per_user": None}
+    again = httpx.put(f"{url}/retention", headers=dba, json={"max_age": "60 days", "max_read_per_user": 10})
+    assert again.json() == {"notification_type": None, "max_age": "60 days", "max_read_per_user": 10}
+    for bad in ({"max_age": "soon"}, {"max_age": "-1 day"}, {"max_age": "1 day", "notification_type": "nope"}):
+        answer = httpx.put(f"{url}/retention", headers=dba, json=bad)
+        assert answer.status_code == 422, (bad, answer.text)
+    found = db.execute("SELECT notification_type, max_age::text FROM notify.retention_policies ORDER BY 1 NULLS FIRST")
+    assert found.fetchall() == [(None, "60 days"), ("task", "30 days")]
+    value = db.execute("SELECT value FROM notify.settings WHERE key = 'rate_limit.push_per_hour'").fetchone()
+    assert value == (25,)
+    audited = db.execute(
+        "SELECT count(*) FROM notify.audit_log WHERE target LIKE '%retention%' OR action LIKE '%retention%'"
+    )
+    assert audited.fetchone() == (2,)

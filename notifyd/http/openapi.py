@@ -141,6 +141,9 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/admin/notifications", "console"),
     ("/api/v1/admin/dead-letters", "console"),
     ("/api/v1/admin/figures", "console"),
+    ("/api/v1/admin/policies", "console"),
+    ("/api/v1/admin/settings", "console"),
+    ("/api/v1/admin/retention", "console"),
 )
 
 TAGS: list[dict[str, str]] = [

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import Response
@@ -124,6 +124,38 @@ class Figures(BaseModel):
     )
 
 
+class Setting(BaseModel):
+    key: str
+    value: Any = Field(description="its JSON value, read as its kind says")
+    kind: Literal["integer", "interval", "time", "text", "boolean"]
+    description: str
+
+
+class Retention(BaseModel):
+    notification_type: str | None = Field(description="null: the default for every type without its own")
+    max_age: str = Field(description="an interval: notifications older than this are deleted")
+    max_read_per_user: int | None = Field(description="read notifications kept per user at most; null: no cap")
+
+
+class Policies(BaseModel):
+    settings: list[Setting] = Field(description="rate limits and the other policy values (a DBA changes them)")
+    retention: list[Retention]
+
+
+class SettingChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[Any, Field(description="the new JSON value; the database refuses one its kind cannot read")]
+
+
+class RetentionChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notification_type: TypeName | None = Field(default=None, description="null: the default")
+    max_age: Annotated[str, Field(min_length=1, max_length=100, examples=["90 days"])]
+    max_read_per_user: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+
+
 async def activity(request: Request) -> Response:
     caller = await org_admin(request)
     q = ActivityQuery.model_validate(dict(request.query_params))
@@ -179,6 +211,43 @@ async def figures(request: Request) -> Response:
     return reply(answer)
 
 
+async def policies(request: Request) -> Response:
+    caller = await org_admin(request)
+    async with as_caller(request.app.state.pool, caller) as conn:
+        settings = await conn.fetch(query("console_settings"))
+        retention = await conn.fetch(query("console_retention"))
+    return reply(
+        Policies(
+            settings=[Setting.model_validate(dict(row)) for row in settings],
+            retention=[Retention.model_validate(dict(row)) for row in retention],
+        )
+    )
+
+
+async def put_setting(request: Request) -> Response:
+    caller = await org_admin(request)
+    key = request.path_params["key"]
+    body = SettingChange.model_validate_json(await request.body())
+    try:
+        async with as_caller(request.app.state.pool, caller) as conn:
+            changed = await conn.fetchrow(query("set_setting"), key, body.value)
+    except asyncpg.NoDataFoundError as error:
+        raise ApiError(status.HTTP_404_NOT_FOUND, error.message) from None
+    assert changed is not None  # the function returns the row or raises
+    return reply(Setting.model_validate(dict(changed)))
+
+
+async def put_retention(request: Request) -> Response:
+    caller = await org_admin(request)
+    body = RetentionChange.model_validate_json(await request.body())
+    async with as_caller(request.app.state.pool, caller) as conn:
+        changed = await conn.fetchrow(
+            query("set_retention"), body.notification_type, body.max_age, body.max_read_per_user
+        )
+    assert changed is not None  # the upsert returns its row or raises
+    return reply(Retention.model_validate(dict(changed)))
+
+
 _REFUSED = (status.HTTP_403_FORBIDDEN,)
 
 ENDPOINTS: list[Endpoint] = [
@@ -200,4 +269,13 @@ ENDPOINTS: list[Endpoint] = [
              "due delivery, LISTEN/NOTIFY queue use (admins; an org admin sees their org), and each process's "
              "own samples (DBAs)", "user", ok_model=Figures,
              errors=_REFUSED),
+    Endpoint("GET", f"{ADMIN}/policies", policies,
+             "the settings (rate limits and other policy values) and the retention policies (admins read them)",
+             "user", ok_model=Policies, errors=_REFUSED),
+    Endpoint("PUT", f"{ADMIN}/settings/{{key}}", put_setting,
+             "change one setting (DBAs; 422 when its kind cannot read the value)", "user", ok_model=Setting,
+             request_model=SettingChange, path_params=("key",), errors=(*_REFUSED, status.HTTP_404_NOT_FOUND)),
+    Endpoint("PUT", f"{ADMIN}/retention", put_retention,
+             "set how long a type's notifications are kept, or the default (DBAs; audit-logged)", "user",
+             ok_model=Retention, request_model=RetentionChange, errors=_REFUSED),
 ]  # fmt: skip

@@ -669,6 +669,141 @@ async function templateEditor(name, language) {
   await refresh();
 }
 
+// --- Policies: the org's defaults and locks; rate limits and retention (DBAs change them) --------------------
+
+const FREQUENCIES = ["instant", "daily", "weekly", "never"];
+
+/**
+ * @typedef {{push_enabled: boolean | null, email_enabled: boolean | null, digest_frequency: string | null,
+ *   push_locked: boolean, email_locked: boolean}} OrgDefaults
+ * @typedef {{key: string, value: unknown, kind: string, description: string}} Setting
+ * @typedef {{notification_type: string | null, max_age: string, max_read_per_user: number | null}} Retention
+ */
+
+/** A tri-state switch: no org default, on, off. @param {string} name @param {boolean | null} value */
+function triState(name, value) {
+  return h("select", { name, "aria-label": name },
+    ...[["", "no org default"], ["true", "on"], ["false", "off"]].map(([v, label]) =>
+      h("option", { value: v, text: label, selected: String(value ?? "") === v })));
+}
+
+/** @param {FormData} data @param {string} name */
+function triValue(data, name) {
+  const value = String(data.get(name) ?? "");
+  return value === "" ? null : value === "true";
+}
+
+async function policiesView() {
+  const token = claims(sessionStorage.getItem(TOKEN_KEY) ?? "");
+  const isDba = token.org_id === undefined;
+  const org = h("input", { name: "org", size: 36, "aria-label": "org id", value: isDba ? "" : String(token.org_id) });
+  const orgArea = h("div", { "data-org-policy": "" });
+  const loadOrg = async () => {
+    const id = org.value.trim();
+    if (!id) return;
+    let found;
+    try {
+      found = await api(`${ADMIN}/orgs/${encodeURIComponent(id)}/preferences`);
+    } catch (error) {
+      orgArea.replaceChildren(h("p", { class: "error", text: error instanceof Error ? error.message : String(error) }));
+      return;
+    }
+    const defaults = /** @type {OrgDefaults} */ (found.global);
+    const saved = h("p", { role: "status", "data-org-saved": "" });
+    const form = h("form", { class: "filters", onsubmit: async (/** @type {SubmitEvent} */ e) => {
+      e.preventDefault();
+      const data = new FormData(form);
+      try {
+        await api(`${ADMIN}/orgs/${encodeURIComponent(id)}/preferences`, { method: "PUT", body: {
+          push_enabled: triValue(data, "push_enabled"), email_enabled: triValue(data, "email_enabled"),
+          digest_frequency: String(data.get("digest_frequency") ?? "") || null,
+          push_locked: data.get("push_locked") === "on", email_locked: data.get("email_locked") === "on",
+        } });
+        saved.textContent = "Saved the org's defaults.";
+      } catch (error) {
+        saved.textContent = error instanceof Error ? error.message : String(error);
+      }
+    } },
+    field("push", triState("push_enabled", defaults.push_enabled)),
+    field("push locked", h("input", { type: "checkbox", name: "push_locked", checked: defaults.push_locked })),
+    field("e-mail", triState("email_enabled", defaults.email_enabled)),
+    field("e-mail locked", h("input", { type: "checkbox", name: "email_locked", checked: defaults.email_locked })),
+    field("digest", h("select", { name: "digest_frequency", "aria-label": "digest_frequency" },
+      h("option", { value: "", text: "no org default" }),
+      ...FREQUENCIES.map((f) => h("option", { value: f, text: f, selected: defaults.digest_frequency === f })))),
+    h("button", { class: "primary", type: "submit", text: "Save the org's defaults" }));
+    const items = /** @type {(OrgDefaults & {notification_type: string})[]} */ (found.items);
+    orgArea.replaceChildren(form, saved, items.length ? h("table", {},
+      h("thead", {}, h("tr", {}, ...["Type", "Push", "E-mail", "Digest", "Locked"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...items.map((i) => h("tr", {}, ...[i.notification_type, String(i.push_enabled ?? "–"),
+        String(i.email_enabled ?? "–"), i.digest_frequency ?? "–",
+        [i.push_locked && "push", i.email_locked && "e-mail"].filter(Boolean).join(", ")].map((text) => h("td", { text })))))) : "");
+  };
+
+  const read = await api(`${ADMIN}/policies`);
+  const settings = /** @type {Setting[]} */ (read.settings);
+  const retention = /** @type {Retention[]} */ (read.retention);
+  const changedNote = h("p", { role: "status", "data-policy-saved": "" });
+  /** @param {() => Promise<unknown>} change @param {string} done */
+  const apply = async (change, done) => {
+    try {
+      await change();
+      changedNote.textContent = done;
+    } catch (error) {
+      changedNote.textContent = error instanceof Error ? error.message : String(error);
+    }
+  };
+  const settingRows = settings.map((setting) => {
+    const box = h("input", { name: setting.key, size: 14, "aria-label": setting.key, value: JSON.stringify(setting.value), disabled: !isDba });
+    return h("tr", { "data-setting": setting.key }, h("td", { text: setting.key }), h("td", {}, box),
+      h("td", { text: setting.kind }), h("td", { text: setting.description }),
+      h("td", {}, isDba && h("button", { type: "button", text: "Save", onclick: () => void apply(async () => {
+        let value;
+        try {
+          value = JSON.parse(box.value);
+        } catch {
+          throw new Error(`${setting.key}: the value must be JSON (a number, "text", true or false)`);
+        }
+        await api(`${ADMIN}/settings/${encodeURIComponent(setting.key)}`, { method: "PUT", body: { value } });
+      }, `Saved ${setting.key}.`) })));
+  });
+  const retentionRowsOf = (/** @type {Retention[]} */ rows) => rows.map((r) => h("tr", { "data-retention": r.notification_type ?? "" },
+    h("td", { text: r.notification_type ?? "(default)" }), h("td", { text: r.max_age }),
+    h("td", { text: r.max_read_per_user === null ? "no cap" : String(r.max_read_per_user) })));
+  const retentionRows = h("tbody", {}, ...retentionRowsOf(retention));
+  const retentionForm = h("form", { class: "filters", onsubmit: (/** @type {SubmitEvent} */ e) => {
+    e.preventDefault();
+    const data = new FormData(retentionForm);
+    const cap = String(data.get("max_read_per_user") ?? "");
+    void apply(async () => {
+      await api(`${ADMIN}/retention`, { method: "PUT", body: {
+        notification_type: String(data.get("notification_type") ?? "") || null, max_age: String(data.get("max_age") ?? ""),
+        max_read_per_user: cap === "" ? null : Number(cap),
+      } });
+      retentionRows.replaceChildren(...retentionRowsOf(/** @type {Retention[]} */ ((await api(`${ADMIN}/policies`)).retention)));
+    }, "Saved the retention policy.");
+  } },
+  field("type (empty: the default)", h("input", { name: "notification_type", size: 14 })),
+  field("keep for", h("input", { name: "max_age", size: 10, placeholder: "90 days", required: true })),
+  field("read kept per user", h("input", { name: "max_read_per_user", type: "number", min: 0, size: 6 })),
+  h("button", { class: "primary", type: "submit", text: "Set retention" }));
+
+  view.replaceChildren(h("h2", { text: "Policies" }),
+    h("h3", { text: "The org's defaults and locks" }),
+    h("p", {}, org, " ", h("button", { type: "button", onclick: () => void loadOrg(), text: "Load" })), orgArea,
+    h("h3", { text: "Rate limits and other settings" }),
+    isDba ? "" : h("p", { "data-dba-only": "", text: "Only a DBA changes these; an org admin reads them." }),
+    h("table", { "data-view": "settings" },
+      h("thead", {}, h("tr", {}, ...["Setting", "Value", "Kind", "Meaning", ""].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...settingRows)),
+    h("h3", { text: "Retention" }),
+    h("table", { "data-view": "retention" },
+      h("thead", {}, h("tr", {}, ...["Type", "Kept for", "Read kept per user"].map((t) => h("th", { text: t })))),
+      retentionRows),
+    isDba ? retentionForm : "", changedNote);
+  await loadOrg();
+}
+
 // --- routing ---------------------------------------------------------------------------------------------
 
 function show() {
@@ -690,6 +825,7 @@ function show() {
     health,
     notification: () => oneNotification(id ?? ""),
     templates: () => (id ? templateEditor(decodeURIComponent(id), rest[0] ?? "en") : templateList()),
+    policies: policiesView,
   });
   Promise.resolve((views[name] ?? activity)()).catch(showError);
 }

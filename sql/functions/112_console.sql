@@ -81,3 +81,42 @@ $$;
 ALTER FUNCTION notify_private.report_figures(text, text, jsonb) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.report_figures(text, text, jsonb)
     IS 'stores one process''s latest samples and forgets processes silent for an hour';
+
+-- The console's policy page: a setting or a retention policy changed as the caller, so RLS keeps them to DBAs.
+
+CREATE OR REPLACE FUNCTION notify.set_setting(key text, value jsonb) RETURNS notify.settings
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
+DECLARE
+    changed notify.settings;
+BEGIN
+    UPDATE notify.settings AS s SET value = set_setting.value WHERE s.key = set_setting.key RETURNING * INTO changed;
+    IF FOUND THEN
+        RETURN changed;
+    END IF;
+    -- Every admin reads the settings; only a DBA's update finds the row.
+    IF EXISTS (SELECT 1 FROM notify.settings AS s WHERE s.key = set_setting.key) THEN
+        RAISE EXCEPTION 'only a DBA changes the settings' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RAISE EXCEPTION 'no setting %', set_setting.key USING ERRCODE = 'no_data_found',
+        HINT = 'the settings are the rows of notify.settings';
+END
+$$;
+COMMENT ON FUNCTION notify.set_setting(text, jsonb)
+    IS 'changes one setting as the caller (a DBA; the settings_check trigger refuses a value its kind cannot read)';
+
+CREATE OR REPLACE FUNCTION notify.set_retention(notification_type text, max_age interval, max_read_per_user integer)
+    RETURNS notify.retention_policies
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    -- As the caller: the policy "DBAs manage the retention policies" refuses anyone else (42501).
+    INSERT INTO notify.retention_policies AS r (notification_type, max_age, max_read_per_user)
+    VALUES (set_retention.notification_type, set_retention.max_age, set_retention.max_read_per_user)
+    ON CONFLICT (notification_type)
+        DO UPDATE SET max_age = excluded.max_age, max_read_per_user = excluded.max_read_per_user
+    RETURNING *
+$$;
+COMMENT ON FUNCTION notify.set_retention(text, interval, integer)
+    IS 'sets how long a type''s notifications are kept (NULL type: the default) as the caller (a DBA; audited)';

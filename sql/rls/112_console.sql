@@ -13,3 +13,7 @@ CREATE POLICY "definer functions keep every process's figures" ON notify.process
     TO notify_definer USING (true) WITH CHECK (true);
 CREATE POLICY "DBAs read every process's figures" ON notify.process_figures FOR SELECT
     TO notify_admin USING (notify.current_org_id() IS NULL);
+
+-- The policy page's changes run as the admin: RLS keeps them to DBAs.
+GRANT EXECUTE ON FUNCTION notify.set_setting(text, jsonb), notify.set_retention(text, interval, integer)
+    TO notify_admin;

@@ -68,3 +68,21 @@ SELECT process, kind, reported_at, samples
 FROM notify.process_figures
 WHERE reported_at > now() - interval '15 seconds'
 ORDER BY process
+
+-- console_settings --
+-- Every setting with its kind and meaning (run as the admin)
+SELECT key, value, kind, description FROM notify.settings ORDER BY key
+
+-- console_retention --
+-- Every retention policy, the default (NULL type) first (run as the admin)
+SELECT notification_type, max_age::text AS max_age, max_read_per_user
+FROM notify.retention_policies
+ORDER BY notification_type NULLS FIRST
+
+-- set_setting --
+-- Changes one setting as the caller: 42501 for anyone but a DBA, P0002 for an unknown key
+SELECT key, value, kind, description FROM notify.set_setting($1, $2::jsonb)
+
+-- set_retention --
+-- Sets one type's retention (NULL: the default) as the caller: 42501 for anyone but a DBA
+SELECT notification_type, max_age::text AS max_age, max_read_per_user FROM notify.set_retention($1, $2::text::interval, $3)
