@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,7 +29,8 @@ MAX_BATCH = 500
 DeliveryStatus = Literal[
     "pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"
 ]
-TypeName = Annotated[str, Field(min_length=1, max_length=255)]
+# A notification type's name as notify.notification_types allows it ("type names are lowercase words").
+TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,49}$")]
 
 
 class ActivityQuery(BaseModel):
@@ -153,7 +154,7 @@ class RetentionChange(BaseModel):
 
     notification_type: TypeName | None = Field(default=None, description="null: the default")
     max_age: Annotated[str, Field(min_length=1, max_length=100, examples=["90 days"])]
-    max_read_per_user: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    max_read_per_user: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
 
 
 async def activity(request: Request) -> Response:

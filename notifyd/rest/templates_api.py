@@ -226,7 +226,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", f"{_ONE}/{{language:language}}/preview", preview_draft,
              "render an unsaved version with sample variables, checked as a save would check it (admins; 422 "
              "says what is wrong)", "user", ok_model=DraftPreview, request_model=DraftPreviewRequest,
-             path_params=("name", "language")),
+             path_params=("name", "language"), errors=_NO_TEMPLATE),
     Endpoint("POST", f"{_ONE}/preview", preview_template,
              "render a template with sample variables in a language (admins; 422 names a missing variable)", "user",
              ok_model=Preview, request_model=PreviewRequest, path_params=("name",), errors=_NO_TEMPLATE),
