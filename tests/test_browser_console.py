@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from tests.server import ServerProcess, WorkerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
+from tests.test_console_api import member
 from tests.test_email import emails_to, instant_email, mail_env, send, settled
 from tests.test_sql_api import service_conn
 
@@ -30,12 +31,6 @@ def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     conn = service_conn(db)
     yield conn
     conn.close()
-
-
-def member(service: psycopg.Connection[Any], org: uuid.UUID, email: str) -> uuid.UUID:
-    user = uuid.uuid4()
-    service.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (user, email, org))
-    return user
 
 
 def sign_in(context: Any, url: str, token: str, view: str = "activity") -> Any:

@@ -34,9 +34,10 @@ def serve(own_server: Any) -> ServerProcess:
     return proc
 
 
-def member(service: psycopg.Connection[Any], org: uuid.UUID) -> uuid.UUID:
+def member(service: psycopg.Connection[Any], org: uuid.UUID, email: str | None = None) -> uuid.UUID:
+    """A new user of the org, with an e-mail address (theirs at example.com unless given)."""
     user = uuid.uuid4()
-    service.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (user, f"{user}@example.com", org))
+    service.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (user, email or f"{user}@example.com", org))
     return user
 
 

@@ -1,5 +1,23 @@
 -- What the operator console does to dead letters, many at once: all of them or none, each batch audit-logged.
 
+CREATE OR REPLACE FUNCTION notify_private.named_deliveries(delivery_ids uuid[], action text) RETURNS uuid[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = ''
+AS $$
+DECLARE
+    named uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(named_deliveries.delivery_ids) AS u
+                          WHERE u IS NOT NULL);
+BEGIN
+    IF pg_catalog.cardinality(named) = 0 THEN
+        RAISE EXCEPTION 'name at least one delivery to %', named_deliveries.action
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN named;
+END
+$$;
+COMMENT ON FUNCTION notify_private.named_deliveries(uuid[], text)
+    IS 'the distinct ids a dead-letter batch names; an error when it names none';
+
 CREATE OR REPLACE FUNCTION notify.retry_deliveries(delivery_ids uuid[]) RETURNS integer
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -7,12 +25,8 @@ CREATE OR REPLACE FUNCTION notify.retry_deliveries(delivery_ids uuid[]) RETURNS 
 AS $$
 DECLARE
     one uuid;
-    wanted uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(retry_deliveries.delivery_ids) AS u
-                           WHERE u IS NOT NULL);
+    wanted uuid[] := notify_private.named_deliveries(retry_deliveries.delivery_ids, 'retry');
 BEGIN
-    IF pg_catalog.cardinality(wanted) = 0 THEN
-        RAISE EXCEPTION 'name at least one delivery to retry' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     -- notify.retry_delivery refuses a delivery the caller's org may not see, or one that is not a dead
     -- letter: the first refusal rolls back the whole batch.
     FOREACH one IN ARRAY wanted LOOP
@@ -34,14 +48,10 @@ CREATE OR REPLACE FUNCTION notify.discard_deliveries(delivery_ids uuid[]) RETURN
     SET search_path = ''
 AS $$
 DECLARE
-    wanted uuid[] := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(discard_deliveries.delivery_ids) AS u
-                           WHERE u IS NOT NULL);
+    wanted uuid[] := notify_private.named_deliveries(discard_deliveries.delivery_ids, 'discard');
     discarded integer;
     missing uuid;
 BEGIN
-    IF pg_catalog.cardinality(wanted) = 0 THEN
-        RAISE EXCEPTION 'name at least one delivery to discard' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     SELECT u INTO missing FROM pg_catalog.unnest(wanted) AS u
     WHERE NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
                       WHERE d.id = u AND d.status = 'failed' AND notify.in_admin_scope(d.user_id))

@@ -2,7 +2,7 @@
 
 GRANT EXECUTE ON FUNCTION notify.retry_deliveries(uuid[]), notify.discard_deliveries(uuid[]) TO notify_admin;
 -- The batch runs as its owner, which hands each delivery to the one-at-a-time retry.
-GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid) TO notify_definer;
+GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid), notify_private.named_deliveries(uuid[], text) TO notify_definer;
 
 -- The processes' own figures: written through notify_private.report_figures; only a DBA reads them (they are
 -- the service's, no org's).
