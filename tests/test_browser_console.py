@@ -118,7 +118,7 @@ def test_the_console_as_a_dba_an_org_admin_and_a_user(
     expect(page.locator("[data-figure=sockets] b")).to_have_text("0")
     expect(page.locator("path[data-series='sends/s']")).to_have_count(1)
     expect(page.locator("path[data-series=email]")).to_have_count(1)
-    expect(page.locator("figcaption")).to_contain_text(["Sends/s", "Deliveries/s", "Commit → fan-out latency"])
+    expect(page.locator("figcaption")).to_contain_text(["Sends/s", "Deliveries/s", "Commit → WebSocket latency"])
     expect(page.locator("[data-analytics] tbody tr").first).to_contain_text("task")
     shot(page, "health")
     assert page.errors == []

@@ -13,9 +13,11 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server import ServerProcess, make_token, wait_for
 from tests.test_email import send
+from tests.test_realtime import recv_until, ws_for
 from tests.test_sql_api import service_conn
 
 ADMIN = "/api/v1/admin"
@@ -95,7 +97,7 @@ def test_a_dba_sees_every_org_an_org_admin_theirs_and_a_user_nothing(
     reported = {sample["name"] for sample in serving["samples"]}
     assert {
         "notifyd_open_sockets",
-        "notifyd_catch_up_lag_seconds_bucket",
+        "notifyd_commit_to_socket_seconds_bucket",
         "notifyd_listen_reconnects_total",
     } <= reported
 
@@ -264,3 +266,34 @@ def test_settings_and_retention_are_read_by_admins_and_changed_by_dbas_only(
         "SELECT count(*) FROM notify.audit_log WHERE target LIKE '%retention%' OR action LIKE '%retention%'"
     )
     assert audited.fetchone() == (2,)
+
+
+async def test_a_live_frame_is_timed_from_commit_to_socket_and_reported(
+    serve: ServerProcess, service: psycopg.Connection[Any]
+) -> None:
+    user = member(service, uuid.uuid4())
+
+    def histogram_count() -> float:
+        body = httpx.get(f"{serve.url}/metrics").text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(body)
+            for s in family.samples
+            if s.name == "notifyd_commit_to_socket_seconds_count"
+        )
+
+    before = histogram_count()
+    async with ws_for(serve, user) as ws:
+        sent = send(service, user, title="timed")
+        *_, frame = await recv_until(ws, "notification")
+        assert frame["data"]["id"] == str(sent)
+    # Observed just after the frame was written: by the time the client read it, or a moment later.
+    wait_for(lambda: histogram_count() == before + 1, timeout=5, what="the frame in the histogram")
+
+    def reported() -> float:
+        [serving] = httpx.get(f"{serve.url}{ADMIN}/figures", headers=headers("admin")).json()["processes"]
+        return float(
+            sum(s["value"] for s in serving["samples"] if s["name"] == "notifyd_commit_to_socket_seconds_count")
+        )
+
+    wait_for(lambda: reported() == before + 1, timeout=15, what="the process's report of the timed frame")

@@ -26,6 +26,11 @@ class Metrics:
             "from a notification's change to its read by the fan-out",
             registry=self.registry,
         )
+        self.commit_to_socket = Histogram(
+            "notifyd_commit_to_socket_seconds",
+            "from a live notification's commit to its frame written to each session's WebSocket or SSE stream",
+            registry=self.registry,
+        )
         self.slow_clients_closed = Counter(
             "notifyd_slow_clients_closed", "sessions closed because their send queue was full", registry=self.registry
         )

@@ -27,6 +27,7 @@ REPORTED = frozenset({
     "notifyd_events_sent",
     "notifyd_listen_reconnects",
     "notifyd_catch_up_lag_seconds",
+    "notifyd_commit_to_socket_seconds",
     "notifyd_slow_clients_closed",
     "notifyd_provider_errors",
     "notifyd_provider_circuit_open",

@@ -398,7 +398,7 @@ function health() {
     since.dead.push([now, figures.dead_letters]);
     since.oldest.push([now, figures.oldest_pending_seconds ?? 0]);
     since.sockets.push([now, sockets]);
-    const lag = increments(counters, live, (s) => (s.name === "notifyd_catch_up_lag_seconds_bucket" ? s.labels.le : null));
+    const lag = increments(counters, live, (s) => (s.name === "notifyd_commit_to_socket_seconds_bucket" ? s.labels.le : null));
     const errors = increments(counters, live, (s) => (s.name === "notifyd_provider_errors_total" ? s.labels.provider : null));
     if (seconds > 0) {
       const p50 = quantile(lag, 0.5);
@@ -428,7 +428,7 @@ function health() {
     charts.replaceChildren(
       figure("Sends/s (notifications created)", lineChart([{ name: "sends/s", points: perSecond(figures.sends) }], { label: "sends per second" })),
       figure("Deliveries/s by channel", lineChart(byChannel, { label: "deliveries per second by channel" })),
-      figure("Commit → fan-out latency (s), all serve processes", lineChart([{ name: "p50", points: since.p50 }, { name: "p99", points: since.p99 }], { label: "commit to fan-out latency" })),
+      figure("Commit → WebSocket latency (s), all serve processes", lineChart([{ name: "p50", points: since.p50 }, { name: "p99", points: since.p99 }], { label: "commit to socket latency" })),
       figure("Open WebSocket sessions, all serve processes", lineChart([{ name: "sockets", points: since.sockets }], { label: "open sockets" })),
       figure("Backlog", lineChart([
         { name: "pending", points: since.pending }, { name: "dead letters", points: since.dead },
