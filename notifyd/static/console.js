@@ -243,7 +243,7 @@ async function oneNotification(id) {
     const device = d.channel === "push" ? " (one device)" : "";
     steps.push({ at: d.decided_at, what: `${d.channel}${device} planned; now ${d.status}${d.reason ? ` — ${d.reason}` : ""}`, kind: "planned" });
     if (d.scheduled_for) steps.push({ at: d.decided_at, what: `${d.channel} held until ${when(d.scheduled_for)}`, kind: "held" });
-    if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} handed to the provider (attempt ${d.attempts})`, kind: "sent" });
+    if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} sent${d.attempts ? ` (attempt ${d.attempts})` : ""}`, kind: "sent" });
     if (d.delivered_at) steps.push({ at: d.delivered_at, what: `${d.channel} delivered`, kind: "delivered" });
     if (d.opened_at) steps.push({ at: d.opened_at, what: `${d.channel} opened`, kind: "opened" });
     if (d.clicked_at) steps.push({ at: d.clicked_at, what: `${d.channel} clicked`, kind: "clicked" });
