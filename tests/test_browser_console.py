@@ -160,6 +160,7 @@ def test_the_console_as_a_dba_an_org_admin_and_a_user(
 
 def test_a_dba_edits_a_template_with_a_live_preview_and_sends_a_test(
     context: Any,
+    browser: Any,
     db: psycopg.Connection[Any],
     service: psycopg.Connection[Any],
     own_server: Any,
@@ -210,6 +211,18 @@ def test_a_dba_edits_a_template_with_a_live_preview_and_sends_a_test(
     [email] = emails_to(resend_service, "dba@example.com")
     assert email.subject == "Now: Ship it"
     assert page.errors == []
+
+    # Under the console's own Content-Security-Policy (the shared context bypasses it): the module runs, the
+    # API answers, and the sandboxed preview of the e-mail shows, with nothing refused.
+    strict = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        refusals: list[str] = []
+        strict.on("console", lambda m: refusals.append(m.text) if "Content Security Policy" in m.text else None)
+        page = sign_in(strict, server.url, make_token(me, role="admin"), view="templates/task_assigned/de")
+        expect(page.frame_locator("[data-preview] iframe").locator("strong")).to_have_text("‹assigned_by›")
+        assert refusals == [] and page.errors == []
+    finally:
+        strict.close()
 
 
 def test_policies_a_dba_changes_limits_and_retention_an_org_admin_their_defaults_a_user_nothing(
