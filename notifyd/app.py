@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
 from notifyd.core.requestid import RequestIdMiddleware
+from notifyd.db import figures
 from notifyd.db.pool import create_pool
 from notifyd.db.replicas import Databases
 from notifyd.domain import vapid
@@ -31,6 +33,7 @@ from notifyd.http.readafter import ReadYourWrites
 from notifyd.realtime import sse, websocket
 from notifyd.realtime.hub import Hub
 from notifyd.rest import (
+    console_api,
     delivery_api,
     email_api,
     erasure_api,
@@ -55,6 +58,7 @@ ENDPOINTS = [
     *tracking_api.ENDPOINTS,
     *erasure_api.ENDPOINTS,
     *topics_api.ENDPOINTS,
+    *console_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)
@@ -137,9 +141,12 @@ def create_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) 
         await app.state.render_pool.start()
         app.state.hub = Hub(settings, app.state.pool, app.state.metrics)
         await app.state.hub.start()
+        reporting = asyncio.create_task(figures.report(app.state.pool, app.state.metrics, "serve"))
         try:
             yield
         finally:
+            reporting.cancel()
+            await asyncio.gather(reporting, return_exceptions=True)
             await app.state.hub.stop()
             await app.state.databases.close()
             await app.state.pool.close()

@@ -158,7 +158,14 @@ def routes(settings: Settings) -> list[BaseRoute]:
             name: {"user_id": str(uid), "token": _token(settings.jwt_secret, str(uid), "authenticated")}
             for name, uid in DEMO_USERS.items()
         }
-        return JSONResponse({"users": users, "service_token": _token(settings.jwt_secret, "demo-service", "service")})
+        # admin_token: a DBA's (no org_id claim), to sign in to the operator console at /console.
+        return JSONResponse(
+            {
+                "users": users,
+                "service_token": _token(settings.jwt_secret, "demo-service", "service"),
+                "admin_token": _token(settings.jwt_secret, "demo-admin", "admin"),
+            }
+        )
 
     return [
         Route("/", demo, methods=["GET"]),

@@ -65,6 +65,17 @@ setup_test_tools() {
         npm install --prefix .tools --no-audit --no-fund --no-save --silent "typescript@$TYPESCRIPT" >/dev/null
     fi
 
+    # tests/test_alerts.py runs `promtool test rules` on deploy/prometheus/: Debian's prometheus package ships it.
+    # Only the binary is taken out of the package (apt-get download + dpkg -x), so no Prometheus daemon starts.
+    if [ ! -x .tools/prometheus/promtool ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+        echo "setup: extracting promtool from Debian's prometheus package into .tools/" >&2
+        unpacked=$(mktemp -d)
+        (cd "$unpacked" && apt-get download -qq prometheus >/dev/null && dpkg -x prometheus_*.deb root)
+        mkdir -p .tools/prometheus
+        cp "$unpacked/root/usr/bin/promtool" .tools/prometheus/promtool
+        rm -rf "$unpacked"
+    fi
+
     # tests/test_pgbouncer.py starts Debian's PgBouncer on a port of its own (the package's own service, where systemd
     # runs one, listens on 6432 and is not used).
     if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ] \

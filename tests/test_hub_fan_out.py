@@ -25,7 +25,16 @@ class Recorder:
         self.compact = compact
         self.events: list[tuple[str, int | None, dict[str, Any]]] = []
 
-    def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
+    def offer(
+        self,
+        kind: str,
+        seq: int | None,
+        text: str,
+        notification_id: str | None = None,
+        committed: float | None = None,
+    ) -> None:
+        # A live notification carries when it was committed (for notifyd_commit_to_socket_seconds), nothing else.
+        assert (committed is not None) == (kind == "notification"), (kind, committed)
         self.events.append((kind, seq, json.loads(text)))
 
 

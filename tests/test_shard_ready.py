@@ -70,6 +70,7 @@ NOT_USER_DATA = {
     "every node per send); each node keeps its own bucket with its share of the limit",
     "audit_log": "coordinator: DBA and admin actions, not per user",
     "webhook_events": "coordinator: provider callbacks deduplicated by their event id",
+    "process_figures": "coordinator: each serve and worker process's own samples, for the operator console",
 }
 
 

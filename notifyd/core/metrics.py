@@ -26,6 +26,11 @@ class Metrics:
             "from a notification's change to its read by the fan-out",
             registry=self.registry,
         )
+        self.commit_to_socket = Histogram(
+            "notifyd_commit_to_socket_seconds",
+            "from a live notification's commit to its frame written to each session's WebSocket or SSE stream",
+            registry=self.registry,
+        )
         self.slow_clients_closed = Counter(
             "notifyd_slow_clients_closed", "sessions closed because their send queue was full", registry=self.registry
         )
@@ -60,7 +65,20 @@ class Metrics:
             registry=self.registry,
         )
 
-    def set_delivery_figures(self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]]) -> None:
+        self.oldest_pending_delivery = Gauge(
+            "notifyd_oldest_pending_delivery_seconds",
+            "age of the oldest pending delivery that is due (0 when none waits)",
+            registry=self.registry,
+        )
+        self.notification_queue_usage = Gauge(
+            "notifyd_notification_queue_usage",
+            "pg_notification_queue_usage(): the share of PostgreSQL's LISTEN/NOTIFY queue in use (0 to 1)",
+            registry=self.registry,
+        )
+
+    def set_delivery_figures(
+        self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]], pending: Mapping[str, Any]
+    ) -> None:
         for gauge in (self.deliveries, self.delivery_repeats, self.queue_jobs, self.queue_oldest):
             gauge.clear()
         repeats: dict[tuple[str, str], float] = {}
@@ -76,6 +94,8 @@ class Metrics:
             oldest[row["queue"]] = max(oldest.get(row["queue"], 0.0), row["oldest_age"] or 0.0)
         for queue, age in oldest.items():
             self.queue_oldest.labels(queue).set(age)
+        self.oldest_pending_delivery.set(pending["oldest_pending"] or 0.0)
+        self.notification_queue_usage.set(pending["notification_queue_usage"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

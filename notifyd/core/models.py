@@ -287,6 +287,8 @@ class Decision(BaseModel):
     error: str | None
     sent_at: str | None
     delivered_at: str | None
+    opened_at: str | None
+    clicked_at: str | None
     failed_at: str | None
     decided_at: str
 

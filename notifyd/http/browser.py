@@ -27,7 +27,17 @@ FILES = {
     "notifyd-push.js": JS,
     SERVICE_WORKER: JS,
     FAVICON: "image/x-icon",
+    "console.js": JS,
+    "console-charts.js": JS,
 }
+# The operator console (notifyd/static/console.js): its page is served at /console only, with its policy.
+CONSOLE_PATH = "/console"
+CONSOLE_PAGE = "console.html"
+# The console's own module and style only; it talks to this origin alone and nothing frames it (it acts as an admin).
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # notifyd-elements.js imports one module per custom element from here: every .js file in it is served.
 ELEMENTS_DIR = "elements"
 # Modules are imported from other origins (the product's pages): they are public code, like a CDN's.
@@ -83,7 +93,14 @@ def routes() -> list[BaseRoute]:
 
         return Route(f"/{name}", serve, methods=["GET"])
 
+    page = resources.files("notifyd").joinpath("static", CONSOLE_PAGE).read_bytes()
+    console = StaticFile(page, "text/html; charset=utf-8", f'"{hashlib.sha256(page).hexdigest()[:32]}"')
+
+    async def console_page(request: Request) -> Response:
+        return console.response(request, {"Content-Security-Policy": CONSOLE_CSP})
+
     return [
+        Route(CONSOLE_PATH, console_page, methods=["GET"]),
         Route(f"{STATIC_PREFIX}/{{name:path}}", static_file, methods=["GET"]),
         at_root(SERVICE_WORKER, {"Service-Worker-Allowed": "/"}),
         at_root(FAVICON),

@@ -142,6 +142,12 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/notifications/stream", "realtime"),
     ("/api/v1/topics", "topics"),
     ("/api/v1/admin/broadcasts", "topics"),
+    ("/api/v1/admin/notifications", "console"),
+    ("/api/v1/admin/dead-letters", "console"),
+    ("/api/v1/admin/figures", "console"),
+    ("/api/v1/admin/policies", "console"),
+    ("/api/v1/admin/settings", "console"),
+    ("/api/v1/admin/retention", "console"),
 )
 
 TAGS: list[dict[str, str]] = [
@@ -152,6 +158,10 @@ TAGS: list[dict[str, str]] = [
     {"name": "topics", "description": "The caller's topic subscriptions, sends to a topic, and admins' broadcasts."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
+    {
+        "name": "console",
+        "description": "What the operator console reads and does (admins): activity, dead letters, figures.",
+    },
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
     {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from typing import Protocol
 
@@ -61,8 +62,16 @@ class Subscriber(Protocol):
     # follows frames that carry it.
     compact: bool
 
-    def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
-        """Takes one event; never blocks (a full session closes itself)."""
+    def offer(
+        self,
+        kind: str,
+        seq: int | None,
+        text: str,
+        notification_id: str | None = None,
+        committed: float | None = None,
+    ) -> None:
+        """Takes one event; never blocks (a full session closes itself). committed: when (time.monotonic) the
+        live notification of a `notification` event was committed."""
 
 
 class Hub:
@@ -276,7 +285,9 @@ class Hub:
         sessions = list(self._sessions.get(user, ()))
         for change in changes:
             seq = change["seq"]
-            self.metrics.catch_up_lag.observe(max(0.0, change["lag"]))
+            lag = max(0.0, change["lag"])
+            self.metrics.catch_up_lag.observe(lag)
+            committed = time.monotonic() - lag  # the commit, on the clock the session measures its send with
             notification = (
                 f'{{"type":"notification","data":{change["data"]},"unread_count":{count},"unread_by_type":{by_type}}}'
             )
@@ -287,6 +298,6 @@ class Hub:
                     f'"read_at":"{change["read_at"]}","unread_count":{count}}}'
                 )
             for session in sessions:
-                session.offer("notification", seq, notification)
+                session.offer("notification", seq, notification, committed=committed)
                 if read_status is not None:
                     session.offer("read_status_updated", seq, read_status, change["id"])

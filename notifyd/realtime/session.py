@@ -127,9 +127,10 @@ class Session:
         self.caller = caller
         self.user_id: uuid.UUID = caller.user_id
         self.compact = compact
-        # (kind, text) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only while
-        # it holds events, the future only while a resume waits for room.
-        self.queue: deque[tuple[str, str]] | None = None
+        # (kind, text, committed) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only
+        # while it holds events, the future only while a resume waits for room. committed: when (time.monotonic)
+        # the live notification of the frame was committed, for notifyd_commit_to_socket_seconds; else None.
+        self.queue: deque[tuple[str, str, float | None]] | None = None
         self._drained: asyncio.Future[None] | None = None  # a resume waits for room
         self._send: Callable[[str, str], Awaitable[None]] | None = None
         # The task sending the queue, while it has events; why it failed, if it did (the endpoint logs it).
@@ -144,7 +145,7 @@ class Session:
         # The hub offers a read_status_updated right after its notification: sent only if that was.
         self.delivered_seq: int | None = None
         # While resuming, live events wait here and are filtered by seq afterwards.
-        self.pending: list[tuple[str, int | None, str, str | None]] | None = []
+        self.pending: list[tuple[str, int | None, str, str | None, float | None]] | None = []
         # mark_read answers directly; the hub's copy of that answer is dropped once. Made at the first mark_read.
         self.answered_reads: set[str] | None = None
         # The session's end: the close to send, or None when one of its tasks ended it.
@@ -156,16 +157,25 @@ class Session:
 
     # -- called by the hub (never blocks) -------------------------------------------------
 
-    def offer(self, kind: str, seq: int | None, text: str, notification_id: str | None = None) -> None:
+    def offer(
+        self,
+        kind: str,
+        seq: int | None,
+        text: str,
+        notification_id: str | None = None,
+        committed: float | None = None,
+    ) -> None:
         if self.pending is not None:
             if len(self.pending) >= SEND_QUEUE_LIMIT:
                 self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
             else:
-                self.pending.append((kind, seq, text, notification_id))
+                self.pending.append((kind, seq, text, notification_id, committed))
             return
-        self._deliver(kind, seq, text, notification_id)
+        self._deliver(kind, seq, text, notification_id, committed)
 
-    def _deliver(self, kind: str, seq: int | None, text: str, notification_id: str | None) -> None:
+    def _deliver(
+        self, kind: str, seq: int | None, text: str, notification_id: str | None, committed: float | None
+    ) -> None:
         if kind == "read_status_updated" and self.answered_reads and notification_id in self.answered_reads:
             self.answered_reads.discard(notification_id)
             return
@@ -177,15 +187,15 @@ class Session:
         elif kind == "read_status_updated" and seq != self.delivered_seq:
             # Its notification was a duplicate, so the client knows this read already.
             return
-        self.push(kind, text)
+        self.push(kind, text, committed)
 
-    def push(self, kind: str, text: str) -> None:
+    def push(self, kind: str, text: str, committed: float | None = None) -> None:
         if self.queue is None:
             self.queue = deque()
         elif len(self.queue) >= SEND_QUEUE_LIMIT:
             self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
             return
-        self.queue.append((kind, text))
+        self.queue.append((kind, text, committed))
         self._write()
 
     def kill(self, closed: Closed, *, slow: bool = False) -> None:
@@ -242,10 +252,12 @@ class Session:
     async def _drain(self, send: Callable[[str, str], Awaitable[None]]) -> None:
         metrics = self.hub.metrics
         while self.queue:
-            kind, text = self.queue.popleft()
+            kind, text, committed = self.queue.popleft()
             _wake(self._drained)
             await send(kind, text)
             metrics.events_sent.labels(kind).inc()
+            if committed is not None:
+                metrics.commit_to_socket.observe(time.monotonic() - committed)
         self.queue = None
 
     def _written(self, task: asyncio.Task[None]) -> None:
@@ -280,8 +292,8 @@ class Session:
         else:
             await self._replay(start, current_max)
         pending, self.pending = self.pending, None
-        for kind, seq, text, notification_id in pending:
-            self._deliver(kind, seq, text, notification_id)
+        for kind, seq, text, notification_id, committed in pending:
+            self._deliver(kind, seq, text, notification_id, committed)
         await self.send_unread_count()
 
     async def _replay(self, start: int, current_max: int) -> None:

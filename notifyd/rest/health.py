@@ -37,7 +37,9 @@ async def metrics(request: Request) -> Response:
         async with as_worker(request.app.state.pool) as conn:
             counts = await conn.fetch(query("delivery_counts"))
             queues = await conn.fetch(query("queue_depth"))
-        figures.set_delivery_figures(counts, queues)
+            pending = await conn.fetchrow(query("pending_figures"))
+        assert pending is not None  # an aggregate: always one row
+        figures.set_delivery_figures(counts, queues, pending)
     except (OSError, TimeoutError, asyncpg.PostgresError):
         pass  # the process's own figures are still worth a scrape
     return Response(figures.render(), media_type=figures.content_type)

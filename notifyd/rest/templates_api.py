@@ -109,6 +109,18 @@ class PreviewRequest(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class DraftPreviewRequest(TemplateChange):
+    """An unsaved version and the sample variables to render it with (the editor's live preview)."""
+
+    sample: dict[str, Any] = Field(default_factory=dict, description="variables to render the draft with")
+
+
+class DraftPreview(BaseModel):
+    title: str
+    body: str
+    rendered: dict[str, dict[str, str]]
+
+
 class Preview(BaseModel):
     language: str
     version: int
@@ -181,6 +193,23 @@ async def preview_template(request: Request) -> Response:
     return reply(preview)
 
 
+async def preview_draft(request: Request) -> Response:
+    """Renders a version before it is saved, with the checks a save makes: the editor shows their message as one
+    types (a missing or undeclared variable, a syntax error)."""
+    await org_admin(request)
+    name = template_name(request)
+    language = PreviewRequest(language=request.path_params["language"]).language
+    body = DraftPreviewRequest.model_validate_json(await request.body())
+    draft = {**body.model_dump(exclude={"sample"}), "name": name, "language": language}
+    try:
+        templates.check(draft)
+        await request.app.state.render_pool.check(draft)
+        rendering = await request.app.state.render_pool.render({**draft, "id": uuid.uuid4(), "version": 0}, body.sample)
+    except templates.TemplateError as error:
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    return reply(DraftPreview(title=rendering.title, body=rendering.body, rendered=rendering.rendered))
+
+
 _ONE = f"{PREFIX}/{{name}}"
 _NO_TEMPLATE = (status.HTTP_404_NOT_FOUND,)
 
@@ -194,6 +223,10 @@ ENDPOINTS: list[Endpoint] = [
              "write a new version of a template in one language (DBAs; 422 when it does not compile or uses "
              "undeclared variables)", "user", ok_status=status.HTTP_201_CREATED, ok_model=TemplateVersion,
              request_model=TemplateChange, path_params=("name", "language"), errors=_NO_TEMPLATE),
+    Endpoint("POST", f"{_ONE}/{{language:language}}/preview", preview_draft,
+             "render an unsaved version with sample variables, checked as a save would check it (admins; 422 "
+             "says what is wrong)", "user", ok_model=DraftPreview, request_model=DraftPreviewRequest,
+             path_params=("name", "language"), errors=_NO_TEMPLATE),
     Endpoint("POST", f"{_ONE}/preview", preview_template,
              "render a template with sample variables in a language (admins; 422 names a missing variable)", "user",
              ok_model=Preview, request_model=PreviewRequest, path_params=("name",), errors=_NO_TEMPLATE),

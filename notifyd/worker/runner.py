@@ -19,7 +19,9 @@ import psycopg
 import uvloop
 
 from notifyd.core.config import Settings
+from notifyd.core.metrics import Metrics
 from notifyd.core.requestid import configure_logging
+from notifyd.db import figures
 from notifyd.db.pool import create_pool
 from notifyd.db.queries import query
 from notifyd.domain import vapid
@@ -130,8 +132,10 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
             )
             watchdog = asyncio.create_task(watch_database(pool, grace=database_grace(settings)))
             stopping = asyncio.create_task(stop_requested.wait())
+            # The worker serves no /metrics: what it knows alone reaches the console through the database.
+            reporting = asyncio.create_task(figures.report(pool, Metrics(), "worker"), name="figures report")
             done, _ = await asyncio.wait({worker, watchdog, stopping, recovery}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (watchdog, stopping, recovery):
+            for task in (watchdog, stopping, recovery, reporting):
                 task.cancel()
             if worker not in done:
                 worker.cancel()

@@ -19,8 +19,8 @@ AS $$
                        'channel', d.channel, 'subscription_id', d.subscription_id,
                        'status', d.status, 'reason', d.reason, 'scheduled_for', d.scheduled_for,
                        'attempts', d.attempts, 'repeats', d.repeats, 'error', d.error_message,
-                       'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'failed_at', d.failed_at,
-                       'decided_at', d.created_at)
+                       'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'opened_at', d.opened_at,
+                       'clicked_at', d.clicked_at, 'failed_at', d.failed_at, 'decided_at', d.created_at)
                    ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at)
             FROM notify.delivery_decisions AS d
             WHERE d.notification_id = n.id), '[]'::jsonb),

@@ -20,6 +20,13 @@ SELECT channel, provider, status, deliveries, repeats FROM notify.delivery_count
 -- Procrastinate jobs waiting and running per queue, and the age of the oldest (run as notify_worker)
 SELECT queue, status, jobs, extract(epoch FROM now() - oldest)::float8 AS oldest_age FROM notify.queue_depth
 
+-- pending_figures --
+-- How far behind delivery is: the age of the oldest due pending delivery and the LISTEN/NOTIFY queue's use (run as notify_worker)
+SELECT extract(epoch FROM now() - min(coalesce(scheduled_for, created_at)))::float8 AS oldest_pending,
+       pg_notification_queue_usage() AS notification_queue_usage
+FROM notify.notification_deliveries
+WHERE status = 'pending' AND coalesce(scheduled_for, created_at) <= now()
+
 -- explain --
 -- Every routing decision of a notification, as far as the caller may see (NULL otherwise)
 SELECT notify.explain($1)
