@@ -538,6 +538,10 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("GET", "/api/v1/topics"), ("PUT", "/api/v1/topics/{topic}"), ("DELETE", "/api/v1/topics/{topic}"),
         ("POST", "/api/v1/topics/{topic}/notifications"), ("POST", "/api/v1/admin/broadcasts/preview"),
         ("POST", "/api/v1/admin/broadcasts"),
+        ("GET", "/api/v1/admin/notifications"), ("GET", "/api/v1/admin/dead-letters"),
+        ("POST", "/api/v1/admin/dead-letters/retry"), ("POST", "/api/v1/admin/dead-letters/discard"),
+        ("GET", "/api/v1/admin/figures"), ("GET", "/api/v1/admin/policies"), ("PUT", "/api/v1/admin/settings/{key}"),
+        ("PUT", "/api/v1/admin/retention"), ("POST", "/api/v1/admin/templates/{name}/{language}/preview"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
