@@ -1,0 +1,332 @@
+"""Escalation chains in SQL: a type's steps replace the priority's channels; a later step waits in the ledger
+for its time and is cancelled the moment the notification is seen or read; bad chains are clear errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import dsn
+from tests.test_delivery_sql import add_device, worker_conn
+from tests.test_sql_api import service_conn, user_conn
+
+USER = uuid.UUID(int=0x20E5)
+CLOCK = "2026-11-20 10:00:00+00"
+CHAIN = [
+    {"channel": "in_app"},
+    {"channel": "push", "after": "0"},
+    {"channel": "email", "after": "15 minutes", "unless": "seen"},
+]
+
+
+@pytest.fixture
+def service(db: psycopg.Connection[Any]) -> Any:
+    conn = service_conn(db)
+    yield conn
+    conn.close()
+
+
+def dba_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """An admin without an org (a DBA), as the test login role."""
+    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    conn.execute("SET ROLE notify_admin")
+    conn.execute("""SELECT set_config('request.jwt.claims', '{"sub": "dba", "role": "admin"}', false)""")
+    return conn
+
+
+def set_chain(db: psycopg.Connection[Any], type_: str, steps: Any) -> Any:
+    conn = dba_conn(db)
+    try:
+        row = conn.execute("SELECT notify.set_escalation(%s, %s)", (type_, json.dumps(steps))).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return row[0]
+
+
+def pin_clock(db: psycopg.Connection[Any], *conns: psycopg.Connection[Any], at: str = CLOCK) -> None:
+    db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
+    for conn in (db, *conns):
+        conn.execute("SELECT set_config('notify.clock', %s, false)", (at,))
+
+
+def send(service: psycopg.Connection[Any], priority: str = "normal", **extra: Any) -> uuid.UUID:
+    names = "".join(f", {k} => %({k})s" for k in extra)
+    row = service.execute(
+        f"SELECT notify.send(%(user)s, 'task', 'Assigned', 'a task for you', priority => %(priority)s{names})",
+        {"user": USER, "priority": priority, **extra},
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def steps_of(db: psycopg.Connection[Any], notification: uuid.UUID) -> dict[str, tuple[str, datetime | None, str | None]]:
+    return {
+        r[0]: (r[1], r[2], r[3])
+        for r in db.execute(
+            "SELECT channel, status, scheduled_for, unless FROM notify.notification_deliveries "
+            "WHERE notification_id = %s",
+            (notification,),
+        )
+    }
+
+
+def recipient(db: psycopg.Connection[Any], *, device: bool = True, digest: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO notify.recipients (user_id, email) VALUES (%s, 'esc@example.com') "
+        "ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email",
+        (USER,),
+    )
+    if device:
+        add_device(db, USER)
+    if digest:
+        db.execute(
+            "INSERT INTO notify.notification_preferences (user_id, digest_frequency) VALUES (%s, %s)", (USER, digest)
+        )
+
+
+def test_a_chain_plans_each_step_at_its_time(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db)
+    pin_clock(db, service)
+    assert set_chain(db, "task", CHAIN) == [
+        {"channel": "in_app", "after": "00:00:00"},
+        {"channel": "push", "after": "00:00:00", "unless": "seen"},
+        {"channel": "email", "after": "00:15:00", "unless": "seen"},
+    ]
+    notification = send(service)
+    steps = steps_of(db, notification)
+    assert steps["push"] == ("pending", None, "seen")
+    assert steps["email"][0] == "pending" and steps["email"][2] == "seen"
+    assert steps["email"][1] == datetime.fromisoformat(CLOCK) + timedelta(minutes=15)
+
+
+def test_seeing_it_cancels_the_waiting_steps_and_explain_says_so(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db, device=False)
+    pin_clock(db, service)
+    set_chain(db, "task", CHAIN)
+    notification = send(service)
+    # Seen from plain SQL, as any session may (the inbox's mark_seen does the same UPDATE).
+    db.execute("SELECT set_config('notify.clock', '2026-11-20 10:05:00+00', false)")
+    db.execute("UPDATE notify.notifications SET seen_at = notify.now() WHERE id = %s", (notification,))
+    status, _, _ = steps_of(db, notification)["email"]
+    assert status == "cancelled"
+    as_user = user_conn(db, str(USER))
+    try:
+        found = as_user.execute("SELECT notify.explain(%s)", (notification,)).fetchone()
+    finally:
+        as_user.close()
+    assert found is not None
+    explained = found[0]
+    assert explained["rule"].startswith("escalation chain")
+    email = next(s for s in explained["escalation"] if s["channel"] == "email")
+    assert email["state"] == "cancelled"
+    assert email["reason"] == "cancelled: the user saw it at 2026-11-20 10:05:00 UTC"
+    assert email["planned_for"].startswith("2026-11-20T10:15:00")
+    assert explained["escalation"][0] == {
+        "step": 1, "channel": "in_app", "after": "00:00:00", "unless": None,
+        "planned_for": "2026-11-20T10:00:00+00:00", "scheduled_for": None, "state": "run", "reason": None,
+        "run_at": "2026-11-20T10:00:00+00:00", "cancelled_at": None,
+    }  # fmt: skip
+
+
+def test_reading_cancels_a_step_waiting_unless_read(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db, device=False)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "1 hour", "unless": "read"}])
+    notification = send(service)
+    db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
+    assert steps_of(db, notification)["email"][0] == "pending"  # seen is not read
+    as_user = user_conn(db, str(USER))
+    try:
+        as_user.execute("SELECT notify.mark_read(%s)", (notification,))
+    finally:
+        as_user.close()
+    status = db.execute(
+        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
+    ).fetchone()
+    assert status is not None and status[0] == "cancelled" and status[1].startswith("cancelled: the user read it at")
+
+
+def test_an_email_step_is_an_email_even_for_digest_users_and_low_priority(
+    db: psycopg.Connection[Any], service: Any
+) -> None:
+    recipient(db, device=False, digest="daily")
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "10 minutes"}])
+    notification = send(service, priority="low")
+    assert steps_of(db, notification)["email"][0] == "pending"
+    assert db.execute(
+        "SELECT count(*) FROM notify.notification_deliveries WHERE notification_id = %s AND status = 'held'",
+        (notification,),
+    ).fetchone() == (0,)
+
+
+def test_critical_ignores_the_chain(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "1 hour"}])
+    notification = send(service, priority="critical")
+    steps = steps_of(db, notification)
+    assert steps["push"] == ("pending", None, None) and steps["email"] == ("pending", None, None)
+
+
+def test_a_push_step_due_in_quiet_hours_waits_for_their_end(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db)
+    pin_clock(db, service, at="2026-11-20 21:50:00+00")
+    db.execute(
+        "INSERT INTO notify.notification_preferences (user_id, quiet_hours_start, quiet_hours_end, quiet_hours_days) "
+        "VALUES (%s, '22:00', '07:00', '[1,2,3,4,5,6,7]')",
+        (USER,),
+    )
+    # Sent before quiet hours, its push step comes due inside them: it waits until 07:00.
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "push", "after": "20 minutes"}])
+    notification = send(service)
+    status, due, _ = steps_of(db, notification)["push"]
+    assert status == "pending" and due == datetime.fromisoformat("2026-11-21 07:00:00+00")
+
+
+def test_a_senders_chain_overrides_the_types(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db, device=False)
+    set_chain(db, "task", CHAIN)
+    row = service.execute(
+        "INSERT INTO notify.notifications (user_id, type, title, escalation) VALUES (%s, 'task', 'x', %s) RETURNING id",
+        (USER, json.dumps([{"channel": "email", "after": "2 hours", "unless": "read"}])),
+    ).fetchone()
+    assert row is not None
+    steps = steps_of(db, row[0])
+    assert set(steps) == {"email"} and steps["email"][2] == "read"
+    # An empty chain from the sender: the priority's channels (e-mail held for the default digest).
+    row = service.execute(
+        "INSERT INTO notify.notifications (user_id, type, title, escalation) VALUES (%s, 'task', 'y', '[]') "
+        "RETURNING id",
+        (USER,),
+    ).fetchone()
+    assert row is not None
+    assert steps_of(db, row[0])["email"] == ("held", None, None)
+
+
+def test_a_chain_is_for_dbas_only(db: psycopg.Connection[Any], as_role: Any) -> None:
+    with as_role("notify_admin", {"sub": "a", "role": "admin", "org_id": str(uuid.uuid4())}) as cur:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a DBA"):
+            cur.execute("SELECT notify.set_escalation('task', %s)", (json.dumps(CHAIN),))
+    with as_role("notify_service", {"sub": "billing", "role": "service"}) as cur:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            cur.execute("SELECT notify.set_escalation('task', %s)", (json.dumps(CHAIN),))
+
+
+def test_removing_a_chain_brings_back_the_priority_rules(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db, device=False)
+    set_chain(db, "task", CHAIN)
+    assert set_chain(db, "task", []) == []
+    assert db.execute("SELECT count(*) FROM notify.escalation_chains").fetchone() == (0,)
+    notification = send(service)
+    assert steps_of(db, notification)["email"] == ("held", None, None)  # for the default digest again
+
+
+# --- bad chains: a class of inputs, each a clear error of class 22 -----------------------------------------
+
+_GOOD_STEP = st.fixed_dictionaries(
+    {"channel": st.sampled_from(["push", "email"])},
+    optional={"after": st.sampled_from(["0", "5 minutes", "1 hour"]), "unless": st.sampled_from(["seen", "read"])},
+)
+_BAD_STEP = st.one_of(
+    st.fixed_dictionaries({"channel": st.text(max_size=10).filter(lambda c: c not in ("in_app", "push", "email"))}),
+    st.fixed_dictionaries({"channel": st.just("email"), "after": st.sampled_from(["soon", "-5 minutes", "", "99 years"])}),
+    st.fixed_dictionaries({"channel": st.just("email"), "after": st.one_of(st.integers(), st.booleans(), st.none())}),
+    st.fixed_dictionaries({"channel": st.just("email"), "unless": st.text(max_size=10).filter(lambda u: u not in ("seen", "read"))}),
+    st.fixed_dictionaries({"channel": st.just("email"), "when": st.just("later")}),
+    st.fixed_dictionaries({"channel": st.just("in_app"), "after": st.just("1 minute")}),
+    st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2)),
+)  # fmt: skip
+
+
+@st.composite
+def bad_chains(draw: st.DrawFn) -> Any:
+    kind = draw(st.sampled_from(["bad_step", "decreasing", "repeated", "not_array", "too_long"]))
+    if kind == "bad_step":
+        steps = draw(st.lists(_GOOD_STEP, max_size=1, unique_by=lambda s: s["channel"]))
+        return [*steps, draw(_BAD_STEP)] if draw(st.booleans()) else [draw(_BAD_STEP), *steps]
+    if kind == "decreasing":
+        return [{"channel": "push", "after": "1 hour"}, {"channel": "email", "after": "59 minutes"}]
+    if kind == "repeated":
+        channel = draw(st.sampled_from(["push", "email", "in_app"]))
+        return [{"channel": channel}, {"channel": channel}]
+    if kind == "not_array":
+        return draw(st.one_of(st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.text(max_size=5)))
+    return [{"channel": "in_app"}, {"channel": "push"}, {"channel": "email"}, {"channel": "email"}]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=bad_chains())
+def test_a_bad_chain_is_a_clear_error_and_changes_nothing(db: psycopg.Connection[Any], steps: Any) -> None:
+    with pytest.raises(psycopg.Error) as caught:
+        set_chain(db, "task", steps)
+    assert caught.value.sqlstate is not None and caught.value.sqlstate[:2] in ("22", "23"), caught.value
+    assert "escalation" in str(caught.value)
+    assert db.execute("SELECT count(*) FROM notify.escalation_chains").fetchone() == (0,)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_GOOD_STEP, min_size=1, max_size=2, unique_by=lambda s: s["channel"]))
+def test_a_good_chain_comes_back_normalized(db: psycopg.Connection[Any], steps: Any) -> None:
+    ordered = sorted(steps, key=lambda s: ["0", "5 minutes", "1 hour"].index(s.get("after", "0")))
+    stored = set_chain(db, "task", ordered)
+    assert [s["channel"] for s in stored] == [s["channel"] for s in ordered]
+    assert all(s.get("unless") == o.get("unless", "seen" if i else None) for i, (s, o) in enumerate(zip(stored, ordered)))
+
+
+# --- the read and the step's claim, racing ----------------------------------------------------------------
+
+
+def test_no_step_is_claimed_after_the_read_has_committed(db: psycopg.Connection[Any], service: Any) -> None:
+    """The delivery row is where the two meet: either the worker's claim took the step before the read
+    committed (and the read leaves it to finish), or the read cancelled it and the claim finds nothing."""
+    recipient(db, device=False)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "0", "unless": "seen"}])
+    worker = worker_conn(db)
+    reader = psycopg.connect(**dsn(db, login=False), autocommit=True)
+    outcomes = {"claimed": 0, "cancelled": 0}
+    try:
+        for _ in range(60):
+            notification = send(service)
+            (delivery,) = [r[0] for r in db.execute(
+                "SELECT id FROM notify.notification_deliveries WHERE notification_id = %s", (notification,))]  # fmt: skip
+            start = threading.Barrier(2)
+            claimed: list[Any] = []
+
+            def claim() -> None:
+                start.wait()
+                claimed.extend(worker.execute(
+                    "SELECT id FROM notify_private.claim_deliveries(%s)", ([delivery],)).fetchall())  # fmt: skip
+
+            thread = threading.Thread(target=claim)
+            thread.start()
+            start.wait()
+            reader.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
+            thread.join()
+            row = db.execute(
+                "SELECT status, sending_since IS NOT NULL FROM notify.notification_deliveries WHERE id = %s",
+                (delivery,),
+            ).fetchone()
+            assert row is not None
+            if claimed:
+                # Claimed first: in flight, not cancelled; its outcome is recorded as usual.
+                assert row == ("pending", True)
+                outcomes["claimed"] += 1
+            else:
+                assert row == ("cancelled", False)
+                outcomes["cancelled"] += 1
+            # Either way a later claim (a retry) never takes it: the notification has been seen.
+            assert worker.execute(
+                "SELECT count(*) FROM notify_private.claim_deliveries(%s)", ([delivery],)
+            ).fetchone() == (0,)
+            assert db.execute("SELECT status FROM notify.notification_deliveries WHERE id = %s", (delivery,)).fetchone() == ("cancelled",)
+    finally:
+        worker.close()
+        reader.close()
+    assert sum(outcomes.values()) == 60
