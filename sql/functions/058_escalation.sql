@@ -89,51 +89,50 @@ $$;
 COMMENT ON FUNCTION notify_private.escalation_steps(jsonb)
     IS 'checks an escalation chain and returns it normalized ([{channel, after, unless}]); a clear error (SQLSTATE 22) if it is malformed';
 
--- SQL without SET options, STABLE: inlined into channel_decisions, whose plan the insert trigger keeps.
-CREATE OR REPLACE FUNCTION notify_private.escalation_chain(escalation jsonb, type text, priority text) RETURNS jsonb
-    LANGUAGE sql STABLE
-AS $$
-    -- Critical goes everywhere at once; an empty chain from the sender means the priority's channels.
-    SELECT CASE WHEN escalation_chain.priority <> 'critical'
-                THEN nullif(coalesce(escalation_chain.escalation,
-                                     (SELECT c.steps FROM notify.escalation_chains AS c
-                                      WHERE c.type = escalation_chain.type)), '[]'::jsonb) END
-$$;
-COMMENT ON FUNCTION notify_private.escalation_chain(jsonb, text, text)
-    IS 'the chain a notification follows: the sender''s, else its type''s; none for critical or an empty sender''s chain';
-
--- Immutable SQL: inlined wherever it is used. It calls wanted_channels, which 060_delivery_planning.sql creates.
+-- Immutable SQL and a plain expression (no subquery), so that PostgreSQL inlines it into the send's planning
+-- statements, whose plans are kept for the session. It calls wanted_channels, which 060_delivery_planning.sql
+-- creates.
 SET check_function_bodies = off;
 CREATE OR REPLACE FUNCTION notify_private.escalation_wanted(chain jsonb, priority text, channels text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE WHEN escalation_wanted.chain IS NULL
                 THEN notify_private.wanted_channels(escalation_wanted.priority, escalation_wanted.channels)
-                ELSE ARRAY(SELECT s.value ->> 'channel' FROM pg_catalog.jsonb_array_elements(escalation_wanted.chain) AS s
-                           WHERE escalation_wanted.channels IS NULL
-                              OR s.value ->> 'channel' = ANY (escalation_wanted.channels)) END
+                ELSE pg_catalog.array_remove(ARRAY[
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "in_app"}]'
+                              AND (escalation_wanted.channels IS NULL OR 'in_app' = ANY (escalation_wanted.channels))
+                         THEN 'in_app' END,
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "push"}]'
+                              AND (escalation_wanted.channels IS NULL OR 'push' = ANY (escalation_wanted.channels))
+                         THEN 'push' END,
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "email"}]'
+                              AND (escalation_wanted.channels IS NULL OR 'email' = ANY (escalation_wanted.channels))
+                         THEN 'email' END], NULL) END
 $$;
 COMMENT ON FUNCTION notify_private.escalation_wanted(jsonb, text, text[])
     IS 'the channels a notification goes out on before preferences: its chain''s steps (narrowed by the sender''s channels), else those of its priority';
 RESET check_function_bodies;
 
--- Immutable SQL: inlined wherever it is used.
+-- Immutable SQL and a plain expression: inlined wherever it is used.
 CREATE OR REPLACE FUNCTION notify_private.escalation_step(chain jsonb, channel text) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT s.value FROM pg_catalog.jsonb_array_elements(escalation_step.chain) AS s
-    WHERE s.value ->> 'channel' = escalation_step.channel
+    -- The channel is written into the path, not passed as a variable: jsonb_build_object is only stable, and
+    -- an immutable function with a stable body is not inlined. Callers name a channel (in_app, push, email).
+    SELECT pg_catalog.jsonb_path_query_first(
+        escalation_step.chain, ('$[*] ? (@.channel == "' || escalation_step.channel || '")')::jsonpath)
 $$;
 COMMENT ON FUNCTION notify_private.escalation_step(jsonb, text) IS 'the step of a chain on a channel (NULL: none)';
 
 -- Immutable SQL: inlined wherever it is used.
-CREATE OR REPLACE FUNCTION notify_private.step_reason(step jsonb) RETURNS text
+CREATE OR REPLACE FUNCTION notify_private.step_reason(after text, unless text) RETURNS text
     LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT 'escalation step: due ' || (step_reason.step ->> 'after') || ' after it was sent'
-           || coalesce(', unless ' || (step_reason.step ->> 'unless') || ' by then', '')
+    SELECT 'escalation step: due ' || step_reason.after || ' after it was sent'
+           || coalesce(', unless ' || step_reason.unless || ' by then', '')
 $$;
-COMMENT ON FUNCTION notify_private.step_reason(jsonb) IS 'why an escalation step''s delivery waits (NULL: not a step)';
+COMMENT ON FUNCTION notify_private.step_reason(text, text)
+    IS 'why an escalation step''s delivery waits, from its after and unless (NULL: not a step)';
 
 CREATE OR REPLACE FUNCTION notify.set_escalation(type text, steps jsonb) RETURNS jsonb
     LANGUAGE plpgsql

@@ -321,9 +321,12 @@ AS $$
                'escalation', chain.steps)),
            '{}'::jsonb)
     FROM (SELECT (channel_decisions.notification).*) AS n
-    -- An escalation chain (the sender's, else its type's) replaces the priority's channel choice; not for critical.
+    -- An escalation chain (the sender's, else its type's) replaces the priority's channel choice; not for
+    -- critical, which goes everywhere at once. An empty chain from the sender: the priority's channels.
     CROSS JOIN LATERAL (
-        SELECT notify_private.escalation_chain(n.escalation, n.type, n.priority) AS steps
+        SELECT CASE WHEN n.priority <> 'critical'
+                    THEN nullif(coalesce(n.escalation, (SELECT c.steps FROM notify.escalation_chains AS c
+                                                        WHERE c.type = n.type)), '[]'::jsonb) END AS steps
         OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
     ) AS chain
     -- By priority: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
@@ -460,14 +463,14 @@ AS $$
         UNION ALL
         -- Every active device; one token per notification, however many devices (not for critical).
         SELECT 'push', s.id, 'pending',
-               coalesce(k.push ->> 'reason', notify_private.step_reason(k.push_step)),
+               coalesce(k.push ->> 'reason', notify_private.step_reason(k.push_step ->> 'after', k.push_step ->> 'unless')),
                greatest((k.push ->> 'until')::timestamptz, due.push_due),
                CASE WHEN NOT k.critical THEN 'push' END, k.push_step ->> 'unless'
         FROM notify.push_subscriptions AS s
         WHERE 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'pending' AND s.user_id = n.user_id AND s.is_active
         UNION ALL
         SELECT 'email', NULL, k.email ->> 'status',
-               coalesce(k.email ->> 'reason', notify_private.step_reason(k.email_step)),
+               coalesce(k.email ->> 'reason', notify_private.step_reason(k.email_step ->> 'after', k.email_step ->> 'unless')),
                due.email_due,
                CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END, k.email_step ->> 'unless'
         WHERE 'email' = ANY (k.wanted) AND k.email ->> 'status' IN ('pending', 'held')

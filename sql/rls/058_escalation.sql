@@ -13,9 +13,8 @@ GRANT EXECUTE ON FUNCTION notify.set_escalation(text, jsonb) TO notify_admin;
 GRANT EXECUTE ON FUNCTION notify.escalations() TO notify_service, notify_admin;
 GRANT EXECUTE ON FUNCTION notify_private.escalation_steps(jsonb) TO notify_admin, notify_definer;
 -- Inlined into the decisions of a send (the insert trigger, a bulk send's seqs) and its planning.
-GRANT EXECUTE ON FUNCTION notify_private.escalation_chain(jsonb, text, text),
-    notify_private.escalation_wanted(jsonb, text, text[]), notify_private.escalation_step(jsonb, text),
-    notify_private.step_reason(jsonb)
+GRANT EXECUTE ON FUNCTION notify_private.escalation_wanted(jsonb, text, text[]), notify_private.escalation_step(jsonb, text),
+    notify_private.step_reason(text, text)
     TO notify_definer;
 -- The worker's claim cancels a step seen or read since its last attempt.
 GRANT EXECUTE ON FUNCTION notify_private.step_cancelled(text, timestamptz, timestamptz) TO notify_worker, notify_definer;
