@@ -4,8 +4,11 @@ for its time and is cancelled the moment the notification is seen or read; bad c
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,8 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import dsn
+from tests.figures import report
+from tests.server import wait_for
+from tests.standins.http import Response
+from tests.standins.resend import ResendService
 from tests.test_delivery_sql import add_device, worker_conn
 from tests.test_sql_api import service_conn, user_conn
+from tests.test_worker import FAST, resend_env
 
 USER = uuid.UUID(int=0x20E5)
 CLOCK = "2026-11-20 10:00:00+00"
@@ -332,3 +340,81 @@ def test_no_step_is_claimed_after_the_read_has_committed(db: psycopg.Connection[
         worker.close()
         reader.close()
     assert sum(outcomes.values()) == 60
+
+
+# --- the worker killed between steps ------------------------------------------------------------------------
+
+STEP_USERS = 30
+STEP_KILLS = 6
+
+
+def step_statuses(db: psycopg.Connection[Any]) -> dict[str, tuple[str, str | None]]:
+    """Each user's e-mail step: its address, status and reason."""
+    return {
+        r[0]: (r[1], r[2])
+        for r in db.execute(
+            "SELECT r.email, d.status, d.reason FROM notify.notification_deliveries AS d "
+            "JOIN notify.recipients AS r ON r.user_id = d.user_id WHERE d.channel = 'email'"
+        )
+    }
+
+
+def test_the_worker_killed_between_steps_loses_none_runs_none_twice_and_none_after_a_read(
+    db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
+) -> None:
+    env = {**FAST, **resend_env(resend_service), "WORKER_CONCURRENCY": "4"}
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "2 seconds", "unless": "seen"}])
+    users = [uuid.uuid4() for _ in range(STEP_USERS)]
+    db.execute(
+        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,)
+    )
+    resend_service.script(*[Response(delay=0.3)] * STEP_USERS)
+    worker = own_worker(**env)
+    sent = {
+        user: db.execute("SELECT notify.send(%s, 'task', 'Assigned', 'a task for you')", (user,)).fetchone()[0]  # type: ignore[index]
+        for user in users
+    }
+    # Between the steps: the in-app step went with the send, the e-mail step waits for its time.
+    worker.kill()
+    seen_early, racing, unseen = users[:10], users[10:20], users[20:]
+    for user in seen_early:
+        db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (sent[user],))
+    time.sleep(2.5)  # every e-mail step is due now
+    rng = random.Random(20)
+    for kill in range(STEP_KILLS):
+        worker = own_worker(**env)
+        if kill == 1:
+            # Read while a worker runs the steps: each of these is cancelled or was claimed before the read.
+            for user in racing:
+                db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (sent[user],))
+        time.sleep(rng.uniform(0.2, 1.0))
+        worker.kill()
+    own_worker(**env)
+    statuses = wait_for(
+        lambda: (s := step_statuses(db)) and all(status != "pending" for status, _ in s.values()) and s, timeout=60,
+        what="every e-mail step settled after the kills",
+    )  # fmt: skip
+    received = Counter(address for email in resend_service.emails for address in email.to)
+    address = {user: f"{user}@example.com" for user in users}
+    report(
+        "escalation: worker SIGKILL between steps",
+        kills=STEP_KILLS,
+        steps=STEP_USERS,
+        lost=sum(1 for u in unseen if received[address[u]] == 0),
+        run_twice=sum(1 for n in received.values() if n > 1),
+        run_after_a_read=sum(1 for u in seen_early if received[address[u]] > 0),
+        racing_cancelled=sum(1 for u in racing if statuses[address[u]][0] == "cancelled"),
+    )
+    # Seen before the step was due: cancelled, never sent.
+    assert {statuses[address[u]][0] for u in seen_early} == {"cancelled"}
+    assert all(received[address[u]] == 0 for u in seen_early)
+    # Never seen: each sent, exactly once (a retry after a kill is the same e-mail: its idempotency key).
+    assert {statuses[address[u]][0] for u in unseen} == {"sent"}
+    assert all(received[address[u]] == 1 for u in unseen)
+    # Seen while the worker ran: cancelled and not sent; or claimed before the read and sent once (its record,
+    # when the worker died before writing it, says that the attempt may have reached the provider); never twice.
+    for user in racing:
+        status, reason = statuses[address[user]]
+        assert (status, received[address[user]]) in {("cancelled", 0), ("cancelled", 1), ("sent", 1)}
+        if (status, received[address[user]]) == ("cancelled", 1):
+            assert reason is not None and reason.endswith("may have reached the provider"), reason

@@ -54,7 +54,7 @@ BEGIN
         END IF;
         BEGIN
             step_after := coalesce((step ->> 'after')::interval, interval '0');
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        EXCEPTION WHEN data_exception THEN
             RAISE EXCEPTION 'escalation step %: after must be an interval such as "15 minutes", got %', step_no,
                 step -> 'after' USING ERRCODE = 'invalid_datetime_format';
         END;

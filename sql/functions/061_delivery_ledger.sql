@@ -20,7 +20,11 @@ BEGIN
         sending_since = NULL, updated_at = notify.now()
     FROM (
         SELECT p.id,
-               CASE WHEN cancel.reason IS NOT NULL THEN cancel.reason
+               -- A retry's claim: the attempt its worker died in (sending_since set) may have reached the provider.
+               CASE WHEN cancel.reason IS NOT NULL
+                    THEN cancel.reason || CASE WHEN p.sending_since IS NOT NULL
+                                               THEN '; an unfinished attempt before it may have reached the provider'
+                                               ELSE '' END
                     WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
                     WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
                     -- A push held back (quiet hours, send_at) is pointless once the user has read it.
