@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import dsn
 from tests.figures import report
-from tests.server import wait_for
+from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import ResendService
 from tests.test_delivery_sql import add_device, worker_conn
@@ -418,3 +419,47 @@ def test_the_worker_killed_between_steps_loses_none_runs_none_twice_and_none_aft
         assert (status, received[address[user]]) in {("cancelled", 0), ("cancelled", 1), ("sent", 1)}
         if (status, received[address[user]]) == ("cancelled", 1):
             assert reason is not None and reason.endswith("may have reached the provider"), reason
+
+
+# --- over REST -----------------------------------------------------------------------------------------------
+
+
+def test_admins_read_and_dbas_set_chains_over_rest(db: psycopg.Connection[Any], own_server: Any) -> None:
+    server: ServerProcess = own_server()
+    dba = {"Authorization": f"Bearer {make_token('dba', role='admin')}"}
+    org_admin = {"Authorization": f"Bearer {make_token('a', role='admin', org_id=str(uuid.uuid4()))}"}
+    user = {"Authorization": f"Bearer {make_token(USER)}"}
+    path = "/api/v1/admin/escalations"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        put = client.put(f"{path}/task", json={"steps": CHAIN}, headers=dba)
+        assert put.status_code == 200, put.text
+        assert put.json() == {"type": "task", "steps": [
+            {"channel": "in_app", "after": "00:00:00", "unless": None},
+            {"channel": "push", "after": "00:00:00", "unless": "seen"},
+            {"channel": "email", "after": "00:15:00", "unless": "seen"},
+        ]}  # fmt: skip
+        listed = client.get(path, headers=org_admin)
+        assert listed.status_code == 200
+        (chain,) = listed.json()["escalations"]
+        assert chain["type"] == "task" and chain["updated_by"] == "dba" and len(chain["steps"]) == 3
+        # An org admin reads, and may not write; a user may do neither.
+        refused = client.put(f"{path}/task", json={"steps": []}, headers=org_admin)
+        assert refused.status_code == 403
+        assert client.get(path, headers=user).status_code == 403
+        # Bad chains: 422 with the database's message, and the chain stays as it was.
+        for steps, message in [
+            ([{"channel": "email", "after": "1 hour"}, {"channel": "push", "after": "5 minutes"}], "must not decrease"),
+            ([{"channel": "email", "after": "soon"}], "after must be an interval"),
+            ([{"channel": "sms"}], None),
+            ([{"channel": "email", "unless": "clicked"}], None),
+            ([{"channel": "email"}, {"channel": "email"}], "in the chain already"),
+        ]:
+            bad = client.put(f"{path}/task", json={"steps": steps}, headers=dba)
+            assert bad.status_code == 422, (steps, bad.text)
+            if message is not None:
+                assert message in bad.text, bad.text
+        assert client.put(f"{path}/no_such_type", json={"steps": CHAIN}, headers=dba).status_code == 422
+        assert len(client.get(path, headers=dba).json()["escalations"][0]["steps"]) == 3
+        removed = client.put(f"{path}/task", json={"steps": []}, headers=dba)
+        assert removed.status_code == 200 and removed.json()["steps"] == []
+        assert client.get(path, headers=dba).json() == {"escalations": []}

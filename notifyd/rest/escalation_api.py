@@ -48,11 +48,14 @@ class ChainChange(BaseModel):
     steps: Annotated[list[Step], Field(max_length=3, description="the steps in order; [] removes the chain")]
 
 
-class Chain(BaseModel):
+class ChainSet(BaseModel):
     type: str
-    steps: list[StoredStep]
-    updated_at: datetime | None = None
-    updated_by: str | None = None
+    steps: list[StoredStep] = Field(description="the chain as stored (normalized); [] when removed")
+
+
+class Chain(ChainSet):
+    updated_at: datetime
+    updated_by: str | None = Field(description="the sub of the admin who set it (null: set from SQL)")
 
 
 class ChainList(BaseModel):
@@ -76,7 +79,7 @@ async def put_escalation(request: Request) -> Response:
     steps = [step.model_dump(exclude_none=True) for step in body.steps]
     # The pool's jsonb codec encodes the list.
     stored = await fetch(request, caller, "set_escalation", notification_type, steps)
-    return reply(Chain(type=notification_type, steps=stored))
+    return reply(ChainSet(type=notification_type, steps=stored))
 
 
 # Admin routes are bearer-token routes ("user" audience in the document); the handlers check the role.
@@ -84,6 +87,6 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", PREFIX, list_escalations, "every type's escalation chain (admins)", "user", ok_model=ChainList),
     Endpoint("PUT", f"{PREFIX}/{{notification_type}}", put_escalation,
              "set a type's escalation chain, [] removes it (DBAs; 422 for an unknown channel or condition, a "
-             "malformed or decreasing after)", "user", ok_model=Chain, request_model=ChainChange,
+             "malformed or decreasing after)", "user", ok_model=ChainSet, request_model=ChainChange,
              path_params=("notification_type",)),
 ]  # fmt: skip
