@@ -77,7 +77,9 @@ def send(service: psycopg.Connection[Any], priority: str = "normal", **extra: An
     return uuid.UUID(str(row[0]))
 
 
-def steps_of(db: psycopg.Connection[Any], notification: uuid.UUID) -> dict[str, tuple[str, datetime | None, str | None]]:
+def steps_of(
+    db: psycopg.Connection[Any], notification: uuid.UUID
+) -> dict[str, tuple[str, datetime | None, str | None]]:
     return {
         r[0]: (r[1], r[2], r[3])
         for r in db.execute(
@@ -247,7 +249,8 @@ _GOOD_STEP = st.fixed_dictionaries(
 )
 _BAD_STEP = st.one_of(
     st.fixed_dictionaries({"channel": _TEXT.filter(lambda c: c not in ("in_app", "push", "email"))}),
-    st.fixed_dictionaries({"channel": st.just("email"), "after": st.sampled_from(["soon", "-5 minutes", "", "99 years"])}),
+    st.fixed_dictionaries({"channel": st.just("email"),
+                           "after": st.sampled_from(["soon", "-5 minutes", "", "99 years"])}),
     st.fixed_dictionaries({"channel": st.just("email"), "after": st.one_of(st.integers(), st.booleans(), st.none())}),
     st.fixed_dictionaries({"channel": st.just("email"), "unless": _TEXT.filter(lambda u: u not in ("seen", "read"))}),
     st.fixed_dictionaries({"channel": st.just("email"), "when": st.just("later")}),
@@ -288,10 +291,30 @@ def test_a_good_chain_comes_back_normalized(db: psycopg.Connection[Any], steps: 
     ordered = sorted(steps, key=lambda s: ["0", "5 minutes", "1 hour"].index(s.get("after", "0")))
     stored = set_chain(db, "task", ordered)
     assert [s["channel"] for s in stored] == [s["channel"] for s in ordered]
-    assert all(s.get("unless") == o.get("unless", "seen" if i else None) for i, (s, o) in enumerate(zip(stored, ordered)))
+    for i, (got, asked) in enumerate(zip(stored, ordered, strict=True)):
+        assert got.get("unless") == asked.get("unless", "seen" if i else None)
 
 
 # --- the read and the step's claim, racing ----------------------------------------------------------------
+
+
+def claim_racing_a_read(
+    worker: psycopg.Connection[Any], reader: psycopg.Connection[Any], notification: uuid.UUID, delivery: uuid.UUID
+) -> bool:
+    """The worker's claim of the step and the user's read, started together; whether the claim took it."""
+    start = threading.Barrier(2)
+    claimed: list[Any] = []
+
+    def claim() -> None:
+        start.wait()
+        claimed.extend(worker.execute("SELECT id FROM notify_private.claim_deliveries(%s)", ([delivery],)).fetchall())
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    start.wait()
+    reader.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
+    thread.join()
+    return bool(claimed)
 
 
 def test_no_step_is_claimed_after_the_read_has_committed(db: psycopg.Connection[Any], service: Any) -> None:
@@ -301,45 +324,31 @@ def test_no_step_is_claimed_after_the_read_has_committed(db: psycopg.Connection[
     set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "0", "unless": "seen"}])
     worker = worker_conn(db)
     reader = psycopg.connect(**dsn(db, login=False), autocommit=True)
-    outcomes = {"claimed": 0, "cancelled": 0}
+    outcomes: Counter[str] = Counter()
+    status_of = "SELECT status, sending_since IS NOT NULL FROM notify.notification_deliveries WHERE id = %s"
     try:
         for _ in range(60):
             notification = send(service)
-            (delivery,) = [r[0] for r in db.execute(
-                "SELECT id FROM notify.notification_deliveries WHERE notification_id = %s", (notification,))]  # fmt: skip
-            start = threading.Barrier(2)
-            claimed: list[Any] = []
-
-            def claim() -> None:
-                start.wait()
-                claimed.extend(worker.execute(
-                    "SELECT id FROM notify_private.claim_deliveries(%s)", ([delivery],)).fetchall())  # fmt: skip
-
-            thread = threading.Thread(target=claim)
-            thread.start()
-            start.wait()
-            reader.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
-            thread.join()
             row = db.execute(
-                "SELECT status, sending_since IS NOT NULL FROM notify.notification_deliveries WHERE id = %s",
-                (delivery,),
+                "SELECT id FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
             ).fetchone()
             assert row is not None
-            if claimed:
+            delivery = row[0]
+            if claim_racing_a_read(worker, reader, notification, delivery):
                 # Claimed first: in flight, not cancelled; its outcome is recorded as usual.
-                assert row == ("pending", True)
+                assert db.execute(status_of, (delivery,)).fetchone() == ("pending", True)
                 outcomes["claimed"] += 1
             else:
-                assert row == ("cancelled", False)
+                assert db.execute(status_of, (delivery,)).fetchone() == ("cancelled", False)
                 outcomes["cancelled"] += 1
             # Either way a later claim (a retry) never takes it: the notification has been seen.
-            assert worker.execute(
-                "SELECT count(*) FROM notify_private.claim_deliveries(%s)", ([delivery],)
-            ).fetchone() == (0,)
-            assert db.execute("SELECT status FROM notify.notification_deliveries WHERE id = %s", (delivery,)).fetchone() == ("cancelled",)
+            retry = worker.execute("SELECT count(*) FROM notify_private.claim_deliveries(%s)", ([delivery],))
+            assert retry.fetchone() == (0,)
+            assert db.execute(status_of, (delivery,)).fetchone() == ("cancelled", False)
     finally:
         worker.close()
         reader.close()
+    report("escalation: a step's claim racing the read", races=60, **outcomes)
     assert sum(outcomes.values()) == 60
 
 
@@ -366,9 +375,7 @@ def test_the_worker_killed_between_steps_loses_none_runs_none_twice_and_none_aft
     env = {**FAST, **resend_env(resend_service), "WORKER_CONCURRENCY": "4"}
     set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "2 seconds", "unless": "seen"}])
     users = [uuid.uuid4() for _ in range(STEP_USERS)]
-    db.execute(
-        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,)
-    )
+    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,))
     resend_service.script(*[Response(delay=0.3)] * STEP_USERS)
     worker = own_worker(**env)
     sent = {

@@ -29,7 +29,7 @@ class Step(BaseModel):
 
     channel: Literal["in_app", "push", "email"]
     after: Annotated[str, Field(max_length=100, examples=["15 minutes"])] | None = Field(
-        default=None, description="an interval from the send, e.g. \"15 minutes\"; no earlier than the step before"
+        default=None, description='an interval from the send, e.g. "15 minutes"; no earlier than the step before'
     )
     unless: Literal["seen", "read"] | None = Field(
         default=None, description="what cancels the step while it waits (every step after the first: seen)"
