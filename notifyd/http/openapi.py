@@ -90,7 +90,7 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[Refs, dict[str, Any]]:
 
 
 # Path parameters that are not ids: signed tokens are longer than an action name. The patterns are the
-# ones the handlers check (preferences_api.TYPE_NAME, templates_api.Language).
+# ones the handlers check (shared.TYPE_NAME, templates_api.Language).
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "token": {"type": "string", "minLength": 1, "maxLength": 2048},  # notifyd.domain.tracking.MAX_TOKEN
     "notification_type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$", "examples": ["task"]},

@@ -6,6 +6,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -43,6 +44,8 @@ USERS_ONLY = "this route is for end users (a token with role authenticated)"
 SENDERS_ONLY = "only services and admins send notifications"
 ADMINS_ONLY = "this route is for admins (a token with role admin; an org admin's org_id claim names their org)"
 BAD_CURSOR = "cursor is not valid"
+TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
+BAD_TYPE = "unknown notification type: type names are lowercase words such as task"
 
 
 # --- who is calling -------------------------------------------------------------------------------
@@ -133,6 +136,15 @@ async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, mis
     if row is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, missing)
     return row
+
+
+def type_name(request: Request) -> str:
+    """The {notification_type} of the path; 422 for a name no type can have."""
+    name = request.path_params["notification_type"]
+    # Names the database could not even take (a NUL byte) are unknown types too.
+    if not TYPE_NAME.fullmatch(name):
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_TYPE)
+    return str(name)
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:

@@ -18,8 +18,7 @@ from notifyd.core.auth import Caller
 from notifyd.db.pool import as_caller
 from notifyd.db.queries import query
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import org_admin, reply
-from notifyd.rest.preferences_api import type_name
+from notifyd.http.shared import org_admin, reply, type_name
 
 PREFIX = "/api/v1/admin/escalations"
 
