@@ -352,6 +352,54 @@ def test_no_step_is_claimed_after_the_read_has_committed(db: psycopg.Connection[
     assert sum(outcomes.values()) == 60
 
 
+def read_and_see_who_won(db: psycopg.Connection[Any], notification: uuid.UUID) -> str:
+    """Marks the notification seen; in the same transaction, whether the read cancelled its step ("read") or
+    found it claimed or sent by the worker already ("worker")."""
+    with db.transaction():
+        db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
+        row = db.execute(
+            "SELECT status FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'email'",
+            (notification,),
+        ).fetchone()
+    assert row is not None
+    return "read" if row[0] == "cancelled" else "worker"
+
+
+RACES = 40
+
+
+def test_the_steps_job_racing_the_read_never_sends_after_the_read(
+    db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
+) -> None:
+    """A real worker runs each e-mail step at its time while the user reads it around that time: a step the
+    read cancelled never reaches the provider; one the worker had claimed goes out once."""
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "1 second", "unless": "seen"}])
+    users = [uuid.uuid4() for _ in range(RACES)]
+    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,))
+    own_worker(**FAST, **resend_env(resend_service), WORKER_CONCURRENCY="4")
+    rng = random.Random(2020)
+    reads = sorted((rng.uniform(0.8, 3.5), user) for user in users)
+    started = time.monotonic()
+    sent = {user: db.execute("SELECT notify.send(%s, 'task', 'Assigned')", (user,)).fetchone()[0] for user in users}  # type: ignore[index]
+    winners: dict[uuid.UUID, str] = {}
+    for offset, user in reads:
+        time.sleep(max(0.0, started + offset - time.monotonic()))
+        winners[user] = read_and_see_who_won(db, sent[user])
+    wait_for(
+        lambda: (s := step_statuses(db)) and all(status != "pending" for status, _ in s.values()), timeout=30,
+        what="every e-mail step settled",
+    )  # fmt: skip
+    received = Counter(address for email in resend_service.emails for address in email.to)
+    outcomes = Counter(winners.values())
+    report("escalation: the step's job racing the read (real worker)", races=RACES, **outcomes)
+    for user, winner in winners.items():
+        status, _ = step_statuses(db)[f"{user}@example.com"]
+        if winner == "read":
+            assert (status, received[f"{user}@example.com"]) == ("cancelled", 0)
+        else:
+            assert (status, received[f"{user}@example.com"]) == ("sent", 1)
+
+
 # --- the worker killed between steps ------------------------------------------------------------------------
 
 STEP_USERS = 30
