@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -127,6 +128,12 @@ def reply(
     model: BaseModel, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+async def caller_value(request: Request, caller: Caller, name: str, *args: Any) -> Any:
+    """The one value query `name` answers, run as the caller."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        return await conn.fetchval(query(name), *args)
 
 
 async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:

@@ -8,17 +8,14 @@ unknown channel or condition, a malformed or decreasing `after` is a 422 with it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from notifyd.core.auth import Caller
-from notifyd.db.pool import as_caller
-from notifyd.db.queries import query
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import org_admin, reply, type_name
+from notifyd.http.shared import caller_value, org_admin, reply, type_name
 
 PREFIX = "/api/v1/admin/escalations"
 
@@ -61,14 +58,9 @@ class ChainList(BaseModel):
     escalations: list[Chain]
 
 
-async def fetch(request: Request, caller: Caller, name: str, *args: Any) -> Any:
-    async with as_caller(request.app.state.pool, caller) as conn:
-        return await conn.fetchval(query(name), *args)
-
-
 async def list_escalations(request: Request) -> Response:
     caller = await org_admin(request)
-    return reply(ChainList(escalations=await fetch(request, caller, "escalations")))
+    return reply(ChainList(escalations=await caller_value(request, caller, "escalations")))
 
 
 async def put_escalation(request: Request) -> Response:
@@ -77,7 +69,7 @@ async def put_escalation(request: Request) -> Response:
     body = ChainChange.model_validate_json(await request.body())
     steps = [step.model_dump(exclude_none=True) for step in body.steps]
     # The pool's jsonb codec encodes the list.
-    stored = await fetch(request, caller, "set_escalation", notification_type, steps)
+    stored = await caller_value(request, caller, "set_escalation", notification_type, steps)
     return reply(ChainSet(type=notification_type, steps=stored))
 
 
