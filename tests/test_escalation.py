@@ -3,6 +3,7 @@ for its time and is cancelled the moment the notification is seen or read; bad c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
 
 from tests.conftest import dsn
 from tests.figures import report
@@ -518,3 +520,27 @@ def test_admins_read_and_dbas_set_chains_over_rest(db: psycopg.Connection[Any], 
         removed = client.put(f"{path}/task", json={"steps": []}, headers=dba)
         assert removed.status_code == 200 and removed.json()["steps"] == []
         assert client.get(path, headers=dba).json() == {"escalations": []}
+
+
+async def read_over_the_websocket(server: ServerProcess, user: uuid.UUID, notification: uuid.UUID) -> Any:
+    async with connect(f"{server.ws_url}?token={make_token(user)}") as ws:
+        await ws.send(json.dumps({"type": "mark_read", "notification_id": str(notification)}))
+        while (message := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "read_status_updated":
+            pass
+        return message
+
+
+def test_a_read_over_the_websocket_cancels_the_waiting_step(
+    db: psycopg.Connection[Any], service: Any, own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    recipient(db, device=False)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "10 minutes", "unless": "read"}])
+    notification = send(service)
+    assert steps_of(db, notification)["email"][0] == "pending"
+    answer = asyncio.run(read_over_the_websocket(server, USER, notification))
+    assert answer["notification_id"] == str(notification) and answer["unread_count"] == 0
+    status = db.execute(
+        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
+    ).fetchone()
+    assert status is not None and status[0] == "cancelled" and status[1].startswith("cancelled: the user read it at")
