@@ -257,6 +257,7 @@ _BAD_STEP = st.one_of(
     st.fixed_dictionaries({"channel": st.just("email"), "unless": _TEXT.filter(lambda u: u not in ("seen", "read"))}),
     st.fixed_dictionaries({"channel": st.just("email"), "when": st.just("later")}),
     st.fixed_dictionaries({"channel": st.just("in_app"), "after": st.just("1 minute")}),
+    st.fixed_dictionaries({"channel": st.just("in_app"), "unless": st.sampled_from(["seen", "read"])}),
     st.one_of(st.integers(), _TEXT, st.lists(st.integers(), max_size=2)),
 )  # fmt: skip
 

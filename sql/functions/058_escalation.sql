@@ -73,13 +73,13 @@ BEGIN
             RAISE EXCEPTION 'escalation step %: unless must be seen or read, got %', step_no, step -> 'unless'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF channel = 'in_app' AND step_after > interval '0' THEN
-            RAISE EXCEPTION 'escalation step %: the in_app step goes at once (the inbox lists every notification when it is sent)',
+        IF channel = 'in_app' AND (step_after > interval '0' OR step ? 'unless') THEN
+            RAISE EXCEPTION 'escalation step %: the in_app step goes at once, with no after or unless (the inbox lists every notification when it is sent)',
                 step_no USING ERRCODE = 'invalid_parameter_value';
         END IF;
         -- Every step after the first waits for the user: by default until they have seen it.
-        step_unless := CASE WHEN channel = 'in_app' THEN NULL
-                       ELSE coalesce(step ->> 'unless', CASE WHEN step_no > 1 THEN 'seen' END) END;
+        step_unless := CASE WHEN channel <> 'in_app'
+                            THEN coalesce(step ->> 'unless', CASE WHEN step_no > 1 THEN 'seen' END) END;
         normalized := normalized || pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'channel', channel, 'after', step_after::text, 'unless', step_unless)));
     END LOOP;

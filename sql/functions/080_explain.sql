@@ -22,7 +22,7 @@ AS $$
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'step', s.position, 'channel', s.step ->> 'channel', 'after', s.step ->> 'after',
                        'unless', s.step ->> 'unless',
-                       'planned_for', coalesce(n.send_at, n.created_at) + (s.step ->> 'after')::interval,
+                       'planned_for', greatest(n.send_at, n.created_at) + (s.step ->> 'after')::interval,
                        'scheduled_for', o.scheduled_for,
                        'state', CASE o.status WHEN 'pending' THEN 'planned' WHEN 'sent' THEN 'run'
                                               WHEN 'delivered' THEN 'run' ELSE o.status END,
