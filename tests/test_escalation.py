@@ -545,3 +545,23 @@ def test_a_read_over_the_websocket_cancels_the_waiting_step(
         "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
     ).fetchone()
     assert status is not None and status[0] == "cancelled" and status[1].startswith("cancelled: the user read it at")
+
+
+def test_a_step_waits_for_its_rate_limit_token(db: psycopg.Connection[Any], service: Any) -> None:
+    recipient(db)
+    pin_clock(db, service)
+    db.execute("UPDATE notify.settings SET value = '1' WHERE key = 'rate_limit.push_per_hour'")
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "push", "after": "0"}])
+    first, second = send(service), send(service)
+    assert steps_of(db, first)["push"][:2] == ("pending", None)
+    status, due, _ = steps_of(db, second)["push"]
+    # One push an hour: the second step waits for the token the first one spent to come back.
+    assert status == "pending" and due is not None and due > datetime.fromisoformat(CLOCK) + timedelta(minutes=30)
+    reason = db.execute(
+        "SELECT reason FROM notify.notification_deliveries WHERE notification_id = %s", (second,)
+    ).fetchone()
+    assert reason == ("push rate limit (1 per hour): waits for a token",)
+    # A step due after its token is back does not wait longer than its own time.
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "push", "after": "3 hours"}])
+    third = send(service)
+    assert steps_of(db, third)["push"][1] == datetime.fromisoformat(CLOCK) + timedelta(hours=3)
