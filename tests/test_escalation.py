@@ -565,3 +565,16 @@ def test_a_step_waits_for_its_rate_limit_token(db: psycopg.Connection[Any], serv
     set_chain(db, "task", [{"channel": "in_app"}, {"channel": "push", "after": "3 hours"}])
     third = send(service)
     assert steps_of(db, third)["push"][1] == datetime.fromisoformat(CLOCK) + timedelta(hours=3)
+
+
+def test_a_bulk_send_follows_the_types_chain(db: psycopg.Connection[Any], service: Any) -> None:
+    users = [uuid.uuid4() for _ in range(3)]
+    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,))
+    pin_clock(db, service)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "15 minutes", "unless": "read"}])
+    service.execute("SELECT notify.send_bulk(%s, 'task', 'Sprint planning')", (users,))
+    rows = db.execute(
+        "SELECT status, unless, scheduled_for >= %s FROM notify.notification_deliveries WHERE channel = 'email'",
+        (datetime.fromisoformat(CLOCK) + timedelta(minutes=15),),
+    ).fetchall()
+    assert rows == [("pending", "read", True)] * 3
