@@ -64,14 +64,15 @@ TOKENS = {
 # not used before with another request, a P-256 point, an IANA zone PostgreSQL knows, a range whose from
 # is before its to, an action the notification offers, a receipt's action only with event "action", an
 # org lock only with the channel's value set, quiet hours' start and end together, an unsaved template that
-# compiles, a setting's value its kind reads, an interval PostgreSQL reads. Every other operation
+# compiles, a setting's value its kind reads, an interval PostgreSQL reads, an escalation chain's after an
+# interval no earlier than the step before it. Every other operation
 # must accept every request its schema allows.
 SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
     "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
     "put_preference", "get_org_stats", "put_topic", "delete_topic", "send_topic", "preview_broadcast",
-    "create_broadcast", "preview_draft", "put_setting", "put_retention",
+    "create_broadcast", "preview_draft", "put_setting", "put_retention", "put_escalation",
 ]  # fmt: skip
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]

@@ -59,6 +59,7 @@ NULLABLE_USER_ID_EXCEPTIONS = {
 NOT_USER_DATA = {
     "notification_types": "reference",
     "notification_templates": "reference",
+    "escalation_chains": "reference",
     "settings": "reference",
     "retention_policies": "reference",
     "org_notification_preferences": "reference",

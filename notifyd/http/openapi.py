@@ -90,7 +90,7 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[Refs, dict[str, Any]]:
 
 
 # Path parameters that are not ids: signed tokens are longer than an action name. The patterns are the
-# ones the handlers check (preferences_api.TYPE_NAME, templates_api.Language) or the database checks
+# ones the handlers check (shared.TYPE_NAME, templates_api.Language) or the database checks
 # (a topic: notify.require_topic).
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "token": {"type": "string", "minLength": 1, "maxLength": 2048},  # notifyd.domain.tracking.MAX_TOKEN
@@ -131,6 +131,7 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/notifications/preferences", "preferences"),
     ("/api/v1/admin/orgs", "preferences"),
     ("/api/v1/admin/templates", "templates"),
+    ("/api/v1/admin/escalations", "escalation"),
     ("/api/v1/notifications/history", "history"),
     ("/api/v1/notifications/export", "history"),
     ("/api/v1/notifications/analytics", "history"),
@@ -156,6 +157,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "preferences", "description": "The caller's channels, digests and quiet hours; org defaults and locks."},
     {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
     {"name": "topics", "description": "The caller's topic subscriptions, sends to a topic, and admins' broadcasts."},
+    {"name": "escalation", "description": "Escalation chains of the notification types (DBAs set them, admins read)."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
     {

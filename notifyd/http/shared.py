@@ -6,8 +6,10 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -44,6 +46,8 @@ SENDERS_ONLY = "only services and admins send notifications"
 IDEMPOTENCY_CONFLICT = f"the {IDEMPOTENCY_HEADER} header and the idempotency_key field differ"
 ADMINS_ONLY = "this route is for admins (a token with role admin; an org admin's org_id claim names their org)"
 BAD_CURSOR = "cursor is not valid"
+TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
+BAD_TYPE = "unknown notification type: type names are lowercase words such as task"
 
 
 # --- who is calling -------------------------------------------------------------------------------
@@ -141,6 +145,12 @@ def reply(
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
+async def caller_value(request: Request, caller: Caller, name: str, *args: Any) -> Any:
+    """The one value query `name` answers, run as the caller."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        return await conn.fetchval(query(name), *args)
+
+
 async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:
     """The row query `name` finds for `key` as the caller; 404 with `missing` when RLS shows none."""
     async with as_caller(request.app.state.pool, caller) as conn:
@@ -148,6 +158,15 @@ async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, mis
     if row is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, missing)
     return row
+
+
+def type_name(request: Request) -> str:
+    """The {notification_type} of the path; 422 for a name no type can have."""
+    name = request.path_params["notification_type"]
+    # Names the database could not even take (a NUL byte) are unknown types too.
+    if not TYPE_NAME.fullmatch(name):
+        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_TYPE)
+    return str(name)
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:

@@ -9,7 +9,6 @@ GET lists the locked channels of each type under "locked" so that a UI greys the
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -26,13 +25,11 @@ from notifyd.db.pool import as_caller
 from notifyd.db.queries import query
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import end_user, org_admin, path_uuid, reply
+from notifyd.http.shared import end_user, org_admin, path_uuid, reply, type_name
 
 ADMIN_PREFIX = "/api/v1/admin/orgs"
-TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
 
 ORG_NOT_FOUND = "organization not found"
-BAD_TYPE = "unknown notification type: type names are lowercase words such as task"
 
 Frequency = Literal["instant", "daily", "weekly", "never"]
 LockableChannel = Literal["push", "email"]
@@ -218,14 +215,6 @@ class OrgStats(BaseModel):
 
 
 # --- handlers -------------------------------------------------------------------------------------------
-
-
-def type_name(request: Request) -> str:
-    name = request.path_params["notification_type"]
-    # Names the database could not even take (a NUL byte) are unknown types too.
-    if not TYPE_NAME.fullmatch(name):
-        raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_TYPE)
-    return str(name)
 
 
 async def get_preferences(request: Request) -> Response:

@@ -18,14 +18,11 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
-from notifyd.core.auth import Caller
 from notifyd.core.models import Channel, Priority
-from notifyd.db.pool import as_caller
-from notifyd.db.queries import query
 from notifyd.domain import templates
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import org_admin, reply
+from notifyd.http.shared import caller_value, org_admin, reply
 
 PREFIX = "/api/v1/admin/templates"
 NOT_FOUND = "template not found"
@@ -136,19 +133,14 @@ def template_name(request: Request) -> str:
     return name
 
 
-async def fetch(request: Request, caller: Caller, name: str, *args: Any) -> Any:
-    async with as_caller(request.app.state.pool, caller) as conn:
-        return await conn.fetchval(query(name), *args)
-
-
 async def list_templates(request: Request) -> Response:
     caller = await org_admin(request)
-    return reply(TemplateList(templates=await fetch(request, caller, "latest_templates")))
+    return reply(TemplateList(templates=await caller_value(request, caller, "latest_templates")))
 
 
 async def get_template(request: Request) -> Response:
     caller = await org_admin(request)
-    versions = await fetch(request, caller, "template_versions", template_name(request))
+    versions = await caller_value(request, caller, "template_versions", template_name(request))
     if not versions:
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return reply(TemplateList(templates=versions))
@@ -165,7 +157,7 @@ async def put_template(request: Request) -> Response:
         await request.app.state.render_pool.check({**fields, "name": name, "language": language})
     except templates.TemplateError as error:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    written = await fetch(
+    written = await caller_value(
         request, caller, "put_template", name, language, body.type, body.title_template, body.body_template,
         body.push_title_template, body.push_body_template, body.email_subject_template, body.email_html_template,
         body.email_text_template, body.default_priority, body.default_channels, body.variables,
@@ -178,8 +170,8 @@ async def preview_template(request: Request) -> Response:
     caller = await org_admin(request)
     name = template_name(request)
     body = PreviewRequest.model_validate_json(await request.body())
-    languages = await fetch(request, caller, "template_languages", name)
-    default_language = await fetch(request, caller, "default_language")
+    languages = await caller_value(request, caller, "template_languages", name)
+    default_language = await caller_value(request, caller, "default_language")
     if not languages:
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     try:

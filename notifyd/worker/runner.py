@@ -22,7 +22,7 @@ from notifyd.core.config import Settings
 from notifyd.core.metrics import Metrics
 from notifyd.core.requestid import configure_logging
 from notifyd.db import figures
-from notifyd.db.pool import create_pool
+from notifyd.db.pool import as_worker, create_pool
 from notifyd.db.queries import query
 from notifyd.domain import vapid
 from notifyd.domain.deliveries import Channel
@@ -49,7 +49,7 @@ def database_grace(settings: Settings) -> float:
     return min(DATABASE_GRACE, settings.worker_stalled_after)
 
 
-async def recover_stalled_jobs(app: procrastinate.App, settings: Settings) -> None:
+async def recover_stalled_jobs(app: procrastinate.App, settings: Settings, pool: asyncpg.Pool) -> None:
     """Every few seconds, puts the jobs of workers that stopped heartbeating (killed) back in the queue.
 
     A loop of each worker rather than a Procrastinate periodic task: cron counts in minutes, and a
@@ -66,6 +66,18 @@ async def recover_stalled_jobs(app: procrastinate.App, settings: Settings) -> No
         for job in stalled:
             try:
                 await app.job_manager.retry_job(job)
+            except procrastinate.exceptions.UniqueViolation:
+                # A job with its queueing lock waits already (a dispatcher job of the same connection and due
+                # time) and does the same work: this one ends failed, so that it is not found stalled again,
+                # and the waiting one takes over the deliveries it had kept to send itself.
+                await app.job_manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
+                async with as_worker(pool) as conn:
+                    waiting = await conn.fetchval(query("waiting_job"), job.queueing_lock)
+                    if waiting is not None:
+                        await conn.fetchval(query("adopt_kept_deliveries"), waiting)
+                log.warning("job %s (%s) was running on a worker that died; job %s with its lock takes over",
+                            job.id, job.task_name, waiting)  # fmt: skip
+                continue
             except psycopg.Error as error:
                 log.info("job %s was taken back by another worker (%s)", job.id, error)
                 continue
@@ -116,7 +128,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
     try:
         async with app.open_async():
             await vapid.maintain(pool, settings)
-            recovery = asyncio.create_task(recover_stalled_jobs(app, settings), name="stalled-job recovery")
+            recovery = asyncio.create_task(recover_stalled_jobs(app, settings, pool), name="stalled-job recovery")
             worker = asyncio.create_task(
                 app.run_worker_async(
                     queues=list(QUEUES),

@@ -301,6 +301,10 @@ BEGIN
     -- delivery row, and the statement's delivery planning reads no preferences again. A query, not an
     -- assignment, so that its plan (channel_decisions inlined) is kept for the session. A bulk send's
     -- rows were decided together with their seqs (take_bulk_seqs): the row carries its record.
+    -- A sender's own escalation chain is checked (a clear error) and kept normalized, as a type's is.
+    IF NEW.escalation IS NOT NULL AND NEW.escalation <> '[]'::jsonb THEN
+        NEW.escalation := notify_private.escalation_steps(NEW.escalation);
+    END IF;
     IF NOT seq_taken THEN
         SELECT d.decisions INTO NEW.decisions FROM notify_private.channel_decisions(NEW) AS d;
     END IF;

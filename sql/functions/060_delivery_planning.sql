@@ -316,16 +316,29 @@ AS $$
                END,
                'email', CASE WHEN 'email' = ANY (k.wanted) AND decided.email_status <> 'pending'
                              THEN pg_catalog.jsonb_build_object('status', decided.email_status,
-                                                                'reason', decided.email_reason) END)),
+                                                                'reason', decided.email_reason) END,
+               -- The chain it follows, as it stood when it was sent: planning, cancelling and explain read it here.
+               'escalation', chain.steps)),
            '{}'::jsonb)
     FROM (SELECT (channel_decisions.notification).*) AS n
+    -- An escalation chain (the sender's, else its type's) replaces the priority's channel choice; not for
+    -- critical, which goes everywhere at once. An empty chain from the sender: the priority's channels.
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN n.priority <> 'critical'
+                    THEN nullif(coalesce(n.escalation, (SELECT c.steps FROM notify.escalation_chains AS c
+                                                        WHERE c.type = n.type)), '[]'::jsonb) END AS steps
+        OFFSET 0  -- evaluated once: a flattened subquery would copy the expression into each use
+    ) AS chain
     -- By priority: critical everywhere; high and normal in-app, push and e-mail (instant or digest);
     -- low in-app, e-mail by digest only. A sender's channels narrow that set.
     -- Critical is the user's safety (security alerts): their own switches do not stop it; an org lock does.
     CROSS JOIN LATERAL (
-        SELECT notify_private.wanted_channels(n.priority, n.channels) AS wanted,
+        SELECT notify_private.escalation_wanted(chain.steps, n.priority, n.channels) AS wanted,
                n.priority = 'critical' AS critical,
-               notify.now() AS now_at
+               notify.now() AS now_at,
+               -- When its push step is due (now without a chain): quiet hours are read for that time.
+               (notify_private.escalation_step(chain.steps, 'push') ->> 'after')::interval AS push_after,
+               notify_private.escalation_step(chain.steps, 'email') IS NOT NULL AS email_step
     ) AS k
     CROSS JOIN LATERAL notify_private.effective_preferences(n.user_id, n.type) AS prefs
     LEFT JOIN LATERAL (
@@ -343,7 +356,8 @@ AS $$
         -- Non-critical push waits for the end of the user's quiet hours (in-app never waits).
         -- Read only where it decides something: push on, not critical, a device to send to.
         SELECT CASE WHEN 'push' = ANY (k.wanted) AND NOT k.critical AND prefs.push_enabled AND device.has_device
-                    THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END
+                    THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)
+                                                                           + coalesce(k.push_after, interval '0')) END
                AS quiet_until
         OFFSET 0  -- evaluated once, as above
     ) AS quiet
@@ -362,7 +376,8 @@ AS $$
                    THEN 'skipped'
                    WHEN recipient.email IS NULL THEN 'skipped'
                    WHEN recipient.suppression IS NOT NULL THEN 'suppressed'
-                   WHEN k.critical THEN 'pending'
+                   -- An e-mail step is sent as an e-mail, never folded into a digest.
+                   WHEN k.critical OR k.email_step THEN 'pending'
                    WHEN prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN 'pending'
                    WHEN prefs.digest_frequency = 'instant' THEN 'skipped'
                    ELSE 'held'
@@ -374,7 +389,7 @@ AS $$
                         || CASE WHEN prefs.email_locked THEN ' by the organization' ELSE '' END
                    WHEN recipient.email IS NULL THEN 'no e-mail address'
                    WHEN recipient.suppression IS NOT NULL THEN format('the address %s', recipient.suppression)
-                   WHEN k.critical THEN NULL
+                   WHEN k.critical OR k.email_step THEN NULL
                    WHEN prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN NULL
                    WHEN prefs.digest_frequency = 'instant' THEN 'low-priority e-mail goes out in digests only'
                    ELSE format('for the %s digest', prefs.digest_frequency)
@@ -406,21 +421,29 @@ DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
 -- no delivery, one not recorded goes at once.
 CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
     RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
-                   token text)
+                   token text, unless text)
     LANGUAGE sql STABLE
     -- A row per channel (and per device): not the default estimate of 1000, which makes the planner
     -- think a bulk send's planning statement is huge.
     ROWS 3
 AS $$
-    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token
+    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token, c.unless
     FROM (SELECT (plan_notification.notification).*) AS n
     CROSS JOIN LATERAL (
-        SELECT notify_private.wanted_channels(n.priority, n.channels) AS wanted,
+        SELECT notify_private.escalation_wanted(n.decisions -> 'escalation', n.priority, n.channels) AS wanted,
                n.priority = 'critical' AS critical,
                notify.now() AS now_at,
                coalesce(n.decisions -> 'push', '{"status": "pending"}') AS push,
-               coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email
+               coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email,
+               notify_private.escalation_step(n.decisions -> 'escalation', 'push') AS push_step,
+               notify_private.escalation_step(n.decisions -> 'escalation', 'email') AS email_step
     ) AS k
+    -- An escalation step is due its `after` past the send (send_at, else now); a later time (quiet hours,
+    -- a rate-limit token) moves it further.
+    CROSS JOIN LATERAL (
+        SELECT nullif(greatest(n.send_at, k.now_at) + (k.push_step ->> 'after')::interval, k.now_at) AS push_due,
+               nullif(greatest(n.send_at, k.now_at) + (k.email_step ->> 'after')::interval, k.now_at) AS email_due
+    ) AS due
     CROSS JOIN LATERAL (
         -- In-app: listed at once. Only a held real-time event gets a delivery row (pending), which a job
         -- releases when it comes due: one that goes at once is sent with its notification, which is its
@@ -434,18 +457,22 @@ AS $$
                     THEN CASE WHEN n.send_at > k.now_at THEN n.send_at END
                     WHEN n.held_until = n.send_at THEN n.send_at
                     ELSE n.held_until END AS scheduled_for,
-               NULL AS token
+               NULL AS token, NULL AS unless
         WHERE 'in_app' = ANY (k.wanted)
           AND (n.held_until IS NOT NULL OR (n.template_id IS NOT NULL AND n.rendered IS NULL))
         UNION ALL
         -- Every active device; one token per notification, however many devices (not for critical).
-        SELECT 'push', s.id, 'pending', k.push ->> 'reason', (k.push ->> 'until')::timestamptz,
-               CASE WHEN NOT k.critical THEN 'push' END
+        SELECT 'push', s.id, 'pending',
+               coalesce(k.push ->> 'reason', notify_private.step_reason(k.push_step ->> 'after', k.push_step ->> 'unless')),
+               greatest((k.push ->> 'until')::timestamptz, due.push_due),
+               CASE WHEN NOT k.critical THEN 'push' END, k.push_step ->> 'unless'
         FROM notify.push_subscriptions AS s
         WHERE 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'pending' AND s.user_id = n.user_id AND s.is_active
         UNION ALL
-        SELECT 'email', NULL, k.email ->> 'status', k.email ->> 'reason', NULL,
-               CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END
+        SELECT 'email', NULL, k.email ->> 'status',
+               coalesce(k.email ->> 'reason', notify_private.step_reason(k.email_step ->> 'after', k.email_step ->> 'unless')),
+               due.email_due,
+               CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END, k.email_step ->> 'unless'
         WHERE 'email' = ANY (k.wanted) AND k.email ->> 'status' IN ('pending', 'held')
     ) AS c
 $$;
@@ -473,7 +500,7 @@ BEGIN
     -- One statement for all the new notifications (plan_notification is inlined into it).
     WITH decided AS MATERIALIZED (
         SELECT n.id, n.user_id, n.seq, n.send_at, p.channel, p.subscription_id, p.status, p.reason,
-               p.scheduled_for, p.token
+               p.scheduled_for, p.token, p.unless
         FROM new_notifications AS n
         CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
     ), spent AS MATERIALIZED (
@@ -484,7 +511,7 @@ BEGIN
               ORDER BY d.user_id, d.seq, d.token DESC) AS t
     ), planned AS (
         INSERT INTO notify.notification_deliveries AS d
-            (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at)
+            (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at, unless)
         SELECT p.id, p.user_id, p.channel, p.subscription_id, p.status,
                CASE WHEN w.waits
                     THEN CASE p.token
@@ -496,7 +523,7 @@ BEGIN
                CASE WHEN p.status = 'pending'
                     THEN greatest(CASE WHEN w.waits THEN s.token_at ELSE p.scheduled_for END,
                                   CASE WHEN p.send_at > notify.now() THEN p.send_at END) END,
-               CASE WHEN p.status = 'sent' THEN notify.now() END
+               CASE WHEN p.status = 'sent' THEN notify.now() END, p.unless
         FROM decided AS p
         LEFT JOIN spent AS s ON s.id = p.id AND s.token = p.token
         -- Its token comes later than now, and later than the end of its quiet hours: it waits for the token.

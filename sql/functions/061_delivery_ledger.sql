@@ -10,27 +10,38 @@ CREATE OR REPLACE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
     SET search_path = ''
 AS $$
 BEGIN
-    -- Deliveries whose reason to go has vanished since they were planned end here, unsent.
+    -- Deliveries whose reason to go has vanished since they were planned end here, unsent. An escalation step
+    -- is cancelled by the read that saw it (notify_private.cancel_escalation); one claimed before that read by a
+    -- worker that died is cancelled here, by its retry.
     UPDATE notify.notification_deliveries AS d
-    SET status = CASE WHEN stale.suppression IS NOT NULL THEN 'suppressed' ELSE 'skipped' END,
+    SET status = CASE WHEN stale.cancelled THEN 'cancelled'
+                      WHEN stale.suppression IS NOT NULL THEN 'suppressed' ELSE 'skipped' END,
         reason = coalesce(stale.reason, format('the address %s', stale.suppression)),
         sending_since = NULL, updated_at = notify.now()
     FROM (
         SELECT p.id,
-               CASE WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
+               -- A retry's claim: the attempt its worker died in (sending_since set) may have reached the provider.
+               CASE WHEN cancel.reason IS NOT NULL
+                    THEN cancel.reason || CASE WHEN p.sending_since IS NOT NULL
+                                               THEN '; an unfinished attempt before it may have reached the provider'
+                                               ELSE '' END
+                    WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
                     WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
                     -- A push held back (quiet hours, send_at) is pointless once the user has read it.
                     WHEN p.channel = 'push' AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
                     WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
-               CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression
+               CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression,
+               cancel.reason IS NOT NULL AS cancelled
         FROM notify.notification_deliveries AS p
         JOIN notify.notifications AS n ON n.id = p.notification_id AND n.created_at >= notify_private.created_from(p.notification_id) AND n.created_at < notify_private.created_before(p.notification_id)
         JOIN notify.recipients AS r ON r.user_id = p.user_id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
         LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
+        CROSS JOIN LATERAL (SELECT notify_private.step_cancelled(p.unless, n.seen_at, n.read_at) AS reason) AS cancel
         WHERE p.id = ANY (claim_deliveries.delivery_ids) AND p.status = 'pending'
     ) AS stale
-    WHERE d.id = stale.id AND (stale.reason IS NOT NULL OR stale.suppression IS NOT NULL);
+    -- Still pending once its lock is ours (a read may have cancelled it meanwhile).
+    WHERE d.id = stale.id AND d.status = 'pending' AND (stale.reason IS NOT NULL OR stale.suppression IS NOT NULL);
 
     RETURN QUERY
     WITH claimed AS (
@@ -207,11 +218,11 @@ COMMENT ON FUNCTION notify.retry_delivery(uuid)
 CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
     SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
            d.attempts, d.repeats, d.error_message, d.provider_message_id, d.sent_at, d.delivered_at, d.opened_at,
-           d.clicked_at, d.failed_at, d.created_at, NULL::timestamptz AS notification_created_at
+           d.clicked_at, d.failed_at, d.created_at, d.updated_at, NULL::timestamptz AS notification_created_at
     FROM notify.notification_deliveries AS d
     UNION ALL
     SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, n.created_at, n.created_at
+           NULL, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at
     FROM notify.notifications AS n
     CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
     -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
@@ -220,7 +231,7 @@ CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) 
     -- An in-app delivery that went at once has no row until something is tracked of it
     -- (notify_private.in_app_delivery): sent with its notification. Every priority's channels include in-app.
     SELECT NULL, n.id, n.user_id, 'in_app', NULL, 'sent', NULL, NULL, 0, 0, NULL, NULL,
-           n.created_at, NULL, NULL, NULL, NULL, n.created_at, n.created_at
+           n.created_at, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at
     FROM notify.notifications AS n
     WHERE (n.channels IS NULL OR 'in_app' = ANY (n.channels))
       AND NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
@@ -251,6 +262,16 @@ COMMENT ON VIEW notify.queue_depth IS 'Procrastinate jobs waiting (todo) and run
 
 -- What a notification's deliveries say, per channel: the status the center and history show.
 
+-- Immutable SQL: inlined wherever it is used. In notify, as the readers that use it run as their callers.
+CREATE OR REPLACE FUNCTION notify.delivery_rank(status text) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT pg_catalog.array_position(ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped',
+                                           'suppressed', 'cancelled'], delivery_rank.status)
+$$;
+COMMENT ON FUNCTION notify.delivery_rank(text)
+    IS 'how far along a delivery status is (1: delivered): of a channel''s deliveries, the one a summary shows';
+
 CREATE OR REPLACE FUNCTION notify.delivery_status(notification_id uuid) RETURNS jsonb
     -- PL/pgSQL, whose plan is kept for the session: a SQL function is planned at every call of the query that
     -- calls it, over every partition of notifications (its parameter unknown to that plan).
@@ -267,9 +288,7 @@ BEGIN
                 AND (d.notification_created_at IS NULL
                      OR (d.notification_created_at >= notify_private.created_from(delivery_status.notification_id)
                          AND d.notification_created_at < notify_private.created_before(delivery_status.notification_id)))
-              ORDER BY d.channel, pg_catalog.array_position(
-                  ARRAY['delivered', 'sent', 'pending', 'held', 'failed', 'bounced', 'skipped', 'suppressed',
-                        'cancelled'], d.status)) AS best);
+              ORDER BY d.channel, notify.delivery_rank(d.status)) AS best);
 END
 $$;
 COMMENT ON FUNCTION notify.delivery_status(uuid)

@@ -10,10 +10,33 @@ AS $$
         'created_at', n.created_at, 'send_at', n.send_at, 'expires_at', n.expires_at, 'read_at', n.read_at,
         'deleted_at', n.deleted_at, 'group_key', n.group_key, 'group_count', n.group_count,
         'channels_asked', n.channels,
-        'rule', CASE n.priority
+        'rule', CASE WHEN n.decisions ? 'escalation'
+            THEN 'escalation chain: each step on its channel at its time, a later one only while the notification '
+                 'is unseen (or unread); it replaces the channels of priority ' || n.priority
+            ELSE CASE n.priority
             WHEN 'critical' THEN 'critical: every channel at once; the user''s own switches and digest do not hold it'
             WHEN 'low' THEN 'low: in-app; e-mail only in digests; no push'
-            ELSE n.priority || ': in-app and push at once; e-mail instant or by digest, as the user prefers' END,
+            ELSE n.priority || ': in-app and push at once; e-mail instant or by digest, as the user prefers' END END,
+        -- Each step: when it was planned for, and what became of it (run, cancelled because seen or read at ...).
+        'escalation', (
+            SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'step', s.position, 'channel', s.step ->> 'channel', 'after', s.step ->> 'after',
+                       'unless', s.step ->> 'unless',
+                       'planned_for', greatest(n.send_at, n.created_at) + (s.step ->> 'after')::interval,
+                       'scheduled_for', o.scheduled_for,
+                       'state', CASE o.status WHEN 'pending' THEN 'planned' WHEN 'sent' THEN 'run'
+                                              WHEN 'delivered' THEN 'run' ELSE o.status END,
+                       'reason', o.reason, 'run_at', o.sent_at,
+                       'cancelled_at', CASE WHEN o.status = 'cancelled' THEN o.updated_at END)
+                   ORDER BY s.position)
+            FROM pg_catalog.jsonb_array_elements(n.decisions -> 'escalation') WITH ORDINALITY AS s(step, position)
+            -- Push has a delivery per device: a step shows its furthest-along one.
+            LEFT JOIN LATERAL (
+                SELECT d.status, d.reason, d.scheduled_for, d.sent_at, d.updated_at
+                FROM notify.delivery_decisions AS d
+                WHERE d.notification_id = n.id AND d.channel = s.step ->> 'channel'
+                ORDER BY notify.delivery_rank(d.status)
+                LIMIT 1) AS o ON true),
         'decisions', coalesce((
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'channel', d.channel, 'subscription_id', d.subscription_id,

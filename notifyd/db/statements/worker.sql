@@ -47,6 +47,10 @@ SELECT dispatched, jobs, next_due, more, kept FROM notify_private.dispatch_deliv
 -- The pending deliveries this dispatcher job kept to send itself (a retry of the job sends them)
 SELECT queue, ids FROM notify_private.kept_deliveries($1)
 
+-- waiting_job --
+-- The job that waits (todo) with queueing lock $1: it takes over from a dead worker's job with that lock
+SELECT id FROM procrastinate.procrastinate_jobs WHERE queueing_lock = $1 AND status = 'todo'
+
 -- adopt_kept_deliveries --
 -- The sweep's job takes over what dispatcher jobs that will not run again had kept; how many
 SELECT notify_private.adopt_kept_deliveries($1)
