@@ -63,7 +63,7 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
         push_service.script(endpoint, Response(delay=PROVIDER_DELAY))
     email_users = [uuid.uuid4() for _ in range(EMAILS)]
     db.execute(
-        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
+        "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
     )
     resend_service.script(*[Response(delay=PROVIDER_DELAY)] * EMAILS)
     worker = stack.processes[1]
@@ -215,7 +215,7 @@ def test_terminating_every_connection_of_notifyd_loses_nothing_and_duplicates_no
     worker = own_worker(**FAST, **resend_env(resend_service))
     email_users = [uuid.uuid4() for _ in range(EMAILS_IN_FLIGHT)]
     db.execute(
-        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
+        "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
     )
     resend_service.script(*[Response(delay=0.05)] * EMAILS_IN_FLIGHT)
     users = [uuid.uuid4() for _ in range(20)]
@@ -355,7 +355,7 @@ def test_slow_failing_limiting_and_resetting_providers_are_retried_and_in_app_ke
         _, endpoint = stack.subscribe(user)
         push_service.script(endpoint, list(faults.values())[i % len(faults)])
     email_users = [uuid.uuid4() for _ in range(FAULTS)]
-    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
+    db.execute("SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
                (email_users,))  # fmt: skip
     resend_service.script(*[list(faults.values())[i % len(faults)] for i in range(FAULTS)])
 

@@ -40,7 +40,7 @@ def headers(user: uuid.UUID) -> dict[str, str]:
 def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list[str]) -> None:
     """One notification per title through the real triggers (planned deliveries), then spread over time. The
     user has an address and no device: every other one asks for push too, which is skipped (no delivery row)."""
-    db.execute("SELECT notify.upsert_recipient(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
     for i, title in enumerate(titles):
         row = db.execute(
             """INSERT INTO notify.notifications (user_id, type, title, body, data, channels)
@@ -307,7 +307,7 @@ def rss(server: ServerProcess) -> int:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_a_100000_row_export_streams_in_flat_memory(db: psycopg.Connection[Any], own_server: Any, fmt: str) -> None:
-    db.execute("SELECT notify.upsert_recipient(%s, NULL, 'en', 'UTC', NULL)", (ALICE,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, 'en', 'UTC', NULL)", (ALICE,))
     with db.transaction():  # the triggers are off inside this transaction only
         for statement in BULK:
             db.execute(statement, {"user": ALICE, "base": BASE, "many": MANY})

@@ -81,7 +81,7 @@ def set_org(cur: psycopg.Cursor[Any], org: uuid.UUID, type_name: str | None, cha
 
 def join_org(cur: psycopg.Cursor[Any], who: uuid.UUID, org: uuid.UUID | None, email: str | None = None) -> None:
     become(cur, "notify_service", {"sub": "hr", "role": "service"})
-    cur.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (who, email, org))
+    cur.execute("SELECT notify.upsert_recipient_v2(%s, %s, org_id => %s)", (who, email, org))
 
 
 def send(cur: psycopg.Cursor[Any], who: uuid.UUID, type_name: str, priority: str = "high") -> list[tuple[Any, ...]]:
@@ -424,7 +424,7 @@ def admin_headers(org: uuid.UUID | None) -> dict[str, str]:
 
 def new_member(owner: psycopg.Connection[Any], org: uuid.UUID, email: str | None = None) -> uuid.UUID:
     member = uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (member, email, org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, %s, org_id => %s)", (member, email, org))
     return member
 
 

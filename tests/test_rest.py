@@ -578,8 +578,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
 def test_admins_send_within_their_org_only(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:
     org, other_org = uuid.uuid4(), uuid.uuid4()
     member, outsider = uuid.uuid4(), uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, org_id => %s)", (member, org))
-    owner.execute("SELECT notify.upsert_recipient(%s, org_id => %s)", (outsider, other_org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, org_id => %s)", (member, org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, org_id => %s)", (outsider, other_org))
     admin = {"Authorization": f"Bearer {make_token('ops', role='admin', org_id=str(org))}"}
     body = {"type": "system", "title": "Maintenance"}
     created = ok(client.post(API, json={**body, "user_id": str(member)}, headers=admin), 202)

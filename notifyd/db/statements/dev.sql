@@ -14,7 +14,7 @@ GRANT notify_service, notify_authenticated, notify_admin, notify_worker TO notif
 
 -- dev_recipient --
 -- Gives a demo user an address, so the e-mail channel has somewhere to go (the local outbox)
-SELECT notify.upsert_recipient($1, $2)
+SELECT notify.upsert_recipient_v2($1, $2)
 
 -- dev_instant_email --
 -- A demo user who takes e-mail at once instead of in the daily digest; once only, so a later choice in the
