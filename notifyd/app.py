@@ -39,6 +39,7 @@ from notifyd.rest import (
     notifications,
     preferences_api,
     push_api,
+    sms_api,
     templates_api,
     tracking_api,
 )
@@ -53,6 +54,7 @@ ENDPOINTS = [
     *history_api.ENDPOINTS,
     *tracking_api.ENDPOINTS,
     *erasure_api.ENDPOINTS,
+    *sms_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)

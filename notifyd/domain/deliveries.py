@@ -51,7 +51,7 @@ class Delivery:
     """A claimed delivery, secrets decrypted: everything a channel needs to send it."""
 
     id: uuid.UUID
-    channel: str  # push | email
+    channel: str  # push | email | sms
     attempts: int
     notification: dict[str, Any]
     recipient: dict[str, Any]
@@ -63,6 +63,7 @@ class Delivery:
 @dataclass(frozen=True)
 class Sent:
     provider_message_id: str | None = None
+    provider: str | None = None  # which provider took it (the ledger's provider column): resend, twilio...
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ OUTCOME_NAMES: dict[type, str] = {Sent: "sent", Gone: "gone", Retry: "retry", Fa
 
 
 class Channel(Protocol):
-    queue: str  # the Procrastinate queue its jobs are on: push, fcm or email
+    queue: str  # the Procrastinate queue its jobs are on: push, fcm, email or sms
 
     def not_configured(self) -> str | None:
         """Why this channel cannot send (a clear sentence naming the missing setting), or None."""
@@ -214,6 +215,7 @@ def _outcome_json(delivery_id: uuid.UUID, outcome: Outcome) -> dict[str, Any]:
         "outcome": OUTCOME_NAMES[type(outcome)],
         "error": fields.get("error") or fields.get("reason"),
         "provider_message_id": fields.get("provider_message_id"),
+        "provider": fields.get("provider"),
     }
 
 

@@ -34,6 +34,7 @@ from notifyd.domain.tracking import click_url, open_pixel_url
 log = logging.getLogger("notifyd.worker")
 
 RESEND_API_URL = "https://api.resend.com"
+PROVIDER = "resend"
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 NOT_CONFIGURED = "e-mail is not configured: set {missing}"
 NO_ADDRESS = "no e-mail address"
@@ -298,7 +299,7 @@ class EmailChannel:
         except Exception as error:  # noqa: BLE001 - send() answers for every delivery, whatever broke
             log.exception("e-mail delivery %s", delivery.id)
             return Retry(UNEXPECTED.format(error=error))
-        return Sent(provider_message_id=sent["id"])
+        return Sent(provider_message_id=sent["id"], provider=PROVIDER)
 
     async def close(self) -> None:
         """Closes the SDK's connections (one client for the process: the SDK's configuration is global)."""

@@ -137,6 +137,8 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/t/", "tracking"),
     ("/unsubscribe/", "email"),
     ("/api/v1/webhooks/resend", "email"),
+    ("/api/v1/recipients", "sms"),
+    ("/api/v1/webhooks/twilio", "sms"),
     ("/api/v1/notifications/stream", "realtime"),
 )
 
@@ -147,6 +149,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "templates", "description": "Notification templates (admins): list, read, save a version, preview."},
     {"name": "history", "description": "History and export of the caller, analytics, and erasure of a user."},
     {"name": "tracking", "description": "Receipts from the service worker, e-mail open pixel and click redirect."},
+    {"name": "sms", "description": "Recipients' phone numbers (E.164), and Twilio's signed STOP/START replies."},
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
     {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},

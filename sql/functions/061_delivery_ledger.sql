@@ -46,10 +46,10 @@ BEGIN
     )
     SELECT c.id, c.channel, c.attempts,
            pg_catalog.jsonb_build_object(
-               -- A template's push text, when it has one, is what push channels show.
+               -- A template's push text, when it has one, is what push channels and SMS show.
                'id', n.id, 'type', n.type, 'priority', n.priority,
-               'title', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
-               'body', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
+               'title', CASE WHEN c.channel IN ('push', 'sms') THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
+               'body', CASE WHEN c.channel IN ('push', 'sms') THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
                'email', n.rendered -> 'email', 'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
                'created_at', n.created_at,
                'expires_at', n.expires_at),
