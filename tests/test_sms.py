@@ -154,8 +154,8 @@ def test_twilio_refusals_are_final_and_its_trouble_is_retried(
 ) -> None:  # fmt: skip
     refused, flaky = recipient(service, "+14155550124"), recipient(service, "+14155550125")
     twilio_service.script(twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"), to="+14155550124")
-    twilio_service.script(twilio_error(503, 20500, "Service unavailable"), Response(429, headers={"Retry-After": "0"},
-                          body={"code": 20429, "message": "Too Many Requests", "status": 429}), to="+14155550125")  # fmt: skip
+    too_many = Response(429, headers={"Retry-After": "0"}, body={"code": 20429, "message": "Too Many Requests"})
+    twilio_service.script(twilio_error(503, 20500, "Service unavailable"), too_many, to="+14155550125")
     first, second = send(service, refused), send(service, flaky)
     failed = settled(db, first, "failed")
     assert failed["attempts"] == 1 and "21610" in failed["error_message"] and failed["provider"] is None
@@ -282,7 +282,8 @@ def test_the_users_sms_switch_and_the_daily_limit(
 ) -> None:
     user = recipient(service, "+14155550134")
     db.execute(
-        "INSERT INTO notify.notification_preferences (user_id, notification_type, sms_enabled) VALUES (%s, 'task', false)",
+        "INSERT INTO notify.notification_preferences (user_id, notification_type, sms_enabled) "
+        "VALUES (%s, 'task', false)",
         (user,),
     )
     off = sms_decision(db, send(service, user))

@@ -122,8 +122,14 @@ class TwilioService(StandIn):
         return None
 
     def _accept(self, form: dict[str, str]) -> Response:
-        message = SentSms(sid="SM" + secrets.token_hex(16), to=form["To"], from_=form.get("From"),
-                          messaging_service_sid=form.get("MessagingServiceSid"), body=form["Body"], form=form)  # fmt: skip
+        message = SentSms(
+            sid="SM" + secrets.token_hex(16),
+            to=form["To"],
+            from_=form.get("From"),
+            messaging_service_sid=form.get("MessagingServiceSid"),
+            body=form["Body"],
+            form=form,
+        )
         self._record(self._messages, message)
         resource: dict[str, Any] = {
             "sid": message.sid, "account_sid": self.account_sid, "to": message.to, "from": message.from_,
