@@ -21,14 +21,14 @@ from notifyd.db.queries import query
 from notifyd.domain.sms import e164, signature_matches
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import NOT_FOUND, path_uuid, reply, sender
-from notifyd.rest.email_api import raw_body
+from notifyd.http.shared import NOT_FOUND, path_uuid, raw_body, reply, sender
 
 RECIPIENT_PATH = "/api/v1/recipients/{user_id:uuid}"
 TWILIO_PATH = "/api/v1/webhooks/twilio"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 # Twilio's inbound message posts are a few hundred bytes of form fields (a long reply's Body included).
 MAX_INBOUND_BODY = 64 * 1024
+INBOUND_TOO_LARGE = f"a Twilio webhook body is at most {MAX_INBOUND_BODY} bytes"
 NO_AUTH_TOKEN = "the Twilio webhook is not configured: set TWILIO_AUTH_TOKEN"
 MISSING_SIGNATURE = "the X-Twilio-Signature header is missing"
 BAD_SIGNATURE = "the X-Twilio-Signature does not match this request"
@@ -102,7 +102,7 @@ async def twilio_inbound(request: Request) -> Response:
     auth_token = request.app.state.settings.twilio_auth_token
     if auth_token is None:
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, NO_AUTH_TOKEN)
-    raw = await raw_body(request, MAX_INBOUND_BODY)
+    raw = await raw_body(request, MAX_INBOUND_BODY, INBOUND_TOO_LARGE)
     try:
         params = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
     except (UnicodeDecodeError, ValueError):
