@@ -1,6 +1,6 @@
 """Crash and fault suites with real processes: what notifyd survives, in figures (printed at the end of the run).
 
-- the worker SIGKILLed 20 times at random points while 1,000 deliveries are in flight;
+- the worker SIGKILLed 20 times at random points while 1,100 deliveries (e-mail, push, SMS) are in flight;
 - every database connection of notifyd terminated, and a full PostgreSQL restart, while notifications stream
   to WebSocket sessions;
 - providers that answer slowly, with 500s, with 429 and Retry-After, or reset the connection;
@@ -31,14 +31,17 @@ from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
+from tests.standins.twilio import TwilioService
+from tests.test_sms import twilio_env
 from tests.test_webpush import WORKER_ENV, start_stack
 from tests.test_worker import FAST, prepared, private_cluster, resend_env  # noqa: F401 - fixture
 
 EMAILS = 900
 PUSHES = 100
+SMSES = 100
 EMAILS_IN_FLIGHT = 200
 KILLS = 20
-# Slow provider answers keep the 1,000 deliveries in flight across all the kills.
+# Slow provider answers keep the 1,100 deliveries in flight across all the kills.
 PROVIDER_DELAY = 0.3
 
 
@@ -54,8 +57,9 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     own_worker: Any,
     push_service: PushService,
     resend_service: ResendService,
+    twilio_service: TwilioService,
 ) -> None:
-    env = {**WORKER_ENV, **FAST, **resend_env(resend_service), "WORKER_CONCURRENCY": "4"}
+    env = {**WORKER_ENV, **FAST, **resend_env(resend_service), **twilio_env(twilio_service), "WORKER_CONCURRENCY": "4"}
     stack = start_stack(db, own_server, own_worker, push_service, **env)
     push_users = [uuid.uuid4() for _ in range(PUSHES)]
     for user in push_users:
@@ -66,13 +70,21 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
         "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
     )
     resend_service.script(*[Response(delay=PROVIDER_DELAY)] * EMAILS)
+    sms_users = {uuid.uuid4(): f"+1415555{i:04d}" for i in range(SMSES)}
+    db.execute(
+        "SELECT notify.upsert_recipient_v2(u, phone => p) FROM unnest(%s::uuid[], %s::text[]) AS x(u, p)",
+        (list(sms_users), list(sms_users.values())),
+    )
+    twilio_service.script(*[Response(delay=PROVIDER_DELAY)] * SMSES)
     worker = stack.processes[1]
     worker.kill()
     db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
                "channels => '{email}')", (email_users,))  # fmt: skip
     db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
                "channels => '{push}')", (push_users,))  # fmt: skip
-    assert pending(db) == EMAILS + PUSHES
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => '{sms}')", (list(sms_users),))  # fmt: skip
+    assert pending(db) == EMAILS + PUSHES + SMSES
 
     rng = random.Random(8)
     kills_in_flight = 0
@@ -87,25 +99,28 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     statuses = Counter(r[0] for r in db.execute("SELECT status FROM notify.notification_deliveries"))
     emails = Counter(e.idempotency_key for e in resend_service.emails)
     pushes = Counter(m.json["id"] for m in push_service.messages)
+    smses = Counter(m.to for m in twilio_service.messages)
     repeats = db.execute("SELECT coalesce(sum(repeats), 0) FROM notify.notification_deliveries").fetchone()
     report(
         "worker SIGKILL",
         kills=KILLS,
         kills_with_deliveries_in_flight=kills_in_flight,
-        deliveries=EMAILS + PUSHES,
-        lost=EMAILS + PUSHES - statuses["sent"],
+        deliveries=EMAILS + PUSHES + SMSES,
+        lost=EMAILS + PUSHES + SMSES - statuses["sent"],
         emails_sent_twice=sum(1 for n in emails.values() if n > 1),
         email_requests=len(resend_service.requests),
         pushes_received_twice=sum(1 for n in pushes.values() if n > 1),
+        sms_received_twice=sum(1 for n in smses.values() if n > 1),
         repeats_counted=repeats[0] if repeats else None,
     )
     assert kills_in_flight == KILLS, "every kill hit deliveries in flight"
-    assert statuses == {"sent": EMAILS + PUSHES}, statuses
+    assert statuses == {"sent": EMAILS + PUSHES + SMSES}, statuses
     assert len(emails) == EMAILS and set(emails.values()) == {1}, "Resend created each e-mail once"
     assert len(pushes) == PUSHES
-    # A push repeats only when a kill fell between the push service's answer and the ledger's commit,
-    # and the next attempt counts each such possible repeat on its delivery.
-    twice = sum(n - 1 for n in pushes.values())
+    assert set(smses) == set(sms_users.values())
+    # A push or an SMS (neither provider takes an idempotency key) repeats only when a kill fell between the
+    # provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
+    twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values())
     assert repeats is not None and repeats[0] >= twice
 
 

@@ -38,12 +38,19 @@ def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     conn.close()
 
 
-def sms_env(twilio: TwilioService, **overrides: str) -> dict[str, str]:
-    env = {
+def twilio_env(twilio: TwilioService) -> dict[str, str]:
+    """The SMS channel's settings for the stand-in, and nothing else (a caller keeps its own timings)."""
+    return {
         "TWILIO_ACCOUNT_SID": twilio.account_sid,
         "TWILIO_AUTH_TOKEN": twilio.auth_token,
         "TWILIO_FROM_NUMBER": FROM_NUMBER,
         "TWILIO_API_URL": twilio.url,
+    }
+
+
+def sms_env(twilio: TwilioService, **overrides: str) -> dict[str, str]:
+    env = {
+        **twilio_env(twilio),
         "PROVIDER_TIMEOUT": "1",
         "WORKER_HEARTBEAT_INTERVAL": "1",
         "WORKER_STALLED_AFTER": "3",
