@@ -62,6 +62,8 @@ class Endpoint:
     extra_responses: dict[int, str] = field(default_factory=dict)
     # False: the body may be left out (the model's defaults apply).
     request_body_required: bool = True
+    # How the caller encodes the body: a provider's webhook may post form fields.
+    request_media_type: str = "application/json"
 
     @property
     def openapi_path(self) -> str:
@@ -284,7 +286,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
         if e.request_model is not None:
             operation["requestBody"] = {
                 "required": e.request_body_required,
-                "content": {"application/json": {"schema": refs[(e.request_model, "validation")]}},
+                "content": {e.request_media_type: {"schema": refs[(e.request_model, "validation")]}},
             }
         if e.audience == "user":
             operation["security"] = [{BEARER: []}]
