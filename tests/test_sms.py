@@ -170,6 +170,17 @@ def test_twilio_refusals_are_final_and_its_trouble_is_retried(
     assert retried["attempts"] == 3
     assert [m.to for m in twilio_service.messages] == ["+14155550125"]
 
+    # The refused one is a dead letter; analytics count one SMS sent and one failed.
+    dead = db.execute("SELECT notification_id, channel FROM notify.dead_letters").fetchall()
+    assert dead == [(first, "sms")]
+    events = db.execute("SELECT event FROM notify.delivery_events WHERE channel = 'sms' ORDER BY event").fetchall()
+    assert events == [("failed",), ("sent",)]
+    # GDPR erasure takes the number (the recipient row) and the provider's error that quoted it.
+    counts = db.execute("SELECT notify.erase_user(%s)", (refused,)).fetchone()
+    assert counts is not None and counts[0]["recipients"] == 1
+    assert db.execute("SELECT count(*) FROM notify.recipients WHERE phone = '+14155550124'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM notify.dead_letters").fetchone() == (0,)
+
 
 def test_no_number_or_no_configuration_is_a_clear_skip(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_worker: Any, twilio_service: TwilioService,
