@@ -192,6 +192,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TWILIO_API_URL", "(Twilio's)", "Twilio endpoint (a stand-in in tests)", _RUNNING),
     Variable("SMS_MAX_LENGTH", "320", "characters of an SMS's text at most, its link included", _RUNNING),
     Variable(
+        "SMTP_HOST", "(none: no failover)", "SMTP server e-mail fails over to when Resend's circuit opens", _RUNNING
+    ),
+    Variable("SMTP_PORT", "587", "its port", _RUNNING),
+    Variable("SMTP_USERNAME", "(none: no AUTH)", "SMTP login", _RUNNING),
+    Variable("SMTP_PASSWORD", "(none)", "SMTP password", _RUNNING),
+    Variable("SMTP_TLS", "starttls", "starttls, tls (implicit, port 465) or none (a local relay only)", _RUNNING),
+    Variable(
         "PRIVACY_POLICY_URL",
         "(none: e-mails have no privacy link)",
         "the product's privacy policy, linked in e-mail footers",
@@ -342,6 +349,7 @@ LOG_FORMATS = ("text", "json")
 
 
 POOL_MODES = ("session", "transaction")
+SMTP_TLS_MODES = ("starttls", "tls", "none")
 
 
 def transaction_pooling() -> bool:
@@ -361,6 +369,13 @@ def _direct_url(url: str, pooled: bool) -> str:
             "LISTEN receives nothing through a transaction pooler"
         )
     return direct or url
+
+
+def _smtp_tls() -> str:
+    value = env("SMTP_TLS") or "starttls"
+    if value not in SMTP_TLS_MODES:
+        raise SystemExit(f"notifyd: SMTP_TLS is starttls, tls or none, got {value!r}")
+    return value
 
 
 def _log_format() -> str:
@@ -407,6 +422,11 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_url: str | None = None
     sms_max_length: int = 320
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: str = "starttls"
     privacy_policy_url: str | None = None
     # The product's notification center: notifyd serves no such page, so digests link it only when set.
     notification_center_url: str | None = None
@@ -497,6 +517,11 @@ class Settings:
             twilio_messaging_service_sid=_text("TWILIO_MESSAGING_SERVICE_SID"),
             twilio_api_url=_text("TWILIO_API_URL"),
             sms_max_length=_positive("SMS_MAX_LENGTH", 320),
+            smtp_host=_text("SMTP_HOST"),
+            smtp_port=_positive("SMTP_PORT", 587),
+            smtp_username=_text("SMTP_USERNAME"),
+            smtp_password=_text("SMTP_PASSWORD"),
+            smtp_tls=_smtp_tls(),
             privacy_policy_url=_text("PRIVACY_POLICY_URL"),
             notification_center_url=_text("NOTIFICATION_CENTER_URL"),
             provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),

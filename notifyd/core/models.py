@@ -224,6 +224,15 @@ class ErrorBody(BaseModel):
 # --- why a notification went where it went, and cancelling one (notifyd.rest.delivery_api) -----------
 
 
+class ProviderCircuit(BaseModel):
+    provider: str
+    state: Literal["closed", "open", "half_open"]
+    failures: int
+    opened_at: str | None
+    timeouts: int
+    server_errors: int
+
+
 class Decision(BaseModel):
     channel: Channel
     subscription_id: uuid.UUID | None
@@ -237,6 +246,7 @@ class Decision(BaseModel):
     delivered_at: str | None
     failed_at: str | None
     decided_at: str
+    provider: str | None = Field(default=None, description="who took it: resend, smtp, twilio (or may have: a timeout)")
 
 
 class Explanation(BaseModel):
@@ -255,6 +265,7 @@ class Explanation(BaseModel):
     group_count: int
     decisions: list[Decision]
     folds: list[dict[str, Any]]
+    providers: list[ProviderCircuit] = Field(description="each provider's circuit breaker now: where new e-mail goes")
 
 
 class Cancelled(BaseModel):

@@ -58,6 +58,7 @@ class Delivery:
     subscription: Subscription | None
     vapid_key: VapidKey | None
     unread_count: int  # the user's unread notifications, for a push's badge (0 for e-mail: not counted)
+    provider: str | None = None  # an earlier attempt's provider, if its answer never came: this one goes there too
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class Gone:
 class Retry:
     error: str
     retry_after: float | None = None
+    # Set when no answer came (a timeout): the provider may have taken it, and the next attempt goes there again.
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def _delivery(row: asyncpg.Record, box: SecretBox | None) -> Delivery:
         if key is not None
         else None,
         unread_count=row["unread_count"],
+        provider=row["provider"],
     )
 
 

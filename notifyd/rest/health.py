@@ -37,7 +37,8 @@ async def metrics(request: Request) -> Response:
         async with as_worker(request.app.state.pool) as conn:
             counts = await conn.fetch(query("delivery_counts"))
             queues = await conn.fetch(query("queue_depth"))
-        figures.set_delivery_figures(counts, queues)
+            circuits = await conn.fetch(query("provider_circuits"))
+        figures.set_delivery_figures(counts, queues, circuits)
     except (OSError, TimeoutError, asyncpg.PostgresError):
         pass  # the process's own figures are still worth a scrape
     return Response(figures.render(), media_type=figures.content_type)

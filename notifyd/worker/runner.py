@@ -99,7 +99,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         transaction_pooling=settings.transaction_pooling,
     )
     channels: list[Channel] = [
-        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings), SmsChannel(settings),
+        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings, pool), SmsChannel(settings),
     ]  # fmt: skip
     for channel in channels:
         reason = channel.not_configured()

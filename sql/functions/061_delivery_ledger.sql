@@ -3,9 +3,11 @@
 
 -- The worker's side.
 
-CREATE OR REPLACE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
+-- Its result gained the provider an earlier attempt is pinned to: CREATE OR REPLACE cannot change that.
+DROP FUNCTION IF EXISTS notify_private.claim_deliveries(uuid[]);
+CREATE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
     RETURNS TABLE (id uuid, channel text, attempts integer, notification jsonb, recipient jsonb,
-                   subscription jsonb, vapid_key jsonb, unread_count bigint)
+                   subscription jsonb, vapid_key jsonb, unread_count bigint, provider text)
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -63,7 +65,8 @@ BEGIN
            -- The badge a push shows; an e-mail shows none, and counting costs an index scan per delivery.
            CASE WHEN c.channel = 'push' THEN
                (SELECT pg_catalog.count(*) FROM notify.inbox AS u
-                WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END
+                WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END,
+           c.provider
     FROM claimed AS c
     JOIN notify.notifications AS n ON n.id = c.notification_id
     JOIN notify.recipients AS r ON r.user_id = c.user_id
@@ -83,7 +86,8 @@ DECLARE
     max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
     strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
 BEGIN
-    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id, provider}]
+    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id, provider}]; a retry's
+    -- provider: the attempt's answer never came, so the provider may have the delivery (it is pinned there)
     IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(record_outcomes.outcomes) AS o(item)
                WHERE NOT coalesce(o.item ->> 'outcome' = ANY (ARRAY['sent', 'gone', 'retry', 'failed', 'skipped']), false)) THEN
         RAISE EXCEPTION 'an outcome is one of sent, gone, retry, failed, skipped' USING ERRCODE = 'invalid_parameter_value';
@@ -124,7 +128,9 @@ BEGIN
             END,
             error_message = CASE WHEN o.outcome = 'sent' THEN NULL ELSE o.error END,
             provider_message_id = coalesce(o.provider_message_id, d.provider_message_id),
-            provider = CASE WHEN o.outcome = 'sent' THEN coalesce(o.provider, d.provider) ELSE d.provider END,
+            -- A sent one names who took it; a retry names the provider only when that provider may have
+            -- taken it (no answer came): the next attempt must go there again, with the same idempotency key.
+            provider = coalesce(o.provider, d.provider),
             sending_since = NULL,
             sent_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE d.sent_at END,
             failed_at = CASE WHEN o.outcome IN ('sent', 'skipped') THEN d.failed_at ELSE notify.now() END,

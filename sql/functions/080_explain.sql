@@ -32,7 +32,9 @@ AS $$
                                  'of its first notification): no deliveries of its own')
                    ORDER BY f.folded_at)
             FROM notify.notification_folds AS f
-            WHERE f.notification_id = n.id), '[]'::jsonb))
+            WHERE f.notification_id = n.id), '[]'::jsonb),
+        -- Where new e-mail goes now, and why (a provider's circuit open after its failures).
+        'providers', notify.provider_circuits())
     FROM notify.notifications AS n
     WHERE n.id = explain.notification_id
 $$;

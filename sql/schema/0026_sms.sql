@@ -51,7 +51,38 @@ COMMENT ON COLUMN notify.notification_preferences.sms_enabled
 
 ALTER TABLE notify.notification_deliveries ADD COLUMN provider text;
 COMMENT ON COLUMN notify.notification_deliveries.provider
-    IS 'the provider that took the delivery (resend, twilio...); NULL until one answered it was sent';
+    IS 'the provider that took the delivery (resend, smtp, twilio), or that may have (no answer came: retries go there)';
 
 INSERT INTO notify.settings (key, value, kind, description) VALUES
     ('rate_limit.sms_per_day', '5', 'integer', 'SMS per user per day (each costs money); more wait for a token');
+
+-- E-mail failover: a circuit breaker per provider, shared by every worker process (and read by every serve
+-- process's /metrics and by notify.explain), so that all of them agree where new e-mail goes.
+CREATE TABLE notify_private.provider_circuits (
+    provider      text PRIMARY KEY CONSTRAINT "provider must be a lowercase name" CHECK (provider ~ '^[a-z][a-z0-9_]*$'),
+    state         text NOT NULL DEFAULT 'closed'
+                  CONSTRAINT "state must be closed, open or half_open" CHECK (state IN ('closed', 'open', 'half_open')),
+    failures      integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
+    opened_at     timestamptz,
+    probe_at      timestamptz,
+    timeouts      bigint NOT NULL DEFAULT 0 CHECK (timeouts >= 0),
+    server_errors bigint NOT NULL DEFAULT 0 CHECK (server_errors >= 0),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE notify_private.provider_circuits
+    IS 'one circuit breaker per provider: closed (in use), open (new attempts go to the fallback), half_open (a probe is out)';
+COMMENT ON COLUMN notify_private.provider_circuits.provider IS 'the provider: resend, smtp, twilio';
+COMMENT ON COLUMN notify_private.provider_circuits.state IS 'closed, open or half_open';
+COMMENT ON COLUMN notify_private.provider_circuits.failures IS 'timeouts and 5xx answers in a row (a success resets it)';
+COMMENT ON COLUMN notify_private.provider_circuits.opened_at IS 'when the circuit last opened';
+COMMENT ON COLUMN notify_private.provider_circuits.probe_at IS 'when the last half-open probe went out';
+COMMENT ON COLUMN notify_private.provider_circuits.timeouts IS 'attempts whose answer never came, ever (a counter)';
+COMMENT ON COLUMN notify_private.provider_circuits.server_errors IS '5xx answers and refused connections, ever (a counter)';
+COMMENT ON COLUMN notify_private.provider_circuits.updated_at IS 'when the row last changed';
+INSERT INTO notify_private.provider_circuits (provider) VALUES ('resend'), ('smtp'), ('twilio');
+
+INSERT INTO notify.settings (key, value, kind, description) VALUES
+    ('circuit.failures_to_open', '5', 'integer',
+     'timeouts or 5xx answers in a row from a provider after which new e-mail goes to the other provider'),
+    ('circuit.probe_after', '"30 seconds"', 'interval',
+     'how long an open circuit waits before one batch probes the provider again (half-open)');
