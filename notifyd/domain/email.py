@@ -28,6 +28,7 @@ from email.utils import formataddr
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import jinja2
 import markupsafe
@@ -235,6 +236,14 @@ def outcome_of(error: ResendError) -> Outcome:
     return Failed(message)
 
 
+class NoAnswer(ResendError):
+    """Resend's answer did not come in time: the request may have reached it. The SDK wraps every other exception
+    of its HTTP client as a 500, which is an answer; this one is passed through as it is."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(0, "no_answer", f"no answer: {error!r}", "retry with the same idempotency key")
+
+
 class PooledClient(AsyncHTTPClient):
     """The SDK's async HTTP client on keep-alive connections (its default, httpx, opens a client per e-mail)."""
 
@@ -252,10 +261,14 @@ class PooledClient(AsyncHTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         if files is not None:
             raise ValueError("notifyd sends no multipart requests to Resend")
-        async with self.http.get().request(
-            method, url, headers=headers, json=json, data=data, allow_redirects=False
-        ) as response:
-            return await response.read(), response.status, response.headers
+        try:
+            async with self.http.get().request(
+                method, url, headers=headers, json=json, data=data, allow_redirects=False
+            ) as response:
+                return await response.read(), response.status, response.headers
+        except aiohttp.SocketTimeoutError as error:
+            # A read timed out after the request went out (a connect timeout sent nothing: an answer of sorts).
+            raise NoAnswer(error) from error
 
 
 class Answer(enum.Enum):
@@ -316,7 +329,11 @@ class EmailChannel:
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
         route = await self._route()
         answers = await asyncio.gather(*(self._send_one(d, d.provider or route) for d in deliveries))
-        await self._record(answers)
+        try:
+            await self._record(answers)
+        except (OSError, asyncpg.PostgresError):
+            # The outcomes still go to the ledger: a circuit that missed one batch only moves a batch later.
+            log.exception("e-mail: recording the providers' answers in their circuits")
         return {d.id: o for d, (_, _, o) in zip(deliveries, answers, strict=True)}
 
     async def _route(self) -> str:
@@ -351,7 +368,7 @@ class EmailChannel:
             async with self._slots, asyncio.timeout(self._deadline):
                 # A request cut by the deadline may still have reached Resend: the retry goes there with the key.
                 sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})
-        except TimeoutError:
+        except (TimeoutError, NoAnswer):
             timed_out = Retry(TIMED_OUT.format(seconds=self._deadline), provider=PROVIDER)
             return PROVIDER, Answer.TIMEOUT, timed_out
         except ResendError as error:

@@ -42,7 +42,7 @@ DECLARE
     new_state text;
 BEGIN
     INSERT INTO notify_private.provider_circuits AS c (provider) VALUES (circuit_record.provider)
-    ON CONFLICT (provider) DO NOTHING;
+    ON CONFLICT ON CONSTRAINT provider_circuits_pkey DO NOTHING;
     UPDATE notify_private.provider_circuits AS c
     SET state = CASE WHEN failed > 0 AND (c.state <> 'closed' OR c.failures + failed >= threshold) THEN 'open'
                      WHEN failed = 0 AND circuit_record.successes > 0 THEN 'closed'
