@@ -150,7 +150,7 @@ def test_resend_failing_sends_new_email_over_smtp_and_recovering_takes_it_back(
 
     def through_resend() -> bool:
         later.append(send(service, user, title="Back"))
-        return all_sent(db, later[-1:])[later[-1]]["provider"] == "resend"
+        return bool(all_sent(db, later[-1:])[later[-1]]["provider"] == "resend")
 
     wait_for(through_resend, timeout=30, interval=0.3, what="an e-mail through Resend again")
     assert circuit(db, "resend") == "closed"
