@@ -120,7 +120,7 @@ def neutralised(value: str) -> str:
 
 def csv_row(item: dict[str, Any]) -> list[str]:
     """What the export's CSV line of a history item must say (data compared as JSON by the caller)."""
-    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in ("in_app", "push", "email")}}
+    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in ("in_app", "push", "email", "sms")}}
     return [neutralised("" if flat[c] is None else str(flat[c])) if c != "data" else "" for c in CSV_COLUMNS]
 
 
@@ -217,7 +217,7 @@ BAD_PAGES = [
     {"from": "2025-03-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"},
     {"status": "maybe"},
     {"delivery_status": "lost"},
-    {"channel": "sms"},
+    {"channel": "fax"},
     {"type": ""},
     {"limit": "0"},
     {"limit": "101"},

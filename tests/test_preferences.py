@@ -113,9 +113,9 @@ def test_preferences_list_every_type_as_in_force(as_role: Any) -> None:
         }  # fmt: skip
         assert prefs["global"] == {
             "all_push_enabled": True, "all_email_enabled": True, "all_sms_enabled": True,
-            "default_digest_frequency": "daily", "default_digest_time": "09:00:00", "default_digest_day": 1, "quiet_hours_start": None,
-            "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5], "quiet_hours_windows": [],
-            "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
+            "default_digest_frequency": "daily", "default_digest_time": "09:00:00", "default_digest_day": 1,
+            "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
+            "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
         }  # fmt: skip
         # An org default shows as in force, without a lock.
         join_org(cur, USER, ORG)
