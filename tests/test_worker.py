@@ -179,7 +179,7 @@ def test_a_user_tests_every_channel_and_metrics_show_the_ledger(
     assert resend_service.emails[0].subject == "Test notification"
 
     bad = httpx.post(
-        f"{server.url}/api/v1/notifications/test", json={"channel": "sms"}, headers={"Authorization": f"Bearer {token}"}
+        f"{server.url}/api/v1/notifications/test", json={"channel": "fax"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert bad.status_code == 422
     service = make_token("billing", role="service")
