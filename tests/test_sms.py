@@ -22,7 +22,7 @@ from notifyd.domain.sms import ELLIPSIS, e164, request_signature, sms_text
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.twilio import TwilioService, inbound_form, sign, twilio_error
-from tests.test_sql_api import service_conn
+from tests.test_sql_api import service_conn, user_conn
 
 FROM_NUMBER = "+15005550006"
 PUBLIC_BASE_URL = "https://notify.example.com"
@@ -74,11 +74,11 @@ def recipient(service: psycopg.Connection[Any], phone: str | None) -> uuid.UUID:
 
 def send(service: psycopg.Connection[Any], user: uuid.UUID, *, title: str = "Review PR #123",
          body: str = "Alice asked you to review it.", priority: str = "high", data: dict[str, Any] | None = None,
-         channels: tuple[str, ...] = ("in_app", "sms")) -> uuid.UUID:  # fmt: skip
+         channels: tuple[str, ...] = ("in_app", "sms"), notification_type: str = "task") -> uuid.UUID:  # fmt: skip
     row = service.execute(
-        "SELECT notify.send(user_id => %s, type => 'task', title => %s, body => %s, priority => %s, "
+        "SELECT notify.send(user_id => %s, type => %s, title => %s, body => %s, priority => %s, "
         "data => %s::jsonb, channels => %s)",
-        (user, title, body, priority, json.dumps(data or {}), list(channels)),
+        (user, notification_type, title, body, priority, json.dumps(data or {}), list(channels)),
     ).fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
@@ -315,6 +315,22 @@ def test_the_users_sms_switch_and_the_daily_limit(
     assert [d["status"] for d in decisions] == ["pending"] * 3
     assert decisions[0]["reason"] is None and decisions[1]["reason"] is None
     assert decisions[2]["reason"] == "SMS rate limit (2 per day): waits for a token"
+
+
+def test_a_user_turns_sms_off_through_the_preference_functions(
+    db: psycopg.Connection[Any], service: psycopg.Connection[Any]
+) -> None:
+    user = recipient(service, "+14155550138")
+    with user_conn(db, str(user)) as me:
+        item = me.execute("SELECT notify.set_preference('task', '{\"sms_enabled\": false}')").fetchone()
+        assert item is not None and item[0]["sms_enabled"] is False
+        glob = me.execute("SELECT notify.set_global_preferences('{\"all_sms_enabled\": false}')").fetchone()
+        assert glob is not None and glob[0]["all_sms_enabled"] is False
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="sms_enabled must be true or false"):
+            me.execute("SELECT notify.set_preference('task', '{\"sms_enabled\": \"no\"}')")
+    assert sms_decision(db, send(service, user))["reason"] == "SMS is turned off for task notifications"
+    other = sms_decision(db, send(service, user, title="Billing", notification_type="billing"))
+    assert other["reason"] == "SMS is turned off for billing notifications", "the global switch holds for every type"
 
 
 def test_sms_waits_for_quiet_hours(db: psycopg.Connection[Any], service: psycopg.Connection[Any]) -> None:
