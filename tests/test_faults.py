@@ -1,6 +1,7 @@
 """Crash and fault suites with real processes: what notifyd survives, in figures (printed at the end of the run).
 
-- the worker SIGKILLed 20 times at random points while 1,100 deliveries (e-mail, push, SMS) are in flight;
+- the worker SIGKILLed 20 times at random points while 1,100 deliveries (e-mail, push, SMS) are in flight, and 8
+  times while 100 e-mails go over SMTP (Resend's circuit open);
 - every database connection of notifyd terminated, and a full PostgreSQL restart, while notifications stream
   to WebSocket sessions;
 - providers that answer slowly, with 500s, with 429 and Retry-After, or reset the connection;
@@ -31,6 +32,7 @@ from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
+from tests.standins.smtp import SmtpService
 from tests.standins.twilio import TwilioService
 from tests.test_sms import twilio_env
 from tests.test_webpush import WORKER_ENV, start_stack
@@ -122,6 +124,52 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     # provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
     twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values())
     assert repeats is not None and repeats[0] >= twice
+
+
+SMTP_EMAILS = 100
+SMTP_KILLS = 8
+
+
+def test_the_worker_killed_while_email_fails_over_to_smtp_loses_none_and_counts_every_repeat(
+    db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
+) -> None:
+    """Resend's circuit open: every e-mail goes over SMTP, which takes no idempotency key. Kills fall between
+    the server taking a message and the ledger recording it: the repeats are counted, none is lost."""
+    db.execute("UPDATE notify.settings SET value = '\"1 hour\"' WHERE key = 'circuit.probe_after'")
+    db.execute(
+        "UPDATE notify_private.provider_circuits SET state = 'open', opened_at = now() WHERE provider = 'resend'"
+    )
+    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+    with SmtpService(delay=PROVIDER_DELAY) as smtp:
+        env = {**FAST, **resend_env(resend_service), "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
+               "SMTP_TLS": "none", "WORKER_CONCURRENCY": "4"}  # fmt: skip
+        users = [uuid.uuid4() for _ in range(SMTP_EMAILS)]
+        db.execute(
+            "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,)
+        )
+        db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+                   "channels => '{email}')", (users,))  # fmt: skip
+        rng = random.Random(25)
+        kills_in_flight = 0
+        for _ in range(SMTP_KILLS):
+            worker = own_worker(**env)
+            time.sleep(rng.uniform(0.5, 1.5))
+            kills_in_flight += pending(db) > 0
+            worker.kill()
+        own_worker(**env)
+        wait_for(lambda: pending(db) == 0, timeout=120, what="every e-mail settled after the kills")
+        arrived = Counter(str(m["Message-ID"]).split("@")[0].lstrip("<") for m in smtp.messages)
+    rows = db.execute("SELECT id::text, status, provider, repeats FROM notify.notification_deliveries").fetchall()
+    twice = sum(n - 1 for n in arrived.values())
+    repeats = sum(r[3] for r in rows)
+    report("worker SIGKILL, e-mail over SMTP", kills=SMTP_KILLS, kills_with_deliveries_in_flight=kills_in_flight,
+           deliveries=SMTP_EMAILS, lost=SMTP_EMAILS - sum(1 for r in rows if r[1] == "sent"),
+           smtp_received_twice=sum(1 for n in arrived.values() if n > 1), repeats_counted=repeats)  # fmt: skip
+    assert {(r[1], r[2]) for r in rows} == {("sent", "smtp")}
+    assert set(arrived) == {r[0] for r in rows}, "every e-mail arrived over SMTP"
+    assert resend_service.emails == []
+    assert repeats >= twice, "every second arrival is counted as a possible repeat"
+    assert kills_in_flight >= SMTP_KILLS - 1
 
 
 # --- connections terminated, PostgreSQL restarted ---------------------------------------------------------

@@ -1,11 +1,14 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message it accepts, parsed.
 
 `SmtpService().start()` listens on a free port (`port`); `messages` are the accepted messages in order
-(email.message.EmailMessage, policy default), `envelopes` their (MAIL FROM, RCPT TO) pairs.
+(email.message.EmailMessage, policy default), `envelopes` their (MAIL FROM, RCPT TO) pairs. `delay` seconds
+pass between taking a message (it is recorded) and answering 250, as a slow server's would: a client killed
+in between never learns that it was taken.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -27,12 +30,14 @@ class _Recorder:
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.service.record(parsed, str(envelope.mail_from), list(envelope.rcpt_tos))
+        await asyncio.sleep(self.service.delay)
         return "250 Message accepted for delivery"
 
 
 class SmtpService:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.port = free_port()
+        self.delay = delay
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []
         self._envelopes: list[tuple[str, list[str]]] = []
