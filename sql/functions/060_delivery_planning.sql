@@ -290,6 +290,21 @@ $$;
 COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
     IS 'the switches in force for a user and type (push, e-mail, digest, SMS), each from the most specific level that sets it; org locks win (and are said)';
 
+-- SQL, STABLE and no SET clause: inlined into channel_decisions, once for push and once for SMS.
+CREATE OR REPLACE FUNCTION notify_private.held_for_quiet_hours(until timestamptz, zone text, now_at timestamptz)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'status', 'pending',
+        'reason', format('held for quiet hours until %s %s',
+                         to_char(held_for_quiet_hours.until AT TIME ZONE held_for_quiet_hours.zone, 'YYYY-MM-DD HH24:MI'),
+                         held_for_quiet_hours.zone),
+        'until', nullif(held_for_quiet_hours.until, held_for_quiet_hours.now_at))
+$$;
+COMMENT ON FUNCTION notify_private.held_for_quiet_hours(timestamptz, text, timestamptz)
+    IS 'a channel''s decision entry while the user''s quiet hours hold it: pending until `until` (NULL if that is now), and why, in their zone';
+
 -- Its result is the notification's decision record (it returned a delivery per channel before).
 DROP FUNCTION IF EXISTS notify_private.channel_decisions(notify.notifications);
 -- SQL, STABLE and no SET clause, so that PostgreSQL inlines it into the insert trigger's query, whose plan
@@ -310,12 +325,7 @@ AS $$
                    WHEN decided.push_skipped IS NOT NULL
                    THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', decided.push_skipped)
                    WHEN quiet.quiet_until >= k.now_at
-                   THEN pg_catalog.jsonb_build_object(
-                       'status', 'pending',
-                       'reason', format('held for quiet hours until %s %s',
-                                        to_char(quiet.quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
-                                        recipient.timezone),
-                       'until', nullif(quiet.quiet_until, k.now_at))
+                   THEN notify_private.held_for_quiet_hours(quiet.quiet_until, recipient.timezone, k.now_at)
                END,
                'email', CASE WHEN 'email' = ANY (k.wanted) AND decided.email_status <> 'pending'
                              THEN pg_catalog.jsonb_build_object('status', decided.email_status,
@@ -326,12 +336,7 @@ AS $$
                    WHEN decided.sms_skipped IS NOT NULL
                    THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', decided.sms_skipped)
                    WHEN quiet.sms_quiet_until >= k.now_at
-                   THEN pg_catalog.jsonb_build_object(
-                       'status', 'pending',
-                       'reason', format('held for quiet hours until %s %s',
-                                        to_char(quiet.sms_quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
-                                        recipient.timezone),
-                       'until', nullif(quiet.sms_quiet_until, k.now_at))
+                   THEN notify_private.held_for_quiet_hours(quiet.sms_quiet_until, recipient.timezone, k.now_at)
                END)),
            '{}'::jsonb)
     FROM (SELECT (channel_decisions.notification).*) AS n
