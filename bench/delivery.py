@@ -367,7 +367,7 @@ async def email_latency(db: Database, samples: int) -> tuple[list[float], list[f
         arrived: asyncio.Queue[float] = asyncio.Queue()
         await listener.add_listener("procrastinate_any_queue_v1", lambda *_: arrived.put_nowait(time.monotonic()))
         user = uuid.uuid4()
-        await sender.execute("SELECT notify.upsert_recipient($1, 'latency@example.com')", user)
+        await sender.execute("SELECT notify.upsert_recipient_v2($1, 'latency@example.com')", user)
         queued = []
         for _ in range(samples):
             # A channel job the dispatcher defers NOTIFYs too, after the send's own job: count from this send's first.

@@ -43,6 +43,7 @@ from notifyd.rest import (
     notifications,
     preferences_api,
     push_api,
+    sms_api,
     templates_api,
     topics_api,
     tracking_api,
@@ -61,6 +62,7 @@ ENDPOINTS = [
     *erasure_api.ENDPOINTS,
     *topics_api.ENDPOINTS,
     *console_api.ENDPOINTS,
+    *sms_api.ENDPOINTS,
     *sse.ENDPOINTS,
 ]
 OPENAPI = build(ENDPOINTS, OPERATIONAL_PATHS)

@@ -7,6 +7,7 @@ and, unless Resend is configured, catches e-mail in a local outbox shown at /dev
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import html
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import jwt
@@ -51,6 +52,11 @@ INSTANT_EMAIL_USER = "alice"
 DEMO_PRODUCT = "Acme Tasks"
 SECRETS_FILE = "dev-secrets.json"
 OUTBOX_API_KEY = "re_dev_outbox"
+# The dev SMS sink's Twilio account; the demo users' numbers are from the range reserved for fiction (555-01xx).
+SMS_SINK_SID = "ACdev0000000000000000000000000000"
+SMS_SINK_TOKEN = "dev-sms-sink"
+SMS_SINK_FROM = "+12025550100"
+DEMO_PHONES = {"alice": "+12025550101", "bob": "+12025550102", "carol": "+12025550103"}
 
 
 def _as_login(url: str) -> str:
@@ -72,7 +78,7 @@ async def prepare_database(owner_url: str) -> str:
                 pass  # made meanwhile by another dev process
         await conn.execute(query("grant_dev_login"))
         for name, user_id in DEMO_USERS.items():
-            await conn.execute(query("dev_recipient"), user_id, f"{name}@example.com")
+            await conn.execute(query("dev_recipient"), user_id, f"{name}@example.com", DEMO_PHONES[name])
         await conn.execute(query("dev_instant_email"), DEMO_USERS[INSTANT_EMAIL_USER])
     finally:
         await conn.close()
@@ -145,10 +151,32 @@ class Outbox:
         return HTMLResponse("no such e-mail", status_code=404)
 
 
+class SmsSink:
+    """Twilio's Messages API, kept in memory: where dev SMS land when no Twilio account is configured
+    (/dev/sms.json lists them, newest first)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, str]] = []
+
+    async def receive(self, request: Request) -> JSONResponse:
+        expected = "Basic " + base64.b64encode(f"{SMS_SINK_SID}:{SMS_SINK_TOKEN}".encode()).decode()
+        if request.headers.get("authorization") != expected:
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, 401)
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+        message = {"sid": "SM" + uuid.uuid4().hex, "received_at": time.strftime("%H:%M:%S"),
+                   "to": form.get("To", ""), "from": form.get("From", ""), "body": form.get("Body", "")}  # fmt: skip
+        self.messages.insert(0, message)
+        return JSONResponse({**message, "status": "queued"}, 201)
+
+    async def listing(self, _: Request) -> JSONResponse:
+        return JSONResponse(self.messages)
+
+
 def routes(settings: Settings) -> list[BaseRoute]:
     static = resources.files("notifyd").joinpath("static")
     page = static.joinpath("demo.html").read_text(encoding="utf-8")
     outbox = Outbox(static.joinpath("dev-sink.html").read_text(encoding="utf-8"))
+    sms = SmsSink()
 
     async def demo(_: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
@@ -174,6 +202,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/dev/outbox.json", outbox.listing, methods=["GET"]),
         Route("/dev/outbox/{email_id}", outbox.show, methods=["GET"]),
         Route("/dev/resend/emails", outbox.receive, methods=["POST"]),
+        Route("/dev/twilio/2010-04-01/Accounts/{sid}/Messages.json", sms.receive, methods=["POST"]),
+        Route("/dev/sms.json", sms.listing, methods=["GET"]),
     ]
 
 
@@ -208,6 +238,13 @@ def dev_settings(login_url: str) -> Settings:
             "resend_api_key": OUTBOX_API_KEY,
             "resend_api_url": f"http://127.0.0.1:{settings.port}/dev/resend",
             "resend_from_email": settings.resend_from_email or "notifyd@localhost",
+        }
+    if settings.twilio_account_sid is None:
+        defaults |= {
+            "twilio_account_sid": SMS_SINK_SID,
+            "twilio_auth_token": SMS_SINK_TOKEN,
+            "twilio_from_number": SMS_SINK_FROM,
+            "twilio_api_url": f"http://127.0.0.1:{settings.port}/dev/twilio",
         }
     return dataclasses.replace(settings, **defaults)  # type: ignore[arg-type]
 

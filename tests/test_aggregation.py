@@ -53,7 +53,7 @@ def waiting_on_a_lock(db: psycopg.Connection[Any], count: int) -> bool:
 def test_concurrent_sends_with_one_group_key_make_one_notification(db: psycopg.Connection[Any], senders: int) -> None:
     user = uuid.uuid4()
     conns = [service_conn(db) for _ in range(senders)]
-    conns[0].execute("SELECT notify.upsert_recipient(%s, 'ada@example.com')", (user,))
+    conns[0].execute("SELECT notify.upsert_recipient_v2(%s, 'ada@example.com')", (user,))
     # Hold the recipient's row so that every sender is inside its INSERT, queued on the same lock, at once.
     holder = psycopg.connect(**dsn(db, login=False))
     holder.execute("SELECT 1 FROM notify.recipients WHERE user_id = %s FOR UPDATE", (user,))

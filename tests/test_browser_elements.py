@@ -167,7 +167,7 @@ def test_preferences_saved_in_the_ui_decide_in_the_database(
 ) -> None:
     user = uuid.uuid4()
     with owner(server_owner_url) as conn:
-        conn.execute("SELECT notify.upsert_recipient(%s, 'grace@example.com')", (user,))
+        conn.execute("SELECT notify.upsert_recipient_v2(%s, 'grace@example.com')", (user,))
     page = open_page(
         context, server.url, f'<notifyd-preferences token="{make_token(user)}"></notifyd-preferences>', head=HEAD
     )
@@ -476,7 +476,7 @@ def test_preferences_with_browser_notifications(
     add_vapid_key(db)
     server = own_server()
     user, org = uuid.uuid4(), uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'grace@example.com', 'en', 'Europe/Berlin', %s)", (user, org))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'grace@example.com', 'en', 'Europe/Berlin', %s)", (user, org))
     db.execute(
         "INSERT INTO notify.org_notification_preferences (org_id, notification_type, email_enabled, email_locked) "
         "VALUES (%s, 'security', true, true)",

@@ -104,7 +104,7 @@ class PushBrowser:
         self.push = push
         self.context = context
         self.user = uuid.uuid4()
-        db.execute("SELECT notify.upsert_recipient(%s, %s)", (self.user, f"{self.user}@example.com"))
+        db.execute("SELECT notify.upsert_recipient_v2(%s, %s)", (self.user, f"{self.user}@example.com"))
         context.grant_permissions(["notifications"], origin=server.url)
         context.add_init_script(f"({STUB})({json.dumps(push.url)})")
         head = (

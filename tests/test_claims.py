@@ -67,8 +67,8 @@ def world(server: ServerProcess, server_owner_url: str) -> dict[str, str]:
     """Alice in org A, Bob in org B, one notification each, and an org default of B's; their ids."""
     with psycopg.connect(server_owner_url, autocommit=True) as conn:
         conn.execute("SET ROLE notify_service")
-        conn.execute("SELECT notify.upsert_recipient(%s, 'alice@example.com', org_id => %s)", (ALICE, ORG_A))
-        conn.execute("SELECT notify.upsert_recipient(%s, 'bob@example.org', org_id => %s)", (BOB, ORG_B))
+        conn.execute("SELECT notify.upsert_recipient_v2(%s, 'alice@example.com', org_id => %s)", (ALICE, ORG_A))
+        conn.execute("SELECT notify.upsert_recipient_v2(%s, 'bob@example.org', org_id => %s)", (BOB, ORG_B))
         ids = {
             name: str(conn.execute("SELECT notify.send(%s, 'task', %s)", (user, f"for {name}")).fetchone()[0])  # type: ignore[index]
             for name, user in (("alice", ALICE), ("bob", BOB))

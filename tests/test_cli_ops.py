@@ -28,7 +28,7 @@ def count(db: psycopg.Connection[Any]) -> int:
 
 def test_send_then_explain_then_status(db: psycopg.Connection[Any]) -> None:
     user = uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'ops-test@example.com', NULL, NULL, NULL)", (user,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'ops-test@example.com', NULL, NULL, NULL)", (user,))
     sent = notifyd(db, "send", "--to", str(user), "--type", "system", "--title", "Maintenance tonight",
                    "--body", "22:00 UTC", "--priority", "high", "--data", '{"window": "2h"}',
                    "--channels", "in_app,email", "--idempotency-key", "maint-1")  # fmt: skip
@@ -85,7 +85,7 @@ def test_send_then_explain_then_status(db: psycopg.Connection[Any]) -> None:
 
 def test_status_counts_a_dead_letter(db: psycopg.Connection[Any]) -> None:
     user = uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'ops-test@example.com', NULL, NULL, NULL)", (user,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'ops-test@example.com', NULL, NULL, NULL)", (user,))
     sent = notifyd(db, "send", "--to", str(user), "--type", "system", "--title", "t", "--channels", "email")
     nid = json.loads(sent.stdout)["id"]
     db.execute("UPDATE notify.notification_deliveries SET status = 'failed', failed_at = now() "
@@ -102,7 +102,10 @@ def test_status_counts_a_dead_letter(db: psycopg.Connection[Any]) -> None:
         (["--data", "[1, 2]"], "--data must be a JSON object, got list"),
         (["--data", '"text"'], "--data must be a JSON object, got str"),
         (["--priority", "urgent"], "--priority: Input should be 'critical', 'high', 'normal' or 'low'"),
-        (["--channels", "in_app,pigeon"], "--channels: Input should be 'in_app', 'push' or 'email'"),
+        (
+            ["--channels", "in_app,pigeon"],
+            "--channels: Input should be 'in_app', 'push', 'email', 'webhook', 'chat' or 'sms'",
+        ),
         (["--type", ""], "--type: String should have at least 1 character"),
         (["--type", "no_such_type"], 'unknown notification type "no_such_type"'),
     ],

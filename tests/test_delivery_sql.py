@@ -89,7 +89,7 @@ def send(service: psycopg.Connection[Any], priority: str = "normal", channels: l
 
 
 def test_priority_and_preferences_decide_the_channels(db: psycopg.Connection[Any], service: Any) -> None:
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     # Defaults: no device, daily digest for non-urgent e-mail.
     assert planned(db, send(service)) == [
         ("in_app", "sent", None),
@@ -149,7 +149,7 @@ def test_a_skipped_channel_writes_no_delivery_row_yet_keeps_its_reason(
     """The decision lives on the notification row: explain, the delivery status (history, the center) and
     notify.delivery_decisions still give the channel its status and reason."""
     setup, channel, status, reason = SKIPS[situation]
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     if situation != "no device":
         add_device(db, USER)
     db.execute(setup, {"user": USER})
@@ -211,7 +211,7 @@ def test_an_in_app_delivery_sent_at_once_is_no_row_yet_every_reader_shows_it(
 def test_ids_are_time_ordered_version_7_uuids(db: psycopg.Connection[Any], service: Any) -> None:
     """Notifications and deliveries get UUIDv7 ids: version 7, RFC 4122 variant, the time of their insert in
     the first 48 bits, so that each new id sorts after the ids made before it."""
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     before = db.execute("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
     sent = [uuid.UUID(str(send(service, "critical"))) for _ in range(5)]
     after = db.execute("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
@@ -230,7 +230,7 @@ def test_ids_are_time_ordered_version_7_uuids(db: psycopg.Connection[Any], servi
 
 def test_an_org_lock_beats_the_users_switch(db: psycopg.Connection[Any], service: Any) -> None:
     org = uuid.uuid4()
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com', org_id => %s)", (USER, org))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com', org_id => %s)", (USER, org))
     add_device(db, USER)
     db.execute("INSERT INTO notify.notification_preferences (user_id, push_enabled) VALUES (%s, false)", (USER,))
     db.execute(
@@ -243,7 +243,7 @@ def test_an_org_lock_beats_the_users_switch(db: psycopg.Connection[Any], service
 def test_a_send_queues_one_dispatcher_job_in_its_transaction(db: psycopg.Connection[Any]) -> None:
     device = add_device(db, USER)
     conn = service_conn(db)
-    conn.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    conn.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     conn.autocommit = False
     send(conn, "critical")
     conn.rollback()
@@ -285,7 +285,7 @@ def test_a_burst_of_sends_in_one_transaction_queues_one_job(db: psycopg.Connecti
 
 def test_a_send_while_the_dispatcher_runs_queues_another(db: psycopg.Connection[Any], service: Any) -> None:
     """The queueing lock covers waiting jobs only: a send after the dispatcher started queues the next run."""
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     send(service, "critical")
     on_jobs(db, "UPDATE procrastinate_jobs SET status = 'doing'")  # a worker took it
     send(service, "critical")
@@ -294,7 +294,7 @@ def test_a_send_while_the_dispatcher_runs_queues_another(db: psycopg.Connection[
 
 
 def test_a_scheduled_delivery_is_dispatched_at_its_time(db: psycopg.Connection[Any], service: Any) -> None:
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
     for conn in (db, service):
         conn.execute("SET notify.clock = '2026-11-20 10:00:00.2+00'")
@@ -544,7 +544,7 @@ def test_one_call_records_a_whole_batch_whatever_each_answer_was(db: psycopg.Con
 
 def test_dead_letters_are_read_and_retried_from_sql(db: psycopg.Connection[Any], service: Any) -> None:
     db.execute("UPDATE notify.settings SET value = '2' WHERE key = 'delivery.max_attempts'")
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     send(service, "critical", ["email"])
     (delivery,) = [r[0] for r in db.execute("SELECT id::text FROM notify.notification_deliveries")]
     worker = worker_conn(db)
@@ -587,8 +587,8 @@ def test_users_test_themselves_and_see_only_their_own_devices(db: psycopg.Connec
         USER,
         "critical",
     )
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all, in_app, push or email"):
-        user.execute("SELECT notify.send_test('sms')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all, in_app, push, email or sms"):
+        user.execute("SELECT notify.send_test('fax')")
     assert user.execute("SELECT count(*) FROM notify.push_subscriptions").fetchone() == (1,)
     assert user.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (1,)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -1,4 +1,4 @@
-"""The pages around the demo, over HTTP without a database: the icon, the dev e-mail sink, dev's sender name."""
+"""The pages around the demo, over HTTP without a database: the icon, the dev e-mail and SMS sinks, the sender."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from notifyd import dev
 from notifyd.db.localdb import STATE_DIR_ENV
+from notifyd.domain.sms import SmsChannel
 from tests.test_http_hygiene import offline_client
 
 ICO_HEADER = struct.Struct("<HHH")  # reserved 0, type 1 (icon), image count
@@ -98,3 +99,25 @@ def test_dev_e_mails_name_the_demo_and_link_its_inbox_unless_configured(
         monkeypatch.setenv(name, value)
     made = dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd")
     assert (made.resend_from_name, made.notification_center_url) == expected
+
+
+async def test_the_dev_sms_sink_takes_what_twilio_takes_and_lists_it() -> None:
+    path = f"/dev/twilio/2010-04-01/Accounts/{dev.SMS_SINK_SID}/Messages.json"
+    form = {"To": dev.DEMO_PHONES["alice"], "From": dev.SMS_SINK_FROM, "Body": "Review PR #123 https://x.example/1"}
+    async with offline_client(dev_routes=True) as client:
+        refused = await client.post(path, data=form, auth=(dev.SMS_SINK_SID, "not-the-token"))
+        taken = await client.post(path, data=form, auth=(dev.SMS_SINK_SID, dev.SMS_SINK_TOKEN))
+        listed = (await client.get("/dev/sms.json")).json()
+    assert refused.status_code == 401 and taken.status_code == 201 and taken.json()["sid"].startswith("SM")
+    assert [(m["to"], m["body"]) for m in listed] == [(form["To"], form["Body"])]
+
+
+def test_dev_sends_sms_to_its_sink_unless_twilio_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    for name in ("JWT_SECRET", "TWILIO_ACCOUNT_SID", "NOTIFYD_HOST", "NOTIFYD_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    made = dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd")
+    assert made.twilio_api_url == "http://127.0.0.1:8000/dev/twilio"
+    assert SmsChannel(made).not_configured() is None
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
+    assert dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd").twilio_api_url is None

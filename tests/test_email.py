@@ -82,7 +82,7 @@ def worker(db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendS
 
 def recipient(service: psycopg.Connection[Any], email: str | None = None) -> uuid.UUID:
     user = uuid.uuid4()
-    service.execute("SELECT notify.upsert_recipient(%s, %s, NULL, NULL, NULL)", (user, email))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, %s, NULL, NULL, NULL)", (user, email))
     return user
 
 

@@ -250,7 +250,7 @@ _GOOD_STEP = st.fixed_dictionaries(
     optional={"after": st.sampled_from(["0", "5 minutes", "1 hour"]), "unless": st.sampled_from(["seen", "read"])},
 )
 _BAD_STEP = st.one_of(
-    st.fixed_dictionaries({"channel": _TEXT.filter(lambda c: c not in ("in_app", "push", "email"))}),
+    st.fixed_dictionaries({"channel": _TEXT.filter(lambda c: c not in ("in_app", "push", "email", "sms"))}),
     st.fixed_dictionaries({"channel": st.just("email"),
                            "after": st.sampled_from(["soon", "-5 minutes", "", "99 years"])}),
     st.fixed_dictionaries({"channel": st.just("email"), "after": st.one_of(st.integers(), st.booleans(), st.none())}),

@@ -42,7 +42,7 @@ def explain(conn: psycopg.Connection[Any], notification_id: Any) -> Any:
 
 
 def test_explain_gives_every_decision_with_its_reason(db: psycopg.Connection[Any], service: Any) -> None:
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     notification = sent(service, USER, priority="high")
     as_user = user_conn(db, str(USER))
     found = explain(as_user, notification)
@@ -61,7 +61,7 @@ def test_explain_gives_every_decision_with_its_reason(db: psycopg.Connection[Any
 
 
 def test_a_scheduled_notification_is_cancelled_until_it_fires(db: psycopg.Connection[Any], service: Any) -> None:
-    service.execute("SELECT notify.upsert_recipient(%s, 'u@example.com')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'u@example.com')", (USER,))
     scheduled = sent(service, USER, priority="critical", send_at=LATER, idempotency_key="reminder-1")
     now = sent(service, USER, priority="critical")
     assert service.execute("SELECT notify.cancel(%s)", (now,)).fetchone() == (False,), "already sent: too late"

@@ -1,6 +1,7 @@
 """Crash and fault suites with real processes: what notifyd survives, in figures (printed at the end of the run).
 
-- the worker SIGKILLed 20 times at random points while 1,000 deliveries are in flight;
+- the worker SIGKILLed 20 times at random points while 1,100 deliveries (e-mail, push, SMS) are in flight, and 8
+  times while 100 e-mails go over SMTP (Resend's circuit open);
 - every database connection of notifyd terminated, and a full PostgreSQL restart, while notifications stream
   to WebSocket sessions;
 - providers that answer slowly, with 500s, with 429 and Retry-After, or reset the connection;
@@ -31,14 +32,18 @@ from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
+from tests.standins.smtp import SmtpService
+from tests.standins.twilio import TwilioService
+from tests.test_sms import twilio_env
 from tests.test_webpush import WORKER_ENV, start_stack
 from tests.test_worker import FAST, prepared, private_cluster, resend_env  # noqa: F401 - fixture
 
 EMAILS = 900
 PUSHES = 100
+SMSES = 100
 EMAILS_IN_FLIGHT = 200
 KILLS = 20
-# Slow provider answers keep the 1,000 deliveries in flight across all the kills.
+# Slow provider answers keep the 1,100 deliveries in flight across all the kills.
 PROVIDER_DELAY = 0.3
 
 
@@ -54,8 +59,9 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     own_worker: Any,
     push_service: PushService,
     resend_service: ResendService,
+    twilio_service: TwilioService,
 ) -> None:
-    env = {**WORKER_ENV, **FAST, **resend_env(resend_service), "WORKER_CONCURRENCY": "4"}
+    env = {**WORKER_ENV, **FAST, **resend_env(resend_service), **twilio_env(twilio_service), "WORKER_CONCURRENCY": "4"}
     stack = start_stack(db, own_server, own_worker, push_service, **env)
     push_users = [uuid.uuid4() for _ in range(PUSHES)]
     for user in push_users:
@@ -63,16 +69,24 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
         push_service.script(endpoint, Response(delay=PROVIDER_DELAY))
     email_users = [uuid.uuid4() for _ in range(EMAILS)]
     db.execute(
-        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
+        "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
     )
     resend_service.script(*[Response(delay=PROVIDER_DELAY)] * EMAILS)
+    sms_users = {uuid.uuid4(): f"+1415555{i:04d}" for i in range(SMSES)}
+    db.execute(
+        "SELECT notify.upsert_recipient_v2(u, phone => p) FROM unnest(%s::uuid[], %s::text[]) AS x(u, p)",
+        (list(sms_users), list(sms_users.values())),
+    )
+    twilio_service.script(*[Response(delay=PROVIDER_DELAY)] * SMSES)
     worker = stack.processes[1]
     worker.kill()
     db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
                "channels => '{email}')", (email_users,))  # fmt: skip
     db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
                "channels => '{push}')", (push_users,))  # fmt: skip
-    assert pending(db) == EMAILS + PUSHES
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => '{sms}')", (list(sms_users),))  # fmt: skip
+    assert pending(db) == EMAILS + PUSHES + SMSES
 
     rng = random.Random(8)
     kills_in_flight = 0
@@ -87,26 +101,75 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     statuses = Counter(r[0] for r in db.execute("SELECT status FROM notify.notification_deliveries"))
     emails = Counter(e.idempotency_key for e in resend_service.emails)
     pushes = Counter(m.json["id"] for m in push_service.messages)
+    smses = Counter(m.to for m in twilio_service.messages)
     repeats = db.execute("SELECT coalesce(sum(repeats), 0) FROM notify.notification_deliveries").fetchone()
     report(
         "worker SIGKILL",
         kills=KILLS,
         kills_with_deliveries_in_flight=kills_in_flight,
-        deliveries=EMAILS + PUSHES,
-        lost=EMAILS + PUSHES - statuses["sent"],
+        deliveries=EMAILS + PUSHES + SMSES,
+        lost=EMAILS + PUSHES + SMSES - statuses["sent"],
         emails_sent_twice=sum(1 for n in emails.values() if n > 1),
         email_requests=len(resend_service.requests),
         pushes_received_twice=sum(1 for n in pushes.values() if n > 1),
+        sms_received_twice=sum(1 for n in smses.values() if n > 1),
         repeats_counted=repeats[0] if repeats else None,
     )
     assert kills_in_flight == KILLS, "every kill hit deliveries in flight"
-    assert statuses == {"sent": EMAILS + PUSHES}, statuses
+    assert statuses == {"sent": EMAILS + PUSHES + SMSES}, statuses
     assert len(emails) == EMAILS and set(emails.values()) == {1}, "Resend created each e-mail once"
     assert len(pushes) == PUSHES
-    # A push repeats only when a kill fell between the push service's answer and the ledger's commit,
-    # and the next attempt counts each such possible repeat on its delivery.
-    twice = sum(n - 1 for n in pushes.values())
+    assert set(smses) == set(sms_users.values())
+    # A push or an SMS (neither provider takes an idempotency key) repeats only when a kill fell between the
+    # provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
+    twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values())
     assert repeats is not None and repeats[0] >= twice
+
+
+SMTP_EMAILS = 100
+SMTP_KILLS = 8
+
+
+def test_the_worker_killed_while_email_fails_over_to_smtp_loses_none_and_counts_every_repeat(
+    db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService
+) -> None:
+    """Resend's circuit open: every e-mail goes over SMTP, which takes no idempotency key. Kills fall between
+    the server taking a message and the ledger recording it: the repeats are counted, none is lost."""
+    db.execute("UPDATE notify.settings SET value = '\"1 hour\"' WHERE key = 'circuit.probe_after'")
+    db.execute(
+        "UPDATE notify_private.provider_circuits SET state = 'open', opened_at = now() WHERE provider = 'resend'"
+    )
+    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+    with SmtpService(delay=PROVIDER_DELAY) as smtp:
+        env = {**FAST, **resend_env(resend_service), "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
+               "SMTP_TLS": "none", "WORKER_CONCURRENCY": "4"}  # fmt: skip
+        users = [uuid.uuid4() for _ in range(SMTP_EMAILS)]
+        db.execute(
+            "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,)
+        )
+        db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+                   "channels => '{email}')", (users,))  # fmt: skip
+        rng = random.Random(25)
+        kills_in_flight = 0
+        for _ in range(SMTP_KILLS):
+            worker = own_worker(**env)
+            time.sleep(rng.uniform(0.5, 1.5))
+            kills_in_flight += pending(db) > 0
+            worker.kill()
+        own_worker(**env)
+        wait_for(lambda: pending(db) == 0, timeout=120, what="every e-mail settled after the kills")
+        arrived = Counter(str(m["Message-ID"]).split("@")[0].lstrip("<") for m in smtp.messages)
+    rows = db.execute("SELECT id::text, status, provider, repeats FROM notify.notification_deliveries").fetchall()
+    twice = sum(n - 1 for n in arrived.values())
+    repeats = sum(r[3] for r in rows)
+    report("worker SIGKILL, e-mail over SMTP", kills=SMTP_KILLS, kills_with_deliveries_in_flight=kills_in_flight,
+           deliveries=SMTP_EMAILS, lost=SMTP_EMAILS - sum(1 for r in rows if r[1] == "sent"),
+           smtp_received_twice=sum(1 for n in arrived.values() if n > 1), repeats_counted=repeats)  # fmt: skip
+    assert {(r[1], r[2]) for r in rows} == {("sent", "smtp")}
+    assert set(arrived) == {r[0] for r in rows}, "every e-mail arrived over SMTP"
+    assert resend_service.emails == []
+    assert repeats >= twice, "every second arrival is counted as a possible repeat"
+    assert kills_in_flight >= SMTP_KILLS - 1
 
 
 # --- connections terminated, PostgreSQL restarted ---------------------------------------------------------
@@ -215,7 +278,7 @@ def test_terminating_every_connection_of_notifyd_loses_nothing_and_duplicates_no
     worker = own_worker(**FAST, **resend_env(resend_service))
     email_users = [uuid.uuid4() for _ in range(EMAILS_IN_FLIGHT)]
     db.execute(
-        "SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
+        "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
     )
     resend_service.script(*[Response(delay=0.05)] * EMAILS_IN_FLIGHT)
     users = [uuid.uuid4() for _ in range(20)]
@@ -355,7 +418,7 @@ def test_slow_failing_limiting_and_resetting_providers_are_retried_and_in_app_ke
         _, endpoint = stack.subscribe(user)
         push_service.script(endpoint, list(faults.values())[i % len(faults)])
     email_users = [uuid.uuid4() for _ in range(FAULTS)]
-    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
+    db.execute("SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
                (email_users,))  # fmt: skip
     resend_service.script(*[list(faults.values())[i % len(faults)] for i in range(FAULTS)])
 

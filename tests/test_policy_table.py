@@ -9,7 +9,10 @@ notify.send (both as notify_service, in one module database with the clock pinne
 POST /api/v1/notifications on the session's notifyd (its sessions cannot pin the clock, so the quiet
 window there lies around the real time). Each case gets a fresh user and org, so no case sees another's
 rows or rate-limit tokens, and no database is made per case. A second, small table covers a missing
-device, a missing address and a suppressed address (18 checks).
+device, a missing address and a suppressed address (18 checks). SMS goes only where a sender asks for it
+(no priority's default set has it, which the table above shows: no case plans one); a third table asks
+for in-app and SMS: 4 priorities × the user's SMS switch × the number (none, a number, a number that
+replied STOP) × inside/outside quiet hours = 48 cases on each path (144 checks).
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ def planned(owner: psycopg.Connection[Any], user: uuid.UUID) -> tuple[list[Plann
     rows = owner.execute(
         "SELECT d.channel, d.status, d.reason, d.scheduled_for, d.subscription_id "
         "FROM notify.delivery_decisions AS d WHERE d.user_id = %s "
-        "ORDER BY array_position(ARRAY['in_app', 'push', 'email'], d.channel)",
+        "ORDER BY array_position(ARRAY['in_app', 'push', 'email', 'sms'], d.channel)",
         (user,),
     ).fetchall()
     return [(r[0], r[1], r[2], r[3]) for r in rows], [r[4] for r in rows]
@@ -199,7 +202,7 @@ class Side:
 
     owner: psycopg.Connection[Any]
     at: datetime  # what notify.now() reads while the case runs
-    create: Callable[[str, uuid.UUID, str], None]  # (path, user, priority)
+    create: Callable[[str, uuid.UUID, str, list[str] | None], None]  # (path, user, priority, channels asked)
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +219,18 @@ def sql_side(postgresql_noproc: Any) -> Iterator[Side]:
     service.execute("""SELECT set_config('request.jwt.claims', '{"sub": "billing", "role": "service"}', false)""")
     service.execute(f"SET notify.clock = '{PINNED.isoformat()}'")
 
-    def create(path: str, user: uuid.UUID, priority: str) -> None:
+    def create(path: str, user: uuid.UUID, priority: str, channels: list[str] | None) -> None:
         # Autocommit: one transaction per notification, as a service sends it.
         if path == "insert":
             service.execute(
-                "INSERT INTO notify.notifications (user_id, type, title, priority) VALUES (%s, %s, 'Policy', %s)",
-                (user, TYPE, priority),
+                "INSERT INTO notify.notifications (user_id, type, title, priority, channels) "
+                "VALUES (%s, %s, 'Policy', %s, %s)",
+                (user, TYPE, priority, channels),
             )
         else:
-            service.execute("SELECT notify.send(%s, %s, 'Policy', priority => %s)", (user, TYPE, priority))
+            service.execute(
+                "SELECT notify.send(%s, %s, 'Policy', priority => %s, channels => %s)", (user, TYPE, priority, channels)
+            )
 
     yield Side(owner, PINNED, create)
     service.close()
@@ -238,8 +244,10 @@ def rest_side(server: ServerProcess, server_owner_url: str) -> Iterator[Side]:
     """The session's notifyd and its database; the real clock (notifyd's sessions cannot pin it)."""
     with psycopg.connect(server_owner_url, autocommit=True) as owner, httpx.Client(base_url=server.url) as client:
 
-        def create(_path: str, user: uuid.UUID, priority: str) -> None:
-            body = {"user_id": str(user), "type": TYPE, "title": "Policy", "priority": priority}
+        def create(_path: str, user: uuid.UUID, priority: str, channels: list[str] | None) -> None:
+            body: dict[str, Any] = {"user_id": str(user), "type": TYPE, "title": "Policy", "priority": priority}
+            if channels is not None:
+                body["channels"] = channels
             response = client.post("/api/v1/notifications", json=body, headers=SERVICE)
             assert response.status_code == 202, response.text
 
@@ -262,7 +270,7 @@ def test_policy_table(
     side = side_of(request, path)
     window = quiet_window(side.at, inside=quiet)
     user, device = make_user(side.owner, prefs, lock, window)
-    side.create(path, user, priority)
+    side.create(path, user, priority, None)
     got, devices = planned(side.owner, user)
     assert got == expected(priority, prefs, lock, window.ends_at if quiet else None)
     # A pending push goes to the user's one device; no other delivery names a device.
@@ -289,7 +297,58 @@ def test_a_channel_without_a_way_to_the_user(
         side.owner, INSTANT, "no_lock", quiet_window(side.at, inside=False),
         device=situation != "no_device", address=situation != "no_address", suppressed=situation == "suppressed",
     )  # fmt: skip
-    side.create(path, user, priority)
+    side.create(path, user, priority, None)
     replaced = MISSING[situation]
     want = [replaced if row[0] == replaced[0] else row for row in expected(priority, INSTANT, "no_lock", None)]
     assert planned(side.owner, user)[0] == want
+
+
+# --- SMS: only where asked ---------------------------------------------------------------------------
+
+NUMBERS = ("no_number", "number", "replied_stop")
+STOPPED_AT = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+SMS_CASES = [
+    pytest.param(priority, sms_on, number, quiet,
+                 id=f"{priority}-sms_{'on' if sms_on else 'off'}-{number}-{'quiet' if quiet else 'awake'}")
+    for priority, sms_on, number, quiet in itertools.product(PRIORITIES, (True, False), NUMBERS, (False, True))
+]  # fmt: skip
+
+
+def expected_sms(priority: str, sms_on: bool, number: str, quiet_until: datetime | None) -> Planned:
+    """docs/sms.md: critical overrides the user's switch and quiet hours, never a missing number nor a STOP."""
+    critical = priority == "critical"
+    if not sms_on and not critical:
+        return ("sms", "skipped", f"SMS is turned off for {TYPE} notifications", None)
+    if number == "no_number":
+        return ("sms", "skipped", "no phone number", None)
+    if number == "replied_stop":
+        return ("sms", "skipped", f"the number replied STOP on {STOPPED_AT:%Y-%m-%d %H:%M} UTC", None)
+    if quiet_until is not None and not critical:
+        return ("sms", "pending", f"held for quiet hours until {local(quiet_until)}", quiet_until)
+    return ("sms", "pending", None, None)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("priority", "sms_on", "number", "quiet"), SMS_CASES)
+def test_sms_policy_table(
+    request: pytest.FixtureRequest, path: str, priority: str, sms_on: bool, number: str, quiet: bool
+) -> None:
+    side = side_of(request, path)
+    window = quiet_window(side.at, inside=quiet)
+    user, org = uuid.uuid4(), uuid.uuid4()
+    phone = None if number == "no_number" else f"+1415555{user.int % 10000:04d}"
+    side.owner.execute(
+        "INSERT INTO notify.recipients (user_id, timezone, org_id, phone, sms_opted_out_at) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (user, ZONE.key, org, phone, STOPPED_AT if number == "replied_stop" else None),
+    )
+    side.owner.execute(
+        "INSERT INTO notify.notification_preferences (user_id, notification_type, sms_enabled, quiet_hours_start, "
+        "quiet_hours_end, quiet_hours_days) VALUES (%s, %s, %s, %s, %s, '[1, 2, 3, 4, 5, 6, 7]')",
+        (user, TYPE, sms_on, window.start, window.end),
+    )
+    side.create(path, user, priority, ["in_app", "sms"])
+    assert planned(side.owner, user)[0] == [
+        ("in_app", "sent", None, None),
+        expected_sms(priority, sms_on, number, window.ends_at if quiet else None),
+    ]

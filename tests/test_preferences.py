@@ -81,7 +81,7 @@ def set_org(cur: psycopg.Cursor[Any], org: uuid.UUID, type_name: str | None, cha
 
 def join_org(cur: psycopg.Cursor[Any], who: uuid.UUID, org: uuid.UUID | None, email: str | None = None) -> None:
     become(cur, "notify_service", {"sub": "hr", "role": "service"})
-    cur.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (who, email, org))
+    cur.execute("SELECT notify.upsert_recipient_v2(%s, %s, org_id => %s)", (who, email, org))
 
 
 def send(cur: psycopg.Cursor[Any], who: uuid.UUID, type_name: str, priority: str = "high") -> list[tuple[Any, ...]]:
@@ -107,15 +107,15 @@ def test_preferences_list_every_type_as_in_force(as_role: Any) -> None:
         task = next(i for i in prefs["items"] if i["notification_type"] == "task")
         assert task == {
             "notification_type": "task", "push_enabled": True, "email_enabled": True, "in_app_enabled": True,
-            "digest_frequency": "daily", "digest_time": "09:00:00", "digest_day": 1,
+            "sms_enabled": True, "digest_frequency": "daily", "digest_time": "09:00:00", "digest_day": 1,
             "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None,
         }  # fmt: skip
         assert prefs["global"] == {
-            "all_push_enabled": True, "all_email_enabled": True, "default_digest_frequency": "daily",
-            "default_digest_time": "09:00:00", "default_digest_day": 1, "quiet_hours_start": None,
-            "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5], "quiet_hours_windows": [],
-            "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
+            "all_push_enabled": True, "all_email_enabled": True, "all_sms_enabled": True,
+            "default_digest_frequency": "daily", "default_digest_time": "09:00:00", "default_digest_day": 1,
+            "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
+            "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
         }  # fmt: skip
         # An org default shows as in force, without a lock.
         join_org(cur, USER, ORG)
@@ -148,7 +148,7 @@ def test_a_change_keeps_everything_else_in_force(as_role: Any) -> None:
         assert changed == item(cur, "agent")
         assert {k: changed[k] for k in changed if k != "updated_at"} == {
             "notification_type": "agent", "push_enabled": False, "email_enabled": False, "in_app_enabled": True,
-            "digest_frequency": "weekly", "digest_time": "07:00:00", "digest_day": 5,
+            "sms_enabled": True, "digest_frequency": "weekly", "digest_time": "07:00:00", "digest_day": 5,
             "quiet_hours_start": "22:00:00", "quiet_hours_end": "07:00:00", "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": True,
         }  # fmt: skip
@@ -424,7 +424,7 @@ def admin_headers(org: uuid.UUID | None) -> dict[str, str]:
 
 def new_member(owner: psycopg.Connection[Any], org: uuid.UUID, email: str | None = None) -> uuid.UUID:
     member = uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (member, email, org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, %s, org_id => %s)", (member, email, org))
     return member
 
 

@@ -139,7 +139,7 @@ def test_three_servers_and_two_workers_one_of_each_killed_deliver_everything_onc
     assert total <= 3 * SERVE_CONNECTIONS + 2 * WORKER_CONNECTIONS, total
 
     email_users = [uuid.uuid4() for _ in range(EMAILS)]
-    db.execute("SELECT notify.upsert_recipient(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
+    db.execute("SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u",
                (email_users,))  # fmt: skip
     resend_service.script(*[Response(delay=0.05)] * EMAILS)  # slow enough that the kill finds some in flight
     sender = Sender(database_url(db, login=False), users)

@@ -29,7 +29,7 @@ def test_a_request_id_follows_the_send_to_the_workers_delivery_line(
 ) -> None:
     server: ServerProcess = own_server(LOG_FORMAT="json")
     user = uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'trace@example.com', NULL, NULL, NULL)", (user,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'trace@example.com', NULL, NULL, NULL)", (user,))
     request_id = f"trace-{uuid.uuid4().hex[:12]}"
     body = {"user_id": str(user), "type": "system", "title": "Traced", "priority": "critical", "channels": ["email"]}
     response = httpx.post(f"{server.url}/api/v1/notifications", json=body,

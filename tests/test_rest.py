@@ -221,7 +221,7 @@ def test_an_idempotency_key_replay_answers_200_with_the_first_id(
         (b'{"user_id": "%(u)s", "type": "task", "title": "x", "extra": 1}', "extra: Extra inputs are not permitted"),
         (b'{"user_id": "%(u)s", "type": "task", "title": 5}', "title: Input should be a valid string"),
         (b'{"user_id": "%(u)s", "type": "task", "title": "x", "priority": "urgent"}', "priority: Input should be"),
-        (b'{"user_id": "%(u)s", "type": "task", "title": "x", "channels": ["sms"]}', "channels.0: Input should be"),
+        (b'{"user_id": "%(u)s", "type": "task", "title": "x", "channels": ["fax"]}', "channels.0: Input should be"),
         (b'{"user_id": "%(u)s", "type": "task", "title": "x", "channels": []}', "channels: List should have"),
         (b'{"user_id": "%(u)s", "type": "task", "title": "x", "data": [1]}', "data: Input should be an object"),
         (b'{"user_id": "%(u)s", "type": "task", "title": "x", "send_at": "2030-01-01T00:00:00"}', "timezone"),
@@ -542,6 +542,7 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("POST", "/api/v1/admin/dead-letters/retry"), ("POST", "/api/v1/admin/dead-letters/discard"),
         ("GET", "/api/v1/admin/figures"), ("GET", "/api/v1/admin/policies"), ("PUT", "/api/v1/admin/settings/{key}"),
         ("PUT", "/api/v1/admin/retention"), ("POST", "/api/v1/admin/templates/{name}/{language}/preview"),
+        ("PUT", "/api/v1/recipients/{user_id}"), ("POST", "/api/v1/webhooks/twilio"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
@@ -585,8 +586,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
 def test_admins_send_within_their_org_only(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:
     org, other_org = uuid.uuid4(), uuid.uuid4()
     member, outsider = uuid.uuid4(), uuid.uuid4()
-    owner.execute("SELECT notify.upsert_recipient(%s, org_id => %s)", (member, org))
-    owner.execute("SELECT notify.upsert_recipient(%s, org_id => %s)", (outsider, other_org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, org_id => %s)", (member, org))
+    owner.execute("SELECT notify.upsert_recipient_v2(%s, org_id => %s)", (outsider, other_org))
     admin = {"Authorization": f"Bearer {make_token('ops', role='admin', org_id=str(org))}"}
     body = {"type": "system", "title": "Maintenance"}
     created = ok(client.post(API, json={**body, "user_id": str(member)}, headers=admin), 202)

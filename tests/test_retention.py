@@ -359,7 +359,7 @@ def test_the_audit_log_is_append_only(db: psycopg.Connection[Any], as_role: Any,
 
 def test_erasure_over_rest_and_refusals_in_the_audit_log(db: psycopg.Connection[Any], own_server: Any) -> None:
     user = uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'gone@example.com')", (user,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'gone@example.com')", (user,))
     db.execute("SELECT notify.send(%s, 'task', 'Hello')", (user,))
     server = own_server()
     url = f"{server.url}/api/v1/admin/users/{user}"

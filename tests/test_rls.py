@@ -122,8 +122,8 @@ EXPECTED: dict[str, list[str]] = {
 @pytest.fixture
 def seeded(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     db.execute(f"""
-        SELECT notify.upsert_recipient('{USER_A}', 'a@example.com', org_id => '{ORG_A}');
-        SELECT notify.upsert_recipient('{USER_B}', 'b@example.com', org_id => '{ORG_B}');
+        SELECT notify.upsert_recipient_v2('{USER_A}', 'a@example.com', org_id => '{ORG_A}');
+        SELECT notify.upsert_recipient_v2('{USER_B}', 'b@example.com', org_id => '{ORG_B}');
         INSERT INTO notify.notifications (id, user_id, type, title)
             VALUES ('{NOTIFICATION_A}', '{USER_A}', 'task', 'for A'),
                    (gen_random_uuid(), '{USER_B}', 'task', 'for B');

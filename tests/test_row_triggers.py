@@ -38,7 +38,7 @@ def app_user(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
         "VALUES ('ticket_assigned', 'task', '{{ assigned_by }} assigned you {{ task_title }}', '', 'high')"
     )
     for user in (ADA, BOB):
-        db.execute("SELECT notify.upsert_recipient(%s, %s)", (user, f"{user.hex[-2:]}@example.com"))
+        db.execute("SELECT notify.upsert_recipient_v2(%s, %s)", (user, f"{user.hex[-2:]}@example.com"))
     db.execute(f"DROP ROLE IF EXISTS {APP_USER}")
     db.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
     db.execute(f"GRANT USAGE ON SCHEMA app TO {APP_USER}")

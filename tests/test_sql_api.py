@@ -174,9 +174,9 @@ BAD_SENDS = [
     ),
     (
         "unknown channel",
-        "SELECT notify.send(%(u)s, 'task', 'x', channels => ARRAY['sms'])",
+        "SELECT notify.send(%(u)s, 'task', 'x', channels => ARRAY['fax'])",
         "23514",
-        "channels must be some of in_app, push, email",
+        "channels must be in_app, push, email, webhook, chat or sms",
     ),
     ("no user", "SELECT notify.send(NULL, 'task', 'x')", "23502", "a notification needs a user_id"),
     (
@@ -205,19 +205,19 @@ BAD_SENDS = [
     ),
     (
         "bad time zone",
-        "SELECT notify.upsert_recipient(%(u)s, timezone => 'Mars/Olympus')",
+        "SELECT notify.upsert_recipient_v2(%(u)s, timezone => 'Mars/Olympus')",
         "22023",
         'unknown time zone "Mars/Olympus"',
     ),
     (
         "bad e-mail",
-        "SELECT notify.upsert_recipient(%(u)s, email => 'not-an-address')",
+        "SELECT notify.upsert_recipient_v2(%(u)s, email => 'not-an-address')",
         "23514",
         "email must be an address of at most 254 characters",
     ),
     (
         "bad locale",
-        "SELECT notify.upsert_recipient(%(u)s, locale => 'english please')",
+        "SELECT notify.upsert_recipient_v2(%(u)s, locale => 'english please')",
         "23514",
         "locale must be a language tag such as en or pt-BR",
     ),
@@ -241,8 +241,8 @@ def test_upsert_recipient_keeps_what_a_null_argument_leaves_out(
     db: psycopg.Connection[Any], service: psycopg.Connection[Any]
 ) -> None:
     org = str(uuid.uuid4())
-    service.execute("SELECT notify.upsert_recipient(%s, 'a@example.com', 'pt_BR', 'Europe/Berlin', %s)", (USER, org))
-    service.execute("SELECT notify.upsert_recipient(%s, locale => 'de')", (USER,))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, 'a@example.com', 'pt_BR', 'Europe/Berlin', %s)", (USER, org))
+    service.execute("SELECT notify.upsert_recipient_v2(%s, locale => 'de')", (USER,))
     assert db.execute(
         "SELECT email, locale, timezone, org_id::text FROM notify.recipients WHERE user_id = %s", (USER,)
     ).fetchone() == ("a@example.com", "de", "Europe/Berlin", org)

@@ -45,7 +45,7 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 def notification(conn: psycopg.Connection[Any], org: uuid.UUID | None = None, **kw: Any) -> dict[str, Any]:
     """A critical notification (every channel planned) and its delivery ids per channel; a push one is added."""
     user = uuid.uuid4()
-    conn.execute("SELECT notify.upsert_recipient(%s, %s, org_id => %s)", (user, f"{user}@example.com", org))
+    conn.execute("SELECT notify.upsert_recipient_v2(%s, %s, org_id => %s)", (user, f"{user}@example.com", org))
     row = conn.execute(
         "INSERT INTO notify.notifications (user_id, type, title, body, priority, data) "
         "VALUES (%s, %s, 'T', 'B', 'critical', %s) RETURNING id",

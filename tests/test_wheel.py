@@ -83,7 +83,7 @@ def test_the_installed_wheel_migrates_serves_and_delivers(
         create_app_login(owner)
         login_url = database_url(owner, login=True)
         user = uuid.uuid4()
-        owner.execute("SELECT notify.upsert_recipient(%s, 'wheel@example.com')", (user,))
+        owner.execute("SELECT notify.upsert_recipient_v2(%s, 'wheel@example.com')", (user,))
         instant_email(owner, user, "billing")
 
     server = ServerProcess(login_url, tmp_path / "serve.log")

@@ -30,7 +30,7 @@ def resend_env(resend: ResendService) -> dict[str, str]:
 
 
 def send_critical_email(db: psycopg.Connection[Any], user: uuid.UUID) -> None:
-    db.execute("SELECT notify.upsert_recipient(%s, %s)", (user, f"{user.hex[:8]}@example.com"))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, %s)", (user, f"{user.hex[:8]}@example.com"))
     db.execute(
         "SELECT notify.send(%s, 'security', 'New login', 'from Berlin', 'critical', channels => '{email}')", (user,)
     )
@@ -160,7 +160,7 @@ def test_a_user_tests_every_channel_and_metrics_show_the_ledger(
     db: psycopg.Connection[Any], own_server: Any, own_worker: Any, resend_service: ResendService
 ) -> None:
     user = uuid.uuid4()
-    db.execute("SELECT notify.upsert_recipient(%s, 'tester@example.com')", (user,))
+    db.execute("SELECT notify.upsert_recipient_v2(%s, 'tester@example.com')", (user,))
     server = own_server()
     own_worker(**FAST, **resend_env(resend_service))
     token = make_token(user)
@@ -179,7 +179,7 @@ def test_a_user_tests_every_channel_and_metrics_show_the_ledger(
     assert resend_service.emails[0].subject == "Test notification"
 
     bad = httpx.post(
-        f"{server.url}/api/v1/notifications/test", json={"channel": "sms"}, headers={"Authorization": f"Bearer {token}"}
+        f"{server.url}/api/v1/notifications/test", json={"channel": "fax"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert bad.status_code == 422
     service = make_token("billing", role="service")

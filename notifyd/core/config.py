@@ -173,6 +173,31 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "RESEND_WEBHOOK_SECRET", "(none: webhook refused)", "signing secret of Resend's delivery webhooks", _RUNNING
     ),
+    Variable("TWILIO_ACCOUNT_SID", "(none: SMS off)", "Twilio Account SID of the SMS channel", _RUNNING),
+    Variable(
+        "TWILIO_AUTH_TOKEN",
+        "(none: SMS off)",
+        "Twilio auth token: the SMS channel's password, and the key inbound replies are signed with",
+        _RUNNING,
+    ),
+    Variable(
+        "TWILIO_FROM_NUMBER", "(none)", "E.164 number SMS are sent from (or set TWILIO_MESSAGING_SERVICE_SID)", _RUNNING
+    ),
+    Variable(
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "(none)",
+        "Twilio Messaging Service that picks the sender (wins over TWILIO_FROM_NUMBER)",
+        _RUNNING,
+    ),
+    Variable("TWILIO_API_URL", "(Twilio's)", "Twilio endpoint (a stand-in in tests)", _RUNNING),
+    Variable("SMS_MAX_LENGTH", "320", "characters of an SMS's text at most, its link included", _RUNNING),
+    Variable(
+        "SMTP_HOST", "(none: no failover)", "SMTP server e-mail fails over to when Resend's circuit opens", _RUNNING
+    ),
+    Variable("SMTP_PORT", "587", "its port", _RUNNING),
+    Variable("SMTP_USERNAME", "(none: no AUTH)", "SMTP login", _RUNNING),
+    Variable("SMTP_PASSWORD", "(none)", "SMTP password", _RUNNING),
+    Variable("SMTP_TLS", "starttls", "starttls, tls (implicit, port 465) or none (a local relay only)", _RUNNING),
     Variable(
         "PRIVACY_POLICY_URL",
         "(none: e-mails have no privacy link)",
@@ -324,6 +349,7 @@ LOG_FORMATS = ("text", "json")
 
 
 POOL_MODES = ("session", "transaction")
+SMTP_TLS_MODES = ("starttls", "tls", "none")
 
 
 def transaction_pooling() -> bool:
@@ -343,6 +369,13 @@ def _direct_url(url: str, pooled: bool) -> str:
             "LISTEN receives nothing through a transaction pooler"
         )
     return direct or url
+
+
+def _smtp_tls() -> str:
+    value = env("SMTP_TLS") or "starttls"
+    if value not in SMTP_TLS_MODES:
+        raise SystemExit(f"notifyd: SMTP_TLS is starttls, tls or none, got {value!r}")
+    return value
 
 
 def _log_format() -> str:
@@ -383,6 +416,17 @@ class Settings:
     resend_from_name: str = "notifyd"
     resend_webhook_secret: str | None = field(default=None, repr=False)
     resend_max_concurrency: int = 4
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_url: str | None = None
+    sms_max_length: int = 320
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: str = "starttls"
     privacy_policy_url: str | None = None
     # The product's notification center: notifyd serves no such page, so digests link it only when set.
     notification_center_url: str | None = None
@@ -467,6 +511,17 @@ class Settings:
             resend_from_name=_text("RESEND_FROM_NAME") or "notifyd",
             resend_webhook_secret=_text("RESEND_WEBHOOK_SECRET"),
             resend_max_concurrency=_positive("RESEND_MAX_CONCURRENCY", 4),
+            twilio_account_sid=_text("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_text("TWILIO_AUTH_TOKEN"),
+            twilio_from_number=_text("TWILIO_FROM_NUMBER"),
+            twilio_messaging_service_sid=_text("TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_api_url=_text("TWILIO_API_URL"),
+            sms_max_length=_positive("SMS_MAX_LENGTH", 320),
+            smtp_host=_text("SMTP_HOST"),
+            smtp_port=_positive("SMTP_PORT", 587),
+            smtp_username=_text("SMTP_USERNAME"),
+            smtp_password=_text("SMTP_PASSWORD"),
+            smtp_tls=_smtp_tls(),
             privacy_policy_url=_text("PRIVACY_POLICY_URL"),
             notification_center_url=_text("NOTIFICATION_CENTER_URL"),
             provider_timeout=_float("PROVIDER_TIMEOUT", 10.0),

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+# The error kinds a provider's circuit counts (notify_private.provider_circuits' counter columns).
+ERROR_KINDS = ("timeouts", "server_errors")
+
+
+class ProviderCircuits(Collector):
+    """The providers' circuit breakers as the database keeps them for every process: a gauge (1 open or
+    half-open, 0 closed) and their error counters, which only grow (a counter read, not counted here)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Mapping[str, Any]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "notifyd_provider_circuit_open",
+            "1 while the provider's circuit is open (new e-mail goes to the other provider), 0 while closed",
+            labels=["provider"],
+        )
+        errors = CounterMetricFamily(
+            "notifyd_provider_errors", "provider timeouts and 5xx answers, by kind", labels=["provider", "kind"]
+        )
+        for row in self.rows:
+            state.add_metric([row["provider"]], 0 if row["state"] == "closed" else 1)
+            for kind in ERROR_KINDS:
+                errors.add_metric([row["provider"], kind.removesuffix("s")], row[kind])
+        yield state
+        yield errors
 
 
 class Metrics:
@@ -58,6 +87,8 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_jobs = Gauge("notifyd_queue_jobs", "Procrastinate jobs", ["queue", "status"], registry=self.registry)
+        self.provider_circuits = ProviderCircuits()
+        self.registry.register(self.provider_circuits)
         self.queue_oldest = Gauge(
             "notifyd_queue_oldest_job_seconds",
             "age of the oldest waiting or running job",
@@ -77,8 +108,13 @@ class Metrics:
         )
 
     def set_delivery_figures(
-        self, counts: list[Mapping[str, Any]], queues: list[Mapping[str, Any]], pending: Mapping[str, Any]
+        self,
+        counts: list[Mapping[str, Any]],
+        queues: list[Mapping[str, Any]],
+        pending: Mapping[str, Any],
+        circuits: list[Mapping[str, Any]],
     ) -> None:
+        self.provider_circuits.rows = circuits
         for gauge in (self.deliveries, self.delivery_repeats, self.queue_jobs, self.queue_oldest):
             gauge.clear()
         repeats: dict[tuple[str, str], float] = {}

@@ -54,7 +54,7 @@ def without_null(schema: dict[str, Any]) -> None:
 Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_extra=without_null)]
 
 Priority = Literal["critical", "high", "normal", "low"]
-Channel = Literal["in_app", "push", "email"]
+Channel = Literal["in_app", "push", "email", "webhook", "chat", "sms"]
 Sort = Literal["newest", "oldest", "priority"]
 ShortText = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -276,6 +276,15 @@ class ErrorBody(BaseModel):
 # --- why a notification went where it went, and cancelling one (notifyd.rest.delivery_api) -----------
 
 
+class ProviderCircuit(BaseModel):
+    provider: str
+    state: Literal["closed", "open", "half_open"]
+    failures: int
+    opened_at: str | None
+    timeouts: int
+    server_errors: int
+
+
 class Decision(BaseModel):
     channel: Channel
     subscription_id: uuid.UUID | None
@@ -291,6 +300,7 @@ class Decision(BaseModel):
     clicked_at: str | None
     failed_at: str | None
     decided_at: str
+    provider: str | None = Field(default=None, description="who took it: resend, smtp, twilio (or may have: a timeout)")
 
 
 class Explanation(BaseModel):
@@ -309,6 +319,7 @@ class Explanation(BaseModel):
     group_count: int
     decisions: list[Decision]
     folds: list[dict[str, Any]]
+    providers: list[ProviderCircuit] = Field(description="each provider's circuit breaker now: where new e-mail goes")
 
 
 class Cancelled(BaseModel):

@@ -51,18 +51,20 @@ class Delivery:
     """A claimed delivery, secrets decrypted: everything a channel needs to send it."""
 
     id: uuid.UUID
-    channel: str  # push | email
+    channel: str  # push | email | sms
     attempts: int
     notification: dict[str, Any]
     recipient: dict[str, Any]
     subscription: Subscription | None
     vapid_key: VapidKey | None
     unread_count: int  # the user's unread notifications, for a push's badge (0 for e-mail: not counted)
+    provider: str | None = None  # an earlier attempt's provider, if its answer never came: this one goes there too
 
 
 @dataclass(frozen=True)
 class Sent:
     provider_message_id: str | None = None
+    provider: str | None = None  # which provider took it (the ledger's provider column): resend, twilio...
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Gone:
 class Retry:
     error: str
     retry_after: float | None = None
+    # Set when no answer came (a timeout): the provider may have taken it, and the next attempt goes there again.
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ OUTCOME_NAMES: dict[type, str] = {Sent: "sent", Gone: "gone", Retry: "retry", Fa
 
 
 class Channel(Protocol):
-    queue: str  # the Procrastinate queue its jobs are on: push, fcm or email
+    queue: str  # the Procrastinate queue its jobs are on: push, fcm, email or sms
 
     def not_configured(self) -> str | None:
         """Why this channel cannot send (a clear sentence naming the missing setting), or None."""
@@ -204,6 +208,7 @@ def _delivery(row: asyncpg.Record, box: SecretBox | None) -> Delivery:
         if key is not None
         else None,
         unread_count=row["unread_count"],
+        provider=row["provider"],
     )
 
 
@@ -214,6 +219,7 @@ def _outcome_json(delivery_id: uuid.UUID, outcome: Outcome) -> dict[str, Any]:
         "outcome": OUTCOME_NAMES[type(outcome)],
         "error": fields.get("error") or fields.get("reason"),
         "provider_message_id": fields.get("provider_message_id"),
+        "provider": fields.get("provider"),
     }
 
 

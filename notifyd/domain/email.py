@@ -1,14 +1,22 @@
-"""The e-mail channel: instant e-mail through Resend, rendered from the package's Jinja2 templates.
+"""The e-mail channel: instant e-mail through Resend, rendered from the package's Jinja2 templates, failing over
+to SMTP (notifyd.domain.smtp) while Resend's circuit is open.
 
 Every delivery is one `resend.Emails.send` with the delivery id as its idempotency key, so Resend
 sends it once however often the worker retries. Resend answers 409 when the same key comes back
 with another body: the rendering must therefore be a pure function of the delivery (no clock, no
 random), and the unsubscribe token is deterministic for the same reason.
+
+Failover: each batch asks the database where new e-mail goes (notify_private.circuit_route: Resend while
+its circuit is closed, SMTP while it is open, Resend again for a half-open probe) and records what each
+provider answered (circuit_record): timeouts and 5xx open the circuit. A delivery whose earlier attempt got
+no answer (a timeout) carries that provider (Delivery.provider) and goes there again whatever the circuit
+says: Resend may have taken it, and only the same idempotency key keeps it from being sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 import re
@@ -20,6 +28,8 @@ from email.utils import formataddr
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
+import asyncpg
 import jinja2
 import markupsafe
 import resend
@@ -28,12 +38,16 @@ from resend.http_client_async import AsyncHTTPClient
 
 from notifyd.core.config import Settings
 from notifyd.core.crypto import open_token, seal_token
+from notifyd.db.pool import as_worker
+from notifyd.db.queries import query
+from notifyd.domain import smtp
 from notifyd.domain.deliveries import Delivery, Failed, Outcome, ProviderSession, Retry, Sent, Skipped
 from notifyd.domain.tracking import click_url, open_pixel_url
 
 log = logging.getLogger("notifyd.worker")
 
 RESEND_API_URL = "https://api.resend.com"
+PROVIDER = "resend"
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 NOT_CONFIGURED = "e-mail is not configured: set {missing}"
 NO_ADDRESS = "no e-mail address"
@@ -222,6 +236,14 @@ def outcome_of(error: ResendError) -> Outcome:
     return Failed(message)
 
 
+class NoAnswer(ResendError):
+    """Resend's answer did not come in time: the request may have reached it. The SDK wraps every other exception
+    of its HTTP client as a 500, which is an answer; this one is passed through as it is."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(0, "no_answer", f"no answer: {error!r}", "retry with the same idempotency key")
+
+
 class PooledClient(AsyncHTTPClient):
     """The SDK's async HTTP client on keep-alive connections (its default, httpx, opens a client per e-mail)."""
 
@@ -239,10 +261,33 @@ class PooledClient(AsyncHTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         if files is not None:
             raise ValueError("notifyd sends no multipart requests to Resend")
-        async with self.http.get().request(
-            method, url, headers=headers, json=json, data=data, allow_redirects=False
-        ) as response:
-            return await response.read(), response.status, response.headers
+        try:
+            async with self.http.get().request(
+                method, url, headers=headers, json=json, data=data, allow_redirects=False
+            ) as response:
+                return await response.read(), response.status, response.headers
+        except aiohttp.SocketTimeoutError as error:
+            # A read timed out after the request went out (a connect timeout sent nothing: an answer of sorts).
+            raise NoAnswer(error) from error
+
+
+class Answer(enum.Enum):
+    """What a provider's answer says of its health (its circuit): only timeouts and 5xx count against it."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+    OTHER = "other"  # a refusal of this e-mail (4xx), a rate limit, a skip: the provider is well
+
+
+def answer_of(outcome: Outcome, status: int | None = None) -> Answer:
+    if isinstance(outcome, Sent):
+        return Answer.OK
+    if isinstance(outcome, Retry) and outcome.provider is not None:
+        return Answer.TIMEOUT
+    if isinstance(outcome, Retry) and (status is None or status >= 500):
+        return Answer.SERVER_ERROR
+    return Answer.OTHER
 
 
 class EmailChannel:
@@ -250,12 +295,14 @@ class EmailChannel:
 
     Resend limits a team to a few requests per second (5 by default, more on request): past what the
     account allows, more parallel sends only collect 429s, which are retried after Retry-After.
+    With SMTP_HOST set and a database pool, Resend's circuit sends new e-mail to SMTP while Resend fails.
     """
 
     queue = "email"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool | None = None) -> None:
         self._settings = settings
+        self._pool = pool if settings.smtp_host else None
         self._slots = asyncio.Semaphore(settings.resend_max_concurrency)
         self._deadline = settings.provider_timeout * DEADLINE_FACTOR
         # The SDK reads these module globals on every request; its own RESEND_* environment reading
@@ -280,25 +327,57 @@ class EmailChannel:
         return NOT_CONFIGURED.format(missing=" and ".join(missing)) if missing else None
 
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
-        outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
-        return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
+        route = await self._route()
+        answers = await asyncio.gather(*(self._send_one(d, d.provider or route) for d in deliveries))
+        try:
+            await self._record(answers)
+        except (OSError, asyncpg.PostgresError):
+            # The outcomes still go to the ledger: a circuit that missed one batch only moves a batch later.
+            log.exception("e-mail: recording the providers' answers in their circuits")
+        return {d.id: o for d, (_, _, o) in zip(deliveries, answers, strict=True)}
 
-    async def _send_one(self, delivery: Delivery) -> Outcome:
+    async def _route(self) -> str:
+        """Where this batch's new e-mail goes: Resend, unless SMTP is configured and Resend's circuit is open."""
+        if self._pool is None:
+            return PROVIDER
+        async with as_worker(self._pool) as conn:
+            route: str = await conn.fetchval(query("circuit_route"), PROVIDER, smtp.PROVIDER)
+        return route
+
+    async def _record(self, answers: Sequence[tuple[str, Answer, Outcome]]) -> None:
+        if self._pool is None:
+            return
+        for provider in sorted({p for p, a, _ in answers if a is not Answer.OTHER}):
+            counts = {a: sum(1 for p, b, _ in answers if p == provider and b is a) for a in Answer}
+            async with as_worker(self._pool) as conn:
+                state = await conn.fetchval(query("circuit_record"), provider, counts[Answer.OK],
+                                            counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR])  # fmt: skip
+            if counts[Answer.TIMEOUT] or counts[Answer.SERVER_ERROR]:
+                log.warning("e-mail: %s: %d timeouts, %d 5xx; its circuit is %s", provider,
+                            counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR], state)  # fmt: skip
+
+    async def _send_one(self, delivery: Delivery, provider: str) -> tuple[str, Answer, Outcome]:
         if not delivery.recipient.get("email"):
-            return Skipped(NO_ADDRESS)
+            return provider, Answer.OTHER, Skipped(NO_ADDRESS)
         try:
             params = send_params(self._settings, delivery.recipient["email"], render(delivery, self._settings))
+            if provider == smtp.PROVIDER and self._settings.smtp_host:
+                async with self._slots:
+                    outcome = await smtp.send(self._settings, smtp.message(params, delivery.id), self._deadline)
+                return provider, answer_of(outcome), outcome
             async with self._slots, asyncio.timeout(self._deadline):
-                # A request cut by the deadline may still have reached Resend: the retry reuses the key.
+                # A request cut by the deadline may still have reached Resend: the retry goes there with the key.
                 sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})
-        except TimeoutError:
-            return Retry(TIMED_OUT.format(seconds=self._deadline))
+        except (TimeoutError, NoAnswer):
+            timed_out = Retry(TIMED_OUT.format(seconds=self._deadline), provider=PROVIDER)
+            return PROVIDER, Answer.TIMEOUT, timed_out
         except ResendError as error:
-            return outcome_of(error)
+            refused = outcome_of(error)
+            return PROVIDER, answer_of(refused, _status(error)), refused
         except Exception as error:  # noqa: BLE001 - send() answers for every delivery, whatever broke
             log.exception("e-mail delivery %s", delivery.id)
-            return Retry(UNEXPECTED.format(error=error))
-        return Sent(provider_message_id=sent["id"])
+            return provider, Answer.OTHER, Retry(UNEXPECTED.format(error=error))
+        return PROVIDER, Answer.OK, Sent(provider_message_id=sent["id"], provider=PROVIDER)
 
     async def close(self) -> None:
         """Closes the SDK's connections (one client for the process: the SDK's configuration is global)."""

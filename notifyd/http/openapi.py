@@ -62,6 +62,8 @@ class Endpoint:
     extra_responses: dict[int, str] = field(default_factory=dict)
     # False: the body may be left out (the model's defaults apply).
     request_body_required: bool = True
+    # How the caller encodes the body: a provider's webhook may post form fields.
+    request_media_type: str = "application/json"
 
     @property
     def openapi_path(self) -> str:
@@ -140,6 +142,8 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/t/", "tracking"),
     ("/unsubscribe/", "email"),
     ("/api/v1/webhooks/resend", "email"),
+    ("/api/v1/recipients", "sms"),
+    ("/api/v1/webhooks/twilio", "sms"),
     ("/api/v1/notifications/stream", "realtime"),
     ("/api/v1/topics", "topics"),
     ("/api/v1/admin/broadcasts", "topics"),
@@ -164,6 +168,7 @@ TAGS: list[dict[str, str]] = [
         "name": "console",
         "description": "What the operator console reads and does (admins): activity, dead letters, figures.",
     },
+    {"name": "sms", "description": "Recipients' phone numbers (E.164), and Twilio's signed STOP/START replies."},
     {"name": "email", "description": "One-click unsubscribe pages and Resend's delivery webhook."},
     {"name": "realtime", "description": "Server-Sent Events; the WebSocket is described under x-websocket."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics and this document."},
@@ -298,7 +303,7 @@ def build(endpoints: list[Endpoint], extra_paths: dict[str, dict[str, Any]]) -> 
         if e.request_model is not None:
             operation["requestBody"] = {
                 "required": e.request_body_required,
-                "content": {"application/json": {"schema": refs[(e.request_model, "validation")]}},
+                "content": {e.request_media_type: {"schema": refs[(e.request_model, "validation")]}},
             }
         if e.audience == "user":
             operation["security"] = [{BEARER: []}]

@@ -203,3 +203,13 @@ def decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID, int | No
     if not valid:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_CURSOR)
     return created_at, last_id, rank
+
+
+async def raw_body(request: Request, limit: int, too_large: str) -> bytes:
+    """The body as sent (a webhook's signature covers these bytes), refused past `limit` without reading it all."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(status.HTTP_413_CONTENT_TOO_LARGE, too_large)
+    return bytes(body)

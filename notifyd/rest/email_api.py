@@ -27,7 +27,7 @@ from notifyd.domain.digests import ALL_DIGESTS
 from notifyd.domain.email import read_unsubscribe_token
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import reply
+from notifyd.http.shared import raw_body, reply
 
 UNSUBSCRIBE_PATH = "/unsubscribe/{token}"
 WEBHOOK_PATH = "/api/v1/webhooks/resend"
@@ -197,16 +197,6 @@ def webhook_secret(settings: Settings) -> str:
     return secret
 
 
-async def raw_body(request: Request, limit: int) -> bytes:
-    """The body as sent (the signature covers these bytes), refused past `limit` without reading it all."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(status.HTTP_413_CONTENT_TOO_LARGE, WEBHOOK_TOO_LARGE)
-    return bytes(body)
-
-
 async def verified_event(request: Request) -> tuple[str, ResendEvent]:
     """(svix-id, event) of a request Resend signed; 401 if it did not, or too long ago (replay)."""
     secret = webhook_secret(request.app.state.settings)
@@ -214,7 +204,7 @@ async def verified_event(request: Request) -> tuple[str, ResendEvent]:
     msg_id, timestamp, signature = headers
     if msg_id is None or timestamp is None or signature is None:
         raise ApiError(status.HTTP_401_UNAUTHORIZED, MISSING_SIGNATURE)
-    raw = await raw_body(request, MAX_WEBHOOK_BODY)
+    raw = await raw_body(request, MAX_WEBHOOK_BODY, WEBHOOK_TOO_LARGE)
     try:
         payload = raw.decode("utf-8")
     except UnicodeDecodeError:

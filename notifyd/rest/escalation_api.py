@@ -23,7 +23,7 @@ PREFIX = "/api/v1/admin/escalations"
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Literal["in_app", "push", "email"]
+    channel: Literal["in_app", "push", "email", "sms"]
     after: Annotated[str, Field(max_length=100, examples=["15 minutes"])] | None = Field(
         default=None, description='an interval from the send, e.g. "15 minutes"; no earlier than the step before'
     )

@@ -38,8 +38,9 @@ async def metrics(request: Request) -> Response:
             counts = await conn.fetch(query("delivery_counts"))
             queues = await conn.fetch(query("queue_depth"))
             pending = await conn.fetchrow(query("pending_figures"))
+            circuits = await conn.fetch(query("provider_circuits"))
         assert pending is not None  # an aggregate: always one row
-        figures.set_delivery_figures(counts, queues, pending)
+        figures.set_delivery_figures(counts, queues, pending, circuits)
     except (OSError, TimeoutError, asyncpg.PostgresError):
         pass  # the process's own figures are still worth a scrape
     return Response(figures.render(), media_type=figures.content_type)

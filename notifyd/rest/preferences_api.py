@@ -92,6 +92,7 @@ class PreferenceChanges(_QuietHours):
     in_app_enabled: Omittable[Annotated[Literal[True], BeforeValidator(_exactly_true)]] = Field(
         default=None, description="in-app is always on: only true"
     )
+    sms_enabled: Omittable[StrictBool] = Field(default=None, description="SMS a sender asks for (never by default)")
     digest_frequency: Frequency | None = Field(default=None, description="null: the global default")
     digest_time: TimeOfDay | None = None
     digest_day: Weekday | None = Field(default=None, description="the weekly digest's weekday")
@@ -102,6 +103,7 @@ class GlobalChanges(_QuietHours):
 
     all_push_enabled: Omittable[StrictBool] = None
     all_email_enabled: Omittable[StrictBool] = None
+    all_sms_enabled: Omittable[StrictBool] = None
     default_digest_frequency: Frequency | None = None
     default_digest_time: TimeOfDay | None = None
     default_digest_day: Weekday | None = None
@@ -162,6 +164,7 @@ class PreferenceItem(_QuietHoursInForce):
     push_enabled: bool
     email_enabled: bool
     in_app_enabled: bool
+    sms_enabled: bool
     digest_frequency: Frequency
     digest_time: str
     digest_day: int
@@ -170,6 +173,7 @@ class PreferenceItem(_QuietHoursInForce):
 class GlobalPreferences(_QuietHoursInForce):
     all_push_enabled: bool
     all_email_enabled: bool
+    all_sms_enabled: bool
     default_digest_frequency: Frequency
     default_digest_time: str
     default_digest_day: int

@@ -29,6 +29,7 @@ from notifyd.domain.deliveries import Channel
 from notifyd.domain.email import EmailChannel
 from notifyd.domain.fcm import FcmChannel
 from notifyd.domain.render_pool import RenderPool
+from notifyd.domain.sms import SmsChannel
 from notifyd.domain.webpush import WebPushChannel
 from notifyd.worker.tasks import QUEUES, build_app
 
@@ -111,7 +112,9 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         max_size=settings.worker_concurrency + 2,
         transaction_pooling=settings.transaction_pooling,
     )
-    channels: list[Channel] = [WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings)]
+    channels: list[Channel] = [
+        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings, pool), SmsChannel(settings),
+    ]  # fmt: skip
     for channel in channels:
         reason = channel.not_configured()
         if reason is not None:

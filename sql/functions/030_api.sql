@@ -271,6 +271,32 @@ AS $$
 $$;
 COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications: {"count": n, "by_type": {...}}';
 
+-- upsert_recipient_v2 adds the phone number (SMS) under a new name rather than as an overload, which would
+-- make a call with fewer arguments ambiguous. The first version stays as it was for the services that call it.
+CREATE OR REPLACE FUNCTION notify.upsert_recipient_v2(
+    user_id  uuid,
+    email    text DEFAULT NULL,
+    locale   text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    org_id   uuid DEFAULT NULL,
+    phone    text DEFAULT NULL
+) RETURNS void
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    INSERT INTO notify.recipients AS r (user_id, email, locale, timezone, org_id, phone)
+    VALUES (upsert_recipient_v2.user_id, upsert_recipient_v2.email, coalesce(upsert_recipient_v2.locale, 'en'),
+            coalesce(upsert_recipient_v2.timezone, 'UTC'), upsert_recipient_v2.org_id, upsert_recipient_v2.phone)
+    ON CONFLICT ON CONSTRAINT recipients_pkey DO UPDATE SET
+        email = coalesce(upsert_recipient_v2.email, r.email),
+        locale = coalesce(upsert_recipient_v2.locale, r.locale),
+        timezone = coalesce(upsert_recipient_v2.timezone, r.timezone),
+        org_id = coalesce(upsert_recipient_v2.org_id, r.org_id),
+        phone = coalesce(upsert_recipient_v2.phone, r.phone)
+$$;
+COMMENT ON FUNCTION notify.upsert_recipient_v2(uuid, text, text, text, uuid, text)
+    IS 'creates or updates a recipient, phone (E.164) included; a NULL argument keeps the stored value';
+
 CREATE OR REPLACE FUNCTION notify.upsert_recipient(
     user_id  uuid,
     email    text DEFAULT NULL,
@@ -281,14 +307,8 @@ CREATE OR REPLACE FUNCTION notify.upsert_recipient(
     LANGUAGE sql
     SET search_path = ''
 AS $$
-    INSERT INTO notify.recipients AS r (user_id, email, locale, timezone, org_id)
-    VALUES (upsert_recipient.user_id, upsert_recipient.email, coalesce(upsert_recipient.locale, 'en'),
-            coalesce(upsert_recipient.timezone, 'UTC'), upsert_recipient.org_id)
-    ON CONFLICT ON CONSTRAINT recipients_pkey DO UPDATE SET
-        email = coalesce(upsert_recipient.email, r.email),
-        locale = coalesce(upsert_recipient.locale, r.locale),
-        timezone = coalesce(upsert_recipient.timezone, r.timezone),
-        org_id = coalesce(upsert_recipient.org_id, r.org_id)
+    SELECT notify.upsert_recipient_v2(upsert_recipient.user_id, upsert_recipient.email, upsert_recipient.locale,
+                                      upsert_recipient.timezone, upsert_recipient.org_id)
 $$;
 COMMENT ON FUNCTION notify.upsert_recipient(uuid, text, text, text, uuid)
-    IS 'creates or updates a recipient; a NULL argument keeps the stored value';
+    IS 'creates or updates a recipient without touching their phone number (upsert_recipient_v2 sets it)';

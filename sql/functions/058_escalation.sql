@@ -39,8 +39,8 @@ BEGIN
         END IF;
         channel := step ->> 'channel';
         IF pg_catalog.jsonb_typeof(step -> 'channel') IS DISTINCT FROM 'string'
-           OR channel NOT IN ('in_app', 'push', 'email') THEN
-            RAISE EXCEPTION 'escalation step %: channel must be in_app, push or email, got %', step_no,
+           OR channel NOT IN ('in_app', 'push', 'email', 'sms') THEN
+            RAISE EXCEPTION 'escalation step %: channel must be in_app, push, email or sms, got %', step_no,
                 coalesce((step -> 'channel')::text, 'nothing') USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF channel = ANY (seen_channels) THEN
@@ -107,7 +107,10 @@ AS $$
                          THEN 'push' END,
                     CASE WHEN escalation_wanted.chain @> '[{"channel": "email"}]'
                               AND (escalation_wanted.channels IS NULL OR 'email' = ANY (escalation_wanted.channels))
-                         THEN 'email' END], NULL) END
+                         THEN 'email' END,
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "sms"}]'
+                              AND (escalation_wanted.channels IS NULL OR 'sms' = ANY (escalation_wanted.channels))
+                         THEN 'sms' END], NULL) END
 $$;
 COMMENT ON FUNCTION notify_private.escalation_wanted(jsonb, text, text[])
     IS 'the channels a notification goes out on before preferences: its chain''s steps (narrowed by the sender''s channels), else those of its priority';
@@ -118,7 +121,7 @@ CREATE OR REPLACE FUNCTION notify_private.escalation_step(chain jsonb, channel t
     LANGUAGE sql IMMUTABLE
 AS $$
     -- The channel is written into the path, not passed as a variable: jsonb_build_object is only stable, and
-    -- an immutable function with a stable body is not inlined. Callers name a channel (in_app, push, email).
+    -- an immutable function with a stable body is not inlined. Callers name a channel (in_app, push, email, sms).
     SELECT pg_catalog.jsonb_path_query_first(
         escalation_step.chain, ('$[*] ? (@.channel == "' || escalation_step.channel || '")')::jsonpath)
 $$;

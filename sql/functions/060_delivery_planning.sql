@@ -91,12 +91,12 @@ COMMENT ON FUNCTION notify_private.queue_dispatch(timestamptz)
 CREATE OR REPLACE FUNCTION notify_private.delivery_queue(channel text, device_kind text) RETURNS text
     LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE WHEN delivery_queue.channel IN ('email', 'in_app') THEN delivery_queue.channel
+    SELECT CASE WHEN delivery_queue.channel IN ('email', 'in_app', 'sms') THEN delivery_queue.channel
                 WHEN delivery_queue.device_kind = 'fcm' THEN 'fcm'
                 ELSE 'push' END
 $$;
 COMMENT ON FUNCTION notify_private.delivery_queue(text, text)
-    IS 'the queue (and worker channel) a delivery goes out on: push, fcm, email or in_app';
+    IS 'the queue (and worker channel) a delivery goes out on: push, fcm, email, sms or in_app';
 
 -- The worker's side: the due deliveries the dispatcher hands to the channels' jobs, or runs itself.
 -- Its result gained the batches the dispatcher runs itself (kept): CREATE OR REPLACE cannot change that.
@@ -174,7 +174,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify_private.dispatch_deliveries(text, bigint, text[])
-    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, in_app), keeps the first job''s worth of each direct queue for the calling dispatcher job to send itself, and says when the next is due';
+    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, sms, in_app), keeps the first job''s worth of each direct queue for the calling dispatcher job to send itself, and says when the next is due';
 
 -- What a dispatcher job kept for itself and has not finished: a retry of that job (its worker died) sends it.
 CREATE OR REPLACE FUNCTION notify_private.kept_deliveries(runner bigint)
@@ -186,7 +186,7 @@ AS $$
     FROM notify.notification_deliveries AS d
     LEFT JOIN notify.push_subscriptions AS p ON p.id = d.subscription_id
     -- Pending deliveries are few: the open-deliveries index (channel, status) finds them.
-    WHERE d.status = 'pending' AND d.channel IN ('push', 'email') AND d.dispatched_by = kept_deliveries.runner
+    WHERE d.status = 'pending' AND d.channel IN ('push', 'email', 'sms') AND d.dispatched_by = kept_deliveries.runner
     GROUP BY 1
 $$;
 COMMENT ON FUNCTION notify_private.kept_deliveries(bigint)
@@ -204,7 +204,7 @@ DECLARE
 BEGIN
     WITH orphaned AS (
         SELECT d.id FROM notify.notification_deliveries AS d
-        WHERE d.status = 'pending' AND d.channel IN ('push', 'email') AND d.dispatched_by IS NOT NULL
+        WHERE d.status = 'pending' AND d.channel IN ('push', 'email', 'sms') AND d.dispatched_by IS NOT NULL
           AND d.dispatched_by <> adopt_kept_deliveries.runner
           AND NOT EXISTS (SELECT 1 FROM procrastinate.procrastinate_jobs AS j
                           WHERE j.id = d.dispatched_by AND j.status IN ('todo', 'doing'))
@@ -247,7 +247,7 @@ DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
 -- a notification's channels (channel_decisions), instead of calling (and, being SQL, planning) it each time.
 CREATE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
     RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text,
-                   push_locked boolean, email_locked boolean)
+                   push_locked boolean, email_locked boolean, sms_enabled boolean)
     LANGUAGE sql STABLE
     ROWS 1
 AS $$
@@ -256,13 +256,14 @@ AS $$
     -- admin locked is the org's call.
     WITH levels AS (
         SELECT p.push_enabled, p.email_enabled, p.digest_frequency, false AS push_locked, false AS email_locked,
-               CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
+               p.sms_enabled, CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
         FROM notify.notification_preferences AS p
         WHERE p.user_id = effective_preferences.user_id
           AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
         UNION ALL
         SELECT o.push_enabled, o.email_enabled, o.digest_frequency, o.push_locked, o.email_locked,
-               CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
+               -- SMS is the user's switch alone: an org sets no SMS default.
+               NULL, CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
         FROM notify.org_notification_preferences AS o
         JOIN notify.recipients AS r ON r.org_id = o.org_id
         WHERE r.user_id = effective_preferences.user_id
@@ -281,11 +282,28 @@ AS $$
                      WHERE l.digest_frequency IS NOT NULL ORDER BY l.level LIMIT 1),
                     -- A subquery of its own: read once per statement, not once per user.
                     (SELECT notify.setting('digest.default_frequency') #>> '{}')),
-           locks.push IS NOT NULL, locks.email IS NOT NULL
+           locks.push IS NOT NULL, locks.email IS NOT NULL,
+           coalesce((SELECT l.sms_enabled FROM levels AS l
+                     WHERE l.sms_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true)
     FROM locks
 $$;
 COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
-    IS 'the switches in force for a user and type, each from the most specific level that sets it; org locks win (and are said)';
+    IS 'the switches in force for a user and type (push, e-mail, digest, SMS), each from the most specific level that sets it; org locks win (and are said)';
+
+-- SQL, STABLE and no SET clause: inlined into channel_decisions, once for push and once for SMS.
+CREATE OR REPLACE FUNCTION notify_private.held_for_quiet_hours(until timestamptz, zone text, now_at timestamptz)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'status', 'pending',
+        'reason', format('held for quiet hours until %s %s',
+                         to_char(held_for_quiet_hours.until AT TIME ZONE held_for_quiet_hours.zone, 'YYYY-MM-DD HH24:MI'),
+                         held_for_quiet_hours.zone),
+        'until', nullif(held_for_quiet_hours.until, held_for_quiet_hours.now_at))
+$$;
+COMMENT ON FUNCTION notify_private.held_for_quiet_hours(timestamptz, text, timestamptz)
+    IS 'a channel''s decision entry while the user''s quiet hours hold it: pending until `until` (NULL if that is now), and why, in their zone';
 
 -- Its result is the notification's decision record (it returned a delivery per channel before).
 DROP FUNCTION IF EXISTS notify_private.channel_decisions(notify.notifications);
@@ -307,16 +325,19 @@ AS $$
                    WHEN decided.push_skipped IS NOT NULL
                    THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', decided.push_skipped)
                    WHEN quiet.quiet_until >= k.now_at
-                   THEN pg_catalog.jsonb_build_object(
-                       'status', 'pending',
-                       'reason', format('held for quiet hours until %s %s',
-                                        to_char(quiet.quiet_until AT TIME ZONE recipient.timezone, 'YYYY-MM-DD HH24:MI'),
-                                        recipient.timezone),
-                       'until', nullif(quiet.quiet_until, k.now_at))
+                   THEN notify_private.held_for_quiet_hours(quiet.quiet_until, recipient.timezone, k.now_at)
                END,
                'email', CASE WHEN 'email' = ANY (k.wanted) AND decided.email_status <> 'pending'
                              THEN pg_catalog.jsonb_build_object('status', decided.email_status,
                                                                 'reason', decided.email_reason) END,
+               -- SMS as push: skipped with its reason, or held for quiet hours.
+               'sms', CASE
+                   WHEN NOT ('sms' = ANY (k.wanted)) THEN NULL
+                   WHEN decided.sms_skipped IS NOT NULL
+                   THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', decided.sms_skipped)
+                   WHEN quiet.sms_quiet_until >= k.now_at
+                   THEN notify_private.held_for_quiet_hours(quiet.sms_quiet_until, recipient.timezone, k.now_at)
+               END,
                -- The chain it follows, as it stood when it was sent: planning, cancelling and explain read it here.
                'escalation', chain.steps)),
            '{}'::jsonb)
@@ -338,11 +359,12 @@ AS $$
                notify.now() AS now_at,
                -- When its push step is due (now without a chain): quiet hours are read for that time.
                (notify_private.escalation_step(chain.steps, 'push') ->> 'after')::interval AS push_after,
+               (notify_private.escalation_step(chain.steps, 'sms') ->> 'after')::interval AS sms_after,
                notify_private.escalation_step(chain.steps, 'email') IS NOT NULL AS email_step
     ) AS k
     CROSS JOIN LATERAL notify_private.effective_preferences(n.user_id, n.type) AS prefs
     LEFT JOIN LATERAL (
-        SELECT r.email, r.timezone, sup.reason AS suppression
+        SELECT r.email, r.timezone, sup.reason AS suppression, r.phone, r.sms_opted_out_at
         FROM notify.recipients AS r
         LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
         WHERE r.user_id = n.user_id
@@ -358,7 +380,11 @@ AS $$
         SELECT CASE WHEN 'push' = ANY (k.wanted) AND NOT k.critical AND prefs.push_enabled AND device.has_device
                     THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)
                                                                            + coalesce(k.push_after, interval '0')) END
-               AS quiet_until
+               AS quiet_until,
+               CASE WHEN 'sms' = ANY (k.wanted) AND NOT k.critical AND prefs.sms_enabled AND recipient.phone IS NOT NULL
+                    THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)
+                                                                           + coalesce(k.sms_after, interval '0')) END
+               AS sms_quiet_until
         OFFSET 0  -- evaluated once, as above
     ) AS quiet
     CROSS JOIN LATERAL (
@@ -393,7 +419,15 @@ AS $$
                    WHEN prefs.digest_frequency = 'instant' AND n.priority <> 'low' THEN NULL
                    WHEN prefs.digest_frequency = 'instant' THEN 'low-priority e-mail goes out in digests only'
                    ELSE format('for the %s digest', prefs.digest_frequency)
-               END AS email_reason
+               END AS email_reason,
+               CASE
+                   WHEN NOT prefs.sms_enabled AND NOT k.critical THEN format('SMS is turned off for %s notifications', n.type)
+                   WHEN recipient.phone IS NULL THEN 'no phone number'
+                   -- A STOP reply is the law's opt-out (and the carrier's): not even critical overrides it.
+                   WHEN recipient.sms_opted_out_at IS NOT NULL
+                   THEN format('the number replied STOP on %s', to_char(recipient.sms_opted_out_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI UTC'))
+                   WHEN quiet.sms_quiet_until = 'infinity' THEN format('quiet hours never end for %s notifications', n.type)
+               END AS sms_skipped
     ) AS decided
 $$;
 COMMENT ON FUNCTION notify_private.channel_decisions(notify.notifications)
@@ -435,14 +469,17 @@ AS $$
                notify.now() AS now_at,
                coalesce(n.decisions -> 'push', '{"status": "pending"}') AS push,
                coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email,
+               coalesce(n.decisions -> 'sms', '{"status": "pending"}') AS sms,
                notify_private.escalation_step(n.decisions -> 'escalation', 'push') AS push_step,
-               notify_private.escalation_step(n.decisions -> 'escalation', 'email') AS email_step
+               notify_private.escalation_step(n.decisions -> 'escalation', 'email') AS email_step,
+               notify_private.escalation_step(n.decisions -> 'escalation', 'sms') AS sms_step
     ) AS k
     -- An escalation step is due its `after` past the send (send_at, else now); a later time (quiet hours,
     -- a rate-limit token) moves it further.
     CROSS JOIN LATERAL (
         SELECT nullif(greatest(n.send_at, k.now_at) + (k.push_step ->> 'after')::interval, k.now_at) AS push_due,
-               nullif(greatest(n.send_at, k.now_at) + (k.email_step ->> 'after')::interval, k.now_at) AS email_due
+               nullif(greatest(n.send_at, k.now_at) + (k.email_step ->> 'after')::interval, k.now_at) AS email_due,
+               nullif(greatest(n.send_at, k.now_at) + (k.sms_step ->> 'after')::interval, k.now_at) AS sms_due
     ) AS due
     CROSS JOIN LATERAL (
         -- In-app: listed at once. Only a held real-time event gets a delivery row (pending), which a job
@@ -474,6 +511,12 @@ AS $$
                due.email_due,
                CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END, k.email_step ->> 'unless'
         WHERE 'email' = ANY (k.wanted) AND k.email ->> 'status' IN ('pending', 'held')
+        UNION ALL
+        SELECT 'sms', NULL, 'pending',
+               coalesce(k.sms ->> 'reason', notify_private.step_reason(k.sms_step ->> 'after', k.sms_step ->> 'unless')),
+               greatest((k.sms ->> 'until')::timestamptz, due.sms_due),
+               CASE WHEN NOT k.critical THEN 'sms' END, k.sms_step ->> 'unless'
+        WHERE 'sms' = ANY (k.wanted) AND k.sms ->> 'status' = 'pending'
     ) AS c
 $$;
 RESET check_function_bodies;
@@ -517,6 +560,8 @@ BEGIN
                     THEN CASE p.token
                         WHEN 'push' THEN format('push rate limit (%s per hour): waits for a token',
                                                 notify.setting('rate_limit.push_per_hour'))
+                        WHEN 'sms' THEN format('SMS rate limit (%s per day): waits for a token',
+                                               notify.setting('rate_limit.sms_per_day'))
                         ELSE format('e-mail rate limit (%s per day): waits for a token',
                                     notify.setting('rate_limit.email_per_day')) END
                     ELSE p.reason END,
@@ -598,8 +643,8 @@ BEGIN
         RAISE EXCEPTION 'send_test sends to the calling user: request.jwt.claims has no user sub'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email') THEN
-        RAISE EXCEPTION 'channel must be all, in_app, push or email, got "%"', send_test.channel
+    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email', 'sms') THEN
+        RAISE EXCEPTION 'channel must be all, in_app, push, email or sms, got "%"', send_test.channel
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Critical: the user asked for it, so their own switches and digest do not hold it back; critical

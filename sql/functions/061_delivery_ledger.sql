@@ -3,9 +3,11 @@
 
 -- The worker's side.
 
-CREATE OR REPLACE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
+-- Its result gained the provider an earlier attempt is pinned to: CREATE OR REPLACE cannot change that.
+DROP FUNCTION IF EXISTS notify_private.claim_deliveries(uuid[]);
+CREATE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
     RETURNS TABLE (id uuid, channel text, attempts integer, notification jsonb, recipient jsonb,
-                   subscription jsonb, vapid_key jsonb, unread_count bigint)
+                   subscription jsonb, vapid_key jsonb, unread_count bigint, provider text)
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -29,7 +31,9 @@ BEGIN
                     WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
                     -- A push held back (quiet hours, send_at) is pointless once the user has read it.
                     WHEN p.channel = 'push' AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
-                    WHEN NOT s.is_active THEN 'the device was deactivated' END AS reason,
+                    WHEN NOT s.is_active THEN 'the device was deactivated'
+                    WHEN p.channel = 'sms' AND r.sms_opted_out_at IS NOT NULL THEN 'the number replied STOP'
+                    WHEN p.channel = 'sms' AND r.phone IS NULL THEN 'no phone number' END AS reason,
                CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression,
                cancel.reason IS NOT NULL AS cancelled
         FROM notify.notification_deliveries AS p
@@ -55,15 +59,15 @@ BEGIN
     )
     SELECT c.id, c.channel, c.attempts,
            pg_catalog.jsonb_build_object(
-               -- A template's push text, when it has one, is what push channels show.
+               -- A template's push text, when it has one, is what push channels and SMS show.
                'id', n.id, 'type', n.type, 'priority', n.priority,
-               'title', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
-               'body', CASE WHEN c.channel = 'push' THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
+               'title', CASE WHEN c.channel IN ('push', 'sms') THEN coalesce(n.rendered #>> '{push,title}', n.title) ELSE n.title END,
+               'body', CASE WHEN c.channel IN ('push', 'sms') THEN coalesce(n.rendered #>> '{push,body}', n.body) ELSE n.body END,
                'email', n.rendered -> 'email', 'data', n.data, 'group_key', n.group_key, 'group_count', n.group_count, 'seq', n.seq,
                'created_at', n.created_at,
                'expires_at', n.expires_at),
            pg_catalog.jsonb_build_object(
-               'user_id', r.user_id, 'email', r.email, 'locale', r.locale, 'timezone', r.timezone),
+               'user_id', r.user_id, 'email', r.email, 'locale', r.locale, 'timezone', r.timezone, 'phone', r.phone),
            CASE WHEN s.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
                'id', s.id, 'kind', s.kind, 'endpoint', s.endpoint, 'p256dh_key', s.p256dh_key,
                'auth_key', s.auth_key, 'fcm_token', s.fcm_token, 'device_info', s.device_info) END,
@@ -72,7 +76,8 @@ BEGIN
            -- The badge a push shows; an e-mail shows none, and counting costs an index scan per delivery.
            CASE WHEN c.channel = 'push' THEN
                (SELECT pg_catalog.count(*) FROM notify.inbox AS u
-                WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END
+                WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END,
+           c.provider
     FROM claimed AS c
     JOIN notify.notifications AS n ON n.id = c.notification_id AND n.created_at >= notify_private.created_from(c.notification_id) AND n.created_at < notify_private.created_before(c.notification_id)
     JOIN notify.recipients AS r ON r.user_id = c.user_id
@@ -92,7 +97,8 @@ DECLARE
     max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
     strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
 BEGIN
-    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id}]
+    -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id, provider}]; a retry's
+    -- provider: the attempt's answer never came, so the provider may have the delivery (it is pinned there)
     IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(record_outcomes.outcomes) AS o(item)
                WHERE NOT coalesce(o.item ->> 'outcome' = ANY (ARRAY['sent', 'gone', 'retry', 'failed', 'skipped']), false)) THEN
         RAISE EXCEPTION 'an outcome is one of sent, gone, retry, failed, skipped' USING ERRCODE = 'invalid_parameter_value';
@@ -133,12 +139,15 @@ BEGIN
             END,
             error_message = CASE WHEN o.outcome = 'sent' THEN NULL ELSE o.error END,
             provider_message_id = coalesce(o.provider_message_id, d.provider_message_id),
+            -- A sent one names who took it; a retry names the provider only when that provider may have
+            -- taken it (no answer came): the next attempt must go there again, with the same idempotency key.
+            provider = coalesce(o.provider, d.provider),
             sending_since = NULL,
             sent_at = CASE WHEN o.outcome = 'sent' THEN notify.now() ELSE d.sent_at END,
             failed_at = CASE WHEN o.outcome IN ('sent', 'skipped') THEN d.failed_at ELSE notify.now() END,
             updated_at = notify.now()
         FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes)
-             AS o(id uuid, outcome text, error text, provider_message_id text)
+             AS o(id uuid, outcome text, error text, provider_message_id text, provider text)
         LEFT JOIN notify.notification_deliveries AS od ON od.id = o.id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = od.subscription_id
         WHERE d.id = o.id AND d.status = 'pending'
@@ -218,11 +227,12 @@ COMMENT ON FUNCTION notify.retry_delivery(uuid)
 CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) AS
     SELECT d.id, d.notification_id, d.user_id, d.channel, d.subscription_id, d.status, d.reason, d.scheduled_for,
            d.attempts, d.repeats, d.error_message, d.provider_message_id, d.sent_at, d.delivered_at, d.opened_at,
-           d.clicked_at, d.failed_at, d.created_at, d.updated_at, NULL::timestamptz AS notification_created_at
+           d.clicked_at, d.failed_at, d.created_at, d.updated_at, NULL::timestamptz AS notification_created_at,
+           d.provider
     FROM notify.notification_deliveries AS d
     UNION ALL
     SELECT NULL, n.id, n.user_id, s.key, NULL, s.value ->> 'status', s.value ->> 'reason', NULL, 0, 0, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at
+           NULL, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at, NULL
     FROM notify.notifications AS n
     CROSS JOIN LATERAL pg_catalog.jsonb_each(n.decisions) AS s
     -- The record's other entries (held for a digest or quiet hours) describe a delivery row.
@@ -231,7 +241,7 @@ CREATE OR REPLACE VIEW notify.delivery_decisions WITH (security_invoker = true) 
     -- An in-app delivery that went at once has no row until something is tracked of it
     -- (notify_private.in_app_delivery): sent with its notification. Every priority's channels include in-app.
     SELECT NULL, n.id, n.user_id, 'in_app', NULL, 'sent', NULL, NULL, 0, 0, NULL, NULL,
-           n.created_at, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at
+           n.created_at, NULL, NULL, NULL, NULL, n.created_at, n.created_at, n.created_at, NULL
     FROM notify.notifications AS n
     WHERE (n.channels IS NULL OR 'in_app' = ANY (n.channels))
       AND NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d

@@ -35,14 +35,15 @@ DECLARE
         WHEN 'push' THEN 'rate_limit.push_per_hour'
         WHEN 'in_app' THEN 'rate_limit.in_app_per_hour'
         WHEN 'test' THEN 'rate_limit.test_sends_per_hour'
+        WHEN 'sms' THEN 'rate_limit.sms_per_day'
         ELSE 'rate_limit.email_per_day' END)::double precision;
     per_second constant double precision :=
-        capacity / CASE WHEN take_token.channel = 'email' THEN 86400 ELSE 3600 END;
+        capacity / CASE WHEN take_token.channel IN ('email', 'sms') THEN 86400 ELSE 3600 END;
     -- A test send the user asked for either goes now or is refused: it never waits in a queue.
     max_queued constant integer :=
         CASE WHEN take_token.channel = 'test' THEN 0 ELSE notify.setting('rate_limit.max_queued')::integer END;
     at constant timestamptz := notify.now();
-    -- The time the bucket takes to refill from empty: an hour, or a day for e-mail.
+    -- The time the bucket takes to refill from empty: an hour, or a day for e-mail and SMS.
     refill constant interval := make_interval(secs => capacity / per_second);
     -- Up to this many sends per refill time a bucket needs no row: half its capacity.
     far_below constant bigint := pg_catalog.floor(capacity / 2)::bigint;

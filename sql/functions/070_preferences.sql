@@ -5,7 +5,7 @@
 -- (defaults and locks) is 072_org_policy.sql. notifyd's REST routes call exactly these.
 --
 -- The rules:
---   * What is in force is what the planner uses: push, e-mail and digest frequency come from
+--   * What is in force is what the planner uses: push, e-mail, SMS and digest frequency come from
 --     notify_private.effective_preferences; quiet hours from the user's most specific row (the row
 --     for the type, else the global row), as the quiet-hours rules pick it; digest time and day from
 --     the type's row, else the global row, else the digest.default_* settings.
@@ -26,11 +26,11 @@ AS $$
     SELECT CASE preference_keys.kind
         WHEN 'type' THEN jsonb_build_object(
             'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'in_app_enabled', 'in_app_enabled',
-            'digest_frequency', 'digest_frequency', 'digest_time', 'digest_time', 'digest_day', 'digest_day',
+            'sms_enabled', 'sms_enabled', 'digest_frequency', 'digest_frequency', 'digest_time', 'digest_time', 'digest_day', 'digest_day',
             'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
             'quiet_hours_days', 'quiet_hours_days', 'quiet_hours_windows', 'quiet_hours_windows')
         WHEN 'global' THEN jsonb_build_object(
-            'all_push_enabled', 'push_enabled', 'all_email_enabled', 'email_enabled',
+            'all_push_enabled', 'push_enabled', 'all_email_enabled', 'email_enabled', 'all_sms_enabled', 'sms_enabled',
             'default_digest_frequency', 'digest_frequency', 'default_digest_time', 'digest_time',
             'default_digest_day', 'digest_day',
             'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
@@ -73,7 +73,8 @@ BEGIN
             IF NOT column_name = ANY (nullable) THEN
                 RAISE EXCEPTION '% cannot be null', change.key USING ERRCODE = 'null_value_not_allowed';
             END IF;
-        ELSIF column_name IN ('push_enabled', 'email_enabled', 'in_app_enabled', 'push_locked', 'email_locked') THEN
+        ELSIF column_name IN ('push_enabled', 'email_enabled', 'in_app_enabled', 'sms_enabled', 'push_locked',
+                              'email_locked') THEN
             IF pg_catalog.jsonb_typeof(change.value) <> 'boolean' THEN
                 RAISE EXCEPTION '% must be true or false, got %', change.key, change.value
                     USING ERRCODE = 'invalid_parameter_value';
@@ -133,6 +134,7 @@ AS $$
         'push_enabled', e.push_enabled,
         'email_enabled', e.email_enabled,
         'in_app_enabled', true,
+        'sms_enabled', e.sms_enabled,
         'digest_frequency', e.digest_frequency,
         'digest_time',
             coalesce(p.digest_time, g.digest_time, (notify.setting('digest.default_time') #>> '{}')::time)::text,
@@ -218,9 +220,10 @@ BEGIN
         ON g.user_id = save_preferences.user_id AND g.notification_type IS NULL
     ON CONFLICT ON CONSTRAINT notification_preferences_user_id_notification_type_key DO NOTHING;
     UPDATE notify.notification_preferences AS p
-    SET (push_enabled, email_enabled, in_app_enabled, digest_frequency, digest_time, digest_day,
+    SET (push_enabled, email_enabled, in_app_enabled, sms_enabled, digest_frequency, digest_time, digest_day,
          quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
-        = (SELECT c.push_enabled, c.email_enabled, c.in_app_enabled, c.digest_frequency, c.digest_time, c.digest_day,
+        = (SELECT c.push_enabled, c.email_enabled, c.in_app_enabled, c.sms_enabled, c.digest_frequency, c.digest_time,
+                  c.digest_day,
                   c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_days, c.quiet_hours_windows
            FROM pg_catalog.jsonb_populate_record(p, columns) AS c),
         updated_at = notify.now()

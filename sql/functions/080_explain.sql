@@ -43,8 +43,10 @@ AS $$
                        'status', d.status, 'reason', d.reason, 'scheduled_for', d.scheduled_for,
                        'attempts', d.attempts, 'repeats', d.repeats, 'error', d.error_message,
                        'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'opened_at', d.opened_at,
-                       'clicked_at', d.clicked_at, 'failed_at', d.failed_at, 'decided_at', d.created_at)
-                   ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at)
+                       'clicked_at', d.clicked_at, 'failed_at', d.failed_at, 'decided_at', d.created_at,
+                       'provider', d.provider)
+                   ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms'],
+                                                      d.channel), d.created_at)
             FROM notify.delivery_decisions AS d
             WHERE d.notification_id = n.id), '[]'::jsonb),
         'folds', coalesce((
@@ -54,7 +56,9 @@ AS $$
                                  'of its first notification): no deliveries of its own')
                    ORDER BY f.folded_at)
             FROM notify.notification_folds AS f
-            WHERE f.notification_id = n.id), '[]'::jsonb))
+            WHERE f.notification_id = n.id), '[]'::jsonb),
+        -- Where new e-mail goes now, and why (a provider's circuit open after its failures).
+        'providers', notify.provider_circuits())
     FROM notify.notifications AS n
     WHERE n.id = explain.notification_id AND n.created_at >= notify_private.created_from(explain.notification_id) AND n.created_at < notify_private.created_before(explain.notification_id)
 $$;

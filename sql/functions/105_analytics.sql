@@ -4,7 +4,7 @@
 -- repeated "opened" webhook or a second pixel load never counts twice. A delivery belongs to the bucket
 -- of its first event (normally 'sent') with all its later events, however late, so a bucket's rates
 -- describe the notifications sent in it and never pass 100% because an open fell into the next bucket.
---   sent       deliveries with a 'sent' event (the worker's, read from the ledger, for push and e-mail; in-app has none)
+--   sent       deliveries with a 'sent' event (the worker's, read from the ledger, for push, e-mail and SMS; in-app has none)
 --   delivered  deliveries known to have arrived: 'delivered', or opened/clicked (which prove it)
 --   opened     deliveries opened or clicked (a click counts as an open: e-mail clients block pixels,
 --              and a push is "opened" by tapping it)
@@ -27,7 +27,7 @@ AS $$
     FROM (VALUES ('sent', (worker_events.delivery).sent_at),
                  ('failed', CASE WHEN (worker_events.delivery).status = 'failed' AND (worker_events.delivery).sent_at IS NULL
                                  THEN (worker_events.delivery).failed_at END)) AS e(event, at)
-    WHERE (worker_events.delivery).channel IN ('push', 'email') AND (worker_events.delivery).digest_id IS NULL
+    WHERE (worker_events.delivery).channel IN ('push', 'email', 'sms') AND (worker_events.delivery).digest_id IS NULL
       AND (worker_events.delivery).attempts > 0 AND e.at IS NOT NULL
 $$;
 COMMENT ON FUNCTION notify_private.worker_events(notify.notification_deliveries)

@@ -21,7 +21,7 @@ GRANT EXECUTE ON FUNCTION notify.now(), notify.current_claims(), notify.current_
 GRANT EXECUTE ON FUNCTION
     notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
     notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
-    notify.upsert_recipient(uuid, text, text, text, uuid)
+    notify.upsert_recipient(uuid, text, text, text, uuid), notify.upsert_recipient_v2(uuid, text, text, text, uuid, text)
     TO notify_service, notify_admin;
 -- notify.send and send_bulk run as their caller (and as notify_definer inside send_test and row triggers).
 GRANT EXECUTE ON FUNCTION
@@ -38,7 +38,8 @@ GRANT INSERT, UPDATE, DELETE ON notify.notification_types TO notify_admin;
 
 GRANT SELECT ON notify.recipients TO notify_authenticated, notify_worker;
 GRANT UPDATE (locale, timezone) ON notify.recipients TO notify_authenticated;
-GRANT INSERT (user_id, email, locale, timezone, org_id), UPDATE (email, locale, timezone, org_id), SELECT
+-- Not sms_opted_out_at: only the number's own STOP and START replies move it (notify_private.record_sms_reply).
+GRANT INSERT (user_id, email, locale, timezone, org_id, phone), UPDATE (email, locale, timezone, org_id, phone), SELECT
     ON notify.recipients TO notify_service, notify_admin;
 GRANT DELETE ON notify.recipients TO notify_admin;
 GRANT SELECT, INSERT, UPDATE ON notify.recipients TO notify_definer;

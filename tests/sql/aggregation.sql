@@ -6,7 +6,7 @@ UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable';
 SET notify.clock = '2030-01-01 09:00:00+00';
 SET ROLE notify_service;
 SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
-SELECT notify.upsert_recipient('00000000-0000-4000-8000-0000000000c1', 'ada@example.com');
+SELECT notify.upsert_recipient_v2('00000000-0000-4000-8000-0000000000c1', 'ada@example.com');
 
 SELECT notify.send('00000000-0000-4000-8000-0000000000c1', 'task', 'Ticket #1 assigned', group_key => 'assign',
                    data => '{"group_title": "{count} tickets assigned", "ticket": 1}');

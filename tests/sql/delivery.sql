@@ -3,7 +3,7 @@ SELECT plan(13);
 
 SET ROLE notify_service;
 SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
-SELECT notify.upsert_recipient('00000000-0000-4000-8000-00000000000a', 'ada@example.com');
+SELECT notify.upsert_recipient_v2('00000000-0000-4000-8000-00000000000a', 'ada@example.com');
 
 SELECT notify.send('00000000-0000-4000-8000-00000000000a', 'task', 'Normal', priority => 'normal');
 SELECT results_eq(

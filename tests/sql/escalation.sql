@@ -45,8 +45,8 @@ SELECT results_eq(
 SELECT is(notify.explain((SELECT id FROM critical)) ->> 'escalation', NULL, 'explain: no steps for critical');
 
 SELECT throws_ok(
-    $$SELECT notify.set_escalation('task', '[{"channel": "sms"}]')$$,
-    '22023', 'escalation step 1: channel must be in_app, push or email, got "sms"',
+    $$SELECT notify.set_escalation('task', '[{"channel": "fax"}]')$$,
+    '22023', 'escalation step 1: channel must be in_app, push, email or sms, got "fax"',
     'an unknown channel is refused with the step it is about');
 SELECT throws_ok(
     $$SELECT notify.set_escalation('task', '[{"channel": "email", "after": "soon"}]')$$,

@@ -3,7 +3,7 @@ SELECT plan(14);
 
 SET ROLE notify_service;
 SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
-SELECT notify.upsert_recipient('00000000-0000-4000-8000-0000000000c1', 'cy@example.com',
+SELECT notify.upsert_recipient_v2('00000000-0000-4000-8000-0000000000c1', 'cy@example.com',
                                org_id => '00000000-0000-4000-8000-0000000000f1');
 RESET ROLE;
 

@@ -13,7 +13,7 @@ CREATE TABLE app.tickets (
 CREATE ROLE pgtap_tickets_app;
 GRANT USAGE ON SCHEMA app TO pgtap_tickets_app;
 GRANT SELECT, INSERT, UPDATE ON app.tickets TO pgtap_tickets_app;
-SELECT notify.upsert_recipient('00000000-0000-4000-8000-0000000000d1', 'ada@example.com');
+SELECT notify.upsert_recipient_v2('00000000-0000-4000-8000-0000000000d1', 'ada@example.com');
 INSERT INTO notify.notification_templates (name, type, title_template, body_template, default_priority)
 VALUES ('ticket_assigned', 'task', '{{ assigned_by }} assigned you "{{ task_title }}"', 'Ticket #{{ id }}', 'high');
 

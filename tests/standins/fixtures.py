@@ -15,8 +15,9 @@ from tests.standins.fcm import FcmService
 from tests.standins.http import StandIn
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
+from tests.standins.twilio import TwilioService
 
-__all__ = ["fcm_service", "push_service", "resend_service"]
+__all__ = ["fcm_service", "push_service", "resend_service", "twilio_service"]
 
 S = TypeVar("S", bound=StandIn)
 
@@ -40,3 +41,8 @@ def fcm_service() -> Iterator[FcmService]:
 @pytest.fixture
 def resend_service() -> Iterator[ResendService]:
     yield from _running(ResendService())
+
+
+@pytest.fixture
+def twilio_service() -> Iterator[TwilioService]:
+    yield from _running(TwilioService())

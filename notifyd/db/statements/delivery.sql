@@ -10,11 +10,15 @@ SELECT d.channel, s.kind AS device_kind, d.subscription_id, d.status, d.reason
 FROM notify.delivery_decisions AS d
 LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
 WHERE d.notification_id = $1
-ORDER BY array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at, d.id
+ORDER BY array_position(ARRAY['in_app', 'push', 'email', 'sms'], d.channel), d.created_at, d.id
 
 -- delivery_counts --
 -- Deliveries by channel, provider and status, with their repeats (run as notify_worker)
 SELECT channel, provider, status, deliveries, repeats FROM notify.delivery_counts
+
+-- provider_circuits --
+-- Each provider's circuit breaker and error counters, shared by every process (run as notify_worker)
+SELECT c.provider, c.state, c.timeouts, c.server_errors FROM notify_private.provider_circuits AS c ORDER BY c.provider
 
 -- queue_depth --
 -- Procrastinate jobs waiting and running per queue, and the age of the oldest (run as notify_worker)

@@ -13,8 +13,8 @@ CREATE ROLE notifyd_dev LOGIN NOINHERIT PASSWORD 'notifyd-dev';
 GRANT notify_service, notify_authenticated, notify_admin, notify_worker TO notifyd_dev
 
 -- dev_recipient --
--- Gives a demo user an address, so the e-mail channel has somewhere to go (the local outbox)
-SELECT notify.upsert_recipient($1, $2)
+-- Gives a demo user an address and a phone number, so e-mail and SMS have somewhere to go (the local sinks)
+SELECT notify.upsert_recipient_v2($1, $2, phone => $3)
 
 -- dev_instant_email --
 -- A demo user who takes e-mail at once instead of in the daily digest; once only, so a later choice in the

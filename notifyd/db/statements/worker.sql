@@ -2,7 +2,7 @@
 
 -- claim_deliveries --
 -- Starts an attempt on a job's still-pending deliveries and returns what sending needs
-SELECT id, channel, attempts, notification, recipient, subscription, vapid_key, unread_count
+SELECT id, channel, attempts, notification, recipient, subscription, vapid_key, unread_count, provider
 FROM notify_private.claim_deliveries($1::uuid[])
 
 -- record_outcomes --
@@ -81,3 +81,11 @@ SELECT notify_private.defer_jobs(jsonb_build_array(jsonb_build_object(
 -- Makes one of Procrastinate's transactions notify_worker with Procrastinate's schema on the search_path (its SQL is
 -- unqualified), until it ends: through a transaction pooler nothing set for the session stays
 SELECT pg_catalog.set_config('role', 'notify_worker', true), pg_catalog.set_config('search_path', 'procrastinate', true)
+
+-- circuit_route --
+-- Where a batch's new e-mail goes: provider $1 while its circuit is closed (or for the one half-open probe), else $2
+SELECT notify_private.circuit_route($1, $2)
+
+-- circuit_record --
+-- Records a batch's answers from provider $1 (successes, timeouts, 5xx) and moves its circuit; its state after
+SELECT notify_private.circuit_record($1, $2, $3, $4)
