@@ -508,7 +508,7 @@ def test_admins_read_and_dbas_set_chains_over_rest(db: psycopg.Connection[Any], 
         for steps, message in [
             ([{"channel": "email", "after": "1 hour"}, {"channel": "push", "after": "5 minutes"}], "must not decrease"),
             ([{"channel": "email", "after": "soon"}], "after must be an interval"),
-            ([{"channel": "sms"}], None),
+            ([{"channel": "fax"}], None),
             ([{"channel": "email", "unless": "clicked"}], None),
             ([{"channel": "email"}, {"channel": "email"}], "in the chain already"),
         ]:

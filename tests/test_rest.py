@@ -543,6 +543,7 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("GET", "/api/v1/admin/figures"), ("GET", "/api/v1/admin/policies"), ("PUT", "/api/v1/admin/settings/{key}"),
         ("PUT", "/api/v1/admin/retention"), ("POST", "/api/v1/admin/templates/{name}/{language}/preview"),
         ("PUT", "/api/v1/recipients/{user_id}"), ("POST", "/api/v1/webhooks/twilio"),
+        ("GET", "/api/v1/admin/escalations"), ("PUT", "/api/v1/admin/escalations/{notification_type}"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
