@@ -54,7 +54,7 @@ def without_null(schema: dict[str, Any]) -> None:
 Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_extra=without_null)]
 
 Priority = Literal["critical", "high", "normal", "low"]
-Channel = Literal["in_app", "push", "email"]
+Channel = Literal["in_app", "push", "email", "webhook", "chat"]
 Sort = Literal["newest", "oldest", "priority"]
 ShortText = Annotated[str, Field(min_length=1, max_length=255)]
 

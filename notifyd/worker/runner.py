@@ -1,4 +1,4 @@
-"""`notifyd worker`: the Procrastinate worker that delivers on Web Push, FCM and e-mail.
+"""`notifyd worker`: the Procrastinate worker that delivers on Web Push, FCM, e-mail, webhooks and chat.
 
 Jobs are deferred by the database itself (notify_private.defer_jobs, in the sender's
 transaction). This process runs them, retries with backoff, takes back the jobs of workers
@@ -23,10 +23,12 @@ from notifyd.core.requestid import configure_logging
 from notifyd.db.pool import create_pool
 from notifyd.db.queries import query
 from notifyd.domain import vapid
+from notifyd.domain.chat import ChatChannel
 from notifyd.domain.deliveries import Channel
 from notifyd.domain.email import EmailChannel
 from notifyd.domain.fcm import FcmChannel
 from notifyd.domain.render_pool import RenderPool
+from notifyd.domain.webhook import WebhookChannel
 from notifyd.domain.webpush import WebPushChannel
 from notifyd.worker.tasks import QUEUES, build_app
 
@@ -97,7 +99,10 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         max_size=settings.worker_concurrency + 2,
         transaction_pooling=settings.transaction_pooling,
     )
-    channels: list[Channel] = [WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings)]
+    channels: list[Channel] = [
+        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings), WebhookChannel(settings),
+        ChatChannel(settings),
+    ]  # fmt: skip
     for channel in channels:
         reason = channel.not_configured()
         if reason is not None:

@@ -21,7 +21,7 @@ AS $$
                        'attempts', d.attempts, 'repeats', d.repeats, 'error', d.error_message,
                        'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'failed_at', d.failed_at,
                        'decided_at', d.created_at)
-                   ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email'], d.channel), d.created_at)
+                   ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email', 'webhook', 'chat'], d.channel), d.created_at)
             FROM notify.delivery_decisions AS d
             WHERE d.notification_id = n.id), '[]'::jsonb),
         'folds', coalesce((

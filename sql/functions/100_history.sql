@@ -34,8 +34,8 @@ BEGIN
         RAISE EXCEPTION 'delivery_status must be pending, held, sent, delivered, failed, bounced, skipped, '
                         'suppressed or cancelled' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF on_channel NOT IN ('in_app', 'push', 'email') THEN
-        RAISE EXCEPTION 'channel must be in_app, push or email' USING ERRCODE = 'invalid_parameter_value';
+    IF on_channel NOT IN ('in_app', 'push', 'email', 'webhook', 'chat') THEN
+        RAISE EXCEPTION 'channel must be in_app, push, email, webhook or chat' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF max_rows < 1 THEN
         RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';

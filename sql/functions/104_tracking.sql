@@ -82,7 +82,7 @@ BEGIN
     FROM notify.notifications AS n
     WHERE n.id = in_app_delivery.notification_id AND n.user_id = in_app_delivery.user_id
       AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
-    ON CONFLICT (notification_id, channel, subscription_id) DO NOTHING
+    ON CONFLICT (notification_id, channel, subscription_id, target_id) DO NOTHING
     RETURNING d.id INTO found_id;
     IF found_id IS NULL THEN
         SELECT d.id INTO found_id FROM notify.notification_deliveries AS d
