@@ -36,6 +36,7 @@ from notifyd.rest import (
     erasure_api,
     health,
     history_api,
+    hooks_api,
     notifications,
     preferences_api,
     push_api,
@@ -46,6 +47,7 @@ from notifyd.rest import (
 ENDPOINTS = [
     *notifications.ENDPOINTS,
     *push_api.ENDPOINTS,
+    *hooks_api.ENDPOINTS,
     *delivery_api.ENDPOINTS,
     *email_api.ENDPOINTS,
     *preferences_api.ENDPOINTS,

@@ -26,7 +26,13 @@ from notifyd.db.migrate import migrate
 from tests import figures
 from tests.browser import browser, context  # noqa: F401 - fixtures for the browser tests
 from tests.server import NotifydProcess, ServerProcess, WorkerProcess
-from tests.standins.fixtures import fcm_service, push_service, resend_service  # noqa: F401 - fixtures for all tests
+from tests.standins.fixtures import (  # noqa: F401 - fixtures for all tests
+    chat_platforms,
+    fcm_service,
+    push_service,
+    resend_service,
+    webhook_receiver,
+)
 
 SERVER_URL, PRIVATE_CLUSTER = resolve_server()
 _server = urlsplit(SERVER_URL)

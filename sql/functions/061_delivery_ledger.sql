@@ -144,10 +144,11 @@ BEGIN
             failing_since = CASE WHEN a.ok THEN NULL ELSE coalesce(e.failing_since, notify.now()) END,
             is_active = e.is_active AND (a.ok OR coalesce(e.failing_since, notify.now())
                                                  > notify.now() - (notify.setting('webhook.disable_after') #>> '{}')::interval),
-            deactivated_reason = CASE WHEN e.is_active AND NOT a.ok
-                                           AND e.failing_since <= notify.now() - (notify.setting('webhook.disable_after') #>> '{}')::interval
+            deactivated_reason = CASE WHEN e.is_active AND NOT a.ok AND coalesce(e.failing_since, notify.now())
+                                           <= notify.now() - (notify.setting('webhook.disable_after') #>> '{}')::interval
                                       THEN format('every delivery failed since %s, the last: %s',
-                                                  to_char(e.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'), a.error)
+                                                  to_char(coalesce(e.failing_since, notify.now()) AT TIME ZONE 'UTC',
+                                                          'YYYY-MM-DD HH24:MI "UTC"'), a.error)
                                       ELSE e.deactivated_reason END
         FROM answers AS a
         -- The row as it was: the notice goes once, when this update disables it.

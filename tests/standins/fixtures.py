@@ -11,12 +11,14 @@ from typing import TypeVar
 
 import pytest
 
+from tests.standins.chat import ChatPlatforms
 from tests.standins.fcm import FcmService
 from tests.standins.http import StandIn
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
+from tests.standins.webhook_receiver import WebhookReceiver
 
-__all__ = ["fcm_service", "push_service", "resend_service"]
+__all__ = ["chat_platforms", "fcm_service", "push_service", "resend_service", "webhook_receiver"]
 
 S = TypeVar("S", bound=StandIn)
 
@@ -40,3 +42,13 @@ def fcm_service() -> Iterator[FcmService]:
 @pytest.fixture
 def resend_service() -> Iterator[ResendService]:
     yield from _running(ResendService())
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    yield from _running(WebhookReceiver())
+
+
+@pytest.fixture
+def chat_platforms() -> Iterator[ChatPlatforms]:
+    yield from _running(ChatPlatforms())
