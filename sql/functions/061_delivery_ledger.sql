@@ -90,6 +90,30 @@ $$;
 COMMENT ON FUNCTION notify_private.claim_deliveries(uuid[])
     IS 'starts an attempt on the still-pending deliveries of a job and returns what sending them needs';
 
+-- The worker may not send notifications; this function, owned by notify_definer, sends just this one.
+CREATE OR REPLACE FUNCTION notify_private.tell_endpoint_disabled(endpoint_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    told integer;
+BEGIN
+    SELECT pg_catalog.count(notify.send(
+               user_id => e.user_id, type => 'system', title => 'A webhook endpoint was disabled',
+               body => format('%s: %s', e.url, e.deactivated_reason), priority => 'high', channels => ARRAY['in_app'],
+               data => pg_catalog.jsonb_build_object('webhook_endpoint_id', e.id),
+               idempotency_key => format('webhook-disabled:%s:%s', e.id, extract(epoch FROM e.failing_since))))
+    INTO told
+    FROM notify.webhook_endpoints AS e
+    WHERE e.id = ANY (tell_endpoint_disabled.endpoint_ids) AND NOT e.is_active;
+    RETURN told;
+END
+$$;
+ALTER FUNCTION notify_private.tell_endpoint_disabled(uuid[]) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.tell_endpoint_disabled(uuid[])
+    IS 'tells the owners of these disabled webhook endpoints so, in-app (once per failing stretch); how many were told';
+
 CREATE OR REPLACE FUNCTION notify_private.record_outcomes(outcomes jsonb)
     RETURNS TABLE (id uuid, status text, attempts integer)
     LANGUAGE plpgsql
@@ -98,7 +122,7 @@ AS $$
 DECLARE
     max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
     strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
-    disabled bigint;
+    disabled uuid[];
 BEGIN
     -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id}]
     IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(record_outcomes.outcomes) AS o(item)
@@ -154,17 +178,12 @@ BEGIN
         -- The row as it was: the notice goes once, when this update disables it.
         JOIN notify.webhook_endpoints AS before ON before.id = a.target_id
         WHERE e.id = a.target_id
-        RETURNING e.id, e.user_id, e.url, e.deactivated_reason, e.failing_since,
-                  before.is_active AND NOT e.is_active AS disabled_now
+        RETURNING e.id, before.is_active AND NOT e.is_active AS disabled_now
     )
-    SELECT pg_catalog.count(notify.send(
-               user_id => u.user_id, type => 'system', title => 'A webhook endpoint was disabled',
-               body => format('%s: %s', u.url, u.deactivated_reason), priority => 'high', channels => ARRAY['in_app'],
-               data => pg_catalog.jsonb_build_object('webhook_endpoint_id', u.id),
-               idempotency_key => format('webhook-disabled:%s:%s', u.id, extract(epoch FROM u.failing_since))))
-    INTO disabled
-    FROM updated AS u
-    WHERE u.disabled_now;
+    SELECT pg_catalog.array_agg(u.id) INTO disabled FROM updated AS u WHERE u.disabled_now;
+    IF disabled IS NOT NULL THEN
+        PERFORM notify_private.tell_endpoint_disabled(disabled);
+    END IF;
 
     RETURN QUERY
     WITH finished AS (

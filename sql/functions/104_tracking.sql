@@ -30,7 +30,9 @@ BEGIN
     END IF;
     IF NOT (target.channel = 'in_app' AND record_event.event = 'delivered'
             OR target.channel = 'push' AND record_event.event IN ('delivered', 'clicked')
-            OR target.channel = 'email' AND record_event.event IN ('opened', 'clicked')) THEN
+            OR target.channel = 'email' AND record_event.event IN ('opened', 'clicked')
+            -- A chat message's link button goes through the click redirect.
+            OR target.channel = 'chat' AND record_event.event = 'clicked') THEN
         RAISE EXCEPTION 'an % delivery is not tracked as %', target.channel, record_event.event
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -36,3 +36,11 @@ GRANT EXECUTE ON FUNCTION
     notify_private.add_webhook_endpoint(boolean, text, text, text, text[]),
     notify_private.add_chat_connection(boolean, text, text, text, text[])
     TO notify_definer;
+
+-- The worker tells an endpoint's owner that it was disabled, through this function alone.
+GRANT EXECUTE ON FUNCTION notify_private.tell_endpoint_disabled(uuid[]) TO notify_worker;
+CREATE POLICY "definer functions tell owners their webhook endpoint was disabled" ON notify.notifications FOR INSERT
+    TO notify_definer
+    WITH CHECK (type = 'system' AND channels = ARRAY['in_app']
+                AND EXISTS (SELECT 1 FROM notify.webhook_endpoints AS e
+                            WHERE e.user_id = notifications.user_id AND NOT e.is_active));
