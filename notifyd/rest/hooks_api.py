@@ -187,9 +187,9 @@ async def add_webhook_endpoint(request: Request) -> Response:
     if refused is not None:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, f"url: {refused}")
     secret = new_secret()
-    name = "add_org_webhook_endpoint" if body.org_wide else "add_webhook_endpoint"
+    sql = query("add_org_webhook_endpoint") if body.org_wide else query("add_webhook_endpoint")
     async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(query(name), body.url, box(request).encrypt(secret), body.description, body.types)
+        row = await conn.fetchrow(sql, body.url, box(request).encrypt(secret), body.description, body.types)
     assert row is not None
     log.info("%s %s registered webhook endpoint %s", caller.role, caller.sub, row["id"])
     return reply(WebhookEndpointCreated(**dict(row), secret=secret), status.HTTP_201_CREATED)
@@ -247,9 +247,9 @@ async def add_chat_connection(request: Request) -> Response:
     if not endpoint_allowed(body.url, settings.chat_webhook_hosts.get(body.platform, ())):
         setting = f"{body.platform.upper()}_WEBHOOK_HOSTS"
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, CHAT_HOST.format(platform=body.platform, setting=setting))
-    name = "add_org_chat_connection" if body.org_wide else "add_chat_connection"
+    sql = query("add_org_chat_connection") if body.org_wide else query("add_chat_connection")
     async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(query(name), body.platform, box(request).encrypt(body.url), body.label, body.types)
+        row = await conn.fetchrow(sql, body.platform, box(request).encrypt(body.url), body.label, body.types)
     assert row is not None
     log.info("%s %s connected %s chat connection %s", caller.role, caller.sub, row["platform"], row["id"])
     return reply(ChatConnection.model_validate(dict(row)), status.HTTP_201_CREATED)
