@@ -153,14 +153,18 @@ class ChatConnectionList(BaseModel):
 # --- handlers -------------------------------------------------------------------------------------------
 
 
-async def owner(request: Request, org_wide: bool = False) -> Caller:
-    """A user, or an org admin; only an admin registers an org-wide target."""
+async def owner(request: Request) -> Caller:
+    """A user, or an org admin."""
     caller = await authenticate(request)
     if caller.role not in ("authenticated", "admin"):
         raise ApiError(status.HTTP_403_FORBIDDEN, USERS_AND_ADMINS)
+    return caller
+
+
+def org_wide_by_admin(caller: Caller, org_wide: bool) -> None:
+    """Only an org admin registers an org-wide target."""
     if org_wide and caller.role != "admin":
         raise ApiError(status.HTTP_403_FORBIDDEN, ORG_WIDE_ADMINS)
-    return caller
 
 
 def box(request: Request) -> SecretBox:
@@ -180,8 +184,9 @@ async def as_owner(request: Request, caller: Caller, missing: str, name: str, *a
 
 
 async def add_webhook_endpoint(request: Request) -> Response:
+    caller = await owner(request)
     body = WebhookEndpointRequest.model_validate_json(await request.body())
-    caller = await owner(request, body.org_wide)
+    org_wide_by_admin(caller, body.org_wide)
     settings: Settings = request.app.state.settings
     refused = url_refused(body.url, settings.webhook_endpoint_allowlist)
     if refused is not None:
@@ -241,8 +246,9 @@ async def replay_webhook_delivery(request: Request) -> Response:
 
 
 async def add_chat_connection(request: Request) -> Response:
+    caller = await owner(request)
     body = ChatConnectionRequest.model_validate_json(await request.body())
-    caller = await owner(request, body.org_wide)
+    org_wide_by_admin(caller, body.org_wide)
     settings: Settings = request.app.state.settings
     if not endpoint_allowed(body.url, settings.chat_webhook_hosts.get(body.platform, ())):
         setting = f"{body.platform.upper()}_WEBHOOK_HOSTS"
@@ -269,39 +275,40 @@ async def remove_chat_connection(request: Request) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# "user": a user's JWT, or an org admin's (org-wide targets); never a service.
 HOOK = f"{PREFIX}/webhooks/{{endpoint_id:uuid}}"
 CHAT = f"{PREFIX}/chat-connections"
 NOT_FOUND_ERRORS = (status.HTTP_404_NOT_FOUND,)
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", f"{PREFIX}/webhooks", add_webhook_endpoint,
              "register a webhook endpoint (the caller's notifications; org_wide: an org admin's, for the org); "
-             "the answer carries its signing secret, once", "any",
+             "the answer carries its signing secret, once", "user",
              ok_status=status.HTTP_201_CREATED, ok_model=WebhookEndpointCreated, request_model=WebhookEndpointRequest,
-             errors=(status.HTTP_503_SERVICE_UNAVAILABLE,)),
+             errors=(status.HTTP_403_FORBIDDEN, status.HTTP_503_SERVICE_UNAVAILABLE)),
     Endpoint("GET", f"{PREFIX}/webhooks", list_webhook_endpoints, "the caller's webhook endpoints (never a secret)",
-             "any", ok_model=WebhookEndpointList),
-    Endpoint("DELETE", HOOK, remove_webhook_endpoint, "remove one of the caller's webhook endpoints", "any",
+             "user", ok_model=WebhookEndpointList),
+    Endpoint("DELETE", HOOK, remove_webhook_endpoint, "remove one of the caller's webhook endpoints", "user",
              ok_status=status.HTTP_204_NO_CONTENT, path_params=("endpoint_id",), errors=NOT_FOUND_ERRORS),
     Endpoint("POST", f"{HOOK}/rotate", rotate_webhook_secret,
-             "a new signing secret; the old one signs beside it until previous_secret_until", "any",
+             "a new signing secret; the old one signs beside it until previous_secret_until", "user",
              ok_model=SecretRotated, path_params=("endpoint_id",),
              errors=(status.HTTP_404_NOT_FOUND, status.HTTP_503_SERVICE_UNAVAILABLE)),
-    Endpoint("POST", f"{HOOK}/enable", enable_webhook_endpoint, "turn a disabled endpoint back on", "any",
+    Endpoint("POST", f"{HOOK}/enable", enable_webhook_endpoint, "turn a disabled endpoint back on", "user",
              ok_status=status.HTTP_204_NO_CONTENT, path_params=("endpoint_id",), errors=NOT_FOUND_ERRORS),
-    Endpoint("GET", f"{HOOK}/deliveries", webhook_deliveries, "the endpoint's delivery log, newest first", "any",
+    Endpoint("GET", f"{HOOK}/deliveries", webhook_deliveries, "the endpoint's delivery log, newest first", "user",
              ok_model=WebhookDeliveryList, query_model=LogQuery, path_params=("endpoint_id",),
              errors=NOT_FOUND_ERRORS),
     Endpoint("POST", f"{HOOK}/deliveries/{{delivery_id:uuid}}/replay", replay_webhook_delivery,
-             "send a failed delivery again, with the same webhook-id", "any",
+             "send a failed delivery again, with the same webhook-id", "user",
              ok_status=status.HTTP_202_ACCEPTED, ok_model=Replayed, path_params=("endpoint_id", "delivery_id"),
              errors=NOT_FOUND_ERRORS),
     Endpoint("POST", CHAT, add_chat_connection,
-             "connect a Slack, Teams or Discord incoming webhook (org_wide: an org admin's org channel)", "any",
+             "connect a Slack, Teams or Discord incoming webhook (org_wide: an org admin's org channel)", "user",
              ok_status=status.HTTP_201_CREATED, ok_model=ChatConnection, request_model=ChatConnectionRequest,
              errors=(status.HTTP_503_SERVICE_UNAVAILABLE,)),
-    Endpoint("GET", CHAT, list_chat_connections, "the caller's chat connections (never a URL)", "any",
+    Endpoint("GET", CHAT, list_chat_connections, "the caller's chat connections (never a URL)", "user",
              ok_model=ChatConnectionList),
     Endpoint("DELETE", f"{CHAT}/{{connection_id:uuid}}", remove_chat_connection,
-             "remove one of the caller's chat connections", "any",
+             "remove one of the caller's chat connections", "user",
              ok_status=status.HTTP_204_NO_CONTENT, path_params=("connection_id",), errors=NOT_FOUND_ERRORS),
 ]  # fmt: skip
