@@ -421,8 +421,7 @@ AS $$
                n.priority = 'critical' AS critical,
                notify.now() AS now_at,
                coalesce(n.decisions -> 'push', '{"status": "pending"}') AS push,
-               coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email,
-               (SELECT r.org_id FROM notify.recipients AS r WHERE r.user_id = n.user_id) AS org_id
+               coalesce(n.decisions -> 'email', '{"status": "pending"}') AS email
     ) AS k
     CROSS JOIN LATERAL (
         -- In-app: listed at once. Only a held real-time event gets a delivery row (pending), which a job
@@ -456,20 +455,26 @@ AS $$
         -- A chat message interrupts like a push: it waits for the end of the user's quiet hours.
         SELECT t.channel, NULL, 'pending',
                CASE WHEN q.until >= k.now_at
-                    THEN format('held for quiet hours until %s UTC', to_char(q.until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')) END,
+                    THEN format('held for quiet hours until %s %s', to_char(q.until AT TIME ZONE who.timezone,
+                                                                            'YYYY-MM-DD HH24:MI'), who.timezone) END,
                CASE WHEN q.until > k.now_at THEN q.until END,
                CASE WHEN NOT k.critical THEN t.channel END, t.id
-        FROM (SELECT 'webhook' AS channel, e.id, e.types FROM notify.webhook_endpoints AS e
-              WHERE e.user_id = n.user_id AND e.org_id IS NULL AND e.is_active
-              UNION ALL
-              SELECT 'webhook', e.id, e.types FROM notify.webhook_endpoints AS e
-              WHERE e.org_id = k.org_id AND e.is_active
-              UNION ALL
-              SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
-              WHERE c.user_id = n.user_id AND c.org_id IS NULL AND c.is_active
-              UNION ALL
-              SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
-              WHERE c.org_id = k.org_id AND c.is_active) AS t
+        -- The recipient's org and zone: read only where webhook or chat is wanted at all.
+        FROM (SELECT r.org_id, r.timezone FROM notify.recipients AS r
+              WHERE r.user_id = n.user_id AND k.wanted && ARRAY['webhook', 'chat']) AS who
+        CROSS JOIN LATERAL (
+            SELECT 'webhook' AS channel, e.id, e.types FROM notify.webhook_endpoints AS e
+            WHERE e.user_id = n.user_id AND e.org_id IS NULL AND e.is_active
+            UNION ALL
+            SELECT 'webhook', e.id, e.types FROM notify.webhook_endpoints AS e
+            WHERE e.org_id = who.org_id AND e.is_active
+            UNION ALL
+            SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
+            WHERE c.user_id = n.user_id AND c.org_id IS NULL AND c.is_active
+            UNION ALL
+            SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
+            WHERE c.org_id = who.org_id AND c.is_active
+        ) AS t
         CROSS JOIN LATERAL (
             SELECT CASE WHEN t.channel = 'chat' AND NOT k.critical
                         THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END AS until
