@@ -185,7 +185,7 @@ def make_user(
     )
     # Never sent here (no worker): the secret and URL need not be encrypted.
     owner.execute(
-        "INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) VALUES (%s, 'https://example.com/a', 'x')",
+        "INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) VALUES (%s, 'https://example.com', 'x')",
         (user,),
     )
     owner.execute(
