@@ -535,6 +535,12 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("POST", f"{API}/receipts"), ("GET", "/t/open/{token}"), ("GET", "/t/click/{token}"),
         ("GET", f"{API}/analytics"), ("GET", f"{API}/stream"),
         ("GET", f"{API}/{{notification_id}}/sensitive"),
+        ("POST", f"{API}/webhooks"), ("GET", f"{API}/webhooks"), ("DELETE", f"{API}/webhooks/{{endpoint_id}}"),
+        ("POST", f"{API}/webhooks/{{endpoint_id}}/rotate"), ("POST", f"{API}/webhooks/{{endpoint_id}}/enable"),
+        ("GET", f"{API}/webhooks/{{endpoint_id}}/deliveries"),
+        ("POST", f"{API}/webhooks/{{endpoint_id}}/deliveries/{{delivery_id}}/replay"),
+        ("POST", f"{API}/chat-connections"), ("GET", f"{API}/chat-connections"),
+        ("DELETE", f"{API}/chat-connections/{{connection_id}}"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed
