@@ -10,32 +10,22 @@ A 404 or 410 means the webhook was deleted: the connection is deactivated, as a 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
 from notifyd.core.config import Settings
-from notifyd.domain.deliveries import Delivery, Failed, Gone, Outcome, ProviderSession, Retry, Sent
+from notifyd.domain.deliveries import Delivery, Failed, Outcome, send_each
 from notifyd.domain.email import open_link
-from notifyd.domain.push import retry_after_seconds
+from notifyd.domain.hooks import JsonPosts
 from notifyd.domain.tracking import click_url
 from notifyd.domain.webpush import endpoint_allowed
 
-log = logging.getLogger("notifyd.chat")
-
-PARALLEL_SENDS = 32
-ERROR_TEXT_LIMIT = 300
 BUTTON_LABEL = "Open"
 ELLIPSIS = "…"
 NO_CONNECTION = "the delivery has no chat connection"
-REDIRECTED = "the platform answered with a redirect (not followed)"
 
 # The platforms' documented limits: Slack's header block 150 characters and section text 3000; Discord's
 # embed title 256 and description 4096; a Teams card has no fixed limit below the 28 KB message.
@@ -117,19 +107,6 @@ def post_url(platform: str, url: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def answer_outcome(status: int, reason: str, text: str, retry_after: str | None) -> Outcome:
-    error = f"{status} {reason}: {text[:ERROR_TEXT_LIMIT]}".strip()
-    if 200 <= status < 300:
-        return Sent()
-    if status in (404, 410):
-        return Gone(error)
-    if status == 429 or status >= 500:
-        return Retry(error, retry_after_seconds(retry_after, datetime.now(UTC)))
-    if 300 <= status < 400:
-        return Failed(REDIRECTED)
-    return Failed(error)
-
-
 class ChatChannel:
     """The `chat` queue: Slack, Teams and Discord messages over the channel's keep-alive connections."""
 
@@ -137,8 +114,8 @@ class ChatChannel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._http = ProviderSession(PARALLEL_SENDS, settings.provider_timeout)
-        self._slots = asyncio.Semaphore(PARALLEL_SENDS)
+        # 404 and 410: the webhook was deleted (or its channel archived).
+        self._posts = JsonPosts(settings.provider_timeout, gone=(404, 410))
 
     def not_configured(self) -> str | None:
         if self.settings.secrets is None:
@@ -157,25 +134,12 @@ class ChatChannel:
         tracked = link and click_url(self.settings, delivery, link)
         message = chat_message(target.platform, delivery.notification, tracked)
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        async with self._slots:
-            try:
-                async with self._http.get().post(
-                    post_url(target.platform, target.url), data=body,
-                    headers={"Content-Type": "application/json"}, allow_redirects=False,
-                ) as answer:  # fmt: skip
-                    text = (await answer.read()).decode("utf-8", "replace")
-                    return answer_outcome(answer.status, answer.reason or "", text, answer.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as error:
-                # The URL is the credential: its path stays out of the ledger's error text.
-                text = str(error).replace(urlsplit(target.url).path, "/…")
-                return Retry(f"{type(error).__name__}: {text[:ERROR_TEXT_LIMIT]}")
-            except Exception as error:  # one delivery's surprise must not fail the others
-                log.exception("chat delivery %s failed unexpectedly", delivery.id)
-                return Retry(f"unexpected error: {type(error).__name__}")
+        # The URL is the credential: its path stays out of the ledger's error text.
+        return await self._posts.post(delivery, post_url(target.platform, target.url), body,
+                                      {"Content-Type": "application/json"}, urlsplit(target.url).path)  # fmt: skip
 
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
-        outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
-        return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
+        return await send_each(deliveries, self._send_one)
 
     async def close(self) -> None:
-        await self._http.close()
+        await self._posts.close()

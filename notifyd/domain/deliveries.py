@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -151,6 +151,14 @@ class ProviderSession:
         if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
         self._session = self._loop = None
+
+
+async def send_each(
+    deliveries: Sequence[Delivery], send_one: Callable[[Delivery], Awaitable[Outcome]]
+) -> Mapping[uuid.UUID, Outcome]:
+    """Every delivery at once (the channel bounds how many are in flight): each one's outcome by its id."""
+    outcomes = await asyncio.gather(*(send_one(d) for d in deliveries))
+    return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
 
 
 class RetryLater(Exception):

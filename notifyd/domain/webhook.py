@@ -8,32 +8,24 @@ specification lets a receiver verify either.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from notifyd.core.config import Settings
-from notifyd.domain.deliveries import Delivery, Failed, Outcome, ProviderSession, Retry, Sent
+from notifyd.domain.deliveries import Delivery, Failed, Outcome, send_each
 from notifyd.domain.email import open_link
-from notifyd.domain.outbound import PublicOnlyResolver, refused_connection, url_refused
-from notifyd.domain.push import retry_after_seconds
-
-log = logging.getLogger("notifyd.webhook")
+from notifyd.domain.hooks import JsonPosts
+from notifyd.domain.outbound import PublicOnlyResolver, url_refused
 
 EVENT_TYPE = "notification.created"
-PARALLEL_SENDS = 32
-ERROR_TEXT_LIMIT = 300
 USER_AGENT = "notifyd-webhooks/1"
 NO_ENDPOINT = "the delivery has no webhook endpoint"
 NO_SECRET = "the endpoint has no signing secret"
-REDIRECTED = "the endpoint answered with a redirect (not followed)"
 
 
 def webhook_body(delivery: Delivery) -> bytes:
@@ -77,18 +69,6 @@ def webhook_headers(delivery: Delivery, body: bytes, now: datetime) -> dict[str,
     }
 
 
-def answer_outcome(status: int, reason: str, text: str, retry_after: str | None) -> Outcome:
-    """2xx is taken; 408, 429 and 5xx are tried again (after Retry-After); a redirect or other 4xx is refused."""
-    error = f"{status} {reason}: {text[:ERROR_TEXT_LIMIT]}".strip()
-    if 200 <= status < 300:
-        return Sent()
-    if status in (408, 429) or status >= 500:
-        return Retry(error, retry_after_seconds(retry_after, datetime.now(UTC)))
-    if 300 <= status < 400:
-        return Failed(REDIRECTED)
-    return Failed(error)
-
-
 class WebhookChannel:
     """The `webhook` queue: signed POSTs to the endpoints users and org admins registered."""
 
@@ -97,8 +77,7 @@ class WebhookChannel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         allowlist = settings.webhook_endpoint_allowlist
-        self._http = ProviderSession(PARALLEL_SENDS, settings.provider_timeout, lambda: PublicOnlyResolver(allowlist))
-        self._slots = asyncio.Semaphore(PARALLEL_SENDS)
+        self._posts = JsonPosts(settings.provider_timeout, lambda: PublicOnlyResolver(allowlist))
 
     def not_configured(self) -> str | None:
         if self.settings.secrets is None:
@@ -115,25 +94,10 @@ class WebhookChannel:
         if refused is not None:
             return Failed(refused)
         body = webhook_body(delivery)
-        headers = webhook_headers(delivery, body, datetime.now(UTC))
-        async with self._slots:
-            try:
-                post = self._http.get().post(target.url, data=body, headers=headers, allow_redirects=False)
-                async with post as answer:
-                    text = (await answer.read()).decode("utf-8", "replace")
-                    return answer_outcome(answer.status, answer.reason or "", text, answer.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as error:
-                address = refused_connection(error)
-                if address is not None:
-                    return Failed(str(address))
-                return Retry(f"{type(error).__name__}: {str(error)[:ERROR_TEXT_LIMIT]}")
-            except Exception as error:  # one delivery's surprise must not fail the others
-                log.exception("webhook delivery %s failed unexpectedly", delivery.id)
-                return Retry(f"unexpected error: {type(error).__name__}")
+        return await self._posts.post(delivery, target.url, body, webhook_headers(delivery, body, datetime.now(UTC)))
 
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
-        outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
-        return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
+        return await send_each(deliveries, self._send_one)
 
     async def close(self) -> None:
-        await self._http.close()
+        await self._posts.close()
