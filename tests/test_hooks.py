@@ -425,3 +425,50 @@ def test_long_titles_and_bodies_still_fit_each_platform(platform: str, length: i
     message = chat_message(platform, notification, LINK if length % 2 else None)
     check = {"slack": check_slack, "teams": check_teams, "discord": check_discord}[platform]
     check(message, {"with_components": ["true"]} if "with_components=true" in post_url(platform, "https://x/y") else {})
+
+
+# --- planning: rate limits, types, org targets, explain and the dead letters ---------------------------
+
+
+def test_webhook_and_chat_spend_their_own_rate_limits_and_follow_the_targets_types(db: psycopg.Connection[Any]) -> None:
+    user, org, colleague = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    db.execute("UPDATE notify.settings SET value = '1' WHERE key IN ('rate_limit.webhook_per_hour', "
+               "'rate_limit.chat_per_hour')")  # fmt: skip
+    for someone in (user, colleague):
+        db.execute("SELECT notify.upsert_recipient(%s, NULL, org_id => %s)", (someone, org))
+    db.execute("INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted, types) "
+               "VALUES (%s, 'https://a.example/in', 'x', '{task}')", (user,))  # fmt: skip
+    # The colleague's org channel: it gets every user of the org, the user included.
+    db.execute("INSERT INTO notify.chat_connections (user_id, org_id, platform, url_encrypted) "
+               "VALUES (%s, %s, 'slack', 'x')", (colleague, org))  # fmt: skip
+    sent = [db.execute("SELECT notify.send(%s, %s, 'T')", (user, kind)).fetchone() for kind in ("task", "task", "user")]
+    planned = rows(db, "SELECT n.type, d.channel, d.reason, d.scheduled_for > now() AS later "
+                   "FROM notify.notification_deliveries AS d "
+                   "JOIN notify.notifications AS n ON n.id = d.notification_id "
+                   "WHERE d.channel IN ('webhook', 'chat') ORDER BY n.seq, d.channel")  # fmt: skip
+    waits = {"webhook": "webhook rate limit (1 per hour): waits for a token",
+             "chat": "chat rate limit (1 per hour): waits for a token"}  # fmt: skip
+    assert planned == [
+        {"type": "task", "channel": "chat", "reason": None, "later": None},
+        {"type": "task", "channel": "webhook", "reason": None, "later": None},
+        {"type": "task", "channel": "chat", "reason": waits["chat"], "later": True},
+        {"type": "task", "channel": "webhook", "reason": waits["webhook"], "later": True},
+        {"type": "user", "channel": "chat", "reason": waits["chat"], "later": True},  # the endpoint takes task only
+    ]
+    assert all(s is not None for s in sent)
+    explained = db.execute("SELECT notify.explain(%s)", (sent[0][0],)).fetchone()  # type: ignore[index]
+    assert explained is not None
+    # Push and e-mail skipped (no device, no address), then the webhook and the org's chat channel.
+    assert [d["channel"] for d in explained[0]["decisions"]] == ["in_app", "push", "email", "webhook", "chat"]
+
+
+def test_a_failed_webhook_is_a_dead_letter_naming_its_endpoint(stack: Stack, webhook_receiver: WebhookReceiver) -> None:
+    user = uuid.uuid4()
+    url = webhook_receiver.endpoint()
+    endpoint = register(stack, user, url)
+    webhook_receiver.script(url, Response(422, body="no"))
+    failed = stack.settled(stack.send(user), "webhook")
+    dead = rows(stack.db, "SELECT channel, target_id, error_message FROM notify.dead_letters WHERE delivery_id = %s",
+                failed["id"])  # fmt: skip
+    assert [(d["channel"], d["target_id"]) for d in dead] == [("webhook", uuid.UUID(endpoint["id"]))]
+    assert dead[0]["error_message"].startswith("422") and dead[0]["error_message"].endswith(": no")
