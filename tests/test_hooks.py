@@ -24,12 +24,14 @@ from standardwebhooks.webhooks import Webhook
 from notifyd.core.config import DEFAULT_CHAT_WEBHOOK_HOSTS
 from notifyd.domain.chat import chat_message, post_url
 from notifyd.domain.outbound import PublicOnlyResolver, RefusedAddress, url_refused
+from notifyd.domain.sensitive import MASK
 from notifyd.domain.webhook import signature_header
 from notifyd.domain.webpush import endpoint_allowed
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.chat import ChatPlatforms, check_discord, check_slack, check_teams
 from tests.standins.http import Response
 from tests.standins.webhook_receiver import WebhookReceiver
+from tests.test_sensitive import ACCOUNT, CODE, add_template
 
 API = "/api/v1/notifications"
 HOOKS = f"{API}/webhooks"
@@ -472,3 +474,23 @@ def test_a_failed_webhook_is_a_dead_letter_naming_its_endpoint(stack: Stack, web
                 failed["id"])  # fmt: skip
     assert [(d["channel"], d["target_id"]) for d in dead] == [("webhook", uuid.UUID(endpoint["id"]))]
     assert dead[0]["error_message"].startswith("422") and dead[0]["error_message"].endswith(": no")
+
+
+def test_sensitive_fields_reach_webhooks_and_chat_masked(
+    stack: Stack, webhook_receiver: WebhookReceiver, chat_platforms: ChatPlatforms
+) -> None:
+    add_template(stack.db)
+    user = uuid.uuid4()
+    url = webhook_receiver.endpoint()
+    webhook_receiver.trust(url, register(stack, user, url)["secret"])
+    connect(stack, user, "slack", chat_platforms.webhook("slack"))
+    body = {"user_id": str(user), "type": "security", "priority": "critical", "channels": ["webhook", "chat"],
+            "template_id": "sign_in_code", "template_vars": {"code": CODE, "who": "Ann"},
+            "data": {"iban": ACCOUNT, "url": LINK}}  # fmt: skip
+    ok(stack.client.post(API, json=body, headers=SERVICE), 202)
+    wait_for(lambda: webhook_receiver.messages and chat_platforms.messages, 20, what="the webhook and the chat message")
+    hook, chat = webhook_receiver.messages[0].json, chat_platforms.messages[0].json
+    assert hook["data"]["data"]["iban"] == MASK and hook["data"]["body"] == f"Use {MASK} to sign in, Ann."
+    assert chat["blocks"][1]["text"]["text"] == f"Use {MASK} to sign in, Ann."
+    for arrived in (hook, chat):
+        assert CODE not in str(arrived) and ACCOUNT not in str(arrived)
