@@ -102,7 +102,7 @@ def test_status_counts_a_dead_letter(db: psycopg.Connection[Any]) -> None:
         (["--data", "[1, 2]"], "--data must be a JSON object, got list"),
         (["--data", '"text"'], "--data must be a JSON object, got str"),
         (["--priority", "urgent"], "--priority: Input should be 'critical', 'high', 'normal' or 'low'"),
-        (["--channels", "in_app,pigeon"], "--channels: Input should be 'in_app', 'push' or 'email'"),
+        (["--channels", "in_app,pigeon"], "--channels: Input should be 'in_app', 'push', 'email', 'webhook' or 'chat'"),
         (["--type", ""], "--type: String should have at least 1 character"),
         (["--type", "no_such_type"], 'unknown notification type "no_such_type"'),
     ],
