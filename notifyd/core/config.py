@@ -499,8 +499,9 @@ class Settings:
             or DEFAULT_PUSH_ENDPOINT_ALLOWLIST,
             webhook_endpoint_allowlist=_patterns("WEBHOOK_ENDPOINT_ALLOWLIST"),
             chat_webhook_hosts={
-                platform: _patterns(f"{platform.upper()}_WEBHOOK_HOSTS") or hosts
-                for platform, hosts in DEFAULT_CHAT_WEBHOOK_HOSTS.items()
+                "slack": _patterns("SLACK_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["slack"],
+                "teams": _patterns("TEAMS_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["teams"],
+                "discord": _patterns("DISCORD_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["discord"],
             },
             fcm_project_id=_text("FCM_PROJECT_ID"),
             google_application_credentials=_text("GOOGLE_APPLICATION_CREDENTIALS"),
