@@ -40,6 +40,7 @@ from notifyd.rest import (
     escalation_api,
     health,
     history_api,
+    hooks_api,
     notifications,
     preferences_api,
     push_api,
@@ -52,6 +53,7 @@ from notifyd.rest import (
 ENDPOINTS = [
     *notifications.ENDPOINTS,
     *push_api.ENDPOINTS,
+    *hooks_api.ENDPOINTS,
     *delivery_api.ENDPOINTS,
     *email_api.ENDPOINTS,
     *preferences_api.ENDPOINTS,

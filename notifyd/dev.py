@@ -1,7 +1,8 @@
 """`notifyd dev`: the whole service (API, WebSocket, worker) on an embedded default database, with a demo page.
 
 Dev mode only: it mints tokens for a few demo users, keeps its secrets in .notifyd/dev-secrets.json,
-and, unless Resend is configured, catches e-mail in a local outbox shown at /dev/outbox.
+unless Resend is configured, catches e-mail in a local outbox shown at /dev/outbox, and stands in for a
+webhook receiver and for Slack, Teams and Discord at /dev/hooks/{kind} (what arrived: /dev/hooks.json).
 """
 
 from __future__ import annotations
@@ -172,11 +173,43 @@ class SmsSink:
         return JSONResponse(self.messages)
 
 
+HOOK_KINDS = ("webhook", "slack", "teams", "discord")
+# What the demo shows of a webhook request: the Standard Webhooks headers (the signature is the receiver's to check).
+WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+HOOKS_KEPT = 100
+
+
+class HookSink:
+    """A webhook receiver and the three chat platforms' incoming webhooks, kept in memory for the demo."""
+
+    def __init__(self) -> None:
+        self.arrived: list[dict[str, object]] = []
+
+    async def receive(self, request: Request) -> Response:
+        kind = request.path_params["kind"]
+        if kind not in HOOK_KINDS:
+            return JSONResponse({"error": "no such hook"}, 404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "a JSON body"}, 400)
+        headers = {name: request.headers[name] for name in WEBHOOK_HEADERS if name in request.headers}
+        self.arrived.insert(0, {"kind": kind, "received_at": time.strftime("%H:%M:%S"), "headers": headers,
+                                "body": body})  # fmt: skip
+        del self.arrived[HOOKS_KEPT:]
+        # Each platform's success answer: Slack 200 "ok", Teams 202, Discord 204, a receiver 204.
+        return Response("ok", 200) if kind == "slack" else Response(status_code=202 if kind == "teams" else 204)
+
+    async def listing(self, _: Request) -> JSONResponse:
+        return JSONResponse(self.arrived)
+
+
 def routes(settings: Settings) -> list[BaseRoute]:
     static = resources.files("notifyd").joinpath("static")
     page = static.joinpath("demo.html").read_text(encoding="utf-8")
     outbox = Outbox(static.joinpath("dev-sink.html").read_text(encoding="utf-8"))
     sms = SmsSink()
+    hooks = HookSink()
 
     async def demo(_: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
@@ -192,6 +225,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
                 "users": users,
                 "service_token": _token(settings.jwt_secret, "demo-service", "service"),
                 "admin_token": _token(settings.jwt_secret, "demo-admin", "admin"),
+                "hooks_url": f"http://127.0.0.1:{settings.port}/dev/hooks",
             }
         )
 
@@ -204,6 +238,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/dev/resend/emails", outbox.receive, methods=["POST"]),
         Route("/dev/twilio/2010-04-01/Accounts/{sid}/Messages.json", sms.receive, methods=["POST"]),
         Route("/dev/sms.json", sms.listing, methods=["GET"]),
+        Route("/dev/hooks.json", hooks.listing, methods=["GET"]),
+        Route("/dev/hooks/{kind}", hooks.receive, methods=["POST"]),
     ]
 
 
@@ -246,6 +282,14 @@ def dev_settings(login_url: str) -> Settings:
             "twilio_from_number": SMS_SINK_FROM,
             "twilio_api_url": f"http://127.0.0.1:{settings.port}/dev/twilio",
         }
+    # The demo's hook sink is on this process's own loopback port: webhooks and chat may post there.
+    sink = f"http://127.0.0.1:{settings.port}"
+    if env("WEBHOOK_ENDPOINT_ALLOWLIST") is None:
+        defaults["webhook_endpoint_allowlist"] = (sink,)
+    defaults["chat_webhook_hosts"] = {
+        platform: hosts if env(f"{platform.upper()}_WEBHOOK_HOSTS") is not None else (*hosts, sink)
+        for platform, hosts in settings.chat_webhook_hosts.items()
+    }
     return dataclasses.replace(settings, **defaults)  # type: ignore[arg-type]
 
 

@@ -27,10 +27,12 @@ from tests import figures
 from tests.browser import browser, context  # noqa: F401 - fixtures for the browser tests
 from tests.server import NotifydProcess, ServerProcess, WorkerProcess
 from tests.standins.fixtures import (  # noqa: F401 - fixtures for all tests
+    chat_platforms,
     fcm_service,
     push_service,
     resend_service,
     twilio_service,
+    webhook_receiver,
 )
 
 SERVER_URL, PRIVATE_CLUSTER = resolve_server()

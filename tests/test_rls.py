@@ -75,6 +75,18 @@ TABLES: dict[str, tuple[str, str, str]] = {
         "INSERT INTO notify.notification_analytics (notification_type, channel, event, user_id, org_id) "
         f"VALUES ('user', 'in_app', 'sent', '{USER_A}', '{ORG_A}')",
     ),
+    # A's own endpoint (org_id NULL), and an org channel of A's org (org_id set): org admins see the latter.
+    "webhook_endpoints": (
+        f"user_id = '{USER_A}'",
+        "description = 'x'",
+        "INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) "
+        f"VALUES ('{USER_A}', 'https://e.com', 'x')",
+    ),
+    "chat_connections": (
+        f"user_id = '{USER_A}'",
+        "label = 'x'",
+        f"INSERT INTO notify.chat_connections (user_id, platform, url_encrypted) VALUES ('{USER_A}', 'slack', 'x')",
+    ),
 }
 
 D = "denied"
@@ -116,6 +128,9 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "email_digests": ["1/D/D/D", "0/D/D/D", "0/D/D/D", "D/D/D/D", "1/D/D/D", "0/D/D/D", "1/D/D/D", "1/1/D/ok"],
     "notification_analytics": ["D/D/D/D", "D/D/D/D", "D/D/D/D", "D/D/D/D", "1/D/D/D", "0/D/D/D", "1/D/D/D", "1/D/D/ok"],
+    # Changed only through the definer functions (notify.add_webhook_endpoint_v1 and the rest).
+    "webhook_endpoints": ["1/D/D/D", "0/D/D/D", "0/D/D/D", "D/D/D/D", "0/D/D/D", "0/D/D/D", "0/D/D/D", "1/1/1/ok"],
+    "chat_connections": ["1/D/D/D", "0/D/D/D", "0/D/D/D", "D/D/D/D", "1/D/D/D", "0/D/D/D", "1/D/D/D", "1/1/1/ok"],
 }
 
 
@@ -136,6 +151,9 @@ def seeded(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
         INSERT INTO notify.org_notification_preferences (org_id, notification_type) VALUES ('{ORG_A}', 'task');
         INSERT INTO notify.email_digests (user_id, frequency, period_start, scheduled_for)
             VALUES ('{USER_A}', 'daily', now(), now());
+        INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) VALUES ('{USER_A}', 'https://a.com', 'x');
+        INSERT INTO notify.chat_connections (user_id, org_id, platform, url_encrypted)
+            VALUES ('{USER_A}', '{ORG_A}', 'slack', 'x');
         INSERT INTO notify.notification_analytics (notification_id, notification_type, channel, event, user_id, org_id)
             VALUES ('{NOTIFICATION_A}', 'task', 'in_app', 'sent', '{USER_A}', '{ORG_A}');
     """)

@@ -30,10 +30,13 @@ UNIQUE_KEY_EXCEPTIONS = {
     "notification_preferences_pkey": SURROGATE,
     "email_digests_pkey": SURROGATE,
     "push_subscriptions_pkey": SURROGATE,
+    "webhook_endpoints_pkey": SURROGATE,
+    "chat_connections_pkey": SURROGATE,
     "push_subscriptions_token_hash_idx": "a device is one row whoever subscribed last: the same token moves "
     "between users, so on Citus a token_hash look-up table distributed by token_hash decides the owner",
     "push_subscriptions_endpoint_idx": "as the token: a Web Push endpoint is one device, whichever user it moves to",
-    "notification_deliveries_once_idx": "one delivery per notification, channel and device: add user_id in front "
+    "notification_deliveries_once_idx": "one delivery per notification, channel and device or target: add user_id "
+    "in front "
     "(the notification's user is the delivery's)",
     "notification_analytics_tracked_once_idx": "one tracked event per delivery: add user_id in front, once "
     "analytics keeps its user (see the nullable user_id)",

@@ -149,7 +149,18 @@ def test_a_bypassrls_login_is_warned_about(db: psycopg.Connection[Any], tmp_path
 
 # --- the environment registry -----------------------------------------------------------------------
 
-READERS = {"env", "_int", "_float", "_text", "_origins", "_positive", "_seconds", "_networks", "_database_urls"}
+READERS = {
+    "env",
+    "_int",
+    "_float",
+    "_text",
+    "_origins",
+    "_positive",
+    "_seconds",
+    "_networks",
+    "_database_urls",
+    "_patterns",
+}
 
 
 def _calls() -> list[tuple[Path, ast.AST]]:

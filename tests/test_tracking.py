@@ -55,7 +55,7 @@ def notification(conn: psycopg.Connection[Any], org: uuid.UUID | None = None, **
     # No device: the planner skipped push; make it a sent push, as if a device had taken it.
     conn.execute(
         "INSERT INTO notify.notification_deliveries (notification_id, user_id, channel, status) "
-        "VALUES (%s, %s, 'push', 'sent') ON CONFLICT (notification_id, channel, subscription_id) "
+        "VALUES (%s, %s, 'push', 'sent') ON CONFLICT (notification_id, channel, subscription_id, target_id) "
         "DO UPDATE SET status = 'sent'",
         (row[0], user),
     )

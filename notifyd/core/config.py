@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from notifyd.core.crypto import SecretBox, SecretsError, parse_key
@@ -21,6 +21,14 @@ DEFAULT_PUSH_ENDPOINT_ALLOWLIST = (
     "*.push.apple.com",
     "*.notify.windows.com",
 )
+
+# Where chat messages may go, per platform: the hosts of their incoming webhooks (Teams: Office 365
+# connectors, and the Workflows app's Power Automate hosts).
+DEFAULT_CHAT_WEBHOOK_HOSTS: dict[str, tuple[str, ...]] = {
+    "slack": ("hooks.slack.com",),
+    "teams": ("*.webhook.office.com", "*.logic.azure.com", "*.environment.api.powerplatform.com"),
+    "discord": ("discord.com", "discordapp.com"),
+}
 
 
 SERVE, WORKER, MIGRATE, DEV = "serve", "worker", "migrate", "dev"
@@ -155,6 +163,27 @@ VARIABLES: tuple[Variable, ...] = (
         "PUSH_ENDPOINT_ALLOWLIST",
         "the browsers' push services",
         "comma-separated host patterns a push subscription's endpoint may name",
+        _RUNNING,
+    ),
+    Variable(
+        "WEBHOOK_ENDPOINT_ALLOWLIST",
+        "(none: public https URLs only)",
+        "comma-separated host patterns a webhook endpoint may name although the SSRF rules refuse them",
+        _RUNNING,
+    ),
+    Variable(
+        "SLACK_WEBHOOK_HOSTS", "hooks.slack.com", "comma-separated host patterns of Slack incoming webhooks", _RUNNING
+    ),
+    Variable(
+        "TEAMS_WEBHOOK_HOSTS",
+        "*.webhook.office.com, *.logic.azure.com, *.environment.api.powerplatform.com",
+        "comma-separated host patterns of Microsoft Teams incoming webhooks and Workflows",
+        _RUNNING,
+    ),
+    Variable(
+        "DISCORD_WEBHOOK_HOSTS",
+        "discord.com, discordapp.com",
+        "comma-separated host patterns of Discord webhooks",
         _RUNNING,
     ),
     Variable("FCM_PROJECT_ID", "(none: FCM off)", "Firebase project of the FCM channel", _RUNNING),
@@ -378,6 +407,11 @@ def _smtp_tls() -> str:
     return value
 
 
+def _patterns(name: str) -> tuple[str, ...]:
+    """A comma-separated list of allow-list entries (`[scheme://]host-glob[:port-glob]`)."""
+    return tuple(p.strip() for p in (env(name) or "").split(",") if p.strip())
+
+
 def _log_format() -> str:
     value = env("LOG_FORMAT") or "text"
     if value not in LOG_FORMATS:
@@ -407,6 +441,11 @@ class Settings:
     vapid_private_key: str | None = field(default=None, repr=False)
     vapid_subject: str | None = None
     push_endpoint_allowlist: tuple[str, ...] = DEFAULT_PUSH_ENDPOINT_ALLOWLIST
+    # Webhook endpoints may be any public https URL; entries here (same syntax as the push allow-list) also
+    # allow hosts the SSRF rules refuse otherwise: loopback, private, link-local, http.
+    webhook_endpoint_allowlist: tuple[str, ...] = ()
+    # Chat incoming-webhook hosts per platform (same syntax); the tests point them at their stand-ins.
+    chat_webhook_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_CHAT_WEBHOOK_HOSTS)
     fcm_project_id: str | None = None
     google_application_credentials: str | None = None
     fcm_api_url: str | None = None
@@ -502,6 +541,12 @@ class Settings:
                 p.strip() for p in (env("PUSH_ENDPOINT_ALLOWLIST") or "").split(",") if p.strip()
             )
             or DEFAULT_PUSH_ENDPOINT_ALLOWLIST,
+            webhook_endpoint_allowlist=_patterns("WEBHOOK_ENDPOINT_ALLOWLIST"),
+            chat_webhook_hosts={
+                "slack": _patterns("SLACK_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["slack"],
+                "teams": _patterns("TEAMS_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["teams"],
+                "discord": _patterns("DISCORD_WEBHOOK_HOSTS") or DEFAULT_CHAT_WEBHOOK_HOSTS["discord"],
+            },
             fcm_project_id=_text("FCM_PROJECT_ID"),
             google_application_credentials=_text("GOOGLE_APPLICATION_CREDENTIALS"),
             fcm_api_url=_text("FCM_API_URL"),

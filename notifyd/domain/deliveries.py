@@ -12,12 +12,13 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
+from aiohttp.abc import AbstractResolver
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
@@ -47,11 +48,21 @@ class VapidKey:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A webhook endpoint or chat connection, its credentials decrypted."""
+
+    id: uuid.UUID
+    url: str
+    platform: str | None  # slack | teams | discord for a chat connection; None for a webhook endpoint
+    secrets: tuple[str, ...]  # a webhook's signing secrets: the current one, and the one before a rotation
+
+
+@dataclass(frozen=True)
 class Delivery:
     """A claimed delivery, secrets decrypted: everything a channel needs to send it."""
 
     id: uuid.UUID
-    channel: str  # push | email | sms
+    channel: str  # push | email | webhook | chat | sms
     attempts: int
     notification: dict[str, Any]
     recipient: dict[str, Any]
@@ -59,6 +70,7 @@ class Delivery:
     vapid_key: VapidKey | None
     unread_count: int  # the user's unread notifications, for a push's badge (0 for e-mail: not counted)
     provider: str | None = None  # an earlier attempt's provider, if its answer never came: this one goes there too
+    target: Target | None = None  # the webhook endpoint or chat connection of a webhook or chat delivery
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ OUTCOME_NAMES: dict[type, str] = {Sent: "sent", Gone: "gone", Retry: "retry", Fa
 
 
 class Channel(Protocol):
-    queue: str  # the Procrastinate queue its jobs are on: push, fcm, email or sms
+    queue: str  # the Procrastinate queue its jobs are on: push, fcm, email, webhook, chat or sms
 
     def not_configured(self) -> str | None:
         """Why this channel cannot send (a clear sentence naming the missing setting), or None."""
@@ -119,8 +131,9 @@ class ProviderSession:
     loop (tests run each in a loop of its own); aiohttp bounds each read and connect by `timeout`.
     """
 
-    def __init__(self, limit: int, timeout: float) -> None:
+    def __init__(self, limit: int, timeout: float, resolver: Callable[[], AbstractResolver] | None = None) -> None:
         self._limit = limit
+        self._resolver = resolver  # made in the session's loop, as the session is
         self._timeout = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,7 +141,9 @@ class ProviderSession:
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit, resolver=self._resolver() if self._resolver else None
+            )
             # Cookies would carry one provider answer into the next request: providers set none that matter.
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
@@ -140,6 +155,14 @@ class ProviderSession:
         if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
         self._session = self._loop = None
+
+
+async def send_each(
+    deliveries: Sequence[Delivery], send_one: Callable[[Delivery], Awaitable[Outcome]]
+) -> Mapping[uuid.UUID, Outcome]:
+    """Every delivery at once (the channel bounds how many are in flight): each one's outcome by its id."""
+    outcomes = await asyncio.gather(*(send_one(d) for d in deliveries))
+    return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
 
 
 class RetryLater(Exception):
@@ -180,6 +203,20 @@ def _decrypt(box: SecretBox | None, value: str | None) -> str | None:
     return box.decrypt(value)
 
 
+def _target(target: Mapping[str, Any] | None, box: SecretBox | None) -> Target | None:
+    if target is None:
+        return None
+    platform = target.get("platform")
+    secrets = (target.get("secret"), target.get("previous_secret"))
+    return Target(
+        id=uuid.UUID(target["id"]),
+        # A chat URL is its credential: stored encrypted. A webhook URL is not secret; its signing secrets are.
+        url=(_decrypt(box, target["url"]) or "") if platform is not None else target["url"],
+        platform=platform,
+        secrets=tuple(_decrypt(box, s) or "" for s in secrets if s is not None),
+    )
+
+
 def _delivery(row: asyncpg.Record, box: SecretBox | None) -> Delivery:
     sub = row["subscription"]
     key = row["vapid_key"]
@@ -209,6 +246,7 @@ def _delivery(row: asyncpg.Record, box: SecretBox | None) -> Delivery:
         else None,
         unread_count=row["unread_count"],
         provider=row["provider"],
+        target=_target(row["target"], box),
     )
 
 
@@ -239,7 +277,7 @@ async def run_job(pool: asyncpg.Pool, box: SecretBox | None, channel: Channel, d
         try:
             sendable.append(_delivery(row, box))
         except SecretsError as error:
-            outcomes[row["id"]] = Failed(f"cannot decrypt the device's keys: {error}")
+            outcomes[row["id"]] = Failed(f"cannot decrypt the device's or target's keys: {error}")
     if reason is not None:
         log.warning("%s: %d deliveries skipped: %s", channel.queue, len(rows), reason)
     if sendable:

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from notifyd.core.config import Settings
 from notifyd.core.crypto import unb64url
 from notifyd.domain import vapid
-from notifyd.domain.deliveries import Delivery, Failed, Gone, Outcome, ProviderSession, Retry, Sent
+from notifyd.domain.deliveries import Delivery, Failed, Gone, Outcome, ProviderSession, Retry, Sent, send_each
 from notifyd.domain.push import delivery_headers, retry_after_seconds
 from notifyd.domain.tracking import receipt_token
 
@@ -298,8 +298,7 @@ class WebPushChannel:
                 return Retry(f"unexpected error: {type(error).__name__}")
 
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
-        outcomes = await asyncio.gather(*(self._send_one(d) for d in deliveries))
-        return {d.id: o for d, o in zip(deliveries, outcomes, strict=True)}
+        return await send_each(deliveries, self._send_one)
 
     async def close(self) -> None:
         await self._http.close()

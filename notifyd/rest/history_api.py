@@ -34,7 +34,7 @@ from notifyd.http.shared import decode_cursor, encode_cursor, end_user, reply
 CURSOR_KIND = "history"  # a list route's cursor is refused here, and the other way round
 EXPORT_BATCH = 500  # rows per read: bounds the export's memory (a row is at most ~27 KB)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CHANNELS: tuple[Channel, ...] = ("in_app", "push", "email", "sms")
+CHANNELS: tuple[Channel, ...] = ("in_app", "push", "email", "webhook", "chat", "sms")
 
 DeliveryStatus = Literal[
     "pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"

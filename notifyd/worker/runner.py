@@ -1,4 +1,4 @@
-"""`notifyd worker`: the Procrastinate worker that delivers on Web Push, FCM and e-mail.
+"""`notifyd worker`: the Procrastinate worker that delivers on Web Push, FCM, e-mail, webhooks and chat.
 
 Jobs are deferred by the database itself (notify_private.defer_jobs, in the sender's
 transaction). This process runs them, retries with backoff, takes back the jobs of workers
@@ -25,11 +25,13 @@ from notifyd.db import figures
 from notifyd.db.pool import as_worker, create_pool
 from notifyd.db.queries import query
 from notifyd.domain import vapid
+from notifyd.domain.chat import ChatChannel
 from notifyd.domain.deliveries import Channel
 from notifyd.domain.email import EmailChannel
 from notifyd.domain.fcm import FcmChannel
 from notifyd.domain.render_pool import RenderPool
 from notifyd.domain.sms import SmsChannel
+from notifyd.domain.webhook import WebhookChannel
 from notifyd.domain.webpush import WebPushChannel
 from notifyd.worker.tasks import QUEUES, build_app
 
@@ -82,6 +84,11 @@ async def recover_stalled_jobs(app: procrastinate.App, settings: Settings, pool:
             except psycopg.Error as error:
                 log.info("job %s was taken back by another worker (%s)", job.id, error)
                 continue
+            except procrastinate.exceptions.UniqueViolation:
+                # Two dispatcher jobs of one sender's connection died together: they share its queueing lock,
+                # and only one may wait (todo) at a time. The other is queued again once that one has started.
+                log.info("job %s waits: a job with its queueing lock is queued already", job.id)
+                continue
             log.warning("job %s (%s) was running on a worker that died: queued again", job.id, job.task_name)
 
 
@@ -113,7 +120,8 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
         transaction_pooling=settings.transaction_pooling,
     )
     channels: list[Channel] = [
-        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings, pool), SmsChannel(settings),
+        WebPushChannel(settings), FcmChannel(settings), EmailChannel(settings, pool), WebhookChannel(settings),
+        ChatChannel(settings), SmsChannel(settings),
     ]  # fmt: skip
     for channel in channels:
         reason = channel.not_configured()

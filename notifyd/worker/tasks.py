@@ -21,7 +21,7 @@ from notifyd.domain import digests, dispatch, rendering, retention, vapid
 from notifyd.domain.deliveries import Channel, DeliveryRetry, run_job
 from notifyd.domain.render_pool import RenderPool
 
-QUEUES = ("dispatch", "push", "fcm", "email", "sms", "in_app", "render", "maintenance")
+QUEUES = ("dispatch", "push", "fcm", "email", "webhook", "chat", "sms", "in_app", "render", "maintenance")
 
 
 # The login role holds notify_worker without inheriting it; Procrastinate's SQL is unqualified.

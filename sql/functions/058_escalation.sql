@@ -110,7 +110,14 @@ AS $$
                          THEN 'email' END,
                     CASE WHEN escalation_wanted.chain @> '[{"channel": "sms"}]'
                               AND (escalation_wanted.channels IS NULL OR 'sms' = ANY (escalation_wanted.channels))
-                         THEN 'sms' END], NULL) END
+                         THEN 'sms' END,
+                    -- Webhook and chat are not steps: they go where their targets are, as without a chain.
+                    CASE WHEN 'webhook' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
+                                                                              escalation_wanted.channels))
+                         THEN 'webhook' END,
+                    CASE WHEN 'chat' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
+                                                                           escalation_wanted.channels))
+                         THEN 'chat' END], NULL) END
 $$;
 COMMENT ON FUNCTION notify_private.escalation_wanted(jsonb, text, text[])
     IS 'the channels a notification goes out on before preferences: its chain''s steps (narrowed by the sender''s channels), else those of its priority';

@@ -91,12 +91,12 @@ COMMENT ON FUNCTION notify_private.queue_dispatch(timestamptz)
 CREATE OR REPLACE FUNCTION notify_private.delivery_queue(channel text, device_kind text) RETURNS text
     LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE WHEN delivery_queue.channel IN ('email', 'in_app', 'sms') THEN delivery_queue.channel
+    SELECT CASE WHEN delivery_queue.channel IN ('email', 'in_app', 'webhook', 'chat', 'sms') THEN delivery_queue.channel
                 WHEN delivery_queue.device_kind = 'fcm' THEN 'fcm'
                 ELSE 'push' END
 $$;
 COMMENT ON FUNCTION notify_private.delivery_queue(text, text)
-    IS 'the queue (and worker channel) a delivery goes out on: push, fcm, email, sms or in_app';
+    IS 'the queue (and worker channel) a delivery goes out on: push, fcm, email, webhook, chat, sms or in_app';
 
 -- The worker's side: the due deliveries the dispatcher hands to the channels' jobs, or runs itself.
 -- Its result gained the batches the dispatcher runs itself (kept): CREATE OR REPLACE cannot change that.
@@ -174,7 +174,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify_private.dispatch_deliveries(text, bigint, text[])
-    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, sms, in_app), keeps the first job''s worth of each direct queue for the calling dispatcher job to send itself, and says when the next is due';
+    IS 'hands up to delivery.dispatch_size due deliveries to channel jobs (push, fcm, email, webhook, chat, sms, in_app), keeps the first job''s worth of each direct queue for the calling dispatcher job to send itself, and says when the next is due';
 
 -- What a dispatcher job kept for itself and has not finished: a retry of that job (its worker died) sends it.
 CREATE OR REPLACE FUNCTION notify_private.kept_deliveries(runner bigint)
@@ -186,7 +186,7 @@ AS $$
     FROM notify.notification_deliveries AS d
     LEFT JOIN notify.push_subscriptions AS p ON p.id = d.subscription_id
     -- Pending deliveries are few: the open-deliveries index (channel, status) finds them.
-    WHERE d.status = 'pending' AND d.channel IN ('push', 'email', 'sms') AND d.dispatched_by = kept_deliveries.runner
+    WHERE d.status = 'pending' AND d.channel <> 'in_app' AND d.dispatched_by = kept_deliveries.runner
     GROUP BY 1
 $$;
 COMMENT ON FUNCTION notify_private.kept_deliveries(bigint)
@@ -204,7 +204,7 @@ DECLARE
 BEGIN
     WITH orphaned AS (
         SELECT d.id FROM notify.notification_deliveries AS d
-        WHERE d.status = 'pending' AND d.channel IN ('push', 'email', 'sms') AND d.dispatched_by IS NOT NULL
+        WHERE d.status = 'pending' AND d.channel <> 'in_app' AND d.dispatched_by IS NOT NULL
           AND d.dispatched_by <> adopt_kept_deliveries.runner
           AND NOT EXISTS (SELECT 1 FROM procrastinate.procrastinate_jobs AS j
                           WHERE j.id = d.dispatched_by AND j.status IN ('todo', 'doing'))
@@ -437,8 +437,10 @@ COMMENT ON FUNCTION notify_private.channel_decisions(notify.notifications)
 CREATE OR REPLACE FUNCTION notify_private.wanted_channels(priority text, channels text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT coalesce(wanted_channels.channels, CASE wanted_channels.priority WHEN 'low' THEN ARRAY['in_app', 'email']
-                                                                           ELSE ARRAY['in_app', 'push', 'email'] END)
+    -- Webhook and chat go where their targets are: a user with none gets no delivery on them.
+    SELECT coalesce(wanted_channels.channels,
+                    CASE wanted_channels.priority WHEN 'low' THEN ARRAY['in_app', 'email', 'webhook']
+                                                  ELSE ARRAY['in_app', 'push', 'email', 'webhook', 'chat'] END)
 $$;
 COMMENT ON FUNCTION notify_private.wanted_channels(text, text[])
     IS 'the channels a notification goes out on before preferences: the sender''s, else those of its priority';
@@ -455,13 +457,13 @@ DROP FUNCTION IF EXISTS notify_private.plan_notification(notify.notifications);
 -- no delivery, one not recorded goes at once.
 CREATE FUNCTION notify_private.plan_notification(notification notify.notifications)
     RETURNS TABLE (channel text, subscription_id uuid, status text, reason text, scheduled_for timestamptz,
-                   token text, unless text)
+                   token text, unless text, target_id uuid)
     LANGUAGE sql STABLE
     -- A row per channel (and per device): not the default estimate of 1000, which makes the planner
     -- think a bulk send's planning statement is huge.
     ROWS 3
 AS $$
-    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token, c.unless
+    SELECT c.channel, c.subscription_id, c.status, c.reason, c.scheduled_for, c.token, c.unless, c.target_id
     FROM (SELECT (plan_notification.notification).*) AS n
     CROSS JOIN LATERAL (
         SELECT notify_private.escalation_wanted(n.decisions -> 'escalation', n.priority, n.channels) AS wanted,
@@ -494,7 +496,7 @@ AS $$
                     THEN CASE WHEN n.send_at > k.now_at THEN n.send_at END
                     WHEN n.held_until = n.send_at THEN n.send_at
                     ELSE n.held_until END AS scheduled_for,
-               NULL AS token, NULL AS unless
+               NULL AS token, NULL AS unless, NULL::uuid AS target_id
         WHERE 'in_app' = ANY (k.wanted)
           AND (n.held_until IS NOT NULL OR (n.template_id IS NOT NULL AND n.rendered IS NULL))
         UNION ALL
@@ -502,21 +504,53 @@ AS $$
         SELECT 'push', s.id, 'pending',
                coalesce(k.push ->> 'reason', notify_private.step_reason(k.push_step ->> 'after', k.push_step ->> 'unless')),
                greatest((k.push ->> 'until')::timestamptz, due.push_due),
-               CASE WHEN NOT k.critical THEN 'push' END, k.push_step ->> 'unless'
+               CASE WHEN NOT k.critical THEN 'push' END, k.push_step ->> 'unless', NULL
         FROM notify.push_subscriptions AS s
         WHERE 'push' = ANY (k.wanted) AND k.push ->> 'status' = 'pending' AND s.user_id = n.user_id AND s.is_active
         UNION ALL
         SELECT 'email', NULL, k.email ->> 'status',
                coalesce(k.email ->> 'reason', notify_private.step_reason(k.email_step ->> 'after', k.email_step ->> 'unless')),
                due.email_due,
-               CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END, k.email_step ->> 'unless'
+               CASE WHEN k.email ->> 'status' = 'pending' AND NOT k.critical THEN 'email' END, k.email_step ->> 'unless', NULL
         WHERE 'email' = ANY (k.wanted) AND k.email ->> 'status' IN ('pending', 'held')
         UNION ALL
         SELECT 'sms', NULL, 'pending',
                coalesce(k.sms ->> 'reason', notify_private.step_reason(k.sms_step ->> 'after', k.sms_step ->> 'unless')),
                greatest((k.sms ->> 'until')::timestamptz, due.sms_due),
-               CASE WHEN NOT k.critical THEN 'sms' END, k.sms_step ->> 'unless'
+               CASE WHEN NOT k.critical THEN 'sms' END, k.sms_step ->> 'unless', NULL
         WHERE 'sms' = ANY (k.wanted) AND k.sms ->> 'status' = 'pending'
+        UNION ALL
+        -- Every active webhook endpoint and chat connection of the user, and of their org, whose types
+        -- include this one; one token per notification and channel, however many targets (not for critical).
+        -- A chat message interrupts like a push: it waits for the end of the user's quiet hours.
+        SELECT t.channel, NULL, 'pending',
+               CASE WHEN q.until >= k.now_at
+                    THEN format('held for quiet hours until %s %s', to_char(q.until AT TIME ZONE who.timezone,
+                                                                            'YYYY-MM-DD HH24:MI'), who.timezone) END,
+               CASE WHEN q.until > k.now_at THEN q.until END,
+               CASE WHEN NOT k.critical THEN t.channel END, NULL, t.id
+        -- The recipient's org and zone: read only where webhook or chat is wanted at all.
+        FROM (SELECT r.org_id, r.timezone FROM notify.recipients AS r
+              WHERE r.user_id = n.user_id AND k.wanted && ARRAY['webhook', 'chat']) AS who
+        CROSS JOIN LATERAL (
+            SELECT 'webhook' AS channel, e.id, e.types FROM notify.webhook_endpoints AS e
+            WHERE e.user_id = n.user_id AND e.org_id IS NULL AND e.is_active
+            UNION ALL
+            SELECT 'webhook', e.id, e.types FROM notify.webhook_endpoints AS e
+            WHERE e.org_id = who.org_id AND e.is_active
+            UNION ALL
+            SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
+            WHERE c.user_id = n.user_id AND c.org_id IS NULL AND c.is_active
+            UNION ALL
+            SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
+            WHERE c.org_id = who.org_id AND c.is_active
+        ) AS t
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN t.channel = 'chat' AND NOT k.critical
+                        THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END AS until
+        ) AS q
+        WHERE t.channel = ANY (k.wanted) AND (t.types IS NULL OR n.type = ANY (t.types))
+          AND q.until IS DISTINCT FROM 'infinity'
     ) AS c
 $$;
 RESET check_function_bodies;
@@ -543,7 +577,7 @@ BEGIN
     -- One statement for all the new notifications (plan_notification is inlined into it).
     WITH decided AS MATERIALIZED (
         SELECT n.id, n.user_id, n.seq, n.send_at, p.channel, p.subscription_id, p.status, p.reason,
-               p.scheduled_for, p.token, p.unless
+               p.scheduled_for, p.token, p.unless, p.target_id
         FROM new_notifications AS n
         CROSS JOIN LATERAL notify_private.plan_notification(n) AS p
     ), spent AS MATERIALIZED (
@@ -554,14 +588,19 @@ BEGIN
               ORDER BY d.user_id, d.seq, d.token DESC) AS t
     ), planned AS (
         INSERT INTO notify.notification_deliveries AS d
-            (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at, unless)
-        SELECT p.id, p.user_id, p.channel, p.subscription_id, p.status,
+            (notification_id, user_id, channel, subscription_id, target_id, status, reason, scheduled_for, sent_at,
+             unless)
+        SELECT p.id, p.user_id, p.channel, p.subscription_id, p.target_id, p.status,
                CASE WHEN w.waits
                     THEN CASE p.token
                         WHEN 'push' THEN format('push rate limit (%s per hour): waits for a token',
                                                 notify.setting('rate_limit.push_per_hour'))
                         WHEN 'sms' THEN format('SMS rate limit (%s per day): waits for a token',
                                                notify.setting('rate_limit.sms_per_day'))
+                        WHEN 'webhook' THEN format('webhook rate limit (%s per hour): waits for a token',
+                                                   notify.setting('rate_limit.webhook_per_hour'))
+                        WHEN 'chat' THEN format('chat rate limit (%s per hour): waits for a token',
+                                                notify.setting('rate_limit.chat_per_hour'))
                         ELSE format('e-mail rate limit (%s per day): waits for a token',
                                     notify.setting('rate_limit.email_per_day')) END
                     ELSE p.reason END,
@@ -643,8 +682,8 @@ BEGIN
         RAISE EXCEPTION 'send_test sends to the calling user: request.jwt.claims has no user sub'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email', 'sms') THEN
-        RAISE EXCEPTION 'channel must be all, in_app, push, email or sms, got "%"', send_test.channel
+    IF send_test.channel NOT IN ('all', 'in_app', 'push', 'email', 'webhook', 'chat', 'sms') THEN
+        RAISE EXCEPTION 'channel must be all, in_app, push, email, webhook, chat or sms, got "%"', send_test.channel
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Critical: the user asked for it, so their own switches and digest do not hold it back; critical

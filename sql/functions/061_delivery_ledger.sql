@@ -3,11 +3,12 @@
 
 -- The worker's side.
 
--- Its result gained the provider an earlier attempt is pinned to: CREATE OR REPLACE cannot change that.
+-- Its result gained the provider an earlier attempt is pinned to and the webhook endpoint or chat connection
+-- (target): CREATE OR REPLACE cannot change that.
 DROP FUNCTION IF EXISTS notify_private.claim_deliveries(uuid[]);
 CREATE FUNCTION notify_private.claim_deliveries(delivery_ids uuid[])
     RETURNS TABLE (id uuid, channel text, attempts integer, notification jsonb, recipient jsonb,
-                   subscription jsonb, vapid_key jsonb, unread_count bigint, provider text)
+                   subscription jsonb, vapid_key jsonb, unread_count bigint, provider text, target jsonb)
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
@@ -29,17 +30,23 @@ BEGIN
                                                ELSE '' END
                     WHEN n.expires_at <= notify.now() THEN 'expired before it could be delivered'
                     WHEN n.deleted_at IS NOT NULL THEN 'deleted before it could be delivered'
-                    -- A push held back (quiet hours, send_at) is pointless once the user has read it.
-                    WHEN p.channel = 'push' AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
+                    -- A push or chat message held back (quiet hours, send_at) is pointless once the user has read it.
+                    WHEN p.channel IN ('push', 'chat') AND n.read_at IS NOT NULL THEN 'read before it could be delivered'
                     WHEN NOT s.is_active THEN 'the device was deactivated'
                     WHEN p.channel = 'sms' AND r.sms_opted_out_at IS NOT NULL THEN 'the number replied STOP'
-                    WHEN p.channel = 'sms' AND r.phone IS NULL THEN 'no phone number' END AS reason,
+                    WHEN p.channel = 'sms' AND r.phone IS NULL THEN 'no phone number'
+                    WHEN p.channel = 'webhook' AND e.id IS NULL THEN 'the webhook endpoint was removed'
+                    WHEN p.channel = 'webhook' AND NOT e.is_active THEN 'the webhook endpoint is disabled'
+                    WHEN p.channel = 'chat' AND c.id IS NULL THEN 'the chat connection was removed'
+                    WHEN p.channel = 'chat' AND NOT c.is_active THEN 'the chat connection was deactivated' END AS reason,
                CASE WHEN p.channel = 'email' THEN sup.reason END AS suppression,
                cancel.reason IS NOT NULL AS cancelled
         FROM notify.notification_deliveries AS p
         JOIN notify.notifications AS n ON n.id = p.notification_id AND n.created_at >= notify_private.created_from(p.notification_id) AND n.created_at < notify_private.created_before(p.notification_id)
         JOIN notify.recipients AS r ON r.user_id = p.user_id
         LEFT JOIN notify.push_subscriptions AS s ON s.id = p.subscription_id
+        LEFT JOIN notify.webhook_endpoints AS e ON p.channel = 'webhook' AND e.id = p.target_id
+        LEFT JOIN notify.chat_connections AS c ON p.channel = 'chat' AND c.id = p.target_id
         LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
         CROSS JOIN LATERAL (SELECT notify_private.step_cancelled(p.unless, n.seen_at, n.read_at) AS reason) AS cancel
         WHERE p.id = ANY (claim_deliveries.delivery_ids) AND p.status = 'pending'
@@ -77,16 +84,50 @@ BEGIN
            CASE WHEN c.channel = 'push' THEN
                (SELECT pg_catalog.count(*) FROM notify.inbox AS u
                 WHERE u.user_id = c.user_id AND u.read_at IS NULL) ELSE 0 END,
-           c.provider
+           c.provider,
+           -- The secrets and the chat URL encrypted: the worker decrypts them. The secret before a rotation
+           -- signs too while the overlap lasts.
+           CASE WHEN e.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                    'id', e.id, 'url', e.url, 'secret', e.secret_encrypted,
+                    'previous_secret', CASE WHEN e.previous_secret_until > notify.now()
+                                            THEN e.previous_secret_encrypted END)
+                WHEN ch.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                    'id', ch.id, 'platform', ch.platform, 'url', ch.url_encrypted) END
     FROM claimed AS c
     JOIN notify.notifications AS n ON n.id = c.notification_id AND n.created_at >= notify_private.created_from(c.notification_id) AND n.created_at < notify_private.created_before(c.notification_id)
     JOIN notify.recipients AS r ON r.user_id = c.user_id
     LEFT JOIN notify.push_subscriptions AS s ON s.id = c.subscription_id
-    LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id;
+    LEFT JOIN notify.vapid_keys AS k ON k.id = s.vapid_key_id
+    LEFT JOIN notify.webhook_endpoints AS e ON c.channel = 'webhook' AND e.id = c.target_id
+    LEFT JOIN notify.chat_connections AS ch ON c.channel = 'chat' AND ch.id = c.target_id;
 END
 $$;
 COMMENT ON FUNCTION notify_private.claim_deliveries(uuid[])
     IS 'starts an attempt on the still-pending deliveries of a job and returns what sending them needs';
+
+-- The worker may not send notifications; this function, owned by notify_definer, sends just this one.
+CREATE OR REPLACE FUNCTION notify_private.tell_endpoint_disabled(endpoint_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = ''
+AS $$
+DECLARE
+    told integer;
+BEGIN
+    SELECT pg_catalog.count(notify.send(
+               user_id => e.user_id, type => 'system', title => 'A webhook endpoint was disabled',
+               body => format('%s: %s', e.url, e.deactivated_reason), priority => 'high', channels => ARRAY['in_app'],
+               data => pg_catalog.jsonb_build_object('webhook_endpoint_id', e.id),
+               idempotency_key => format('webhook-disabled:%s:%s', e.id, extract(epoch FROM e.failing_since))))
+    INTO told
+    FROM notify.webhook_endpoints AS e
+    WHERE e.id = ANY (tell_endpoint_disabled.endpoint_ids) AND NOT e.is_active;
+    RETURN told;
+END
+$$;
+ALTER FUNCTION notify_private.tell_endpoint_disabled(uuid[]) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify_private.tell_endpoint_disabled(uuid[])
+    IS 'tells the owners of these disabled webhook endpoints so, in-app (once per failing stretch); how many were told';
 
 CREATE OR REPLACE FUNCTION notify_private.record_outcomes(outcomes jsonb)
     RETURNS TABLE (id uuid, status text, attempts integer)
@@ -96,6 +137,7 @@ AS $$
 DECLARE
     max_attempts constant integer := notify.setting('delivery.max_attempts')::integer;
     strikes constant integer := notify.setting('push.failures_before_deactivation')::integer;
+    disabled uuid[];
 BEGIN
     -- outcomes: [{id, outcome: sent|gone|retry|failed|skipped, error, provider_message_id, provider}]; a retry's
     -- provider: the attempt's answer never came, so the provider may have the delivery (it is pinned there)
@@ -121,6 +163,44 @@ BEGIN
     JOIN notify.notification_deliveries AS d ON d.id = o.id
     WHERE s.id = d.subscription_id AND o.outcome IN ('sent', 'gone', 'retry', 'failed');
 
+    -- Chat connections: the platform saying the webhook is gone (404/410) deactivates it, as for a device.
+    UPDATE notify.chat_connections AS c
+    SET is_active = false, deactivated_reason = 'the platform says the webhook is gone: ' || o.error
+    FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes) AS o(id uuid, outcome text, error text)
+    JOIN notify.notification_deliveries AS d ON d.id = o.id
+    WHERE d.channel = 'chat' AND c.id = d.target_id AND c.is_active AND o.outcome = 'gone';
+
+    -- Webhook endpoints: a success ends a failing stretch; one failing longer than webhook.disable_after is
+    -- disabled and its owner told in-app.
+    WITH answers AS (
+        SELECT d.target_id, pg_catalog.bool_or(o.outcome = 'sent') AS ok, pg_catalog.max(o.error) AS error
+        FROM pg_catalog.jsonb_to_recordset(record_outcomes.outcomes) AS o(id uuid, outcome text, error text)
+        JOIN notify.notification_deliveries AS d ON d.id = o.id
+        WHERE d.channel = 'webhook' AND o.outcome IN ('sent', 'retry', 'failed', 'gone')
+        GROUP BY d.target_id
+    ), updated AS (
+        UPDATE notify.webhook_endpoints AS e
+        SET last_success_at = CASE WHEN a.ok THEN notify.now() ELSE e.last_success_at END,
+            failing_since = CASE WHEN a.ok THEN NULL ELSE coalesce(e.failing_since, notify.now()) END,
+            is_active = e.is_active AND (a.ok OR coalesce(e.failing_since, notify.now())
+                                                 > notify.now() - (notify.setting('webhook.disable_after') #>> '{}')::interval),
+            deactivated_reason = CASE WHEN e.is_active AND NOT a.ok AND coalesce(e.failing_since, notify.now())
+                                           <= notify.now() - (notify.setting('webhook.disable_after') #>> '{}')::interval
+                                      THEN format('every delivery failed since %s, the last: %s',
+                                                  to_char(coalesce(e.failing_since, notify.now()) AT TIME ZONE 'UTC',
+                                                          'YYYY-MM-DD HH24:MI "UTC"'), a.error)
+                                      ELSE e.deactivated_reason END
+        FROM answers AS a
+        -- The row as it was: the notice goes once, when this update disables it.
+        JOIN notify.webhook_endpoints AS before ON before.id = a.target_id
+        WHERE e.id = a.target_id
+        RETURNING e.id, before.is_active AND NOT e.is_active AS disabled_now
+    )
+    SELECT pg_catalog.array_agg(u.id) INTO disabled FROM updated AS u WHERE u.disabled_now;
+    IF disabled IS NOT NULL THEN
+        PERFORM notify_private.tell_endpoint_disabled(disabled);
+    END IF;
+
     RETURN QUERY
     WITH finished AS (
         UPDATE notify.notification_deliveries AS d
@@ -131,6 +211,7 @@ BEGIN
                 ELSE 'failed' END,
             reason = CASE
                 WHEN o.outcome = 'skipped' THEN o.error
+                WHEN o.outcome = 'gone' AND d.channel = 'chat' THEN 'the chat webhook is gone'
                 WHEN o.outcome = 'gone' THEN 'the device is gone'
                 WHEN o.outcome = 'retry' AND NOT coalesce(s.is_active, true) THEN 'the device was deactivated'
                 WHEN o.outcome = 'retry' AND d.attempts >= max_attempts
@@ -158,14 +239,14 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION notify_private.record_outcomes(jsonb)
-    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes (the ledger is what analytics read)';
+    IS 'records what providers answered: sent, gone, retry, failed or skipped; device strikes, gone chat connections, failing webhook endpoints (the ledger is what analytics read)';
 
 -- Dead letters: what a DBA reads and retries.
 
 CREATE OR REPLACE VIEW notify.dead_letters WITH (security_invoker = true) AS
     SELECT d.id AS delivery_id, d.notification_id, d.user_id, d.channel, s.kind AS device_kind,
            d.subscription_id, n.type, n.priority, n.title, d.attempts, d.reason, d.error_message,
-           d.failed_at, d.created_at
+           d.failed_at, d.created_at, d.target_id
     FROM notify.notification_deliveries AS d
     JOIN notify.notifications AS n ON n.id = d.notification_id
     LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
@@ -177,22 +258,53 @@ CREATE OR REPLACE FUNCTION notify.retry_delivery(delivery_id uuid) RETURNS bigin
     SECURITY DEFINER
     SET search_path = ''
 AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM notify.notification_deliveries AS d
+                   WHERE d.id = retry_delivery.delivery_id AND notify.in_admin_scope(d.user_id)) THEN
+        RAISE EXCEPTION 'no delivery %', retry_delivery.delivery_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN notify_private.retry_delivery(retry_delivery.delivery_id);
+END
+$$;
+ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
+COMMENT ON FUNCTION notify.retry_delivery(uuid)
+    IS 'sends a dead letter again with fresh attempts; returns the id of the dispatcher job that will hand it to its channel';
+
+-- The one way a failed delivery goes again: a DBA's retry of a dead letter, an endpoint owner's replay.
+CREATE OR REPLACE FUNCTION notify_private.retry_delivery(delivery_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = ''
+AS $$
 DECLARE
     target record;
 BEGIN
-    SELECT d.id, d.status, s.is_active, s.deactivated_reason INTO target
+    SELECT d.id, d.status, coalesce(s.is_active, e.is_active, c.is_active) AS is_active,
+           coalesce(s.deactivated_reason, e.deactivated_reason, c.deactivated_reason) AS deactivated_reason,
+           d.channel, d.target_id IS NOT NULL AND e.id IS NULL AND c.id IS NULL AS target_removed
+    INTO target
     FROM notify.notification_deliveries AS d
     LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
-    WHERE d.id = retry_delivery.delivery_id AND notify.in_admin_scope(d.user_id)
+    LEFT JOIN notify.webhook_endpoints AS e ON d.channel = 'webhook' AND e.id = d.target_id
+    LEFT JOIN notify.chat_connections AS c ON d.channel = 'chat' AND c.id = d.target_id
+    WHERE d.id = retry_delivery.delivery_id
     FOR UPDATE OF d;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no delivery %', retry_delivery.delivery_id USING ERRCODE = 'no_data_found';
     ELSIF target.status <> 'failed' THEN
         RAISE EXCEPTION 'delivery % is %, not failed: only dead letters are retried', target.id, target.status
             USING ERRCODE = 'invalid_parameter_value';
+    ELSIF target.target_removed THEN
+        RAISE EXCEPTION 'delivery %''s % was removed', target.id,
+                        CASE target.channel WHEN 'webhook' THEN 'webhook endpoint' ELSE 'chat connection' END
+            USING ERRCODE = 'invalid_parameter_value';
     ELSIF target.is_active IS FALSE THEN
-        RAISE EXCEPTION 'delivery %''s device is deactivated (%)', target.id, target.deactivated_reason
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'the user subscribes again from that device';
+        RAISE EXCEPTION 'delivery %''s % is deactivated (%)', target.id,
+                        CASE target.channel WHEN 'webhook' THEN 'webhook endpoint' WHEN 'chat' THEN 'chat connection'
+                                            ELSE 'device' END, target.deactivated_reason
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE target.channel WHEN 'webhook' THEN 'enable the endpoint first (notify.enable_webhook_endpoint_v1)'
+                                             WHEN 'chat' THEN 'connect the chat channel again'
+                                             ELSE 'the user subscribes again from that device' END;
     END IF;
     -- The attempts it ends were counted by the report (notify.delivery_events): keep them as analytics rows.
     INSERT INTO notify.notification_analytics
@@ -215,9 +327,8 @@ BEGIN
             ORDER BY j.id DESC LIMIT 1);
 END
 $$;
-ALTER FUNCTION notify.retry_delivery(uuid) OWNER TO notify_definer;
-COMMENT ON FUNCTION notify.retry_delivery(uuid)
-    IS 'sends a dead letter again with fresh attempts; returns the id of the dispatcher job that will hand it to its channel';
+COMMENT ON FUNCTION notify_private.retry_delivery(uuid)
+    IS 'puts a failed delivery back to pending with fresh attempts (its device or target must be active); the dispatcher job''s id';
 
 -- Every channel decision of every notification: the delivery rows, and the channels a notification is not
 -- sent on, which are kept in its decision record (notifications.decisions) instead of a delivery row each.

@@ -33,6 +33,8 @@ AS $$
 DECLARE
     capacity constant double precision := notify.setting(CASE take_token.channel
         WHEN 'push' THEN 'rate_limit.push_per_hour'
+        WHEN 'webhook' THEN 'rate_limit.webhook_per_hour'
+        WHEN 'chat' THEN 'rate_limit.chat_per_hour'
         WHEN 'in_app' THEN 'rate_limit.in_app_per_hour'
         WHEN 'test' THEN 'rate_limit.test_sends_per_hour'
         WHEN 'sms' THEN 'rate_limit.sms_per_day'

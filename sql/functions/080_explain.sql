@@ -15,8 +15,9 @@ AS $$
                  'is unseen (or unread); it replaces the channels of priority ' || n.priority
             ELSE CASE n.priority
             WHEN 'critical' THEN 'critical: every channel at once; the user''s own switches and digest do not hold it'
-            WHEN 'low' THEN 'low: in-app; e-mail only in digests; no push'
-            ELSE n.priority || ': in-app and push at once; e-mail instant or by digest, as the user prefers' END END,
+            WHEN 'low' THEN 'low: in-app; e-mail only in digests; no push; webhooks, no chat'
+            ELSE n.priority || ': in-app and push at once; e-mail instant or by digest, as the user prefers; '
+                 || 'webhooks and chat (held for quiet hours) to the user''s and org''s endpoints and connections' END END,
         -- Each step: when it was planned for, and what became of it (run, cancelled because seen or read at ...).
         'escalation', (
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(

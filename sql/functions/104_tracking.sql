@@ -30,7 +30,9 @@ BEGIN
     END IF;
     IF NOT (target.channel = 'in_app' AND record_event.event = 'delivered'
             OR target.channel = 'push' AND record_event.event IN ('delivered', 'clicked')
-            OR target.channel = 'email' AND record_event.event IN ('opened', 'clicked')) THEN
+            OR target.channel = 'email' AND record_event.event IN ('opened', 'clicked')
+            -- A chat message's link button goes through the click redirect.
+            OR target.channel = 'chat' AND record_event.event = 'clicked') THEN
         RAISE EXCEPTION 'an % delivery is not tracked as %', target.channel, record_event.event
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -82,7 +84,7 @@ BEGIN
     FROM notify.notifications AS n
     WHERE n.id = in_app_delivery.notification_id AND n.created_at >= notify_private.created_from(in_app_delivery.notification_id) AND n.created_at < notify_private.created_before(in_app_delivery.notification_id) AND n.user_id = in_app_delivery.user_id
       AND (n.channels IS NULL OR 'in_app' = ANY (n.channels))
-    ON CONFLICT (notification_id, channel, subscription_id) DO NOTHING
+    ON CONFLICT (notification_id, channel, subscription_id, target_id) DO NOTHING
     RETURNING d.id INTO found_id;
     IF found_id IS NULL THEN
         SELECT d.id INTO found_id FROM notify.notification_deliveries AS d

@@ -27,7 +27,7 @@ AS $$
     FROM (VALUES ('sent', (worker_events.delivery).sent_at),
                  ('failed', CASE WHEN (worker_events.delivery).status = 'failed' AND (worker_events.delivery).sent_at IS NULL
                                  THEN (worker_events.delivery).failed_at END)) AS e(event, at)
-    WHERE (worker_events.delivery).channel IN ('push', 'email', 'sms') AND (worker_events.delivery).digest_id IS NULL
+    WHERE (worker_events.delivery).channel IN ('push', 'email', 'webhook', 'chat', 'sms') AND (worker_events.delivery).digest_id IS NULL
       AND (worker_events.delivery).attempts > 0 AND e.at IS NOT NULL
 $$;
 COMMENT ON FUNCTION notify_private.worker_events(notify.notification_deliveries)

@@ -156,8 +156,8 @@ BEGIN
     counts := counts || jsonb_build_object('notification_analytics', removed);
     -- Children before parents so that every table's count is its own (the cascades would find nothing).
     FOREACH tbl IN ARRAY ARRAY['notification_actions', 'notification_folds', 'notification_deliveries',
-                                'email_digests', 'notifications', 'push_subscriptions',
-                                'notification_preferences', 'rate_buckets', 'topic_subscriptions',
+                                'email_digests', 'notifications', 'push_subscriptions', 'webhook_endpoints',
+                                'chat_connections', 'notification_preferences', 'rate_buckets', 'topic_subscriptions',
                                 'recipients'] LOOP
         EXECUTE pg_catalog.format(
             'WITH gone AS (DELETE FROM notify.%I AS t WHERE t.user_id = $1 RETURNING 1) SELECT count(*) FROM gone', tbl)

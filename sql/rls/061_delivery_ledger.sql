@@ -3,6 +3,8 @@
 GRANT EXECUTE ON FUNCTION notify_private.claim_deliveries(uuid[]), notify_private.record_outcomes(jsonb)
     TO notify_worker;
 GRANT EXECUTE ON FUNCTION notify.retry_delivery(uuid) TO notify_admin;
+-- The one retry, for notify.retry_delivery and an endpoint owner's replay (both owned by notify_definer).
+GRANT EXECUTE ON FUNCTION notify_private.retry_delivery(uuid) TO notify_definer;
 GRANT SELECT ON notify.dead_letters, notify.delivery_counts TO notify_admin, notify_worker, notify_service;
 -- As the caller (security_invoker): each reads the deliveries and notifications its policies show it.
 GRANT SELECT ON notify.delivery_decisions

@@ -49,7 +49,8 @@ SELECT bag_eq(
     $$VALUES ('in_app'), ('push'), ('email')$$,
     'the planner decided every channel, as for any notify.send');
 SELECT is((SELECT notify.explain(id) ->> 'rule' FROM notify.notifications),
-    'high: in-app and push at once; e-mail instant or by digest, as the user prefers',
+    'high: in-app and push at once; e-mail instant or by digest, as the user prefers; webhooks and chat (held '
+    'for quiet hours) to the user''s and org''s endpoints and connections',
     'notify.explain tells why');
 
 -- Mistakes fail the application's write with a clear error (SQLSTATE class 22) naming table and column.

@@ -11,13 +11,15 @@ from typing import TypeVar
 
 import pytest
 
+from tests.standins.chat import ChatPlatforms
 from tests.standins.fcm import FcmService
 from tests.standins.http import StandIn
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
 from tests.standins.twilio import TwilioService
+from tests.standins.webhook_receiver import WebhookReceiver
 
-__all__ = ["fcm_service", "push_service", "resend_service", "twilio_service"]
+__all__ = ["chat_platforms", "fcm_service", "push_service", "resend_service", "twilio_service", "webhook_receiver"]
 
 S = TypeVar("S", bound=StandIn)
 
@@ -46,3 +48,13 @@ def resend_service() -> Iterator[ResendService]:
 @pytest.fixture
 def twilio_service() -> Iterator[TwilioService]:
     yield from _running(TwilioService())
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    yield from _running(WebhookReceiver())
+
+
+@pytest.fixture
+def chat_platforms() -> Iterator[ChatPlatforms]:
+    yield from _running(ChatPlatforms())

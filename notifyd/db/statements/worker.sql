@@ -2,7 +2,7 @@
 
 -- claim_deliveries --
 -- Starts an attempt on a job's still-pending deliveries and returns what sending needs
-SELECT id, channel, attempts, notification, recipient, subscription, vapid_key, unread_count, provider
+SELECT id, channel, attempts, notification, recipient, subscription, vapid_key, unread_count, provider, target
 FROM notify_private.claim_deliveries($1::uuid[])
 
 -- record_outcomes --
