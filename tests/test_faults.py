@@ -161,7 +161,9 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     # A push, SMS, webhook or chat message (no provider idempotency key) repeats only when a kill fell between
     # the provider's answer and the ledger's commit, and the next attempt counts each such possible repeat.
     assert all(n - 1 <= repeated["webhook"][i] for i, n in hooks.items()), "a webhook repeated only in a kill window"
-    twice = sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values()) + sum(n - 1 for n in chats.values())
+    twice = (
+        sum(n - 1 for n in pushes.values()) + sum(n - 1 for n in smses.values()) + sum(n - 1 for n in chats.values())
+    )
     assert sum(repeated["push"].values()) + sum(repeated["sms"].values()) + sum(repeated["chat"].values()) >= twice
 
 

@@ -84,11 +84,6 @@ async def recover_stalled_jobs(app: procrastinate.App, settings: Settings, pool:
             except psycopg.Error as error:
                 log.info("job %s was taken back by another worker (%s)", job.id, error)
                 continue
-            except procrastinate.exceptions.UniqueViolation:
-                # Two dispatcher jobs of one sender's connection died together: they share its queueing lock,
-                # and only one may wait (todo) at a time. The other is queued again once that one has started.
-                log.info("job %s waits: a job with its queueing lock is queued already", job.id)
-                continue
             log.warning("job %s (%s) was running on a worker that died: queued again", job.id, job.task_name)
 
 
