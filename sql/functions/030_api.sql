@@ -218,20 +218,18 @@ CREATE OR REPLACE FUNCTION notify.unread_count() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = ''
 AS $$
-    -- The inbox proper (notify.center): archived and snoozed notifications are not counted. Unseen (the
-    -- badge) is neither seen nor read: a notification read before seen_at existed is not unseen.
+    -- The inbox proper (notify.center): archived and snoozed notifications are not counted.
     SELECT jsonb_build_object(
         'count', coalesce(sum(per_type.unread), 0),
-        'by_type', coalesce(jsonb_object_agg(per_type.type, per_type.unread), '{}'::jsonb),
-        'unseen', coalesce(sum(per_type.unseen), 0))
+        'by_type', coalesce(jsonb_object_agg(per_type.type, per_type.unread), '{}'::jsonb))
     FROM (
-        SELECT n.type, count(*) AS unread, count(*) FILTER (WHERE n.seen_at IS NULL) AS unseen
+        SELECT n.type, count(*) AS unread
         FROM notify.center AS n
         WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL
         GROUP BY n.type
     ) AS per_type
 $$;
-COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications in the inbox proper: {"count": n, "by_type": {...}, "unseen": n}';
+COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications in the inbox proper (not archived, not snoozed): {"count": n, "by_type": {...}}';
 
 CREATE OR REPLACE FUNCTION notify.upsert_recipient(
     user_id  uuid,

@@ -18,7 +18,7 @@ GRANT SELECT ON before_seen TO PUBLIC;
 SET ROLE notify_authenticated;
 SELECT set_config('request.jwt.claims', '{"sub": "00000000-0000-4000-8000-0000000000d1"}', true);
 SELECT is(notify.seen_state(), '{"seen_seq": 0, "unseen_count": 3}'::jsonb, 'three unseen, no watermark yet');
-SELECT is(notify.unread_count() -> 'unseen', '3'::jsonb, 'the unread count carries the badge''s unseen count');
+SELECT is(notify.unread_count() -> 'count', '3'::jsonb, 'three unread');
 
 -- Seen by id: only the caller's own, no new seq, the watermark stops below the oldest unseen.
 SET notify.clock = '2030-01-01 09:01:00+00';
