@@ -276,24 +276,24 @@ async def seen_state(request: Request) -> Response:
     return reply(SeenState.model_validate(seen))
 
 
-async def change_archived(request: Request, statement: str) -> Response:
-    """archive or unarchive: one of the caller's notifications, else 404."""
+async def change_archived(request: Request, sql: str) -> Response:
+    """archive or unarchive (`sql`, the named query): one of the caller's notifications, else 404."""
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
     try:
         async with as_caller(request.app.state.pool, caller) as conn:
-            archived_at = await conn.fetchval(query(statement), notification_id)
+            archived_at = await conn.fetchval(sql, notification_id)
     except asyncpg.NoDataFoundError:
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
     return reply(ArchiveResult(id=notification_id, archived_at=archived_at))
 
 
 async def archive(request: Request) -> Response:
-    return await change_archived(request, "archive")
+    return await change_archived(request, query("archive"))
 
 
 async def unarchive(request: Request) -> Response:
-    return await change_archived(request, "unarchive")
+    return await change_archived(request, query("unarchive"))
 
 
 async def snooze(request: Request) -> Response:
