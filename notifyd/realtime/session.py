@@ -327,11 +327,13 @@ class Session:
         self.push("resumed", dumps({"type": "resumed", "count": sent}))
 
     async def send_unread_count(self) -> None:
-        """The badge (seen_updated: the seen watermark, the unseen count), then the unread count."""
+        """The badge (seen_updated: the seen watermark, the unseen count), then the unread count. A user who never
+        marked anything seen gets no seen_updated: every unread notification of theirs is unseen."""
         async with as_caller(self.hub.pool, self.caller) as conn:
-            seen = await conn.fetchval(query("ws_seen_state"))
+            seen = await conn.fetchval(query("ws_resume_seen_state"))
             counts = await conn.fetchval(query("ws_unread_count"))
-        self.push("seen_updated", dumps({"type": "seen_updated", **seen}))
+        if seen is not None:
+            self.push("seen_updated", dumps({"type": "seen_updated", **seen}))
         self.push("unread_count", dumps({"type": "unread_count", **counts}))
 
     async def mark_seen(self, notification_ids: Any) -> None:

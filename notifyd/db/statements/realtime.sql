@@ -76,6 +76,11 @@ SELECT notify.unread_count()
 -- As the caller: {"seen_seq", "unseen_count"}, the caller's badge
 SELECT notify.seen_state()
 
+-- ws_resume_seen_state --
+-- As the caller: the caller's badge, NULL if they never marked anything seen (then their unseen count is their unread count)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM notify.inbox_marks AS m WHERE m.user_id = notify.current_user_id())
+            THEN notify.seen_state() END
+
 -- ws_mark_seen --
 -- As the caller: marks the given notifications seen (NULL: all the inbox shows); how many were unseen
 SELECT notify.mark_seen($1::uuid[])
