@@ -63,13 +63,14 @@ TOKENS = {
 # cursor of ours, a template that exists and renders, the Idempotency-Key header equal to the field and
 # not used before with another request, a P-256 point, an IANA zone PostgreSQL knows, a range whose from
 # is before its to, an action the notification offers, a receipt's action only with event "action", an
-# org lock only with the channel's value set, quiet hours' start and end together. Every other operation
+# org lock only with the channel's value set, quiet hours' start and end together, a snooze's end in the
+# future. Every other operation
 # must accept every request its schema allows.
 SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
     "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
-    "put_preference", "get_org_stats",
+    "put_preference", "get_org_stats", "snooze",
 ]  # fmt: skip
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]

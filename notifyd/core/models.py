@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 # The names on the wire that the server and the client (notifyd.client) share.
 PREFIX = "/api/v1/notifications"
@@ -234,10 +234,20 @@ class ArchiveResult(BaseModel):
     archived_at: datetime | None = Field(description="when it was archived; null: back in the inbox")
 
 
+def _in_utc(at: datetime) -> datetime:
+    """A time the database can take: within the years 1 to 9999 once in UTC."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time within the years 1 to 9999 in UTC") from None
+
+
 class SnoozeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    until: Timestamp = Field(description="when it comes back as new; must be in the future")
+    until: Annotated[Timestamp, AfterValidator(_in_utc)] = Field(
+        description="when it comes back as new; must be in the future"
+    )
 
 
 class SnoozeResult(BaseModel):
