@@ -565,8 +565,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
     assert create["security"] == [{"bearerAuth": []}, {"serviceKey": [], "serviceName": []}]
     page = resolve(paths[API]["get"]["responses"]["200"]["content"]["application/json"]["schema"])
     assert set(page["properties"]) == {"items", "unread_count", "next_cursor", "has_more"}
-    assert {p["name"] for p in paths[API]["get"]["parameters"]} == {"type", "priority", "is_read", "state", "sort",
-                                                                    "limit", "cursor", "X-Notifyd-Read-After"}  # fmt: skip
+    listing = {"type", "priority", "is_read", "state", "sort", "limit", "cursor", "X-Notifyd-Read-After"}
+    assert {p["name"] for p in paths[API]["get"]["parameters"]} == listing
     assert "400" in paths[f"{API}/bulk"]["post"]["responses"]
     for path, ops in paths.items():
         for method, op in ops.items():
