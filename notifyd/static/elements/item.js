@@ -47,6 +47,9 @@ function timeView(iso) {
   return h("time", { datetime: iso, title: absolute.format(new Date(iso)), text: timeAgo(iso) });
 }
 
+/** How long the row menu's Snooze hides a notification. */
+export const SNOOZE_MS = 60 * 60 * 1000;
+
 /** @param {Notification} n */
 function hasPendingActions(n) {
   return Array.isArray(n.data?.actions) && n.data.actions.length > 0 && !n.action_taken;
@@ -60,6 +63,8 @@ function hasPendingActions(n) {
  * @property {(n: Notification) => void} [onDelete]
  * @property {(n: Notification, action: string, button: HTMLButtonElement) => void} [onAct]
  * @property {(n: Notification) => void} [onOpen]
+ * @property {(n: Notification) => void} [onArchive] archive, or unarchive an archived one
+ * @property {(n: Notification) => void} [onSnooze]
  */
 
 /**
@@ -77,7 +82,8 @@ export function notificationView(n, options) {
     ? h("a", { href: url, text: n.title, onclick: () => options.onOpen?.(n) })
     : n.title;
   const actions = Array.isArray(n.data?.actions) ? n.data.actions : [];
-  const { onRead, onDelete } = options;
+  const { onRead, onDelete, onArchive, onSnooze } = options;
+  const archived = Boolean(n.archived_at);
   return h(options.tag, {
     class: `item${unread ? " unread" : ""}${pending ? " action-required" : ""}`,
     part: parts, "data-id": n.id, "data-priority": n.priority, "data-type": n.type,
@@ -114,6 +120,15 @@ export function notificationView(n, options) {
     unread && onRead
       ? h("button", { type: "button", class: "link", part: "mark-read", "aria-label": `Mark read: ${n.title}`,
         text: "Mark read", onclick: () => onRead(n) })
+      : null,
+    onArchive
+      ? h("button", { type: "button", class: "link", part: archived ? "unarchive" : "archive",
+        "aria-label": `${archived ? "Unarchive" : "Archive"}: ${n.title}`, text: archived ? "Unarchive" : "Archive",
+        onclick: () => onArchive(n) })
+      : null,
+    onSnooze && !archived && !n.snoozed_until
+      ? h("button", { type: "button", class: "link", part: "snooze", "aria-label": `Snooze for an hour: ${n.title}`,
+        text: "Snooze 1 h", onclick: () => onSnooze(n) })
       : null,
     onDelete
       ? h("button", { type: "button", class: "link danger", part: "delete", "aria-label": `Delete: ${n.title}`,
