@@ -1,5 +1,5 @@
 -- The inbox states as a user and the wake-up job see them: seen without a new seq, archived, snoozed and back.
-SELECT plan(30);
+SELECT plan(33);
 
 UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable';
 SET notify.clock = '2030-01-01 09:00:00+00';
@@ -92,5 +92,34 @@ SELECT results_eq(
       FROM notify.notifications WHERE title = 'third'$$,
     $$VALUES (NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, true)$$,
     'back as new: unseen, unread, with a new seq');
+
+-- A push again where the user's preferences want one: the device's push delivery is sent again.
+INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token)
+VALUES ('00000000-0000-4000-8000-0000000000d1', 'fcm', 'device-token-d1');
+SET ROLE notify_service;
+SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
+SELECT notify.send('00000000-0000-4000-8000-0000000000d1', 'task', 'push me again', channels => ARRAY['in_app', 'push']);
+RESET ROLE;
+UPDATE notify.notification_deliveries SET status = 'sent', sent_at = notify.now(), queued_at = notify.now(), attempts = 1
+WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again');
+SET ROLE notify_authenticated;
+SELECT set_config('request.jwt.claims', '{"sub": "00000000-0000-4000-8000-0000000000d1"}', true);
+SELECT notify.snooze((SELECT id FROM notify.notifications WHERE title = 'push me again'), '2030-01-01 11:00:00+00');
+RESET ROLE;
+SELECT is((SELECT status FROM notify.notification_deliveries
+           WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again') AND channel = 'push'),
+    'sent', 'while snoozed, its push stays sent');
+SET notify.clock = '2030-01-01 11:00:00+00';
+SET ROLE notify_worker;
+SELECT is(notify_private.release_in_app(ARRAY(
+    SELECT id FROM notify.notification_deliveries
+    WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again') AND channel = 'in_app')),
+    1, 'woken at its time');
+RESET ROLE;
+SELECT results_eq(
+    $$SELECT status, attempts, queued_at, sent_at FROM notify.notification_deliveries
+      WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again') AND channel = 'push'$$,
+    $$VALUES ('pending'::text, 0, NULL::timestamptz, NULL::timestamptz)$$,
+    'back as new: its push goes again, with fresh attempts, for the dispatcher to send');
 
 SELECT * FROM finish();
