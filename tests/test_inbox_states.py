@@ -18,6 +18,8 @@ from notifyd.core.models import MAX_SEEN_IDS
 from tests.conftest import database_url
 from tests.server import ServerProcess, make_token, wait_for
 from tests.test_realtime import notifications, recv, recv_until, send, settle, ws_for
+from tests.test_sse import data as sse_data
+from tests.test_sse import stream_for
 
 API = "/api/v1/notifications"
 
@@ -231,3 +233,18 @@ async def test_a_snoozed_notification_comes_back_as_new_at_its_time(
         assert woke["seen_at"] is None and woke["read_at"] is None
         assert datetime.now(UTC) >= until
     wait_for(lambda: column(owner, "snoozed_until", target) is None, what="the row woken")
+
+
+async def test_a_stream_gets_seen_updated_when_another_session_marks_seen(
+    server: ServerProcess, server_owner_url: str
+) -> None:
+    user = uuid.uuid4()
+    await asyncio.to_thread(send, server_owner_url, user, "seen elsewhere")
+    async with stream_for(server, user) as stream, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        await stream.until("unread_count")
+        answer = (await client.post(f"{API}/seen", headers=headers(user))).json()
+        events = await stream.until("seen_updated")
+        assert sse_data(events[-1]) == {
+            "type": "seen_updated", "seen_seq": answer["seen_seq"], "unseen_count": 0,
+        }  # fmt: skip
+        assert [e for e in events if e.get("event") == "notification"] == [], "nothing is sent again"

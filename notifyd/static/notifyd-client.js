@@ -470,7 +470,7 @@ export class NotifydClient extends EventTarget {
     const conn = { transport: "sse", close: () => source.close(), send() {} };
     source.onopen = () => (opened = true);
     // With compact=1 every event's data is the WebSocket message (a notification's carries the unread count).
-    for (const type of ["notification", "unread_count", "read_status_updated", "resumed"]) {
+    for (const type of ["notification", "unread_count", "read_status_updated", "seen_updated", "resumed"]) {
       source.addEventListener(type, (event) => this.#onMessage(conn, JSON.parse(event.data)));
     }
     // "error" is both the server's error event (with data) and EventSource's own connection error.
