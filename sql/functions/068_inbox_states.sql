@@ -56,8 +56,11 @@ BEGIN
     IF marked > 0 THEN
         INSERT INTO notify.inbox_marks AS m (user_id, seen_seq, seen_at, changed_xid)
         VALUES (me, notify_private.seen_watermark(me), notify.now(), pg_catalog.pg_current_xact_id())
+        -- Never backwards: whatever makes a notification unseen again (a snooze's end, an unarchive) gives it
+        -- a new seq above the watermark, and a concurrent mark_seen may have read an older snapshot than ours.
         ON CONFLICT ON CONSTRAINT inbox_marks_pkey DO UPDATE
-        SET seen_seq = excluded.seen_seq, seen_at = excluded.seen_at, changed_xid = excluded.changed_xid;
+        SET seen_seq = greatest(m.seen_seq, excluded.seen_seq), seen_at = excluded.seen_at,
+            changed_xid = excluded.changed_xid;
     END IF;
     RETURN marked;
 END
