@@ -1,5 +1,5 @@
-"""The inbox states in the web components, in Chromium against a real notifyd: the unseen badge that opening the
-bell clears in every tab, the row menu's Archive, Unarchive and Snooze, and the Archive tab."""
+"""The inbox states in the web components, in Chromium against a real notifyd: the bell's unseen badge (its default)
+that opening the bell clears in every tab, the row menu's Archive, Unarchive and Snooze, and the Archive tab."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_the_unseen_badge_clears_in_every_tab_when_one_opens_the_bell(
 ) -> None:
     user = uuid.uuid4()
     ids = [send(server_owner_url, user, title) for title in ("Deploy finished", "Ada mentioned you")]
-    one, two = (center(context, server, user, inbox=False, badge="unseen") for _ in range(2))
+    one, two = (center(context, server, user, inbox=False) for _ in range(2))
     for tab in (one, two):
         expect(badge(tab)).to_have_text("2")
         expect(bell_button(tab)).to_have_attribute("aria-label", "Notifications, 2 new")

@@ -1,4 +1,4 @@
-// <notifyd-bell>: a bell button with the unread count, a dropdown of the latest notifications, toasts (it adds a
+// <notifyd-bell>: a bell button with the count of what the user has not seen yet, a dropdown of the latest notifications, toasts (it adds a
 // <notifyd-toasts> unless the page has one) and the count in the page title.
 
 import { NotifydElement, define, h, safeUrl } from "./base.js";
@@ -19,11 +19,14 @@ function showCountInTitle(count) {
   document.title = count > 0 ? `(${count}) ${plain}` : plain;
 }
 
-/** A bell button with the unread count and a dropdown of the latest notifications. */
+/** A bell button with the unseen (or unread) count and a dropdown of the latest notifications. */
 export class NotifydBell extends NotifydElement {
   static observedAttributes = [...NotifydElement.observedAttributes, "inbox-href"];
-  /** badge="unseen": the badge counts what the user has not seen yet (opening the bell sees it all). */
-  get #countsUnseen() { return this.getAttribute("badge") === "unseen"; }
+  /**
+   * The badge counts what the user has not seen yet (opening the bell sees it all), as GitHub's and Knock's bells
+   * do; badge="unread" makes it count what is not read yet instead.
+   */
+  get #countsUnseen() { return this.getAttribute("badge") !== "unread"; }
   static css = `
 :host { position: relative; display: inline-block; }
 .bell {
