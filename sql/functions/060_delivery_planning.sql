@@ -486,13 +486,7 @@ BEGIN
         INSERT INTO notify.notification_deliveries AS d
             (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for, sent_at)
         SELECT p.id, p.user_id, p.channel, p.subscription_id, p.status,
-               CASE WHEN w.waits
-                    THEN CASE p.token
-                        WHEN 'push' THEN format('push rate limit (%s per hour): waits for a token',
-                                                notify.setting('rate_limit.push_per_hour'))
-                        ELSE format('e-mail rate limit (%s per day): waits for a token',
-                                    notify.setting('rate_limit.email_per_day')) END
-                    ELSE p.reason END,
+               CASE WHEN w.waits THEN notify_private.token_wait_reason(p.token) ELSE p.reason END,
                CASE WHEN p.status = 'pending'
                     THEN greatest(CASE WHEN w.waits THEN s.token_at ELSE p.scheduled_for END,
                                   CASE WHEN p.send_at > notify.now() THEN p.send_at END) END,

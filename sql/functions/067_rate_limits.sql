@@ -110,6 +110,19 @@ $$;
 COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid)
     IS 'spends one of a user''s tokens on a channel (or test, for send_test) for a notification; returns when the delivery may go (now, or when its token frees up); writes the bucket only near its limit';
 
+CREATE OR REPLACE FUNCTION notify_private.token_wait_reason(token text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT CASE token_wait_reason.token
+        WHEN 'push' THEN pg_catalog.format('push rate limit (%s per hour): waits for a token',
+                                           notify.setting('rate_limit.push_per_hour'))
+        ELSE pg_catalog.format('e-mail rate limit (%s per day): waits for a token',
+                               notify.setting('rate_limit.email_per_day')) END
+$$;
+COMMENT ON FUNCTION notify_private.token_wait_reason(text)
+    IS 'the reason a push or e-mail delivery that waits for its rate-limit token records';
+
 CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
     LANGUAGE plpgsql
     SET search_path = ''

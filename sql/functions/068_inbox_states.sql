@@ -203,15 +203,38 @@ BEGIN
         RETURN 0;
     END IF;
     -- A push again where the user's preferences and quiet hours want one now (decided anew, as for a new
-    -- notification); each device's push delivery is sent again.
+    -- notification); each device's push delivery is sent again. What the earlier push did stays in the
+    -- analytics, as when a dead letter is retried, before its row is planned anew.
+    PERFORM notify_private.keep_worker_events(ARRAY(
+        SELECT d.id FROM notify.notification_deliveries AS d
+        WHERE d.notification_id = ANY (wake_snoozed.notification_ids) AND d.channel = 'push'));
+    WITH planned AS MATERIALIZED (
+        SELECT w.id, w.user_id, w.seq, p.channel, p.subscription_id, p.status, p.reason, p.scheduled_for, p.token
+        FROM pg_catalog.unnest(woken) AS w
+        CROSS JOIN LATERAL notify_private.channel_decisions(w) AS c
+        CROSS JOIN LATERAL notify_private.plan_notification(
+            pg_catalog.jsonb_populate_record(w, pg_catalog.jsonb_build_object('decisions', c.decisions, 'held_until', NULL))) AS p
+        WHERE p.channel = 'push'
+    ), spent AS MATERIALIZED (
+        -- Like any push: one token of the user's push bucket per notification however many devices; past
+        -- the rate it waits for its token (a woken notification is never refused: its send was accepted).
+        -- Its earlier push spent a token of its own, so it is not left out of the bucket's count.
+        SELECT t.id, notify_private.take_token(t.user_id, 'push', refuse => false) AS token_at
+        FROM (SELECT DISTINCT p.user_id, p.seq, p.id FROM planned AS p
+              WHERE p.token = 'push' AND p.status = 'pending' ORDER BY p.user_id, p.seq) AS t
+    )
     INSERT INTO notify.notification_deliveries AS d
         (notification_id, user_id, channel, subscription_id, status, reason, scheduled_for)
-    SELECT w.id, w.user_id, p.channel, p.subscription_id, p.status, p.reason, p.scheduled_for
-    FROM pg_catalog.unnest(woken) AS w
-    CROSS JOIN LATERAL notify_private.channel_decisions(w) AS c
-    CROSS JOIN LATERAL notify_private.plan_notification(
-        pg_catalog.jsonb_populate_record(w, pg_catalog.jsonb_build_object('decisions', c.decisions, 'held_until', NULL))) AS p
-    WHERE p.channel = 'push'
+    SELECT p.id, p.user_id, p.channel, p.subscription_id, p.status,
+           CASE WHEN w.waits THEN notify_private.token_wait_reason('push') ELSE p.reason END,
+           CASE WHEN w.waits THEN s.token_at ELSE p.scheduled_for END
+    FROM planned AS p
+    LEFT JOIN spent AS s ON s.id = p.id AND p.status = 'pending'
+    -- Its token comes later than now, and later than the end of its quiet hours: it waits for the token.
+    CROSS JOIN LATERAL (
+        SELECT coalesce(s.token_at > notify.now() AND NOT coalesce(p.scheduled_for >= s.token_at, false), false)
+               AS waits
+    ) AS w
     ON CONFLICT (notification_id, channel, subscription_id) DO UPDATE
     SET status = excluded.status, reason = excluded.reason, scheduled_for = excluded.scheduled_for, attempts = 0,
         queued_at = NULL, dispatched_by = NULL, sent_at = NULL, delivered_at = NULL, failed_at = NULL,
@@ -224,4 +247,4 @@ END
 $$;
 ALTER FUNCTION notify_private.wake_snoozed(uuid[]) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify_private.wake_snoozed(uuid[])
-    IS 'brings snoozed notifications whose time has come back as new (unseen, unread, new seq) and plans their push again';
+    IS 'brings snoozed notifications whose time has come back as new (unseen, unread, new seq) and plans their push again, spending the push rate limit like any push';

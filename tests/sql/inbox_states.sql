@@ -1,5 +1,5 @@
 -- The inbox states as a user and the wake-up job see them: seen without a new seq, archived, snoozed and back.
-SELECT plan(33);
+SELECT plan(36);
 
 UPDATE notify.settings SET value = 'true' WHERE key = 'clock.pinnable';
 SET notify.clock = '2030-01-01 09:00:00+00';
@@ -121,5 +121,39 @@ SELECT results_eq(
       WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again') AND channel = 'push'$$,
     $$VALUES ('pending'::text, 0, NULL::timestamptz, NULL::timestamptz)$$,
     'back as new: its push goes again, with fresh attempts, for the dispatcher to send');
+SELECT results_eq(
+    $$SELECT event, created_at FROM notify.delivery_events
+      WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'push me again') AND channel = 'push'$$,
+    $$VALUES ('sent'::text, '2030-01-01 10:00:00+00'::timestamptz)$$,
+    'the earlier push''s send stays in the report (kept as an analytics row, as a retry keeps it)');
+
+-- The push of a woken snooze spends the user's push rate limit like any push: past it, it waits for a token.
+UPDATE notify.settings SET value = '2' WHERE key = 'rate_limit.push_per_hour';
+SET notify.clock = '2030-01-01 12:00:00+00';
+INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token)
+VALUES ('00000000-0000-4000-8000-0000000000d2', 'fcm', 'device-token-d2');
+SET ROLE notify_service;
+SELECT set_config('request.jwt.claims', '{"sub": "pgtap", "role": "service"}', true);
+SELECT notify.send('00000000-0000-4000-8000-0000000000d2', 'task', 'limited', channels => ARRAY['in_app', 'push']);
+SELECT notify.send('00000000-0000-4000-8000-0000000000d2', 'task', 'filler', channels => ARRAY['in_app', 'push']);
+RESET ROLE;
+UPDATE notify.notification_deliveries SET status = 'sent', sent_at = notify.now(), queued_at = notify.now(), attempts = 1
+WHERE notification_id IN (SELECT id FROM notify.notifications WHERE title IN ('limited', 'filler'));
+SET ROLE notify_authenticated;
+SELECT set_config('request.jwt.claims', '{"sub": "00000000-0000-4000-8000-0000000000d2"}', true);
+SELECT notify.snooze((SELECT id FROM notify.notifications WHERE title = 'limited'), '2030-01-01 12:10:00+00');
+RESET ROLE;
+SET notify.clock = '2030-01-01 12:10:00+00';
+SET ROLE notify_worker;
+SELECT is(notify_private.release_in_app(ARRAY(
+    SELECT id FROM notify.notification_deliveries
+    WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'limited') AND channel = 'in_app')),
+    1, 'the rate-limited one is woken at its time');
+RESET ROLE;
+SELECT results_eq(
+    $$SELECT status, scheduled_for > '2030-01-01 12:10:00+00', reason FROM notify.notification_deliveries
+      WHERE notification_id = (SELECT id FROM notify.notifications WHERE title = 'limited') AND channel = 'push'$$,
+    $$VALUES ('pending'::text, true, 'push rate limit (2 per hour): waits for a token'::text)$$,
+    'two pushes this hour at a limit of two per hour: its push again waits for a token');
 
 SELECT * FROM finish();
