@@ -1,10 +1,13 @@
 """The inbox states in the web components, in Chromium against a real notifyd: the bell's unseen badge (its default)
-that opening the bell clears in every tab, the row menu's Archive, Unarchive and Snooze, and the Archive tab."""
+that opening the bell clears in every tab, the row menu's Archive, Unarchive and Snooze
+(its choices), and the Archive tab."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from playwright.sync_api import expect
@@ -56,10 +59,20 @@ def test_archive_snooze_and_the_archive_tab(context: Any, server: ServerProcess,
         expect(tab.locator("notifyd-inbox").locator(f"[data-id='{done}']")).to_have_count(0)
     assert column(server_owner_url, "archived_at", done) is not None
 
-    inbox.get_by_role("button", name="Snooze for an hour: Not now").click()
+    # Snooze offers its choices once opened; tomorrow 9:00 is in the user's (the browser's) time zone.
+    snooze = inbox.get_by_role("button", name="Snooze: Not now")
+    expect(inbox.get_by_role("button", name="Snooze for an hour: Not now")).to_be_hidden()
+    snooze.click()
+    expect(snooze).to_have_attribute("aria-expanded", "true")
+    expect(inbox.get_by_role("group", name="Snooze Not now").get_by_role("button")).to_have_text(
+        ["For an hour", "Tomorrow 9:00", "Next week"]
+    )
+    zone = ZoneInfo(one.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    inbox.get_by_role("button", name="Snooze until tomorrow 9:00: Not now").click()
+    tomorrow_nine = datetime.combine(datetime.now(zone).date() + timedelta(days=1), time(9), tzinfo=zone)
     for tab in (one, two):
         expect(inbox_items(tab)).to_have_count(1)
-    assert column(server_owner_url, "snoozed_until", later) is not None
+    assert column(server_owner_url, "snoozed_until", later) == tomorrow_nine
 
     # The Archive tab lists the archived one; Unarchive brings it back to the Inbox.
     inbox.get_by_role("tab", name="Archive").click()

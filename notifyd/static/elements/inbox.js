@@ -1,7 +1,7 @@
 // <notifyd-inbox>: the full list of notifications, with filters, sort, infinite scroll, actions and live updates.
 
 import { NotifydElement, define, field, h, messageOf, select, titleCase } from "./base.js";
-import { PRIORITIES, PRIORITY_LABEL, SNOOZE_MS, newer, notificationView } from "./item.js";
+import { PRIORITIES, PRIORITY_LABEL, newer, notificationView } from "./item.js";
 
 /** @typedef {import("../notifyd-client.js").Notification} Notification */
 /** @typedef {import("../notifyd-client.js").NotifydClient} NotifydClient */
@@ -194,9 +194,8 @@ export class NotifydInbox extends NotifydElement {
       onArchive: (x) => x.archived_at
         ? this.#run((client) => client.unarchive(x.id), () => this.#live({ ...x, archived_at: null }))
         : this.#run((client) => client.archive(x.id), () => this.#live({ ...x, archived_at: new Date().toISOString() })),
-      onSnooze: (x) => {
-        const until = new Date(Date.now() + SNOOZE_MS).toISOString();
-        this.#run((client) => client.snooze(x.id, until), () => this.#live({ ...x, snoozed_until: until }));
+      onSnooze: (x, until) => {
+        this.#run((client) => client.snooze(x.id, until), () => this.#live({ ...x, snoozed_until: until.toISOString() }));
       },
       onAct: (x, action, button) => {
         const buttons = /** @type {HTMLButtonElement[]} */ ([...(button.parentElement?.querySelectorAll("button") ?? [])]);
