@@ -62,7 +62,7 @@ def test_a_notification_shows_as_toast_and_in_the_bell_within_a_second(
     expect(toasts(page)).to_have_count(1, timeout=1000)
     expect(toasts(page).first).to_contain_text("Review PR #123", timeout=1000)
     expect(badge(page)).to_have_text("1", timeout=1000)
-    expect(bell_button(page)).to_have_attribute("aria-label", "Notifications, 1 unread")
+    expect(bell_button(page)).to_have_attribute("aria-label", "Notifications, 1 new")
     expect(page).to_have_title("(1) App")
     assert page.errors == []
 
@@ -70,14 +70,16 @@ def test_a_notification_shows_as_toast_and_in_the_bell_within_a_second(
 def test_reading_in_one_tab_updates_the_other_and_read_all_clears_both(
     context: Any, server: ServerProcess, server_owner_url: str
 ) -> None:
+    """With badge="unread" the badge counts what is not read: opening the bell (seeing) leaves it as it was."""
     user = uuid.uuid4()
     first = send(server_owner_url, user, "Deploy finished")
     send(server_owner_url, user, "Ada mentioned you")
-    one, two = center(context, server, user), center(context, server, user)
+    one, two = center(context, server, user, badge="unread"), center(context, server, user, badge="unread")
     for tab in (one, two):
         expect(badge(tab)).to_have_text("2")
         expect(tab).to_have_title("(2) App")
     bell_button(one).click()
+    expect(bell_button(one)).to_have_attribute("aria-label", "Notifications, 2 unread")
     one.locator("notifyd-bell").locator(f"[data-id='{first}']").get_by_role("button", name="Mark read").click()
     expect(badge(two)).to_have_text("1")
     expect(two).to_have_title("(1) App")
@@ -296,6 +298,10 @@ def test_the_bell_by_keyboard(context: Any, server: ServerProcess, server_owner_
     expect(button).to_have_attribute("aria-expanded", "true")
     items = panel.locator("li.item")
     expect(items.first).to_be_focused()
+    # Opened is seen: the badge goes, and the items stay unread.
+    expect(badge(page)).to_be_hidden()
+    expect(button).to_have_attribute("aria-label", "Notifications, 0 new")
+    expect(items.and_(page.locator("[data-read=false]"))).to_have_count(3)
     expect(items.first).to_contain_text("Third")
     page.keyboard.press("ArrowDown")
     expect(items.nth(1)).to_be_focused()
@@ -434,7 +440,7 @@ def test_screenshots_for_the_readme(context: Any, server: ServerProcess, server_
     token = make_token(user)
     body = (
         f'<header><span class="brand">Acme Projects</span><nav><span>Projects</span><span>Tasks</span>'
-        f'<span>Reports</span></nav><notifyd-bell token="{token}" inbox-href="#inbox"></notifyd-bell>'
+        f'<span>Reports</span></nav><notifyd-bell token="{token}" inbox-href="#inbox" badge="unread"></notifyd-bell>'
         f'<span class="me">GH</span></header>'
         f'<main id="inbox"><h1>Notifications</h1><notifyd-inbox token="{token}"></notifyd-inbox></main>'
     )

@@ -67,14 +67,14 @@ TOKENS = {
 # compiles, a setting's value its kind reads, an interval PostgreSQL reads, an escalation chain's after an
 # interval no earlier than the step before it, a phone number that phonenumbers finds valid, a webhook URL the
 # SSRF rules allow, a chat URL on its platform's hosts, notification types that exist, a replayed delivery that
-# failed. Every other operation must accept every request its schema allows.
+# failed, a snooze's end in the future. Every other operation must accept every request its schema allows.
 SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
     "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
     "put_preference", "get_org_stats", "put_topic", "delete_topic", "send_topic", "preview_broadcast",
     "create_broadcast", "preview_draft", "put_setting", "put_retention", "put_escalation", "put_recipient",
-    "add_webhook_endpoint", "add_chat_connection", "replay_webhook_delivery",
+    "add_webhook_endpoint", "add_chat_connection", "replay_webhook_delivery", "snooze",
 ]  # fmt: skip
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]

@@ -27,6 +27,11 @@ ROUTE_TEMPLATES = [
     ("PATCH", f"{API}/{{id}}/read"),
     ("DELETE", f"{API}/{{id}}"),
     ("POST", f"{API}/{{id}}/actions/dismiss"),
+    ("POST", f"{API}/seen"),
+    ("GET", f"{API}/seen"),
+    ("POST", f"{API}/{{id}}/archive"),
+    ("POST", f"{API}/{{id}}/unarchive"),
+    ("POST", f"{API}/{{id}}/snooze"),
 ]
 
 
@@ -575,8 +580,8 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
     assert create["security"] == [{"bearerAuth": []}, {"serviceKey": [], "serviceName": []}]
     page = resolve(paths[API]["get"]["responses"]["200"]["content"]["application/json"]["schema"])
     assert set(page["properties"]) == {"items", "unread_count", "next_cursor", "has_more"}
-    assert {p["name"] for p in paths[API]["get"]["parameters"]} == {"type", "priority", "is_read", "sort", "limit",
-                                                                    "cursor", "X-Notifyd-Read-After"}  # fmt: skip
+    listing = {"type", "priority", "is_read", "state", "sort", "limit", "cursor", "X-Notifyd-Read-After"}
+    assert {p["name"] for p in paths[API]["get"]["parameters"]} == listing
     assert "400" in paths[f"{API}/bulk"]["post"]["responses"]
     for path, ops in paths.items():
         for method, op in ops.items():

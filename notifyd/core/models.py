@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 # The names on the wire that the server and the client (notifyd.client) share.
 PREFIX = "/api/v1/notifications"
@@ -56,6 +56,11 @@ Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_
 Priority = Literal["critical", "high", "normal", "low"]
 Channel = Literal["in_app", "push", "email", "webhook", "chat", "sms"]
 Sort = Literal["newest", "oldest", "priority"]
+# Which of the caller's notifications a page lists: the inbox proper (not archived, not snoozed) by default;
+# unseen, unread and read within it; the Archive view; the snoozed ones; or all of them.
+InboxState = Literal["inbox", "unseen", "unread", "read", "archived", "snoozed", "all"]
+# mark_seen names at most this many ids (the inbox's pages are smaller); without ids it marks all.
+MAX_SEEN_IDS = 1000
 ShortText = Annotated[str, Field(min_length=1, max_length=255)]
 
 
@@ -146,6 +151,7 @@ class ListQuery(BaseModel):
     type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
     priority: Priority | None = None
     is_read: bool | None = None
+    state: InboxState = "inbox"
     sort: Sort = "newest"
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = None
@@ -218,6 +224,9 @@ class Notification(BaseModel):
     body: str
     data: dict[str, Any]
     read_at: datetime | None
+    seen_at: datetime | None = Field(description="when the user first saw it (the bell, the inbox); null: unseen")
+    archived_at: datetime | None = Field(description="when the user archived it; null: in the inbox")
+    snoozed_until: datetime | None = Field(description="hidden from the inbox until then; null: not snoozed")
     created_at: datetime
     group_key: str | None
     group_count: int
@@ -252,6 +261,50 @@ class ReadResult(BaseModel):
 
 class ReadAllResult(BaseModel):
     updated_count: int
+
+
+class SeenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=MAX_SEEN_IDS,
+        description="the notifications the user saw; null or left out: everything the inbox shows",
+    )  # fmt: skip
+
+
+class SeenState(BaseModel):
+    seen_seq: int = Field(description="every notification of the inbox with a seq up to this one is seen")
+    unseen_count: int = Field(description="the badge: notifications of the inbox neither seen nor read")
+
+
+class SeenResult(SeenState):
+    updated_count: int = Field(description="how many of them were unseen")
+
+
+class ArchiveResult(BaseModel):
+    id: uuid.UUID
+    archived_at: datetime | None = Field(description="when it was archived; null: back in the inbox")
+
+
+def _in_utc(at: datetime) -> datetime:
+    """A time the database can take: within the years 1 to 9999 once in UTC."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time within the years 1 to 9999 in UTC") from None
+
+
+class SnoozeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: Annotated[Timestamp, AfterValidator(_in_utc)] = Field(
+        description="when it comes back as new; must be in the future"
+    )
+
+
+class SnoozeResult(BaseModel):
+    id: uuid.UUID
+    snoozed_until: datetime
 
 
 class ActionResult(BaseModel):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -90,6 +91,8 @@ class Hub:
         self._snapshot: str | None = None
         # Users sent notifications whose unread_count is not sent yet.
         self._counts_due: set[uuid.UUID] = set()
+        # Users whose seen watermark moved, with it, whose seen_updated is not sent yet.
+        self._seen_due: dict[uuid.UUID, int] = {}
         # The fan-out's reading connection (notify_worker), made at the first read and again after a failed one.
         self._reader: asyncpg.Connection | None = None
         self._wake: asyncio.Queue[None] = asyncio.Queue()
@@ -253,8 +256,12 @@ class Hub:
             if user is None or user not in self._sessions or change["seq"] <= self._user_seq.get(user, 0):
                 continue
             changes.setdefault(user, []).append(change)
+        # Moved seen watermarks (notify.mark_seen): one seen_updated per user, after that user's counts.
+        seen = {user: seq for user, seq in _seen_marks(rows[0]["seen"]) if user in self._sessions}
         # Owed until read: a failed count is sent with the next read's.
         self._counts_due.update(changes)
+        self._seen_due.update(seen)
+        self._counts_due.update(seen)
         counts: dict[uuid.UUID, asyncpg.Record] = {}
         if self._counts_due:
             counted = await conn.fetch(query("hub_unread_counts"), list(self._counts_due), timeout=30)
@@ -264,24 +271,33 @@ class Hub:
         # when its notification frames carry the count and nothing was read or deleted (a change of the count
         # its client may show without looking at the notification).
         due, self._counts_due = self._counts_due, set()
+        seen_due, self._seen_due = self._seen_due, {}
         for offered, user in enumerate(due):
             if offered % OFFER_CHUNK == OFFER_CHUNK - 1:
                 await asyncio.sleep(0)
             found = counts.get(user)
-            count, by_type = (found["count"], found["by_type"]) if found is not None else (0, "{}")
+            count, by_type, unseen = (
+                (found["count"], found["by_type"], found["unseen"]) if found is not None else (0, "{}", 0)
+            )
             user_changes = changes.get(user, [])
-            self._offer(user, user_changes, count, by_type)
+            self._offer(user, user_changes, count, by_type, unseen)
             # Not for a user whose last session closed during a yield: unregister forgot them.
             if user_changes and user in self._sessions:
                 self._user_seq[user] = user_changes[-1]["seq"]
             counted = bool(user_changes) and not any(c["read_at"] is not None or c["deleted"] for c in user_changes)
             text = f'{{"type":"unread_count","count":{count},"by_type":{by_type}}}'
+            seen_text = None
+            if user in seen_due:
+                seen_text = f'{{"type":"seen_updated","seen_seq":{seen_due[user]},"unseen_count":{unseen}}}'
             for session in list(self._sessions.get(user, ())):
                 if not (counted and session.compact):
                     session.offer("unread_count", None, text)
+                if seen_text is not None:
+                    session.offer("seen_updated", None, seen_text)
 
-    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], count: int, by_type: str) -> None:
-        """A user's changed rows, in seq order, to each of their sessions, each with the user's unread count."""
+    def _offer(self, user: uuid.UUID, changes: list[asyncpg.Record], count: int, by_type: str, unseen: int) -> None:
+        """A user's changed rows, in seq order, to each of their sessions, each with the user's unread and unseen
+        counts."""
         sessions = list(self._sessions.get(user, ()))
         for change in changes:
             seq = change["seq"]
@@ -289,7 +305,8 @@ class Hub:
             self.metrics.catch_up_lag.observe(lag)
             committed = time.monotonic() - lag  # the commit, on the clock the session measures its send with
             notification = (
-                f'{{"type":"notification","data":{change["data"]},"unread_count":{count},"unread_by_type":{by_type}}}'
+                f'{{"type":"notification","data":{change["data"]},"unread_count":{count},"unread_by_type":{by_type},'
+                f'"unseen_count":{unseen}}}'
             )
             read_status = None
             if change["read_at"] is not None:
@@ -301,3 +318,10 @@ class Hub:
                 session.offer("notification", seq, notification, committed=committed)
                 if read_status is not None:
                     session.offer("read_status_updated", seq, read_status, change["id"])
+
+
+def _seen_marks(text: str | None) -> list[tuple[uuid.UUID, int]]:
+    """The fan-out read's moved seen watermarks: [[user_id, seen_seq], ...] as JSON text, or NULL for none."""
+    if text is None:
+        return []
+    return [(uuid.UUID(user), int(seq)) for user, seq in json.loads(text)]

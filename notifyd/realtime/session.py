@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifyd.core.auth import AuthError, Caller, decode_token
+from notifyd.core.models import MAX_SEEN_IDS
 from notifyd.db.pool import as_caller, as_worker
 from notifyd.db.queries import query
 from notifyd.realtime.hub import Hub
@@ -54,6 +56,10 @@ FLOOD_STRIKES = 30.0
 # A client that stops reading still gets its close frame once it drains; a socket that has not
 # taken it within this long is dropped (a reading client takes it in milliseconds).
 CLOSE_WAIT = 5.0
+# The commands that change one notification's inbox state, and the answer each gets.
+STATE_ANSWERS = {"archive": "archived", "unarchive": "unarchived", "snooze": "snoozed"}
+BAD_IDS = f"notification_ids must be a list of at most {MAX_SEEN_IDS} notification ids, or absent for all"
+BAD_UNTIL = "until must be an ISO 8601 time with a time zone offset"
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -333,9 +339,57 @@ class Session:
         self.push("resumed", dumps({"type": "resumed", "count": sent}))
 
     async def send_unread_count(self) -> None:
+        """The badge (seen_updated: the seen watermark, the unseen count), then the unread count. A user who never
+        marked anything seen gets no seen_updated: every unread notification of theirs is unseen."""
         async with as_caller(self.hub.pool, self.caller) as conn:
+            seen = await conn.fetchval(query("ws_resume_seen_state"))
             counts = await conn.fetchval(query("ws_unread_count"))
+        if seen is not None:
+            self.push("seen_updated", dumps({"type": "seen_updated", **seen}))
         self.push("unread_count", dumps({"type": "unread_count", **counts}))
+
+    async def mark_seen(self, notification_ids: Any) -> None:
+        """Marks the given notifications seen (none given: all the inbox shows); answers with the badge. The other
+        sessions get the hub's seen_updated."""
+        try:
+            ids = seen_ids(notification_ids)
+        except ValueError:
+            self.push("error", error_frame("INVALID_MESSAGE", BAD_IDS))
+            return
+        async with as_caller(self.hub.pool, self.caller) as conn:
+            await conn.fetchval(query("ws_mark_seen"), ids)
+            seen = await conn.fetchval(query("ws_seen_state"))
+        self.push("seen_updated", dumps({"type": "seen_updated", **seen}))
+
+    async def change_state(self, kind: str, notification_id: Any, until: Any = None) -> None:
+        """archive, unarchive or snooze one notification; answers archived, unarchived or snoozed. The other
+        sessions get the changed notification (a new seq) from the hub."""
+        try:
+            target = uuid.UUID(str(notification_id))
+        except ValueError:
+            self.push("error", error_frame("INVALID_MESSAGE", "notification_id must be a uuid"))
+            return
+        event: dict[str, Any] = {"type": STATE_ANSWERS[kind], "notification_id": str(target)}
+        if kind == "snooze":
+            wake = _instant(until)
+            if wake is None:
+                self.push("error", error_frame("INVALID_MESSAGE", BAD_UNTIL))
+                return
+        try:
+            async with as_caller(self.hub.pool, self.caller) as conn:
+                if kind == "archive":
+                    event["archived_at"] = (await conn.fetchval(query("ws_archive"), target)).isoformat()
+                elif kind == "unarchive":
+                    await conn.fetchval(query("ws_unarchive"), target)
+                else:
+                    event["snoozed_until"] = (await conn.fetchval(query("ws_snooze"), target, wake)).isoformat()
+        except asyncpg.NoDataFoundError:
+            self.push("error", error_frame("NOT_FOUND", "notification not found"))
+            return
+        except asyncpg.InvalidParameterValueError as error:
+            self.push("error", error_frame("INVALID_MESSAGE", error.message))
+            return
+        self.push(event["type"], dumps(event))
 
     async def mark_read(self, notification_id: Any) -> None:
         try:
@@ -392,6 +446,10 @@ class Session:
                 await self.mark_read(command.get("notification_id"))
             elif kind == "ack" and command is not None:
                 await self.ack(command.get("notification_id"))
+            elif kind == "mark_seen" and command is not None:
+                await self.mark_seen(command.get("notification_ids"))
+            elif kind in STATE_ANSWERS and command is not None:
+                await self.change_state(kind, command.get("notification_id"), command.get("until"))
             elif kind == "resume" and command is not None:
                 after = parse_after(command.get("after"))
                 if after is None:
@@ -417,6 +475,28 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def seen_ids(value: Any) -> list[uuid.UUID] | None:
+    """mark_seen's ids: absent or null is None (all the inbox shows); else a list of at most MAX_SEEN_IDS uuids.
+
+    Raises ValueError for anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_SEEN_IDS or not all(isinstance(v, str) for v in value):
+        raise ValueError(BAD_IDS)
+    return [uuid.UUID(v) for v in value]
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO 8601 time with its offset (a snooze's end); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def parse_message(text: Any) -> dict[str, Any] | None:

@@ -175,7 +175,8 @@ async def stream(request: Request) -> Response:
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", PATH, stream,
-             "Server-Sent Events: the WebSocket's notification, unread_count and read_status_updated events; "
+             "Server-Sent Events: the WebSocket's notification, unread_count, read_status_updated and seen_updated "
+             "events; "
              "resume by Last-Event-ID (a seq) or ?after=", "user", ok_media_type="text/event-stream",
              query_model=StreamQuery, headers=(("Last-Event-ID", "resume after this seq (sent by EventSource)"),),
              errors=(status.HTTP_429_TOO_MANY_REQUESTS,)),

@@ -16,6 +16,7 @@ from notifyd.core.models import (
     IDEMPOTENCY_HEADER,
     PREFIX,
     ActionResult,
+    ArchiveResult,
     BatchCounts,
     BatchStatus,
     BulkAccepted,
@@ -29,7 +30,12 @@ from notifyd.core.models import (
     NotificationPage,
     ReadAllResult,
     ReadResult,
+    SeenRequest,
+    SeenResult,
+    SeenState,
     SensitiveFields,
+    SnoozeRequest,
+    SnoozeResult,
     UnreadCount,
 )
 from notifyd.db.pool import as_caller
@@ -195,6 +201,7 @@ async def list_notifications(request: Request) -> Response:
         rows = await conn.fetch(
             query("list_notifications"),
             params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1, params.sort, after[2],
+            params.state,
         )  # fmt: skip
         return rows, await conn.fetchval(query("unread_count"))
 
@@ -248,6 +255,54 @@ async def mark_all_read(request: Request) -> Response:
     async with as_caller(request.app.state.pool, caller) as conn:
         updated = await conn.fetchval(query("mark_all_read"))
     return reply(ReadAllResult(updated_count=updated))
+
+
+async def mark_seen(request: Request) -> Response:
+    caller = await end_user(request)
+    raw = await request.body()
+    body = SeenRequest.model_validate_json(raw) if raw.strip() else SeenRequest()
+    async with as_caller(request.app.state.pool, caller) as conn:
+        updated = await conn.fetchval(query("mark_seen"), body.ids)
+        seen = await conn.fetchval(query("seen_state"))
+    return reply(SeenResult(updated_count=updated, **seen))
+
+
+async def seen_state(request: Request) -> Response:
+    caller = await end_user(request)
+    seen = await lag_tolerant(request, caller, lambda conn: conn.fetchval(query("seen_state")))
+    return reply(SeenState.model_validate(seen))
+
+
+async def change_archived(request: Request, sql: str) -> Response:
+    """archive or unarchive (`sql`, the named query): one of the caller's notifications, else 404."""
+    caller = await end_user(request)
+    notification_id = path_uuid(request, "notification_id")
+    try:
+        async with as_caller(request.app.state.pool, caller) as conn:
+            archived_at = await conn.fetchval(sql, notification_id)
+    except asyncpg.NoDataFoundError:
+        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    return reply(ArchiveResult(id=notification_id, archived_at=archived_at))
+
+
+async def archive(request: Request) -> Response:
+    return await change_archived(request, query("archive"))
+
+
+async def unarchive(request: Request) -> Response:
+    return await change_archived(request, query("unarchive"))
+
+
+async def snooze(request: Request) -> Response:
+    caller = await end_user(request)
+    notification_id = path_uuid(request, "notification_id")
+    body = SnoozeRequest.model_validate_json(await request.body())
+    try:
+        async with as_caller(request.app.state.pool, caller) as conn:
+            until = await conn.fetchval(query("snooze"), notification_id, body.until)
+    except asyncpg.NoDataFoundError:
+        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    return reply(SnoozeResult(id=notification_id, snoozed_until=until))
 
 
 async def delete_notification(request: Request) -> Response:
@@ -316,6 +371,19 @@ ENDPOINTS: list[Endpoint] = [
              errors=(status.HTTP_404_NOT_FOUND, status.HTTP_503_SERVICE_UNAVAILABLE)),
     Endpoint("PATCH", f"{_NOTIFICATION}/read", mark_read, "mark one notification read", "user",
              ok_model=ReadResult, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
+    Endpoint("POST", f"{PREFIX}/seen", mark_seen,
+             "mark the caller's notifications seen (the given ids, or all the inbox shows); the badge after", "user",
+             ok_model=SeenResult, request_model=SeenRequest, request_body_required=False,
+             errors=(status.HTTP_422_UNPROCESSABLE_CONTENT,)),
+    Endpoint("GET", f"{PREFIX}/seen", seen_state, "the caller's badge: the seen watermark and the unseen count",
+             "user", ok_model=SeenState, headers=READ_AFTER),
+    Endpoint("POST", f"{_NOTIFICATION}/archive", archive, "move one notification to the Archive view", "user",
+             ok_model=ArchiveResult, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
+    Endpoint("POST", f"{_NOTIFICATION}/unarchive", unarchive, "bring one archived notification back to the inbox",
+             "user", ok_model=ArchiveResult, path_params=("notification_id",), errors=(status.HTTP_404_NOT_FOUND,)),
+    Endpoint("POST", f"{_NOTIFICATION}/snooze", snooze, "hide one notification until a time, when it comes back as new",
+             "user", ok_model=SnoozeResult, request_model=SnoozeRequest, path_params=("notification_id",),
+             errors=(status.HTTP_404_NOT_FOUND, status.HTTP_422_UNPROCESSABLE_CONTENT)),
     Endpoint("DELETE", _NOTIFICATION, delete_notification, "delete one notification (soft)", "user",
              ok_status=status.HTTP_204_NO_CONTENT, path_params=("notification_id",),
              errors=(status.HTTP_404_NOT_FOUND,)),

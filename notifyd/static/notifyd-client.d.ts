@@ -29,6 +29,12 @@ export interface Notification {
   body: string;
   data: { actions?: NotificationAction[]; action_url?: string; url?: string; [key: string]: unknown };
   read_at: string | null;
+  /** When the user first saw it (the bell, the inbox); null: unseen. */
+  seen_at?: string | null;
+  /** When the user archived it (it shows in the Archive view); null: in the inbox. */
+  archived_at?: string | null;
+  /** Hidden from the inbox until then, when it comes back as new; null: not snoozed. */
+  snoozed_until?: string | null;
   created_at: string;
   group_key: string | null;
   group_count: number;
@@ -57,6 +63,8 @@ export interface ListQuery {
   type?: string;
   priority?: Priority;
   is_read?: boolean;
+  /** Default "inbox" (neither archived nor snoozed); "archived" is the Archive view. */
+  state?: "inbox" | "unseen" | "unread" | "read" | "archived" | "snoozed" | "all";
   sort?: "newest" | "oldest" | "priority";
   /** 1..100, default 20. */
   limit?: number;
@@ -64,6 +72,11 @@ export interface ListQuery {
 }
 
 export interface UnreadCount { count: number; by_type: Record<string, number> }
+/** The badge: every notification of the inbox with a seq up to seen_seq is seen; unseen_count are neither seen nor read. */
+export interface SeenState { seen_seq: number; unseen_count: number }
+export interface SeenResult extends SeenState { updated_count: number }
+export interface ArchiveResult { id: string; archived_at: string | null }
+export interface SnoozeResult { id: string; snoozed_until: string }
 /** A `notification` frame (WebSocket; SSE's data with `?compact=1`): live frames carry the user's unread
  * count as the server read it for this frame; frames a resume replays do not. */
 export interface NotificationMessage {
@@ -71,6 +84,8 @@ export interface NotificationMessage {
   data: Notification;
   unread_count?: number;
   unread_by_type?: Record<string, number>;
+  /** The badge (notifications of the inbox neither seen nor read), on live frames. */
+  unseen_count?: number;
 }
 export interface ReadResult { id: string; read_at: string }
 export interface ReadAllResult { updated_count: number }
@@ -170,6 +185,10 @@ export interface NotifydEventMap {
   notification: CustomEvent<NotificationEventDetail>;
   /** From the live connection, and from list() pages when their count differs (by_type: the last known). */
   unread_count: CustomEvent<UnreadCount>;
+  /** The badge changed: notifications of the inbox neither seen nor read. */
+  unseen_count: CustomEvent<{ count: number }>;
+  /** The seen watermark moved (in this tab or another). */
+  seen: CustomEvent<SeenState>;
   read_status: CustomEvent<ReadStatusDetail>;
   state: CustomEvent<StateDetail>;
   /** The catch-up after a reconnect is complete (`count` notifications replayed). */
@@ -197,6 +216,8 @@ export class NotifydClient extends EventTarget {
    *  (list() pages mark their ids as seen but do not move it: a page may skip seqs still in flight.) */
   readonly lastSeq: number;
   readonly unreadCount: number;
+  /** The badge: notifications of the inbox neither seen nor read (the unread count until anything is marked seen). */
+  readonly unseenCount: number;
   /** The user of the token (its `sub`), once known. */
   readonly userId: string | null;
 
@@ -227,6 +248,14 @@ export class NotifydClient extends EventTarget {
   fetchUnreadCount(): Promise<UnreadCount>;
   markRead(id: string): Promise<ReadResult>;
   markAllRead(): Promise<ReadAllResult>;
+  /** Marks the given notifications seen, or everything the inbox shows; other tabs get a `seen` event. */
+  markSeen(ids?: string[]): Promise<SeenResult>;
+  fetchSeenState(): Promise<SeenState>;
+  /** Moves it to the Archive view (history and export keep it); other tabs get it again with archived_at. */
+  archive(id: string): Promise<ArchiveResult>;
+  unarchive(id: string): Promise<ArchiveResult>;
+  /** Hides it until `until` (in the future), when it comes back as new. */
+  snooze(id: string, until: Date | string): Promise<SnoozeResult>;
   /** Soft delete; other tabs get the notification again with deleted_at set. */
   delete(id: string): Promise<void>;
   act(id: string, action: string): Promise<ActionResult>;

@@ -53,6 +53,9 @@ export class NotifydClient extends EventTarget {
   /** @type {Transport | null} */ #transport = null;
   #lastSeq = 0;
   #unreadCount = 0;
+  #unseenCount = 0;
+  /** The server told the seen watermark (the user marked something seen): unread counts no longer say unseen. */
+  #watermarkKnown = false;
   /** @type {Record<string, number>} */ #byType = {};
   /** @type {string | null} */ #userId = null;
   /** @type {NotifydClientOptions["token"]} */ #tokenSource;
@@ -91,6 +94,7 @@ export class NotifydClient extends EventTarget {
   get transport() { return this.#transport; }
   get lastSeq() { return this.#lastSeq; }
   get unreadCount() { return this.#unreadCount; }
+  get unseenCount() { return this.#unseenCount; }
   get userId() { return this.#userId; }
 
   /**
@@ -204,6 +208,31 @@ export class NotifydClient extends EventTarget {
   /** @param {string} id */
   markRead(id) { return this.request("PATCH", `${encodeURIComponent(id)}/read`); }
   markAllRead() { return this.request("POST", "read-all"); }
+  /**
+   * Marks notifications seen: the given ids, or everything the inbox shows. Resolves to the badge after it.
+   * @param {string[]} [ids]
+   */
+  async markSeen(ids) {
+    /** @type {import("./notifyd-client.d.ts").SeenResult} */
+    const seen = await this.request("POST", "seen", { body: ids === undefined ? {} : { ids } });
+    this.#setSeen(seen);
+    return seen;
+  }
+  async fetchSeenState() {
+    /** @type {import("./notifyd-client.d.ts").SeenState} */
+    const seen = await this.request("GET", "seen");
+    if (seen.seen_seq > 0) this.#setSeen(seen);
+    return seen;
+  }
+  /** @param {string} id */
+  archive(id) { return this.request("POST", `${encodeURIComponent(id)}/archive`); }
+  /** @param {string} id */
+  unarchive(id) { return this.request("POST", `${encodeURIComponent(id)}/unarchive`); }
+  /** @param {string} id @param {Date | string} until */
+  snooze(id, until) {
+    const at = until instanceof Date ? until.toISOString() : until;
+    return this.request("POST", `${encodeURIComponent(id)}/snooze`, { body: { until: at } });
+  }
   /** @param {string} id */
   async delete(id) { await this.request("DELETE", encodeURIComponent(id)); }
   /** @param {string} id @param {string} action */
@@ -246,10 +275,26 @@ export class NotifydClient extends EventTarget {
 
   /** @param {number} count @param {Record<string, number> | null} byType null: unknown, keep the last */
   #setUnread(count, byType) {
+    // Until the user marks anything seen, every unread notification of theirs is unseen.
+    if (!this.#watermarkKnown) this.#setUnseen(count);
     if (byType === null && count === this.#unreadCount) return;
     this.#unreadCount = count;
     this.#byType = byType ?? this.#byType;
     this.#emit("unread_count", { count, by_type: this.#byType });
+  }
+
+  /** @param {number} count the badge */
+  #setUnseen(count) {
+    if (count === this.#unseenCount) return;
+    this.#unseenCount = count;
+    this.#emit("unseen_count", { count });
+  }
+
+  /** The seen watermark and the unseen count, from the server. @param {import("./notifyd-client.d.ts").SeenState} seen */
+  #setSeen(seen) {
+    this.#watermarkKnown = true;
+    this.#setUnseen(seen.unseen_count);
+    this.#emit("seen", { seen_seq: seen.seen_seq, unseen_count: seen.unseen_count });
   }
 
   /**
@@ -270,8 +315,12 @@ export class NotifydClient extends EventTarget {
         this.#receive(frame.data);
         // A live frame carries the count (compact=1: no unread_count frame repeats it); a replayed one does not.
         if (frame.unread_count !== undefined) this.#setUnread(frame.unread_count, frame.unread_by_type ?? null);
+        if (frame.unseen_count !== undefined) this.#setUnseen(frame.unseen_count);
         break;
       }
+      case "seen_updated":
+        this.#setSeen(message);
+        break;
       case "unread_count":
         this.#setUnread(message.count, message.by_type ?? {});
         break;
@@ -421,7 +470,7 @@ export class NotifydClient extends EventTarget {
     const conn = { transport: "sse", close: () => source.close(), send() {} };
     source.onopen = () => (opened = true);
     // With compact=1 every event's data is the WebSocket message (a notification's carries the unread count).
-    for (const type of ["notification", "unread_count", "read_status_updated", "resumed"]) {
+    for (const type of ["notification", "unread_count", "read_status_updated", "seen_updated", "resumed"]) {
       source.addEventListener(type, (event) => this.#onMessage(conn, JSON.parse(event.data)));
     }
     // "error" is both the server's error event (with data) and EventSource's own connection error.

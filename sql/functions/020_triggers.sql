@@ -325,6 +325,8 @@ CREATE OR REPLACE FUNCTION notify_private.prepare_changed_notification() RETURNS
     SECURITY DEFINER
     SET search_path = ''
 AS $$
+DECLARE
+    unchanged notify.notifications;
 BEGIN
     IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id THEN
         RAISE EXCEPTION 'a notification''s id and user_id never change' USING ERRCODE = 'invalid_parameter_value';
@@ -335,14 +337,25 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'created_at',
                   HINT = 'to make a notification of another time, insert it with notify.clock pinned to that time';
     END IF;
-    -- Readers may say "read", not when: the clock decides.
+    -- Readers may say "read", "seen" or "archived", not when: the clock decides. Reading is seeing.
     IF NEW.read_at IS NOT NULL AND OLD.read_at IS NULL THEN
         NEW.read_at := notify.now();
+        NEW.seen_at := coalesce(OLD.seen_at, NEW.read_at);
+    END IF;
+    IF NEW.seen_at IS NOT NULL AND OLD.seen_at IS NULL THEN
+        NEW.seen_at := notify.now();
+    END IF;
+    IF NEW.archived_at IS NOT NULL AND OLD.archived_at IS NULL THEN
+        NEW.archived_at := notify.now();
     END IF;
     NEW.seq := OLD.seq;
     NEW.changed_xid := OLD.changed_xid;
     NEW.updated_at := OLD.updated_at;
-    IF NEW IS NOT DISTINCT FROM OLD THEN
+    -- Nothing changed, or only seen_at: a row marked seen is not sent again (notify.mark_seen moves the
+    -- user's seen watermark instead, one event for all of them).
+    unchanged := NEW;
+    unchanged.seen_at := OLD.seen_at;
+    IF unchanged IS NOT DISTINCT FROM OLD THEN
         RETURN NEW;
     END IF;
     NEW.seq := notify_private.next_seq(NEW.user_id);
@@ -353,7 +366,7 @@ END
 $$;
 -- SECURITY DEFINER functions run as notify_definer, which has policies of its own.
 ALTER FUNCTION notify_private.prepare_changed_notification() OWNER TO notify_definer;
-COMMENT ON FUNCTION notify_private.prepare_changed_notification() IS 'gives a changed notification a new seq, so resume and fan-out see the change';
+COMMENT ON FUNCTION notify_private.prepare_changed_notification() IS 'gives a changed notification a new seq, so resume and fan-out see the change (not for a change of seen_at alone); stamps read, seen and archived with the clock';
 
 CREATE OR REPLACE TRIGGER notifications_prepare_changed BEFORE UPDATE ON notify.notifications
     FOR EACH ROW EXECUTE FUNCTION notify_private.prepare_changed_notification();

@@ -18,3 +18,13 @@ WHERE n.deleted_at IS NULL
   AND (n.send_at IS NULL OR n.send_at <= notify.now())
   AND n.held_until IS DISTINCT FROM 'infinity';
 COMMENT ON VIEW notify.inbox IS 'the notifications the notification center shows: not deleted, due, and rendered';
+
+-- The inbox proper: what the center lists by default and what its counts count. An archived notification has
+-- left it for the Archive view (it stays in notify.inbox, so in history and export); a snoozed one is hidden
+-- until its wake-up clears snoozed_until.
+CREATE OR REPLACE VIEW notify.center WITH (security_invoker = true) AS
+SELECT i.*
+FROM notify.inbox AS i
+WHERE i.archived_at IS NULL
+  AND i.snoozed_until IS NULL;
+COMMENT ON VIEW notify.center IS 'the inbox the badge and the unread count count: visible, not archived, not snoozed';

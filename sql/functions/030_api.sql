@@ -259,17 +259,18 @@ CREATE OR REPLACE FUNCTION notify.unread_count() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = ''
 AS $$
+    -- The inbox proper (notify.center): archived and snoozed notifications are not counted.
     SELECT jsonb_build_object(
         'count', coalesce(sum(per_type.unread), 0),
         'by_type', coalesce(jsonb_object_agg(per_type.type, per_type.unread), '{}'::jsonb))
     FROM (
         SELECT n.type, count(*) AS unread
-        FROM notify.inbox AS n
+        FROM notify.center AS n
         WHERE n.user_id = notify.current_user_id() AND n.read_at IS NULL
         GROUP BY n.type
     ) AS per_type
 $$;
-COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications: {"count": n, "by_type": {...}}';
+COMMENT ON FUNCTION notify.unread_count() IS 'the caller''s unread notifications in the inbox proper (not archived, not snoozed): {"count": n, "by_type": {...}}';
 
 -- upsert_recipient_v2 adds the phone number (SMS) under a new name rather than as an overload, which would
 -- make a call with fewer arguments ambiguous. The first version stays as it was for the services that call it.

@@ -591,19 +591,7 @@ BEGIN
             (notification_id, user_id, channel, subscription_id, target_id, status, reason, scheduled_for, sent_at,
              unless)
         SELECT p.id, p.user_id, p.channel, p.subscription_id, p.target_id, p.status,
-               CASE WHEN w.waits
-                    THEN CASE p.token
-                        WHEN 'push' THEN format('push rate limit (%s per hour): waits for a token',
-                                                notify.setting('rate_limit.push_per_hour'))
-                        WHEN 'sms' THEN format('SMS rate limit (%s per day): waits for a token',
-                                               notify.setting('rate_limit.sms_per_day'))
-                        WHEN 'webhook' THEN format('webhook rate limit (%s per hour): waits for a token',
-                                                   notify.setting('rate_limit.webhook_per_hour'))
-                        WHEN 'chat' THEN format('chat rate limit (%s per hour): waits for a token',
-                                                notify.setting('rate_limit.chat_per_hour'))
-                        ELSE format('e-mail rate limit (%s per day): waits for a token',
-                                    notify.setting('rate_limit.email_per_day')) END
-                    ELSE p.reason END,
+               CASE WHEN w.waits THEN notify_private.token_wait_reason(p.token) ELSE p.reason END,
                CASE WHEN p.status = 'pending'
                     THEN greatest(CASE WHEN w.waits THEN s.token_at ELSE p.scheduled_for END,
                                   CASE WHEN p.send_at > notify.now() THEN p.send_at END) END,

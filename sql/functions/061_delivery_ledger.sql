@@ -306,15 +306,7 @@ BEGIN
                                              WHEN 'chat' THEN 'connect the chat channel again'
                                              ELSE 'the user subscribes again from that device' END;
     END IF;
-    -- The attempts it ends were counted by the report (notify.delivery_events): keep them as analytics rows.
-    INSERT INTO notify.notification_analytics
-        (notification_id, notification_type, channel, event, user_id, org_id, device_id, created_at)
-    SELECT d.notification_id, n.type, d.channel, e.event, d.user_id, r.org_id, d.subscription_id, e.at
-    FROM notify.notification_deliveries AS d
-    JOIN notify.notifications AS n ON n.id = d.notification_id
-    JOIN notify.recipients AS r ON r.user_id = d.user_id
-    CROSS JOIN LATERAL notify_private.worker_events(d) AS e
-    WHERE d.id = target.id;
+    PERFORM notify_private.keep_worker_events(ARRAY[target.id]);
     UPDATE notify.notification_deliveries AS d
     SET status = 'pending', attempts = 0, reason = NULL, error_message = NULL, failed_at = NULL,
         scheduled_for = NULL, queued_at = NULL, updated_at = notify.now()

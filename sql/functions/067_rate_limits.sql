@@ -113,6 +113,25 @@ $$;
 COMMENT ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid)
     IS 'spends one of a user''s tokens on a channel (or test, for send_test) for a notification; returns when the delivery may go (now, or when its token frees up); writes the bucket only near its limit';
 
+CREATE OR REPLACE FUNCTION notify_private.token_wait_reason(token text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    SELECT CASE token_wait_reason.token
+        WHEN 'push' THEN pg_catalog.format('push rate limit (%s per hour): waits for a token',
+                                           notify.setting('rate_limit.push_per_hour'))
+        WHEN 'sms' THEN pg_catalog.format('SMS rate limit (%s per day): waits for a token',
+                                          notify.setting('rate_limit.sms_per_day'))
+        WHEN 'webhook' THEN pg_catalog.format('webhook rate limit (%s per hour): waits for a token',
+                                              notify.setting('rate_limit.webhook_per_hour'))
+        WHEN 'chat' THEN pg_catalog.format('chat rate limit (%s per hour): waits for a token',
+                                           notify.setting('rate_limit.chat_per_hour'))
+        ELSE pg_catalog.format('e-mail rate limit (%s per day): waits for a token',
+                               notify.setting('rate_limit.email_per_day')) END
+$$;
+COMMENT ON FUNCTION notify_private.token_wait_reason(text)
+    IS 'the reason a delivery that waits for its rate-limit token records (push, SMS, webhook, chat, e-mail)';
+
 CREATE OR REPLACE FUNCTION notify_private.global_token_times(wanted integer) RETURNS timestamptz[]
     LANGUAGE plpgsql
     SET search_path = ''
@@ -157,21 +176,29 @@ COMMENT ON FUNCTION notify.rate_limit_status()
     IS 'the global bulk-send bucket: {"limit", "remaining", "reset" (seconds until full)}';
 
 CREATE OR REPLACE FUNCTION notify_private.release_in_app(delivery_ids uuid[]) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path = ''
 AS $$
-    -- The held real-time event goes now: a new seq (the update trigger) wakes the WebSocket path.
+DECLARE
+    due_ids uuid[];
+    released integer;
+BEGIN
+    -- Only what is due: a snooze moved later since its job was queued waits for its new time.
     WITH due AS (
         UPDATE notify.notification_deliveries AS d
         SET status = 'sent', sent_at = notify.now(), updated_at = notify.now()
         WHERE d.id = ANY (release_in_app.delivery_ids) AND d.status = 'pending' AND d.channel = 'in_app'
+          AND coalesce(d.scheduled_for, '-infinity') <= notify.now()
         RETURNING d.notification_id
-    ), released AS (
-        UPDATE notify.notifications AS n SET held_until = NULL
-        FROM due WHERE n.id = due.notification_id AND n.held_until IS NOT NULL
-        RETURNING 1
     )
-    SELECT pg_catalog.count(*)::integer FROM released
+    SELECT pg_catalog.array_agg(due.notification_id) INTO due_ids FROM due;
+    -- The held real-time event goes now: a new seq (the update trigger) wakes the WebSocket path.
+    UPDATE notify.notifications AS n SET held_until = NULL
+    WHERE n.id = ANY (due_ids) AND n.held_until IS NOT NULL;
+    GET DIAGNOSTICS released = ROW_COUNT;
+    -- A snooze that ended: the notification comes back as new.
+    RETURN released + notify_private.wake_snoozed(due_ids);
+END
 $$;
 COMMENT ON FUNCTION notify_private.release_in_app(uuid[])
-    IS 'releases held in-app notifications (rate limit or send_at come due): their real-time event goes out';
+    IS 'releases held in-app notifications (rate limit or send_at come due: their real-time event goes out) and wakes snoozed ones whose time came';

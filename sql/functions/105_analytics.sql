@@ -33,6 +33,24 @@ $$;
 COMMENT ON FUNCTION notify_private.worker_events(notify.notification_deliveries)
     IS 'the sent or failed event the worker''s ledger row of a delivery stands for (none for in-app, digests, unclaimed ones)';
 
+-- A delivery row sent again (a retried dead letter, a woken snooze's push) starts a fresh ledger: the attempts
+-- it ends were counted by the report (notify.delivery_events), so they are kept as analytics rows first.
+CREATE OR REPLACE FUNCTION notify_private.keep_worker_events(delivery_ids uuid[]) RETURNS void
+    LANGUAGE sql
+    SET search_path = ''
+AS $$
+    INSERT INTO notify.notification_analytics
+        (notification_id, notification_type, channel, event, user_id, org_id, device_id, created_at)
+    SELECT d.notification_id, n.type, d.channel, e.event, d.user_id, r.org_id, d.subscription_id, e.at
+    FROM notify.notification_deliveries AS d
+    JOIN notify.notifications AS n ON n.id = d.notification_id
+    JOIN notify.recipients AS r ON r.user_id = d.user_id
+    CROSS JOIN LATERAL notify_private.worker_events(d) AS e
+    WHERE d.id = ANY (keep_worker_events.delivery_ids);
+$$;
+COMMENT ON FUNCTION notify_private.keep_worker_events(uuid[])
+    IS 'keeps the sent/failed events of delivery rows about to be sent again as analytics rows (their ledger starts afresh)';
+
 -- The worker writes no analytics row when it sends a delivery or gives up on it: the ledger row says so
 -- already (sent_at; status failed), and a row per delivery in notification_analytics cost five index
 -- entries and two foreign-key checks per delivery. This view puts the two together.

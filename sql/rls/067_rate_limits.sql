@@ -3,6 +3,7 @@
 -- The triggers and the planner run as notify_definer; the worker releases held events.
 GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid), notify_private.global_token_times(integer)
     TO notify_definer;
+GRANT EXECUTE ON FUNCTION notify_private.token_wait_reason(text) TO notify_definer;
 -- The worker spends the in-app token of a template notification when it has rendered it.
 GRANT EXECUTE ON FUNCTION notify_private.take_token(uuid, text, boolean, uuid) TO notify_worker;
 -- Inlined into take_token (and a bulk send's seqs): whoever calls those needs it.

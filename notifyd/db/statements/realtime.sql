@@ -13,8 +13,13 @@ SELECT pg_catalog.pg_current_snapshot()::text
 -- As notify_worker: every notification changed since snapshot $1 (not visible in it, not held), in seq order, each with this read's snapshot; one row of NULLs but the snapshot when none changed
 -- No filter by the sessions' users: the changed set per wake-up is small and the session set large (the hub filters in Python).
 -- The index range starts at $1's xmin; rows seen by $1 (re-read behind a long transaction) are filtered before their JSON is built.
-SELECT s.snapshot, c.user_id, c.seq, c.id, c.read_at, c.deleted, c.lag, c.data
-FROM (SELECT pg_catalog.pg_current_snapshot()::text AS snapshot) AS s
+-- `seen`: the seen watermarks moved since $1, [[user_id, seen_seq], ...] as JSON text (NULL: none), read in the same snapshot.
+SELECT s.snapshot, s.seen, c.user_id, c.seq, c.id, c.read_at, c.deleted, c.lag, c.data
+FROM (SELECT pg_catalog.pg_current_snapshot()::text AS snapshot,
+             (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(m.user_id, m.seen_seq))::text
+              FROM notify.inbox_marks AS m
+              WHERE m.changed_xid >= pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
+                AND NOT pg_catalog.pg_visible_in_snapshot(m.changed_xid, $1::text::pg_snapshot)) AS seen) AS s
 LEFT JOIN LATERAL (
     SELECT n.user_id, n.seq, n.id::text AS id,
            -- the read_status_updated event's read_at, as the notification's JSON has it
@@ -31,11 +36,12 @@ LEFT JOIN LATERAL (
 ) AS c ON true
 
 -- hub_unread_counts --
--- As notify_worker: the count and the by-type counts (JSON text) of each given user's unread notifications; a user with none has no row
-SELECT per_type.user_id, sum(per_type.unread)::bigint AS count, jsonb_object_agg(per_type.type, per_type.unread)::text AS by_type
+-- As notify_worker: the count and the by-type counts (JSON text) of each given user's unread notifications in the inbox proper, and how many of them are unseen (the badge); a user with none has no row
+SELECT per_type.user_id, sum(per_type.unread)::bigint AS count, jsonb_object_agg(per_type.type, per_type.unread)::text AS by_type,
+       sum(per_type.unseen)::bigint AS unseen
 FROM (
-    SELECT n.user_id, n.type, count(*) AS unread
-    FROM notify.inbox AS n
+    SELECT n.user_id, n.type, count(*) AS unread, count(*) FILTER (WHERE n.seen_at IS NULL) AS unseen
+    FROM notify.center AS n
     WHERE n.user_id = ANY($1::uuid[]) AND n.read_at IS NULL
     GROUP BY n.user_id, n.type
 ) AS per_type
@@ -65,3 +71,28 @@ SELECT notify.mark_read($1)
 -- ws_unread_count --
 -- As the caller: {"count", "by_type"} of the caller's unread notifications
 SELECT notify.unread_count()
+
+-- ws_seen_state --
+-- As the caller: {"seen_seq", "unseen_count"}, the caller's badge
+SELECT notify.seen_state()
+
+-- ws_resume_seen_state --
+-- As the caller: the caller's badge, NULL if they never marked anything seen (then their unseen count is their unread count)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM notify.inbox_marks AS m WHERE m.user_id = notify.current_user_id())
+            THEN notify.seen_state() END
+
+-- ws_mark_seen --
+-- As the caller: marks the given notifications seen (NULL: all the inbox shows); how many were unseen
+SELECT notify.mark_seen($1::uuid[])
+
+-- ws_archive --
+-- As the caller: archives one notification; when (P0002: not the caller's)
+SELECT notify.archive($1)
+
+-- ws_unarchive --
+-- As the caller: unarchives one notification (P0002: not the caller's)
+SELECT notify.unarchive($1)
+
+-- ws_snooze --
+-- As the caller: snoozes one notification until $2 (22023: not in the future; P0002: not the caller's)
+SELECT notify.snooze($1, $2)

@@ -63,17 +63,29 @@ GROUP BY b.id
 
 -- list_notifications --
 -- One page of the caller's notifications in the order $7 (newest, oldest or priority: most urgent first,
--- then newest); $4/$5 is the (created_at, id) keyset cursor and $8 its priority rank.
+-- then newest); $4/$5 is the (created_at, id) keyset cursor and $8 its priority rank; $9 the inbox state.
 -- Each ORDER BY key and the cursor's CASE reduce to one order once $7 is known, so the planned query
 -- walks the (user_id, created_at, id) index like a query written for that order alone.
-SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
-       n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
+SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.seen_at, n.archived_at,
+       n.snoozed_until, n.created_at, n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
        notify.delivery_status(n.id) AS delivery_status
 FROM notify.inbox AS n
 WHERE n.user_id = notify.current_user_id()
   AND ($1::text IS NULL OR n.type = $1)
   AND ($2::text IS NULL OR n.priority = $2)
   AND ($3::boolean IS NULL OR (n.read_at IS NOT NULL) = $3)
+  -- $9, the inbox state: the inbox proper (notify.center's rows) and the states within it, the Archive view,
+  -- the snoozed ones, or all
+  AND CASE $9::text
+      WHEN 'all' THEN true
+      WHEN 'archived' THEN n.archived_at IS NOT NULL
+      WHEN 'snoozed' THEN n.snoozed_until IS NOT NULL
+      ELSE n.archived_at IS NULL AND n.snoozed_until IS NULL AND CASE $9::text
+          WHEN 'unseen' THEN n.seen_at IS NULL AND n.read_at IS NULL
+          WHEN 'unread' THEN n.read_at IS NULL
+          WHEN 'read' THEN n.read_at IS NOT NULL
+          ELSE true END
+      END
   AND ($5::uuid IS NULL OR CASE $7::text
       WHEN 'oldest' THEN (n.created_at, n.id) > ($4::timestamptz, $5::uuid)
       WHEN 'priority' THEN array_position(ARRAY['critical', 'high', 'normal', 'low'], n.priority) > $8::integer
@@ -89,8 +101,8 @@ LIMIT $6
 
 -- get_notification --
 -- One of the caller's visible notifications with its delivery status per channel (and its sealed sensitive fields)
-SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.created_at,
-       n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
+SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.seen_at, n.archived_at,
+       n.snoozed_until, n.created_at, n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
        notify.delivery_status(n.id) AS delivery_status, n.sealed
 FROM notify.inbox AS n
 WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1) AND n.user_id = notify.current_user_id()
@@ -102,6 +114,26 @@ SELECT notify.unread_count()
 -- mark_read --
 -- Marks one of the caller's notifications read; NULL when it is not visible to the caller
 SELECT notify.mark_read($1)
+
+-- mark_seen --
+-- Marks the caller's given notifications seen (NULL: all the inbox shows); how many were unseen
+SELECT notify.mark_seen($1::uuid[])
+
+-- seen_state --
+-- The caller's badge: {"seen_seq", "unseen_count"}
+SELECT notify.seen_state()
+
+-- archive --
+-- Archives one of the caller's notifications; when (P0002 when it is not visible to the caller)
+SELECT notify.archive($1)
+
+-- unarchive --
+-- Brings one of the caller's archived notifications back to the inbox (P0002 when it is not visible to the caller)
+SELECT notify.unarchive($1)
+
+-- snooze --
+-- Snoozes one of the caller's notifications until $2 (22023: not in the future; P0002: not visible to the caller)
+SELECT notify.snooze($1, $2)
 
 -- mark_all_read --
 -- Marks all of the caller's notifications read; returns how many changed

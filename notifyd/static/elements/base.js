@@ -207,6 +207,7 @@ a { color: var(--_accent); }
 .item .meta { display: flex; flex-wrap: wrap; align-items: center; gap: .35em .5em; font-size: .82em; color: var(--_muted); margin-bottom: .2em; }
 .item .tools { display: flex; flex-direction: column; align-items: flex-end; gap: .3em; }
 .item .tools button { font-size: .82em; white-space: nowrap; }
+.item .snooze-choices { display: flex; flex-direction: column; align-items: flex-end; gap: .2em; }
 .priority {
   font-size: .75em; font-weight: 600; letter-spacing: .02em; text-transform: uppercase;
   padding: .05em .5em; border-radius: 999px; border: 1px solid currentColor;

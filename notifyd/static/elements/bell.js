@@ -1,4 +1,4 @@
-// <notifyd-bell>: a bell button with the unread count, a dropdown of the latest notifications, toasts (it adds a
+// <notifyd-bell>: a bell button with the count of what the user has not seen yet, a dropdown of the latest notifications, toasts (it adds a
 // <notifyd-toasts> unless the page has one) and the count in the page title.
 
 import { NotifydElement, define, h, safeUrl } from "./base.js";
@@ -19,9 +19,14 @@ function showCountInTitle(count) {
   document.title = count > 0 ? `(${count}) ${plain}` : plain;
 }
 
-/** A bell button with the unread count and a dropdown of the latest notifications. */
+/** A bell button with the unseen (or unread) count and a dropdown of the latest notifications. */
 export class NotifydBell extends NotifydElement {
   static observedAttributes = [...NotifydElement.observedAttributes, "inbox-href"];
+  /**
+   * The badge counts what the user has not seen yet (opening the bell sees it all), as GitHub's and Knock's bells
+   * do; badge="unread" makes it count what is not read yet instead.
+   */
+  get #countsUnseen() { return this.getAttribute("badge") !== "unread"; }
   static css = `
 :host { position: relative; display: inline-block; }
 .bell {
@@ -116,6 +121,8 @@ export class NotifydBell extends NotifydElement {
     document.addEventListener("pointerdown", this.#outside, true);
     const first = this.#list.querySelector(".item") ?? this.#markAll;
     /** @type {HTMLElement} */ (first).focus();
+    // Opening the bell is seeing what it holds: the unseen badge (here and in every tab) goes to 0.
+    this.client?.markSeen().catch(() => {});
   }
 
   /** Closes the dropdown and (by default) gives the focus back to the bell. */
@@ -130,7 +137,9 @@ export class NotifydBell extends NotifydElement {
   /** @param {NotifydClient} client */
   attach(client) {
     this.#items.clear();
-    this.#setCount(client.unreadCount);
+    const unseen = this.#countsUnseen;
+    this.#setCount(unseen ? client.unseenCount : client.unreadCount);
+    if (unseen) client.fetchSeenState().then((seen) => this.#setCount(seen.unseen_count), () => {});
     if (this.#toasts?.isConnected) {
       this.#toasts.client = client;
     } else if (this.getAttribute("toasts") !== "off" && !document.querySelector("notifyd-toasts")) {
@@ -139,19 +148,19 @@ export class NotifydBell extends NotifydElement {
       document.body.append(this.#toasts);
     }
     this.listen("notification", (event) => this.#merge(event.detail.notification));
-    this.listen("unread_count", (event) => this.#setCount(event.detail.count));
+    this.listen(unseen ? "unseen_count" : "unread_count", (event) => this.#setCount(event.detail.count));
     this.listen("read_status", (event) => {
       const { notification_id: id, read_at: readAt, unread_count: count } = event.detail;
       const known = this.#items.get(id);
       if (known) this.#items.set(id, { ...known, read_at: readAt });
-      this.#setCount(count);
+      if (!unseen) this.#setCount(count);
       this.#renderList();
     });
     this.#renderList();
     client.list({ limit: BELL_ITEMS }).then((page) => {
       if (this.client !== client) return;
       for (const n of page.items) this.#merge(n, false);
-      this.#setCount(page.unread_count);
+      if (!unseen) this.#setCount(page.unread_count);
       this.#renderList();
     }, () => {}); // the live connection reports errors; the list stays empty until events come
   }
@@ -165,7 +174,8 @@ export class NotifydBell extends NotifydElement {
   #merge(n, render = true) {
     const known = this.#items.get(n.id);
     if (!newer(known, n)) return;
-    if (n.deleted_at) this.#items.delete(n.id);
+    // The bell shows the inbox: an archived or snoozed notification leaves it.
+    if (n.deleted_at || n.archived_at || n.snoozed_until) this.#items.delete(n.id);
     else this.#items.set(n.id, n);
     if (render) this.#renderList();
   }
@@ -176,7 +186,7 @@ export class NotifydBell extends NotifydElement {
     this.#count = count;
     this.#badge.hidden = count === 0;
     this.#badge.textContent = count > 99 ? "99+" : String(count);
-    this.#button.setAttribute("aria-label", `Notifications, ${count} unread`);
+    this.#button.setAttribute("aria-label", `Notifications, ${count} ${this.#countsUnseen ? "new" : "unread"}`);
     if (this.getAttribute("title-count") !== "off") showCountInTitle(count);
   }
 

@@ -7,7 +7,11 @@ import { PRIORITIES, PRIORITY_LABEL, newer, notificationView } from "./item.js";
 /** @typedef {import("../notifyd-client.js").NotifydClient} NotifydClient */
 /** @typedef {import("../notifyd-client.js").ListQuery} ListQuery */
 
-/** The full list: filters, sort, infinite scroll, actions, live updates. */
+/** @typedef {"inbox" | "archived"} View */
+/** @type {[View, string][]} */
+const VIEWS = [["inbox", "Inbox"], ["archived", "Archive"]];
+
+/** The full list: filters, sort, infinite scroll, actions, live updates; the Inbox and the Archive as tabs. */
 export class NotifydInbox extends NotifydElement {
   static css = `
 :host { display: block; background: var(--_bg); border: 1px solid var(--_line); border-radius: var(--_radius); overflow: hidden; }
@@ -17,6 +21,9 @@ export class NotifydInbox extends NotifydElement {
 .item:focus-visible { outline-offset: -2px; }
 .more { display: flex; justify-content: center; padding: .8em; }
 .bar .status { align-self: center; }
+.tabs { display: flex; gap: .25em; padding: .5em 1em 0; border-bottom: 1px solid var(--_line); }
+.tabs button { border: 0; border-bottom: 2px solid transparent; background: transparent; color: inherit; padding: .5em .8em; }
+.tabs button[aria-selected=true] { border-bottom-color: currentColor; font-weight: 600; }
 `;
 
   /** @type {Map<string, Notification>} */
@@ -41,6 +48,10 @@ export class NotifydInbox extends NotifydElement {
   #sentinel;
   /** @type {HTMLElement} */
   #status;
+  /** @type {View} */
+  #shown = "inbox";
+  /** @type {HTMLButtonElement[]} */
+  #tabs = [];
   #observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) this.#loadMore();
   }, { rootMargin: "300px" });
@@ -67,7 +78,12 @@ export class NotifydInbox extends NotifydElement {
     this.#more = h("button", { type: "button", part: "load-more", text: "Load more",
       onclick: () => this.#loadMore() });
     this.#sentinel = h("div", { "aria-hidden": "true" });
+    this.#tabs = VIEWS.map(([view, label]) => h("button", {
+      type: "button", role: "tab", part: "tab", "data-view": view, "aria-selected": view === this.#shown ? "true" : "false",
+      text: label, onclick: () => this.#show(view),
+    }));
     root.append(
+      h("div", { class: "tabs", part: "tabs", role: "tablist", "aria-label": "Inbox or Archive" }, ...this.#tabs),
       h("div", { class: "bar", part: "toolbar", role: "group", "aria-label": "Filter notifications" },
         field("Type", this.#controls.type), field("Priority", this.#controls.priority),
         field("Show", this.#controls.read), field("Sort", this.#controls.sort),
@@ -89,6 +105,14 @@ export class NotifydInbox extends NotifydElement {
     this.#reset();
   }
 
+  /** @param {View} view */
+  #show(view) {
+    if (view === this.#shown) return;
+    this.#shown = view;
+    for (const tab of this.#tabs) tab.setAttribute("aria-selected", tab.dataset.view === view ? "true" : "false");
+    this.#reset();
+  }
+
   /** @returns {ListQuery} */
   #query() {
     const { type, priority, read, sort } = this.#controls;
@@ -101,7 +125,8 @@ export class NotifydInbox extends NotifydElement {
   /** @param {Notification} n */
   #matches(n) {
     const q = this.#query();
-    return (!q.type || n.type === q.type) && (!q.priority || n.priority === q.priority)
+    const inView = this.#shown === "archived" ? Boolean(n.archived_at) : !n.archived_at && !n.snoozed_until;
+    return inView && (!q.type || n.type === q.type) && (!q.priority || n.priority === q.priority)
       && (q.is_read === undefined || q.is_read === Boolean(n.read_at));
   }
 
@@ -124,7 +149,7 @@ export class NotifydInbox extends NotifydElement {
     this.#feed.setAttribute("aria-busy", "true");
     this.#more.disabled = true;
     try {
-      const page = await client.list({ ...this.#query(), limit: this.pageSize, cursor: this.#cursor });
+      const page = await client.list({ ...this.#query(), state: this.#shown, limit: this.pageSize, cursor: this.#cursor });
       if (generation !== this.#generation) return;
       this.#cursor = page.next_cursor;
       this.#hasMore = page.has_more && Boolean(page.next_cursor);
@@ -136,6 +161,9 @@ export class NotifydInbox extends NotifydElement {
         this.#feed.append(this.#view(n));
       }
       this.#addTypes(page.items.map((n) => n.type));
+      // Shown is seen: the badge's unseen count drops in every tab.
+      const unseen = page.items.filter((n) => !n.seen_at && !n.read_at).map((n) => n.id);
+      if (unseen.length > 0) client.markSeen(unseen).catch(() => {});
     } catch (error) {
       if (generation !== this.#generation) return;
       this.#status.textContent = `Could not load notifications: ${messageOf(error)}`;
@@ -163,6 +191,12 @@ export class NotifydInbox extends NotifydElement {
       onRead: (x) => this.#run((client) => client.markRead(x.id), () => this.#live({ ...x, read_at: new Date().toISOString() })),
       onDelete: (x) => this.#run((client) => client.delete(x.id), () => this.#live({ ...x, deleted_at: new Date().toISOString() })),
       onOpen: (x) => { if (!x.read_at) this.client?.markRead(x.id).catch(() => {}); },
+      onArchive: (x) => x.archived_at
+        ? this.#run((client) => client.unarchive(x.id), () => this.#live({ ...x, archived_at: null }))
+        : this.#run((client) => client.archive(x.id), () => this.#live({ ...x, archived_at: new Date().toISOString() })),
+      onSnooze: (x, until) => {
+        this.#run((client) => client.snooze(x.id, until), () => this.#live({ ...x, snoozed_until: until.toISOString() }));
+      },
       onAct: (x, action, button) => {
         const buttons = /** @type {HTMLButtonElement[]} */ ([...(button.parentElement?.querySelectorAll("button") ?? [])]);
         for (const b of buttons) b.disabled = true;

@@ -47,6 +47,47 @@ function timeView(iso) {
   return h("time", { datetime: iso, title: absolute.format(new Date(iso)), text: timeAgo(iso) });
 }
 
+/**
+ * The row menu's snooze choices: in an hour, tomorrow at 9:00 and next Monday at 9:00, in the user's time zone
+ * (the browser's: where the user reads the inbox).
+ * @type {{ label: string, text: string, until: (now: Date) => Date }[]}
+ */
+export const SNOOZE_CHOICES = [
+  { label: "Snooze for an hour", text: "For an hour", until: (now) => new Date(now.getTime() + 60 * 60 * 1000) },
+  { label: "Snooze until tomorrow 9:00", text: "Tomorrow 9:00", until: (now) => atNine(now, 1) },
+  { label: "Snooze until next week", text: "Next week", until: (now) => atNine(now, ((8 - now.getDay()) % 7) || 7) },
+];
+
+/**
+ * 9:00 local time `days` days after `now` (a calendar day: right across a daylight-saving change).
+ * @param {Date} now
+ * @param {number} days
+ */
+function atNine(now, days) {
+  return new Date(now.getFullYear(), now.getMonth(), now.getDate() + days, 9, 0, 0, 0);
+}
+
+/**
+ * The Snooze button and the choices it shows.
+ * @param {Notification} n
+ * @param {(n: Notification, until: Date) => void} onSnooze
+ */
+function snoozeMenu(n, onSnooze) {
+  const choices = h("div", { class: "snooze-choices", part: "snooze-choices", role: "group",
+    "aria-label": `Snooze ${n.title}`, hidden: true },
+  SNOOZE_CHOICES.map((c) => {
+    const until = c.until(new Date());
+    return h("button", { type: "button", class: "link", part: "snooze-choice", "aria-label": `${c.label}: ${n.title}`,
+      title: absolute.format(until), text: c.text, onclick: () => onSnooze(n, c.until(new Date())) });
+  }));
+  const toggle = h("button", { type: "button", class: "link", part: "snooze", "aria-label": `Snooze: ${n.title}`,
+    "aria-expanded": "false", text: "Snooze", onclick: () => {
+      choices.hidden = !choices.hidden;
+      toggle.setAttribute("aria-expanded", String(!choices.hidden));
+    } });
+  return [toggle, choices];
+}
+
 /** @param {Notification} n */
 function hasPendingActions(n) {
   return Array.isArray(n.data?.actions) && n.data.actions.length > 0 && !n.action_taken;
@@ -60,6 +101,8 @@ function hasPendingActions(n) {
  * @property {(n: Notification) => void} [onDelete]
  * @property {(n: Notification, action: string, button: HTMLButtonElement) => void} [onAct]
  * @property {(n: Notification) => void} [onOpen]
+ * @property {(n: Notification) => void} [onArchive] archive, or unarchive an archived one
+ * @property {(n: Notification, until: Date) => void} [onSnooze]
  */
 
 /**
@@ -77,7 +120,8 @@ export function notificationView(n, options) {
     ? h("a", { href: url, text: n.title, onclick: () => options.onOpen?.(n) })
     : n.title;
   const actions = Array.isArray(n.data?.actions) ? n.data.actions : [];
-  const { onRead, onDelete } = options;
+  const { onRead, onDelete, onArchive, onSnooze } = options;
+  const archived = Boolean(n.archived_at);
   return h(options.tag, {
     class: `item${unread ? " unread" : ""}${pending ? " action-required" : ""}`,
     part: parts, "data-id": n.id, "data-priority": n.priority, "data-type": n.type,
@@ -115,6 +159,12 @@ export function notificationView(n, options) {
       ? h("button", { type: "button", class: "link", part: "mark-read", "aria-label": `Mark read: ${n.title}`,
         text: "Mark read", onclick: () => onRead(n) })
       : null,
+    onArchive
+      ? h("button", { type: "button", class: "link", part: archived ? "unarchive" : "archive",
+        "aria-label": `${archived ? "Unarchive" : "Archive"}: ${n.title}`, text: archived ? "Unarchive" : "Archive",
+        onclick: () => onArchive(n) })
+      : null,
+    onSnooze && !archived && !n.snoozed_until ? snoozeMenu(n, onSnooze) : null,
     onDelete
       ? h("button", { type: "button", class: "link danger", part: "delete", "aria-label": `Delete: ${n.title}`,
         text: "Delete", onclick: () => onDelete(n) })
