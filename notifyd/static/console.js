@@ -259,10 +259,10 @@ async function oneNotification(id) {
     if (d.failed_at) steps.push({ at: d.failed_at, what: `${d.channel} failed for good; ${by(d)} answered: ${d.error ?? d.reason ?? "nothing"}`, kind: "failed" });
   }
   for (const e of found.escalation ?? []) {
-    const step = `escalation step ${e.step}: ${e.channel} after ${e.after}, unless ${e.unless}`;
+    const step = `escalation step ${e.step}: ${e.channel} after ${e.after}${e.unless ? `, unless ${e.unless}` : ""}`;
     steps.push({ at: e.planned_for, what: `${step} planned for ${when(e.scheduled_for ?? e.planned_for)}`, kind: "escalation-planned" });
     if (e.run_at) steps.push({ at: e.run_at, what: `${step} run`, kind: "escalation-run" });
-    if (e.cancelled_at) steps.push({ at: e.cancelled_at, what: `${step} cancelled${e.reason ? ` — ${e.reason}` : ""}`, kind: "escalation-cancelled" });
+    if (e.cancelled_at) steps.push({ at: e.cancelled_at, what: `${step} ${e.reason ?? "cancelled"}`, kind: "escalation-cancelled" });
   }
   for (const fold of found.folds) steps.push({ at: fold.folded_at, what: `folded in: ${fold.title}`, kind: "folded" });
   if (found.read_at) steps.push({ at: found.read_at, what: "read", kind: "read" });
