@@ -128,7 +128,7 @@ def test_the_activity_filters(serve: ServerProcess, two_orgs: dict[str, Any], db
     assert ids(**{"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"}) == {a, b}
     between = db.execute(
         "SELECT to_char((min(created_at) + (max(created_at) - min(created_at)) / 2) AT TIME ZONE 'UTC',"
-        " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM notify.notifications WHERE id = ANY(%s::uuid[])",
+        ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') FROM notify.notifications WHERE id = ANY(%s::uuid[])',
         ([a, b],),
     ).fetchone()
     assert between is not None
