@@ -337,7 +337,16 @@ def test_an_org_admin_previews_and_sends_a_broadcast_to_their_org_and_watches_it
     expect(page.locator("[data-view=broadcast-preview]")).to_have_count(0)  # a changed audience: preview again
     page.get_by_role("button", name="Preview recipients").click()
     expect(page.locator("[data-count=recipients]")).to_have_text("1")
-    page.get_by_label("broadcast language").fill("")
+    # Refused by the API's model, then by the database: said where the preview would be, and nothing to send.
+    for label, bad, said in (
+        ("language", "not a language", "locale"),
+        ("time zone", "Europe/Nowhere", "unknown time zone"),
+    ):
+        page.get_by_label(f"broadcast {label}").fill(bad)
+        page.get_by_role("button", name="Preview recipients").click()
+        expect(page.locator("[data-broadcast-preview] .error")).to_contain_text(said)
+        page.get_by_label(f"broadcast {label}").fill("")
+        expect(page.locator("[data-action=broadcast]")).to_have_count(0)
     page.get_by_role("button", name="Preview recipients").click()
     expect(page.locator("[data-count=recipients]")).to_have_text("3")
     shot(page, "broadcast")
