@@ -21,6 +21,7 @@ from tests.server import ServerProcess, WorkerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
 from tests.test_console_api import member
 from tests.test_email import emails_to, instant_email, mail_env, send, settled
+from tests.test_escalation import dba_conn, set_chain
 from tests.test_sql_api import service_conn
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "console"
@@ -88,6 +89,9 @@ def test_the_console_as_a_dba_an_org_admin_and_a_user(
     expect(timeline.first).to_contain_text("created (task, critical)")
     expect(page.locator("[data-view=timeline] li[data-kind=failed]")).to_contain_text("422 validation_error")
     shot(page, "notification")
+    page.goto(f"{server.url}/console#notification/{happy}")
+    sent_email = page.locator("[data-view=timeline] li[data-kind=sent]").filter(has_text="email sent")
+    expect(sent_email).to_contain_text("email sent by resend (attempt 1)")
 
     page.goto(f"{server.url}/console#dead-letters")
     letters = page.locator("[data-view=dead-letters] tbody tr")
@@ -277,3 +281,107 @@ def test_policies_a_dba_changes_limits_and_retention_an_org_admin_their_defaults
         expect(page.locator("[data-refused]")).to_be_visible()
     finally:
         user.close()
+
+
+def test_the_timeline_draws_the_escalation_steps_planned_run_and_cancelled_because_seen(
+    context: Any, db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    user = member(service, uuid.uuid4())
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "email", "after": "15 minutes", "unless": "seen"}])
+    seen = send(service, user, title="Seen in time", priority="normal")
+    waiting = send(service, user, title="Not seen yet", priority="normal")
+    db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (seen,))
+
+    page = sign_in(context, server.url, make_token("ops", role="admin"), view=f"notification/{seen}")
+    steps = page.locator("[data-view=timeline] li")
+    expect(steps.filter(has_text="escalation step 1: in_app after 00:00:00")).to_have_count(2)  # planned, run
+    expect(page.locator("li[data-kind=escalation-run]")).to_contain_text("escalation step 1: in_app after 00:00:00 run")
+    cancelled = page.locator("li[data-kind=escalation-cancelled]")
+    expect(cancelled).to_have_count(1)
+    expect(cancelled).to_contain_text(
+        re.compile(r"escalation step 2: email after 00:15:00, unless seen cancelled: the user saw it at ")
+    )
+    shot(page, "notification-escalation")
+
+    page.goto(f"{server.url}/console#notification/{waiting}")
+    expect(page.locator("li[data-kind=escalation-planned]")).to_have_count(2)
+    expect(page.locator("li[data-kind=escalation-planned]").last).to_contain_text("escalation step 2: email")
+    expect(page.locator("li[data-kind=escalation-cancelled]")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_an_org_admin_previews_and_sends_a_broadcast_to_their_org_and_watches_its_batch(
+    context: Any, browser: Any, db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    org, other = uuid.uuid4(), uuid.uuid4()
+    ours = [member(service, org) for _ in range(2)]
+    german = uuid.uuid4()
+    service.execute(
+        "SELECT notify.upsert_recipient(%s, %s, 'de-AT', org_id => %s)", (german, f"{german}@example.com", org)
+    )
+    theirs = member(service, other)
+    page = sign_in(context, server.url, make_token("ops-a", role="admin", org_id=str(org)), view="policies")
+    expect(page.get_by_label("broadcast org")).to_have_value(str(org))
+    expect(page.get_by_label("broadcast org")).to_have_attribute("readonly", "")
+    expect(page.locator("input[name=everyone]")).to_have_count(0)
+    page.get_by_label("broadcast title").fill("Maintenance tonight")
+    page.get_by_role("button", name="Preview recipients").click()
+    counts = page.locator("[data-view=broadcast-preview] [data-count]")
+    expect(page.locator("[data-count=recipients]")).to_have_text("3")
+    expect(page.locator("[data-count=in_app]")).to_have_text("3")
+    expect(counts).to_have_count(5)
+
+    page.get_by_label("broadcast language").fill("de")
+    expect(page.locator("[data-view=broadcast-preview]")).to_have_count(0)  # a changed audience: preview again
+    page.get_by_role("button", name="Preview recipients").click()
+    expect(page.locator("[data-count=recipients]")).to_have_text("1")
+    # Refused by the API's model, then by the database: said where the preview would be, and nothing to send.
+    for label, bad, said in (
+        ("language", "not a language", "locale"),
+        ("time zone", "Europe/Nowhere", "unknown time zone"),
+    ):
+        page.get_by_label(f"broadcast {label}").fill(bad)
+        page.get_by_role("button", name="Preview recipients").click()
+        expect(page.locator("[data-broadcast-preview] .error")).to_contain_text(said)
+        page.get_by_label(f"broadcast {label}").fill("")
+        expect(page.locator("[data-action=broadcast]")).to_have_count(0)
+    page.get_by_role("button", name="Preview recipients").click()
+    expect(page.locator("[data-count=recipients]")).to_have_text("3")
+    shot(page, "broadcast")
+
+    page.locator("[data-action=broadcast]").click()
+    expect(page.locator("#confirm-text")).to_have_text('Send "Maintenance tonight" to 3 users?')
+    page.locator("#confirm-ok").click()
+    progress = page.locator("[data-broadcast-progress]")
+    expect(progress).to_contain_text("3 of 3 notifications")
+    batch = progress.get_attribute("data-batch")
+    assert batch is not None
+    got = db.execute(
+        "SELECT user_id FROM notify.notifications WHERE batch_id = %s AND title = 'Maintenance tonight'", (batch,)
+    ).fetchall()
+    assert sorted(row[0] for row in got) == sorted([*ours, german])
+    assert theirs not in {row[0] for row in got}
+    assert page.errors == []
+
+    # A DBA names any org, or everyone.
+    dba = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        page = sign_in(dba, server.url, make_token("ops", role="admin"), view="policies")
+        page.get_by_label("broadcast org").fill(str(other))
+        page.get_by_label("broadcast title").fill("Hello")
+        page.get_by_role("button", name="Preview recipients").click()
+        expect(page.locator("[data-count=recipients]")).to_have_text("1")
+        page.locator("input[name=everyone]").check()
+        page.get_by_role("button", name="Preview recipients").click()
+        as_dba = dba_conn(db)
+        try:
+            expected = as_dba.execute("SELECT notify.broadcast_preview(NULL, 'system') -> 'recipients'").fetchone()
+        finally:
+            as_dba.close()
+        assert expected is not None and expected[0] >= 4
+        expect(page.locator("[data-count=recipients]")).to_have_text(str(expected[0]))
+        assert page.errors == []
+    finally:
+        dba.close()

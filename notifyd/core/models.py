@@ -356,6 +356,19 @@ class Decision(BaseModel):
     provider: str | None = Field(default=None, description="who took it: resend, smtp, twilio (or may have: a timeout)")
 
 
+class EscalationStep(BaseModel):
+    step: int = Field(description="its place in the chain, from 1")
+    channel: Channel
+    after: str = Field(description="its delay after the send, as an interval")
+    unless: str | None = Field(description="seen or read: what cancels it while it waits")
+    planned_for: str = Field(description="the send plus after")
+    scheduled_for: str | None = Field(description="later when quiet hours or a rate limit moved it")
+    state: str = Field(description="planned, run, cancelled, skipped, failed, ...")
+    reason: str | None = Field(description="why: cancelled because seen or read at ..., or why it was skipped")
+    run_at: str | None
+    cancelled_at: str | None
+
+
 class Explanation(BaseModel):
     notification_id: uuid.UUID
     user_id: uuid.UUID
@@ -372,6 +385,9 @@ class Explanation(BaseModel):
     group_count: int
     decisions: list[Decision]
     folds: list[dict[str, Any]]
+    escalation: list[EscalationStep] | None = Field(
+        default=None, description="each step of its escalation chain and what became of it; null without a chain"
+    )
     providers: list[ProviderCircuit] = Field(description="each provider's circuit breaker now: where new e-mail goes")
 
 

@@ -30,10 +30,14 @@ const PRIORITIES = ["critical", "high", "normal", "low"];
  *   processes: ProcessFigures[]}} Figures
  * @typedef {{channel: string, status: string, reason: string | null, scheduled_for: string | null, attempts: number,
  *   error: string | null, sent_at: string | null, delivered_at: string | null, opened_at: string | null,
- *   clicked_at: string | null, failed_at: string | null, decided_at: string}} Decision
+ *   clicked_at: string | null, failed_at: string | null, decided_at: string, provider: string | null}} Decision
+ * @typedef {{step: number, channel: string, after: string, unless: string, planned_for: string,
+ *   scheduled_for: string | null, state: string, reason: string | null, run_at: string | null,
+ *   cancelled_at: string | null}} EscalationStep
  * @typedef {{notification_id: string, user_id: string, type: string, priority: string, rule: string,
  *   created_at: string, send_at: string | null, expires_at: string | null, read_at: string | null,
- *   deleted_at: string | null, decisions: Decision[], folds: {title: string, folded_at: string}[]}} Explanation
+ *   deleted_at: string | null, decisions: Decision[], folds: {title: string, folded_at: string}[],
+ *   escalation: EscalationStep[] | null}} Explanation
  * @typedef {{bucket_start: string, notification_type: string, channel: string, sent: number, delivered: number,
  *   opened: number, clicked: number, delivery_rate: string | null, open_rate: string | null,
  *   click_rate: string | null}} AnalyticsRow
@@ -232,6 +236,11 @@ function choice(name, options) {
 
 // --- One notification: notify.explain as a timeline ------------------------------------------------------
 
+/** Who answered a delivery: its provider when the worker recorded one. @param {Decision} d */
+function by(d) {
+  return d.provider ? `the provider (${d.provider})` : "the provider";
+}
+
 /** @param {string} id */
 async function oneNotification(id) {
   view.replaceChildren(h("h2", { text: `Notification ${id}` }));
@@ -243,11 +252,17 @@ async function oneNotification(id) {
     const device = d.channel === "push" ? " (one device)" : "";
     steps.push({ at: d.decided_at, what: `${d.channel}${device} planned; now ${d.status}${d.reason ? ` — ${d.reason}` : ""}`, kind: "planned" });
     if (d.scheduled_for) steps.push({ at: d.decided_at, what: `${d.channel} held until ${when(d.scheduled_for)}`, kind: "held" });
-    if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} sent${d.attempts ? ` (attempt ${d.attempts})` : ""}`, kind: "sent" });
+    if (d.sent_at) steps.push({ at: d.sent_at, what: `${d.channel} sent${d.provider ? ` by ${d.provider}` : ""}${d.attempts ? ` (attempt ${d.attempts})` : ""}`, kind: "sent" });
     if (d.delivered_at) steps.push({ at: d.delivered_at, what: `${d.channel} delivered`, kind: "delivered" });
     if (d.opened_at) steps.push({ at: d.opened_at, what: `${d.channel} opened`, kind: "opened" });
     if (d.clicked_at) steps.push({ at: d.clicked_at, what: `${d.channel} clicked`, kind: "clicked" });
-    if (d.failed_at) steps.push({ at: d.failed_at, what: `${d.channel} failed for good; the provider answered: ${d.error ?? d.reason ?? "nothing"}`, kind: "failed" });
+    if (d.failed_at) steps.push({ at: d.failed_at, what: `${d.channel} failed for good; ${by(d)} answered: ${d.error ?? d.reason ?? "nothing"}`, kind: "failed" });
+  }
+  for (const e of found.escalation ?? []) {
+    const step = `escalation step ${e.step}: ${e.channel} after ${e.after}${e.unless ? `, unless ${e.unless}` : ""}`;
+    steps.push({ at: e.planned_for, what: `${step} planned for ${when(e.scheduled_for ?? e.planned_for)}`, kind: "escalation-planned" });
+    if (e.run_at) steps.push({ at: e.run_at, what: `${step} run`, kind: "escalation-run" });
+    if (e.cancelled_at) steps.push({ at: e.cancelled_at, what: `${step} ${e.reason ?? "cancelled"}`, kind: "escalation-cancelled" });
   }
   for (const fold of found.folds) steps.push({ at: fold.folded_at, what: `folded in: ${fold.title}`, kind: "folded" });
   if (found.read_at) steps.push({ at: found.read_at, what: "read", kind: "read" });
@@ -800,8 +815,87 @@ async function policiesView() {
     h("table", { "data-view": "retention" },
       h("thead", {}, h("tr", {}, ...["Type", "Kept for", "Read kept per user"].map((t) => h("th", { text: t })))),
       retentionRows),
-    isDba ? retentionForm : "", changedNote);
+    isDba ? retentionForm : "", changedNote,
+    broadcastComposer(isDba, isDba ? "" : String(token.org_id)));
   await loadOrg();
+}
+
+// --- Broadcast: the composer, its recipient preview, a confirmation, then the batch's progress ---------------
+
+/**
+ * @typedef {{recipients: number, channels: {in_app: number, push: number, email: number, email_digest: number},
+ *   global_rate_per_minute: number}} Preview
+ * @typedef {{batch_id: string, status: string, counts: {total: number, created: number, read: number,
+ *   deliveries: Record<string, number>}}} Batch
+ */
+
+/** @param {boolean} isDba @param {string} ownOrg */
+function broadcastComposer(isDba, ownOrg) {
+  const previewed = h("div", { "data-broadcast-preview": "" });
+  const progress = h("p", { role: "status", "data-broadcast-progress": "" });
+  // A changed audience needs a new preview: the send goes to the audience previewed and confirmed.
+  const form = h("form", { class: "filters", "data-broadcast": "", oninput: () => previewed.replaceChildren(), onsubmit: (/** @type {SubmitEvent} */ e) => {
+    e.preventDefault();
+    void preview().catch((error) => { previewed.replaceChildren(h("p", { class: "error", text: error.message })); });
+  } },
+  field("org", h("input", { name: "org_id", size: 36, "aria-label": "broadcast org", value: ownOrg, readonly: !isDba })),
+  isDba && field("everyone (every org)", h("input", { name: "everyone", type: "checkbox" })),
+  field("topic", h("input", { name: "topic", size: 14, "aria-label": "broadcast topic" })),
+  field("language", h("input", { name: "locale", size: 6, placeholder: "de", "aria-label": "broadcast language" })),
+  field("time zone", h("input", { name: "timezone", size: 16, placeholder: "Europe/Berlin", "aria-label": "broadcast time zone" })),
+  field("type", h("input", { name: "type", size: 12, required: true, value: "system", "aria-label": "broadcast type" })),
+  field("priority", h("select", { name: "priority", "aria-label": "broadcast priority" },
+    ...PRIORITIES.map((p) => h("option", { value: p, text: p, selected: p === "normal" })))),
+  field("title", h("input", { name: "title", size: 30, required: true, "aria-label": "broadcast title" })),
+  field("body", h("textarea", { name: "body", rows: 2, cols: 40, "aria-label": "broadcast body" })),
+  h("button", { type: "submit", text: "Preview recipients" }));
+
+  /** The audience and notification as the form says them; null org_id is every org (a DBA's "everyone"). */
+  const audience = () => {
+    const data = new FormData(form);
+    const text = (/** @type {string} */ name) => String(data.get(name) ?? "").trim() || null;
+    return { org_id: data.get("everyone") === "on" ? null : text("org_id"), topic: text("topic"), locale: text("locale"),
+      timezone: text("timezone"), type: text("type") ?? "", priority: text("priority") ?? "normal" };
+  };
+  const preview = async () => {
+    const asked = audience();
+    const found = /** @type {Preview} */ (await api(`${ADMIN}/broadcasts/preview`, { method: "POST", body: asked }));
+    const split = found.channels;
+    const send = async () => {
+      if (!(await confirmed(`Send "${String(new FormData(form).get("title") ?? "")}" to ${found.recipients} users?`))) return;
+      const data = new FormData(form);
+      const sent = await api(`${ADMIN}/broadcasts`, { method: "POST", body: {
+        ...asked, title: String(data.get("title") ?? ""), body: String(data.get("body") ?? "") || null,
+      } });
+      if (!sent.batch_id) {
+        progress.textContent = "Nobody matched: nothing was sent.";
+        return;
+      }
+      progress.dataset.batch = sent.batch_id;
+      watch(String(sent.batch_id));
+    };
+    previewed.replaceChildren(h("table", { "data-view": "broadcast-preview" },
+      h("thead", {}, h("tr", {}, ...["Recipients", "In-app", "Push", "E-mail now", "E-mail by digest"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, h("tr", {}, ...[found.recipients, split.in_app, split.push, split.email, split.email_digest].map((n, i) =>
+        h("td", { "data-count": ["recipients", "in_app", "push", "email", "email_digest"][i], text: String(n) }))))),
+    h("p", { text: `Push and e-mail go at the global rate: ${found.global_rate_per_minute} a minute.` }),
+    h("button", { class: "primary", type: "button", "data-action": "broadcast", disabled: found.recipients === 0,
+      onclick: () => void send().catch(showError), text: `Send to ${found.recipients} users` }));
+  };
+  /** Polls the batch until nothing of it is pending or held. @param {string} batch */
+  const watch = (batch) => {
+    let timer = 0;
+    const tick = async () => {
+      const got = /** @type {Batch} */ (await api(`/api/v1/notifications/bulk/${encodeURIComponent(batch)}`));
+      const deliveries = Object.entries(got.counts.deliveries).map(([s, n]) => `${n} ${s}`).join(", ") || "none";
+      progress.dataset.status = got.status;
+      progress.textContent = `Batch ${batch}: ${got.status}; ${got.counts.created} of ${got.counts.total} notifications, ${got.counts.read} read; deliveries: ${deliveries}.`;
+      if (got.status === "processing") timer = window.setTimeout(() => void tick().catch(showError), POLL_MS);
+    };
+    stops.push(() => clearTimeout(timer));
+    void tick().catch(showError);
+  };
+  return h("section", {}, h("h3", { text: "Broadcast" }), form, previewed, progress);
 }
 
 // --- routing ---------------------------------------------------------------------------------------------
