@@ -166,7 +166,7 @@ BEGIN
         (notification_id, user_id, channel, status, reason, scheduled_for)
     VALUES (NEW.id, NEW.user_id, 'in_app', 'pending',
             format('snoozed until %s', NEW.snoozed_until), NEW.snoozed_until)
-    ON CONFLICT (notification_id, channel, subscription_id) DO UPDATE
+    ON CONFLICT (notification_id, channel, subscription_id, target_id) DO UPDATE
     SET status = 'pending', reason = excluded.reason, scheduled_for = excluded.scheduled_for,
         queued_at = NULL, dispatched_by = NULL, sent_at = NULL, updated_at = notify.now();
     PERFORM notify_private.queue_dispatch(NEW.snoozed_until);
@@ -235,7 +235,7 @@ BEGIN
         SELECT coalesce(s.token_at > notify.now() AND NOT coalesce(p.scheduled_for >= s.token_at, false), false)
                AS waits
     ) AS w
-    ON CONFLICT (notification_id, channel, subscription_id) DO UPDATE
+    ON CONFLICT (notification_id, channel, subscription_id, target_id) DO UPDATE
     SET status = excluded.status, reason = excluded.reason, scheduled_for = excluded.scheduled_for, attempts = 0,
         queued_at = NULL, dispatched_by = NULL, sent_at = NULL, delivered_at = NULL, failed_at = NULL,
         error_message = NULL, updated_at = notify.now();
