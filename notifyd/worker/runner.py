@@ -45,6 +45,8 @@ EXIT_DATABASE_LOST = 2
 DATABASE_GRACE = 15.0
 # Seconds the Procrastinate worker gets to stop by itself once the database is lost.
 DATABASE_LOST_STOP = 1.0
+# Seconds the pool's connections get to be given back once the worker has stopped; then they are cut.
+POOL_CLOSE_WAIT = 5.0
 
 
 def database_grace(settings: Settings) -> float:
@@ -153,6 +155,11 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
             # The worker serves no /metrics: what it knows alone reaches the console through the database.
             reporting = asyncio.create_task(figures.report(pool, Metrics(), "worker"), name="figures report")
             done, _ = await asyncio.wait({worker, watchdog, stopping, recovery}, return_when=asyncio.FIRST_COMPLETED)
+            if done == {worker}:
+                # Procrastinate's worker stops on its own when a side task loses its connection: whether the
+                # database is gone is the watchdog's to say, within its grace.
+                await asyncio.wait({watchdog, stopping}, timeout=database_grace(settings) + 1)
+                done = {task for task in (worker, watchdog, stopping, recovery) if task.done()}
             for task in (watchdog, stopping, recovery, reporting):
                 task.cancel()
             if worker not in done:
@@ -180,7 +187,12 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
     finally:
         for channel in channels:
             await channel.close()
-        await pool.close()
+        try:
+            # A graceful close waits for every connection's release, and a query cut off by a lost database
+            # (the figures report's, say) may never give its connection back.
+            await asyncio.wait_for(pool.close(), timeout=POOL_CLOSE_WAIT)
+        except TimeoutError:
+            pool.terminate()
         await render_pool.stop()
 
 
