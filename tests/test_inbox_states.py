@@ -89,7 +89,7 @@ PAST = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2025, 1, 
     lambda at: at.isoformat()
 )
 NOT_A_TIME = st.one_of(
-    st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.text(max_size=30),
+    st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(), st.text(max_size=30),
     st.datetimes(timezones=st.none()).map(lambda at: at.isoformat()),
 )  # fmt: skip
 
