@@ -578,3 +578,58 @@ def test_a_bulk_send_follows_the_types_chain(db: psycopg.Connection[Any], servic
         (datetime.fromisoformat(CLOCK) + timedelta(minutes=15),),
     ).fetchall()
     assert rows == [("pending", "read", True)] * 3
+
+
+def test_an_sms_step_waits_for_its_time_and_a_read_cancels_it(db: psycopg.Connection[Any], service: Any) -> None:
+    service.execute("SELECT notify.upsert_recipient_v2(%s, phone => '+14155550100')", (USER,))
+    pin_clock(db, service)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "sms", "after": "10 minutes", "unless": "read"}])
+    notification = send(service)
+    steps = steps_of(db, notification)
+    assert steps["sms"] == ("pending", datetime.fromisoformat(CLOCK) + timedelta(minutes=10), "read")
+    as_user = user_conn(db, str(USER))
+    try:
+        as_user.execute("SELECT notify.mark_read(%s)", (notification,))
+    finally:
+        as_user.close()
+    row = db.execute(
+        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'sms'",
+        (notification,),
+    ).fetchone()
+    assert row is not None and row[0] == "cancelled" and row[1].startswith("cancelled: the user read it at")
+
+
+def test_a_chain_sent_over_rest_overrides_the_types_and_a_bad_one_writes_nothing(
+    db: psycopg.Connection[Any], own_server: Any
+) -> None:
+    recipient(db, device=False)
+    set_chain(db, "task", CHAIN)
+    server: ServerProcess = own_server()
+    service_auth = {"Authorization": f"Bearer {make_token('ticketing', role='service')}"}
+    body = {"user_id": str(USER), "type": "task", "title": "Assigned"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        own = [{"channel": "email", "after": "2 hours", "unless": "read"}]
+        sent = client.post("/api/v1/notifications", json={**body, "escalation": own}, headers=service_auth)
+        assert sent.status_code == 202, sent.text
+        notification = uuid.UUID(sent.json()["id"])
+        stored = db.execute("SELECT escalation FROM notify.notifications WHERE id = %s", (notification,)).fetchone()
+        assert stored is not None and stored[0] == [{"channel": "email", "after": "02:00:00", "unless": "read"}]
+        steps = steps_of(db, notification)
+        assert set(steps) == {"email"} and steps["email"][0] == "pending" and steps["email"][2] == "read"
+        # [] sends it without a chain: the priority's channels (e-mail held for the default digest).
+        plain = client.post("/api/v1/notifications", json={**body, "escalation": []}, headers=service_auth)
+        assert plain.status_code == 202, plain.text
+        assert steps_of(db, uuid.UUID(plain.json()["id"]))["email"] == ("held", None, None)
+        count = db.execute("SELECT count(*) FROM notify.notifications").fetchone()
+        for steps, message in [
+            ([{"channel": "email", "after": "1 hour"}, {"channel": "push", "after": "5 minutes"}], "must not decrease"),
+            ([{"channel": "email", "after": "soon"}], "after must be an interval"),
+            ([{"channel": "fax"}], None),
+            ([{"channel": "email", "unless": "clicked"}], None),
+            ([{"channel": "email"}, {"channel": "email"}], "in the chain already"),
+        ]:
+            bad = client.post("/api/v1/notifications", json={**body, "escalation": steps}, headers=service_auth)
+            assert bad.status_code == 422, (steps, bad.text)
+            if message is not None:
+                assert message in bad.text, bad.text
+        assert db.execute("SELECT count(*) FROM notify.notifications").fetchone() == count

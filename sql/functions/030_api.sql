@@ -44,6 +44,8 @@ $$;
 COMMENT ON FUNCTION notify.require_same_request(bytea, bytea)
     IS 'refuses a replayed idempotency key whose request digest differs from the first one''s (SQLSTATE 23505)';
 
+-- A send's own escalation chain came as a last argument: the signature without it goes.
+DROP FUNCTION IF EXISTS notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text);
 CREATE OR REPLACE FUNCTION notify.send(
     user_id         uuid,
     type            text,
@@ -57,7 +59,8 @@ CREATE OR REPLACE FUNCTION notify.send(
     idempotency_key text DEFAULT NULL,
     expires_at      timestamptz DEFAULT NULL,
     send_at         timestamptz DEFAULT NULL,
-    group_key       text DEFAULT NULL
+    group_key       text DEFAULT NULL,
+    escalation      jsonb DEFAULT NULL
 ) RETURNS uuid
     LANGUAGE plpgsql
     SET search_path = ''
@@ -72,11 +75,11 @@ BEGIN
     -- The key is bound to this request: the trigger refuses it with another one (its digest differs).
     INSERT INTO notify.notifications AS n
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key, request_digest)
+         idempotency_key, expires_at, send_at, group_key, escalation, request_digest)
     VALUES
         (send.user_id, send.type, send.title, send.body, send.priority, send.data, send.channels,
          send.template, send.template_vars, send.idempotency_key, send.expires_at, send.send_at,
-         send.group_key,
+         send.group_key, send.escalation,
          CASE WHEN send.idempotency_key IS NOT NULL THEN notify.request_digest(
              send.type, send.title, send.body, send.priority, send.data, send.channels, send.template,
              send.template_vars, send.expires_at, send.send_at, send.group_key, NULL) END)
@@ -100,8 +103,8 @@ BEGIN
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
-    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
+COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text, jsonb)
+    IS 'creates one notification (same as an INSERT) and returns its id; escalation is its own chain, overriding its type''s ([] none); a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
 
 -- What send_bulk, send_topic and broadcast share: the batch row (and the replay of its idempotency key), then
 -- the rows, whose seqs, in-app tokens and decision records take_bulk_seqs takes for a whole chunk in one

@@ -19,7 +19,7 @@ GRANT EXECUTE ON FUNCTION notify.now(), notify.current_claims(), notify.current_
     notify.require_type(text)
     TO notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 GRANT EXECUTE ON FUNCTION
-    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
+    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text, jsonb),
     notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
     notify.upsert_recipient(uuid, text, text, text, uuid), notify.upsert_recipient_v2(uuid, text, text, text, uuid, text)
     TO notify_service, notify_admin;
