@@ -614,8 +614,8 @@ def test_a_chain_sent_over_rest_overrides_the_types_and_a_bad_one_writes_nothing
         notification = uuid.UUID(sent.json()["id"])
         stored = db.execute("SELECT escalation FROM notify.notifications WHERE id = %s", (notification,)).fetchone()
         assert stored is not None and stored[0] == [{"channel": "email", "after": "02:00:00", "unless": "read"}]
-        steps = steps_of(db, notification)
-        assert set(steps) == {"email"} and steps["email"][0] == "pending" and steps["email"][2] == "read"
+        planned = steps_of(db, notification)
+        assert set(planned) == {"email"} and planned["email"][0] == "pending" and planned["email"][2] == "read"
         # [] sends it without a chain: the priority's channels (e-mail held for the default digest).
         plain = client.post("/api/v1/notifications", json={**body, "escalation": []}, headers=service_auth)
         assert plain.status_code == 202, plain.text
