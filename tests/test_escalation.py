@@ -633,3 +633,11 @@ def test_a_chain_sent_over_rest_overrides_the_types_and_a_bad_one_writes_nothing
             if message is not None:
                 assert message in bad.text, bad.text
         assert db.execute("SELECT count(*) FROM notify.notifications").fetchone() == count
+        # The chain is part of the request an idempotency key is bound to.
+        keyed = {**body, "escalation": own, "idempotency_key": "esc-1"}
+        first = client.post("/api/v1/notifications", json=keyed, headers=service_auth)
+        assert first.status_code == 202, first.text
+        replay = client.post("/api/v1/notifications", json=keyed, headers=service_auth)
+        assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
+        other = client.post("/api/v1/notifications", json={**keyed, "escalation": []}, headers=service_auth)
+        assert other.status_code == 422, other.text

@@ -3,16 +3,21 @@
 -- Only the request's own words count: defaults filled in, channels and recipients as sets, times as
 -- instants (not in the session's time zone), and no title or body for a template send (notifyd puts the
 -- rendering there, in the user's language). PL/pgSQL, whose plan is kept for the session: a SQL function
--- with subqueries is not inlined, and would be planned anew at every send.
+-- with subqueries is not inlined, and would be planned anew at every send. A send's own escalation chain
+-- is added only when given, so that the digests kept before it existed still match their replays.
+DROP FUNCTION IF EXISTS notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[]);
 CREATE OR REPLACE FUNCTION notify.request_digest(
     type text, title text, body text, priority text, data jsonb, channels text[], template text,
-    template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[]
+    template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[],
+    escalation jsonb DEFAULT NULL
 ) RETURNS bytea
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = ''
 AS $$
+DECLARE
+    words jsonb;
 BEGIN
-    RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+    words := pg_catalog.jsonb_build_array(
         request_digest.type,
         CASE WHEN request_digest.template IS NULL THEN pg_catalog.btrim(coalesce(request_digest.title, '')) END,
         CASE WHEN request_digest.template IS NULL THEN coalesce(request_digest.body, '') END,
@@ -21,11 +26,14 @@ BEGIN
         request_digest.template, coalesce(request_digest.template_vars, '{}'),
         extract(epoch FROM request_digest.expires_at), extract(epoch FROM request_digest.send_at),
         request_digest.group_key,
-        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u)
-    )::text, 'UTF8'));
+        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u));
+    IF request_digest.escalation IS NOT NULL THEN
+        words := words || pg_catalog.jsonb_build_array(request_digest.escalation);
+    END IF;
+    RETURN pg_catalog.sha256(pg_catalog.convert_to(words::text, 'UTF8'));
 END
 $$;
-COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[])
+COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[], jsonb)
     IS 'sha256 of a send''s arguments as a canonical JSON array: what its idempotency key is bound to';
 
 CREATE OR REPLACE FUNCTION notify.require_same_request(first_request bytea, this_request bytea) RETURNS void
@@ -82,7 +90,7 @@ BEGIN
          send.group_key, send.escalation,
          CASE WHEN send.idempotency_key IS NOT NULL THEN notify.request_digest(
              send.type, send.title, send.body, send.priority, send.data, send.channels, send.template,
-             send.template_vars, send.expires_at, send.send_at, send.group_key, NULL) END)
+             send.template_vars, send.expires_at, send.send_at, send.group_key, NULL, send.escalation) END)
     RETURNING n.id INTO new_id;
     IF new_id IS NULL AND send.idempotency_key IS NOT NULL THEN
         -- The trigger skipped a replayed key or folded a new one: answer with the notification holding it.

@@ -25,7 +25,7 @@ GRANT EXECUTE ON FUNCTION
     TO notify_service, notify_admin;
 -- notify.send and send_bulk run as their caller (and as notify_definer inside send_test and row triggers).
 GRANT EXECUTE ON FUNCTION
-    notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[]),
+    notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[], jsonb),
     notify.require_same_request(bytea, bytea)
     TO notify_service, notify_admin, notify_definer;
 GRANT EXECUTE ON FUNCTION notify.mark_read(uuid), notify.mark_all_read(), notify.unread_count()
