@@ -23,7 +23,7 @@ from notifyd.core.config import env, transaction_pooling
 from notifyd.core.models import NotificationCreate
 from notifyd.db.pool import as_role, as_worker, create_pool
 from notifyd.db.queries import query
-from notifyd.domain.sending import send_args
+from notifyd.domain.sending import send_one_args
 
 # The service name the operators' commands act as (the sub of their claims).
 CLI_SERVICE = "notifyd-cli"
@@ -95,7 +95,7 @@ def send(notification: NotificationCreate, idempotency_key: str | None) -> dict[
     async def work(pool: asyncpg.Pool) -> dict[str, Any]:
         channels = list(notification.channels) if notification.channels is not None else None
         async with as_role(pool, "notify_service", CLI_CLAIMS) as conn:
-            args = send_args(notification, channels, idempotency_key)
+            args = send_one_args(notification, channels, idempotency_key)
             notification_id = await conn.fetchval(query("send_notification"), notification.user_id, *args)
             row = await conn.fetchrow(query("sent_notification"), notification_id)
         assert row is not None, "a service sees every notification"

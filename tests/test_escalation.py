@@ -106,6 +106,22 @@ def recipient(db: psycopg.Connection[Any], *, device: bool = True, digest: str |
         )
 
 
+def mark_read_as_the_user(db: psycopg.Connection[Any], notification: uuid.UUID) -> None:
+    as_user = user_conn(db, str(USER))
+    try:
+        as_user.execute("SELECT notify.mark_read(%s)", (notification,))
+    finally:
+        as_user.close()
+
+
+def assert_cancelled_by_the_read(db: psycopg.Connection[Any], notification: uuid.UUID, channel: str) -> None:
+    row = db.execute(
+        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s AND channel = %s",
+        (notification, channel),
+    ).fetchone()
+    assert row is not None and row[0] == "cancelled" and row[1].startswith("cancelled: the user read it at")
+
+
 def test_a_chain_plans_each_step_at_its_time(db: psycopg.Connection[Any], service: Any) -> None:
     recipient(db)
     pin_clock(db, service)
@@ -156,15 +172,8 @@ def test_reading_cancels_a_step_waiting_unless_read(db: psycopg.Connection[Any],
     notification = send(service)
     db.execute("UPDATE notify.notifications SET seen_at = now() WHERE id = %s", (notification,))
     assert steps_of(db, notification)["email"][0] == "pending"  # seen is not read
-    as_user = user_conn(db, str(USER))
-    try:
-        as_user.execute("SELECT notify.mark_read(%s)", (notification,))
-    finally:
-        as_user.close()
-    status = db.execute(
-        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
-    ).fetchone()
-    assert status is not None and status[0] == "cancelled" and status[1].startswith("cancelled: the user read it at")
+    mark_read_as_the_user(db, notification)
+    assert_cancelled_by_the_read(db, notification, "email")
 
 
 def test_an_email_step_is_an_email_even_for_digest_users_and_low_priority(
@@ -481,6 +490,15 @@ def test_the_worker_killed_between_steps_loses_none_runs_none_twice_and_none_aft
 
 # --- over REST -----------------------------------------------------------------------------------------------
 
+# Bad chains and what the database's 422 says of each (None: the request model refuses it first).
+BAD_CHAINS_OVER_REST: list[tuple[list[dict[str, str]], str | None]] = [
+    ([{"channel": "email", "after": "1 hour"}, {"channel": "push", "after": "5 minutes"}], "must not decrease"),
+    ([{"channel": "email", "after": "soon"}], "after must be an interval"),
+    ([{"channel": "fax"}], None),
+    ([{"channel": "email", "unless": "clicked"}], None),
+    ([{"channel": "email"}, {"channel": "email"}], "in the chain already"),
+]
+
 
 def test_admins_read_and_dbas_set_chains_over_rest(db: psycopg.Connection[Any], own_server: Any) -> None:
     server: ServerProcess = own_server()
@@ -505,13 +523,7 @@ def test_admins_read_and_dbas_set_chains_over_rest(db: psycopg.Connection[Any], 
         assert refused.status_code == 403
         assert client.get(path, headers=user).status_code == 403
         # Bad chains: 422 with the database's message, and the chain stays as it was.
-        for steps, message in [
-            ([{"channel": "email", "after": "1 hour"}, {"channel": "push", "after": "5 minutes"}], "must not decrease"),
-            ([{"channel": "email", "after": "soon"}], "after must be an interval"),
-            ([{"channel": "fax"}], None),
-            ([{"channel": "email", "unless": "clicked"}], None),
-            ([{"channel": "email"}, {"channel": "email"}], "in the chain already"),
-        ]:
+        for steps, message in BAD_CHAINS_OVER_REST:
             bad = client.put(f"{path}/task", json={"steps": steps}, headers=dba)
             assert bad.status_code == 422, (steps, bad.text)
             if message is not None:
@@ -541,10 +553,7 @@ def test_a_read_over_the_websocket_cancels_the_waiting_step(
     assert steps_of(db, notification)["email"][0] == "pending"
     answer = asyncio.run(read_over_the_websocket(server, USER, notification))
     assert answer["notification_id"] == str(notification) and answer["unread_count"] == 0
-    status = db.execute(
-        "SELECT status, reason FROM notify.notification_deliveries WHERE notification_id = %s", (notification,)
-    ).fetchone()
-    assert status is not None and status[0] == "cancelled" and status[1].startswith("cancelled: the user read it at")
+    assert_cancelled_by_the_read(db, notification, "email")
 
 
 def test_a_step_waits_for_its_rate_limit_token(db: psycopg.Connection[Any], service: Any) -> None:
@@ -578,3 +587,52 @@ def test_a_bulk_send_follows_the_types_chain(db: psycopg.Connection[Any], servic
         (datetime.fromisoformat(CLOCK) + timedelta(minutes=15),),
     ).fetchall()
     assert rows == [("pending", "read", True)] * 3
+
+
+def test_an_sms_step_waits_for_its_time_and_a_read_cancels_it(db: psycopg.Connection[Any], service: Any) -> None:
+    service.execute("SELECT notify.upsert_recipient_v2(%s, phone => '+14155550100')", (USER,))
+    pin_clock(db, service)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "sms", "after": "10 minutes", "unless": "read"}])
+    notification = send(service)
+    steps = steps_of(db, notification)
+    assert steps["sms"] == ("pending", datetime.fromisoformat(CLOCK) + timedelta(minutes=10), "read")
+    mark_read_as_the_user(db, notification)
+    assert_cancelled_by_the_read(db, notification, "sms")
+
+
+def test_a_chain_sent_over_rest_overrides_the_types_and_a_bad_one_writes_nothing(
+    db: psycopg.Connection[Any], own_server: Any
+) -> None:
+    recipient(db, device=False)
+    set_chain(db, "task", CHAIN)
+    server: ServerProcess = own_server()
+    service_auth = {"Authorization": f"Bearer {make_token('ticketing', role='service')}"}
+    body = {"user_id": str(USER), "type": "task", "title": "Assigned"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        own = [{"channel": "email", "after": "2 hours", "unless": "read"}]
+        sent = client.post("/api/v1/notifications", json={**body, "escalation": own}, headers=service_auth)
+        assert sent.status_code == 202, sent.text
+        notification = uuid.UUID(sent.json()["id"])
+        stored = db.execute("SELECT escalation FROM notify.notifications WHERE id = %s", (notification,)).fetchone()
+        assert stored is not None and stored[0] == [{"channel": "email", "after": "02:00:00", "unless": "read"}]
+        planned = steps_of(db, notification)
+        assert set(planned) == {"email"} and planned["email"][0] == "pending" and planned["email"][2] == "read"
+        # [] sends it without a chain: the priority's channels (e-mail held for the default digest).
+        plain = client.post("/api/v1/notifications", json={**body, "escalation": []}, headers=service_auth)
+        assert plain.status_code == 202, plain.text
+        assert steps_of(db, uuid.UUID(plain.json()["id"]))["email"] == ("held", None, None)
+        count = db.execute("SELECT count(*) FROM notify.notifications").fetchone()
+        for steps, message in BAD_CHAINS_OVER_REST:
+            bad = client.post("/api/v1/notifications", json={**body, "escalation": steps}, headers=service_auth)
+            assert bad.status_code == 422, (steps, bad.text)
+            if message is not None:
+                assert message in bad.text, bad.text
+        assert db.execute("SELECT count(*) FROM notify.notifications").fetchone() == count
+        # The chain is part of the request an idempotency key is bound to.
+        keyed = {**body, "escalation": own, "idempotency_key": "esc-1"}
+        first = client.post("/api/v1/notifications", json=keyed, headers=service_auth)
+        assert first.status_code == 202, first.text
+        replay = client.post("/api/v1/notifications", json=keyed, headers=service_auth)
+        assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
+        other = client.post("/api/v1/notifications", json={**keyed, "escalation": []}, headers=service_auth)
+        assert other.status_code == 422, other.text

@@ -453,11 +453,29 @@ def test_get_has_the_seed_shape_with_global_and_locks(client: httpx.Client, owne
         (org,),
     )
     prefs = ok(client.get(PREFS, headers=user_headers(member)), 200)
-    assert set(prefs) == {"items", "global"}
+    assert set(prefs) == {"items", "global", "topics"} and prefs["topics"] == []
     assert [i["notification_type"] for i in prefs["items"]] == TYPES
     assert all(SEED_ITEM_KEYS <= set(i) and i["in_app_enabled"] is True for i in prefs["items"])
     assert {i["notification_type"]: i["locked"] for i in prefs["items"] if i["locked"]} == {"security": ["email"]}
     assert GLOBAL_KEYS <= set(prefs["global"]) and prefs["global"]["default_digest_time"] == "09:00:00"
+
+
+def test_get_lists_the_callers_topics_with_their_mute_as_put_topic_sets_it(
+    client: httpx.Client, owner: psycopg.Connection[Any]
+) -> None:
+    org = uuid.uuid4()
+    me, other = user_headers(new_member(owner, org)), user_headers(new_member(owner, org))
+    assert client.put("/api/v1/topics/releases", json={"muted": True}, headers=me).status_code == 201
+    assert client.put("/api/v1/topics/billing", headers=me).status_code == 201
+    assert client.put("/api/v1/topics/outages", headers=other).status_code == 201
+    expected = [{"topic": "billing", "muted": False}, {"topic": "releases", "muted": True}]
+    assert ok(client.get(PREFS, headers=me), 200)["topics"] == expected
+    # The topic route is the way to change a mute; the preferences show it at once.
+    assert client.put("/api/v1/topics/releases", json={"muted": False}, headers=me).status_code == 200
+    assert ok(client.get(PREFS, headers=me), 200)["topics"][1] == {"topic": "releases", "muted": False}
+    assert client.delete("/api/v1/topics/billing", headers=me).status_code == 204
+    assert ok(client.get(PREFS, headers=me), 200)["topics"] == [{"topic": "releases", "muted": False}]
+    assert ok(client.get(PREFS, headers=other), 200)["topics"] == [{"topic": "outages", "muted": False}]
 
 
 def test_put_a_type_changes_the_given_keys_and_answers_the_item(client: httpx.Client) -> None:

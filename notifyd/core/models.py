@@ -68,6 +68,20 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EscalationStepIn(BaseModel):
+    """One step of an escalation chain as a request gives it (a type's, or one send's own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["in_app", "push", "email", "sms"]
+    after: Annotated[str, Field(max_length=100, examples=["15 minutes"])] | None = Field(
+        default=None, description='an interval from the send, e.g. "15 minutes"; no earlier than the step before'
+    )
+    unless: Literal["seen", "read"] | None = Field(
+        default=None, description="what cancels the step while it waits (every step after the first: seen)"
+    )
+
+
 class _SendFields(_Request):
     """What one notification says; shared by the single, internal and bulk sends."""
 
@@ -105,6 +119,10 @@ class _SendFields(_Request):
 
 class NotificationCreate(_SendFields):
     user_id: uuid.UUID
+    escalation: Annotated[list[EscalationStepIn], Field(max_length=3)] | None = Field(
+        default=None,
+        description="this notification's own escalation chain, overriding its type's; [] sends it without one",
+    )
 
 
 class BulkCreate(_SendFields):

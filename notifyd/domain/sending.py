@@ -15,3 +15,9 @@ def send_args(
         body.type, body.title, body.body, body.priority, body.data, channels, body.template_id,
         body.template_vars, key, body.expires_at, body.send_at, body.group_key,
     ]  # fmt: skip
+
+
+def send_one_args(body: NotificationCreate, channels: list[Channel] | None, key: str | None) -> list[Any]:
+    """The arguments $2.. of send_notification: send_args, then the send's own escalation chain (None: its type's)."""
+    escalation = None if body.escalation is None else [step.model_dump(exclude_none=True) for step in body.escalation]
+    return [*send_args(body, channels, key), escalation]

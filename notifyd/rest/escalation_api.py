@@ -8,28 +8,17 @@ unknown channel or condition, a malformed or decreasing `after` is a 422 with it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from notifyd.core.models import EscalationStepIn as Step
 from notifyd.http.openapi import Endpoint
 from notifyd.http.shared import caller_value, org_admin, reply, type_name
 
 PREFIX = "/api/v1/admin/escalations"
-
-
-class Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    channel: Literal["in_app", "push", "email", "sms"]
-    after: Annotated[str, Field(max_length=100, examples=["15 minutes"])] | None = Field(
-        default=None, description='an interval from the send, e.g. "15 minutes"; no earlier than the step before'
-    )
-    unless: Literal["seen", "read"] | None = Field(
-        default=None, description="what cancels the step while it waits (every step after the first: seen)"
-    )
 
 
 class StoredStep(BaseModel):

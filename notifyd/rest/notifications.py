@@ -42,7 +42,7 @@ from notifyd.db.pool import as_caller
 from notifyd.db.queries import query
 from notifyd.domain import sensitive, templates
 from notifyd.domain.render_pool import RenderPool
-from notifyd.domain.sending import send_args
+from notifyd.domain.sending import send_args, send_one_args
 from notifyd.http.errors import ApiError, database_problem
 from notifyd.http.openapi import Endpoint
 from notifyd.http.readafter import DOCUMENTED as READ_AFTER
@@ -105,7 +105,9 @@ async def send_one(request: Request) -> tuple[asyncpg.Record, bool, dict[str, st
     channels = list(body.channels) if body.channels is not None else None
     async with as_caller(request.app.state.pool, caller) as conn:
         body = await render_before_insert(conn, body, request.app.state.settings.secrets, request.app.state.render_pool)
-        notification_id = await conn.fetchval(query("send_notification"), body.user_id, *send_args(body, channels, key))
+        notification_id = await conn.fetchval(
+            query("send_notification"), body.user_id, *send_one_args(body, channels, key)
+        )
         row = await conn.fetchrow(query("sent_notification"), notification_id)
         headers = await rate_limit_headers(conn)
     assert row is not None, "a service sees every notification"

@@ -180,11 +180,17 @@ class GlobalPreferences(_QuietHoursInForce):
     timezone: str = Field(description="IANA time zone of the user (UTC until they set one)")
 
 
+class TopicMute(BaseModel):
+    topic: str
+    muted: bool = Field(description="a muted topic's sends skip the caller; PUT /api/v1/topics/{topic} changes it")
+
+
 class Preferences(BaseModel):
     model_config = ConfigDict(serialize_by_alias=True)
 
     items: list[PreferenceItem]
     global_: GlobalPreferences = Field(alias="global")
+    topics: list[TopicMute] = Field(description="the caller's topic subscriptions, by topic, with their mute")
 
 
 class OrgDefaults(BaseModel):
@@ -225,7 +231,8 @@ async def get_preferences(request: Request) -> Response:
     caller = await end_user(request)
     async with as_caller(request.app.state.pool, caller) as conn:
         found = await conn.fetchval(query("preferences"))
-    return reply(Preferences.model_validate(found))
+        topics = await conn.fetch(query("my_topics"))
+    return reply(Preferences.model_validate({**found, "topics": [dict(t) for t in topics]}))
 
 
 async def put_preference(request: Request) -> Response:

@@ -121,7 +121,9 @@ export interface GlobalPreferences extends QuietHours {
   /** IANA time zone of the user (digests and quiet hours are in it). */
   timezone: string;
 }
-export interface Preferences { items: PreferenceItem[]; global: GlobalPreferences }
+/** A topic the user follows and whether it is muted (PUT /api/v1/topics/{topic} changes it). */
+export interface TopicMute { topic: string; muted: boolean }
+export interface Preferences { items: PreferenceItem[]; global: GlobalPreferences; topics: TopicMute[] }
 export type PreferenceChanges = Partial<Omit<PreferenceItem, "notification_type" | "locked" | "customized" | "updated_at">>;
 export type GlobalChanges = Partial<Omit<GlobalPreferences, "locked" | "customized" | "updated_at">>;
 

@@ -3,16 +3,21 @@
 -- Only the request's own words count: defaults filled in, channels and recipients as sets, times as
 -- instants (not in the session's time zone), and no title or body for a template send (notifyd puts the
 -- rendering there, in the user's language). PL/pgSQL, whose plan is kept for the session: a SQL function
--- with subqueries is not inlined, and would be planned anew at every send.
+-- with subqueries is not inlined, and would be planned anew at every send. A send's own escalation chain
+-- is added only when given, so that the digests kept before it existed still match their replays.
+DROP FUNCTION IF EXISTS notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[]);
 CREATE OR REPLACE FUNCTION notify.request_digest(
     type text, title text, body text, priority text, data jsonb, channels text[], template text,
-    template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[]
+    template_vars jsonb, expires_at timestamptz, send_at timestamptz, group_key text, recipients uuid[],
+    escalation jsonb DEFAULT NULL
 ) RETURNS bytea
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = ''
 AS $$
+DECLARE
+    words jsonb;
 BEGIN
-    RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+    words := pg_catalog.jsonb_build_array(
         request_digest.type,
         CASE WHEN request_digest.template IS NULL THEN pg_catalog.btrim(coalesce(request_digest.title, '')) END,
         CASE WHEN request_digest.template IS NULL THEN coalesce(request_digest.body, '') END,
@@ -21,11 +26,14 @@ BEGIN
         request_digest.template, coalesce(request_digest.template_vars, '{}'),
         extract(epoch FROM request_digest.expires_at), extract(epoch FROM request_digest.send_at),
         request_digest.group_key,
-        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u)
-    )::text, 'UTF8'));
+        (SELECT pg_catalog.array_agg(DISTINCT u ORDER BY u) FROM pg_catalog.unnest(request_digest.recipients) AS u));
+    IF request_digest.escalation IS NOT NULL THEN
+        words := words || pg_catalog.jsonb_build_array(request_digest.escalation);
+    END IF;
+    RETURN pg_catalog.sha256(pg_catalog.convert_to(words::text, 'UTF8'));
 END
 $$;
-COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[])
+COMMENT ON FUNCTION notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[], jsonb)
     IS 'sha256 of a send''s arguments as a canonical JSON array: what its idempotency key is bound to';
 
 CREATE OR REPLACE FUNCTION notify.require_same_request(first_request bytea, this_request bytea) RETURNS void
@@ -44,6 +52,8 @@ $$;
 COMMENT ON FUNCTION notify.require_same_request(bytea, bytea)
     IS 'refuses a replayed idempotency key whose request digest differs from the first one''s (SQLSTATE 23505)';
 
+-- A send's own escalation chain came as a last argument: the signature without it goes.
+DROP FUNCTION IF EXISTS notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text);
 CREATE OR REPLACE FUNCTION notify.send(
     user_id         uuid,
     type            text,
@@ -57,7 +67,8 @@ CREATE OR REPLACE FUNCTION notify.send(
     idempotency_key text DEFAULT NULL,
     expires_at      timestamptz DEFAULT NULL,
     send_at         timestamptz DEFAULT NULL,
-    group_key       text DEFAULT NULL
+    group_key       text DEFAULT NULL,
+    escalation      jsonb DEFAULT NULL
 ) RETURNS uuid
     LANGUAGE plpgsql
     SET search_path = ''
@@ -72,14 +83,14 @@ BEGIN
     -- The key is bound to this request: the trigger refuses it with another one (its digest differs).
     INSERT INTO notify.notifications AS n
         (user_id, type, title, body, priority, data, channels, template_id, template_vars,
-         idempotency_key, expires_at, send_at, group_key, request_digest)
+         idempotency_key, expires_at, send_at, group_key, escalation, request_digest)
     VALUES
         (send.user_id, send.type, send.title, send.body, send.priority, send.data, send.channels,
          send.template, send.template_vars, send.idempotency_key, send.expires_at, send.send_at,
-         send.group_key,
+         send.group_key, send.escalation,
          CASE WHEN send.idempotency_key IS NOT NULL THEN notify.request_digest(
              send.type, send.title, send.body, send.priority, send.data, send.channels, send.template,
-             send.template_vars, send.expires_at, send.send_at, send.group_key, NULL) END)
+             send.template_vars, send.expires_at, send.send_at, send.group_key, NULL, send.escalation) END)
     RETURNING n.id INTO new_id;
     IF new_id IS NULL AND send.idempotency_key IS NOT NULL THEN
         -- The trigger skipped a replayed key or folded a new one: answer with the notification holding it.
@@ -100,8 +111,8 @@ BEGIN
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
-    IS 'creates one notification (same as an INSERT) and returns its id; a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
+COMMENT ON FUNCTION notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text, jsonb)
+    IS 'creates one notification (same as an INSERT) and returns its id; escalation is its own chain, overriding its type''s ([] none); a replayed idempotency key returns the first id (SQLSTATE 23505 if the request differs); a fold returns its group''s id';
 
 -- What send_bulk, send_topic and broadcast share: the batch row (and the replay of its idempotency key), then
 -- the rows, whose seqs, in-app tokens and decision records take_bulk_seqs takes for a whole chunk in one

@@ -19,13 +19,13 @@ GRANT EXECUTE ON FUNCTION notify.now(), notify.current_claims(), notify.current_
     notify.require_type(text)
     TO notify_service, notify_authenticated, notify_admin, notify_worker, notify_definer;
 GRANT EXECUTE ON FUNCTION
-    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
+    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text, jsonb),
     notify.send_bulk(uuid[], text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text),
     notify.upsert_recipient(uuid, text, text, text, uuid), notify.upsert_recipient_v2(uuid, text, text, text, uuid, text)
     TO notify_service, notify_admin;
 -- notify.send and send_bulk run as their caller (and as notify_definer inside send_test and row triggers).
 GRANT EXECUTE ON FUNCTION
-    notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[]),
+    notify.request_digest(text, text, text, text, jsonb, text[], text, jsonb, timestamptz, timestamptz, text, uuid[], jsonb),
     notify.require_same_request(bytea, bytea)
     TO notify_service, notify_admin, notify_definer;
 GRANT EXECUTE ON FUNCTION notify.mark_read(uuid), notify.mark_all_read(), notify.unread_count()

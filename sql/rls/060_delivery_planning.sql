@@ -15,7 +15,7 @@ GRANT EXECUTE ON FUNCTION notify.send_test(text) TO notify_authenticated;
 
 -- send_test (owned by notify_definer) sends through notify.send.
 GRANT EXECUTE ON FUNCTION
-    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text)
+    notify.send(uuid, text, text, text, text, jsonb, text[], text, jsonb, text, timestamptz, timestamptz, text, jsonb)
     TO notify_definer;
 GRANT INSERT ON notify.notifications TO notify_definer;
 CREATE POLICY "definer functions send test notifications to the caller" ON notify.notifications FOR INSERT

@@ -8,7 +8,7 @@ SELECT valid, retry_after FROM notify.authenticate_service($1, $2, $3, $4, $5)
 -- Creates one notification through notify.send; a replayed idempotency key returns the first id
 SELECT notify.send(user_id => $1, type => $2, title => $3, body => $4, priority => $5, data => $6,
                    channels => $7, template => $8, template_vars => $9, idempotency_key => $10,
-                   expires_at => $11, send_at => $12, group_key => $13)
+                   expires_at => $11, send_at => $12, group_key => $13, escalation => $14::jsonb)
 
 -- sent_notification --
 -- A just-sent notification: when, the channels it goes out on (skipped ones left out), whether this transaction created it

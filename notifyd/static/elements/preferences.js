@@ -278,7 +278,7 @@ td select { min-width: 10em; }
       const saved = await Promise.all(perType.map(([item, changes]) => client.setPreference(item.notification_type, changes)));
       const savedGlobal = Object.keys(global).length > 0 ? await client.setGlobalPreferences(global) : loaded.global;
       const byType = new Map(saved.map((item) => [item.notification_type, item]));
-      this.#loaded = { items: loaded.items.map((item) => byType.get(item.notification_type) ?? item), global: savedGlobal };
+      this.#loaded = { ...loaded, items: loaded.items.map((item) => byType.get(item.notification_type) ?? item), global: savedGlobal };
       this.#status.className = "status ok";
       this.#status.textContent = perType.length || Object.keys(global).length ? "Saved" : "Nothing to save: no changes";
     } catch (error) {
