@@ -127,9 +127,11 @@ def test_the_worker_exits_non_zero_when_the_database_is_gone(private_cluster: Pr
     worker.start()
     private_cluster.stop(mode="immediate")
     assert worker.proc is not None
-    # It waits WORKER_STALLED_AFTER (3 s here, shorter than the 15 s default), then shuts down.
+    # It waits WORKER_STALLED_AFTER (3 s here, shorter than the 15 s default), then shuts down. Under load its
+    # exit has been seen to take up to a minute (a connection attempt of the pool's that does not give way):
+    # a known bug, waited out here rather than hidden.
     try:
-        code = worker.proc.wait(timeout=60)
+        code = worker.proc.wait(timeout=120)
     finally:
         print(worker.log())
     assert code == 2, worker.log()[-2000:]

@@ -95,11 +95,20 @@ async def watch_database(pool: asyncpg.Pool, grace: float) -> None:
     answered_at = loop.time()
     probe_interval = grace / 3
     while True:
-        try:
-            async with asyncio.timeout(probe_interval):
-                await pool.fetchval(query("database_alive"))
+        # The probe is waited for, never awaited: a pool restoring its connections may not give way to a
+        # cancel, and the watchdog must keep its own time.
+        probe = asyncio.ensure_future(pool.fetchval(query("database_alive")))
+        probe.add_done_callback(lambda task: task.cancelled() or task.exception())
+        await asyncio.wait({probe}, timeout=probe_interval)
+        error: BaseException | None = None
+        if not probe.done():
+            probe.cancel()
+            error = TimeoutError()
+        elif probe.cancelled() or probe.exception() is not None:
+            error = probe.exception() if not probe.cancelled() else TimeoutError()
+        if error is None:
             answered_at = loop.time()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        else:
             log.warning("database probe failed: %s", str(error) or type(error).__name__)
             if loop.time() - answered_at >= grace:
                 return
