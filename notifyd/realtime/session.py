@@ -378,11 +378,11 @@ class Session:
         try:
             async with as_caller(self.hub.pool, self.caller) as conn:
                 if kind == "archive":
-                    event["archived_at"] = (await conn.fetchval(query("ws_archive"), target)).isoformat()
+                    event["archived_at"] = await conn.fetchval(query("ws_archive"), target)
                 elif kind == "unarchive":
                     await conn.fetchval(query("ws_unarchive"), target)
                 else:
-                    event["snoozed_until"] = (await conn.fetchval(query("ws_snooze"), target, wake)).isoformat()
+                    event["snoozed_until"] = await conn.fetchval(query("ws_snooze"), target, wake)
         except asyncpg.NoDataFoundError:
             self.push("error", error_frame("NOT_FOUND", "notification not found"))
             return

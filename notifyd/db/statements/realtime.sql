@@ -86,13 +86,14 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM notify.inbox_marks AS m WHERE m.user_id =
 SELECT notify.mark_seen($1::uuid[])
 
 -- ws_archive --
--- As the caller: archives one notification; when (P0002: not the caller's)
-SELECT notify.archive($1)
+-- As the caller: archives one notification; when, written as the notification frames write it (P0002: not the caller's)
+SELECT to_jsonb(notify.archive($1)) #>> '{}'
 
 -- ws_unarchive --
 -- As the caller: unarchives one notification (P0002: not the caller's)
 SELECT notify.unarchive($1)
 
 -- ws_snooze --
--- As the caller: snoozes one notification until $2 (22023: not in the future; P0002: not the caller's)
-SELECT notify.snooze($1, $2)
+-- As the caller: snoozes one notification until $2; until when, written as the notification frames write it
+-- (22023: not in the future; P0002: not the caller's)
+SELECT to_jsonb(notify.snooze($1, $2)) #>> '{}'
