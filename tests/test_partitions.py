@@ -21,9 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from notifyd.core.auth import Caller
 from notifyd.db import migrate as migrate_module
 from notifyd.db.migrate import MigrationError, migrate_url
-from notifyd.db.pool import create_pool
+from notifyd.db.pool import as_caller, create_pool
 from notifyd.db.queries import query
 from notifyd.domain.retention import maintain_partitions
 from tests.conftest import create_app_login, database_url
@@ -220,6 +221,27 @@ def test_a_lookup_by_id_reaches_one_partition(upgraded: tuple[str, dict[str, Any
         assert found is not None and found[0] == made["legacy"]
 
 
+def test_a_delivery_status_reads_one_partition(upgraded: tuple[str, dict[str, Any]]) -> None:
+    """The center asks it per listed row: past the session's custom plans into its generic one, each call must
+    still prune to the partition of its notification's day (this backend's scans in this transaction tell)."""
+    url, made = upgraded
+    for name in ("old", "hundred"):
+        # A connection each: a backend's scan counts since it last reported are all it can tell apart.
+        with owner(url) as conn, conn.transaction():
+            as_user(conn, ADA)
+            statuses = [conn.execute("SELECT notify.delivery_status(%s)", (made[name],)).fetchone() for _ in range(8)]
+            conn.execute("RESET ROLE")
+            scanned = conn.execute(
+                "SELECT relid::regclass::text FROM pg_stat_xact_user_tables WHERE relname LIKE 'notifications%%'"
+                " AND schemaname = 'notify' AND idx_scan + seq_scan > 0"
+            ).fetchall()
+        assert scanned == [(week_of(NOW - (200 if name == "old" else 100) * DAY),)], scanned
+        # The same answer every time: in-app went with the notification, e-mail has its planned delivery.
+        assert len({json.dumps(s[0], sort_keys=True) for s in statuses if s}) == 1, statuses
+        status = statuses[0][0] if statuses[0] else {}
+        assert status["in_app"] == "sent" and "email" in status, status
+
+
 def test_created_at_never_moves_away_from_the_id(upgraded: tuple[str, dict[str, Any]]) -> None:
     url, made = upgraded
     with owner(url) as conn:
@@ -339,3 +361,20 @@ async def test_the_workers_hourly_job_maintains_partitions_as_a_role_that_owns_n
     assert db.execute("SELECT to_regclass(%s)", (stale,)).fetchone() == (None,)
     audited = db.execute("SELECT count(*) FROM notify.audit_log WHERE action = 'partitions.dropped'").fetchone()
     assert audited == (1,)
+
+
+async def test_notifyds_transactions_run_without_jit_and_leave_the_session_as_it_was(
+    db: psycopg.Connection[Any],
+) -> None:
+    """A per-user read over every partition passes jit_above_cost; notifyd's transactions turn JIT off for
+    themselves only (through a transaction pooler a session setting would reach other clients)."""
+    pool = await create_pool(database_url(db, login=True), min_size=1, max_size=1)
+    caller = Caller(role="authenticated", sub=str(ADA), claims={"sub": str(ADA), "role": "authenticated"})
+    try:
+        session_default = await pool.fetchval("SHOW jit")
+        async with as_caller(pool, caller) as conn:
+            assert await conn.fetchval("SHOW jit") == "off"
+            assert await conn.fetchval("SELECT current_user") == "notify_authenticated"
+        assert await pool.fetchval("SHOW jit") == session_default == "on"
+    finally:
+        await pool.close()

@@ -397,8 +397,12 @@ BEGIN
         SELECT coalesce(jsonb_object_agg(best.channel, best.status), '{}'::jsonb)
         FROM (SELECT DISTINCT ON (d.channel) d.channel, d.status
               FROM notify.delivery_decisions AS d
+              -- A ledger row (it has an id) is found by its notification_id; the decisions read off the
+              -- notification itself are bounded by the creation time its id carries. Written as "id IS NOT NULL
+              -- OR bounds", each branch of the view reduces to a constant true or to the bare bounds, so the
+              -- planner keeps one partition; "notification_created_at IS NULL OR bounds" kept every partition.
               WHERE d.notification_id = delivery_status.notification_id
-                AND (d.notification_created_at IS NULL
+                AND (d.id IS NOT NULL
                      OR (d.notification_created_at >= notify_private.created_from(delivery_status.notification_id)
                          AND d.notification_created_at < notify_private.created_before(delivery_status.notification_id)))
               ORDER BY d.channel, notify.delivery_rank(d.status)) AS best);
