@@ -145,8 +145,8 @@ async def test_the_dev_hook_sink_answers_as_each_platform_and_lists_what_arrived
         teams = await client.post("/dev/hooks/teams", json={"type": "message", "attachments": []})
         headers = {"webhook-id": "d1", "webhook-signature": "v1,x", "cookie": "a=b"}
         forged = await client.post("/dev/hooks/webhook", json={"data": {"title": "Hi"}}, headers=headers)
-        bad_secrets = [await client.post("/dev/hooks/webhook/secrets", json=value)
-                       for value in ({"secret": "nope"}, {"secret": 7}, {"secret": "whsec_"}, [])]  # fmt: skip
+        not_secrets: list[object] = [{"secret": "nope"}, {"secret": 7}, {"secret": "whsec_"}, []]
+        bad_secrets = [await client.post("/dev/hooks/webhook/secrets", json=value) for value in not_secrets]
         trusted = await client.post("/dev/hooks/webhook/secrets", json={"secret": secret})
         hook = await client.post("/dev/hooks/webhook", content=body, headers=signed)
         unknown = await client.post("/dev/hooks/pager", json={})
@@ -171,7 +171,8 @@ async def test_the_dev_resend_can_be_set_to_fail_as_resend_does_when_down() -> N
         down = await client.put("/dev/resend/failing", json={"failing": True})
         refused = await client.post("/dev/resend/emails", json=email, headers=auth)
         listed_down = (await client.get("/dev/outbox.json")).json()
-        bad = [await client.put("/dev/resend/failing", json=value) for value in ({"failing": "yes"}, {}, [])]
+        not_switches: list[object] = [{"failing": "yes"}, {}, []]
+        bad = [await client.put("/dev/resend/failing", json=value) for value in not_switches]
         up = await client.put("/dev/resend/failing", json={"failing": False})
         taken = await client.post("/dev/resend/emails", json=email, headers=auth)
         listed_up = (await client.get("/dev/outbox.json")).json()
