@@ -1,8 +1,11 @@
 """`notifyd dev`: the whole service (API, WebSocket, worker) on an embedded default database, with a demo page.
 
-Dev mode only: it mints tokens for a few demo users, keeps its secrets in .notifyd/dev-secrets.json,
-unless Resend is configured, catches e-mail in a local outbox shown at /dev/outbox, and stands in for a
-webhook receiver and for Slack, Teams and Discord at /dev/hooks/{kind} (what arrived: /dev/hooks.json).
+Dev mode only: it mints tokens for a few demo users, keeps its secrets in .notifyd/dev-secrets.json, and
+stands in for every provider that is not configured: Resend (/dev/resend, which can be made to fail) and an
+SMTP server on a free loopback port (aiosmtpd, the `dev` extra), both landing in one outbox shown at
+/dev/outbox; Twilio's Messages API (/dev/twilio, what arrived: /dev/sms.json); a webhook receiver that
+verifies Standard Webhooks signatures, and Slack, Teams and Discord, at /dev/hooks/{kind} (what arrived:
+/dev/hooks.json).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import email
+import email.policy
 import html
 import json
 import secrets
@@ -19,12 +24,15 @@ import string
 import time
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import jwt
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -37,6 +45,9 @@ from notifyd.db.localdb import owner_database, state_dir
 from notifyd.db.migrate import migrate_url
 from notifyd.db.queries import query
 from notifyd.worker import runner as worker
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import Envelope
 
 DEV_DATABASE = "notifyd"
 DEV_LOGIN = "notifyd_dev"
@@ -103,53 +114,111 @@ DEMO_CSP = (
 )
 # An e-mail's own HTML, sandboxed (no script of it runs on this origin), with its remote images as a mail
 # client would show them.
-NOTHING_CAUGHT = '<tr><td colspan="3">Nothing has arrived yet.</td></tr>'
+NOTHING_CAUGHT = '<tr><td colspan="4">Nothing has arrived yet.</td></tr>'
 EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src * data:; frame-ancestors 'none'"
 
 
-class Outbox:
-    """Resend's POST /emails, kept in memory: where dev e-mail lands when no provider is configured.
+RESEND_DOWN = {"statusCode": 500, "name": "application_error", "message": "the dev outbox is set to fail"}
 
-    Its page (/dev/outbox) is a developer's tool, not part of the demo product, and looks it: it must not
-    pass for the demo's own "E-mail outbox" tab.
+
+class Outbox:
+    """Where dev e-mail lands when no provider is configured: Resend's POST /emails, kept in memory, and the
+    messages of the dev SMTP server (SmtpSink), each marked with the way it came (`via`).
+
+    The Resend door can be set to fail (`failing`, PUT /dev/resend/failing): it answers 500 as Resend does when
+    it is down, so Resend's circuit opens and new e-mail goes over SMTP. Its page (/dev/outbox) is a
+    developer's tool, not part of the demo product, and looks it: it must not pass for the demo's own
+    "E-mail outbox" tab.
     """
 
     def __init__(self, page: str) -> None:
         self._page = string.Template(page)
         self.emails: list[dict[str, object]] = []
         self._by_key: dict[str, str] = {}
+        self.failing = False
+
+    def keep(self, via: str, fields: dict[str, object]) -> str:
+        """Keeps one arrived e-mail (newest first); its id."""
+        email_id = str(uuid.uuid4())
+        self.emails.insert(0, {"id": email_id, "received_at": time.strftime("%H:%M:%S"), "via": via, **fields})
+        return email_id
 
     async def receive(self, request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {OUTBOX_API_KEY}":
             return JSONResponse({"statusCode": 401, "name": "invalid_api_key", "message": "API key is invalid"}, 401)
+        if self.failing:
+            return JSONResponse(RESEND_DOWN, 500)
         key = request.headers.get("idempotency-key")
         if key is not None and key in self._by_key:
             return JSONResponse({"id": self._by_key[key]})
-        email = {"id": str(uuid.uuid4()), "received_at": time.strftime("%H:%M:%S"), **(await request.json())}
-        self.emails.insert(0, email)
+        email_id = self.keep("resend", await request.json())
         if key is not None:
-            self._by_key[key] = str(email["id"])
-        return JSONResponse({"id": email["id"]})
+            self._by_key[key] = email_id
+        return JSONResponse({"id": email_id})
+
+    async def set_failing(self, request: Request) -> JSONResponse:
+        try:
+            wanted = (await request.json())["failing"]
+        except (ValueError, KeyError, TypeError):
+            wanted = None
+        if not isinstance(wanted, bool):
+            return JSONResponse({"error": 'a JSON body {"failing": true|false}'}, 400)
+        self.failing = wanted
+        return JSONResponse({"failing": self.failing})
 
     async def page(self, _: Request) -> HTMLResponse:
         rows = "".join(
-            f"<tr><td>{html.escape(str(e['received_at']))}</td><td>{html.escape(_addresses(e.get('to')))}</td>"
+            f"<tr><td>{html.escape(str(e['received_at']))}</td><td>{html.escape(str(e['via']))}</td>"
+            f"<td>{html.escape(_addresses(e.get('to')))}</td>"
             f'<td><a href="/dev/outbox/{e["id"]}">{html.escape(str(e.get("subject")))}</a></td></tr>'
             for e in self.emails
         )
         return HTMLResponse(self._page.substitute(count=len(self.emails), rows=rows or NOTHING_CAUGHT))
 
     async def listing(self, _: Request) -> JSONResponse:
-        fields = ("id", "received_at", "subject")
-        return JSONResponse([{**{f: e.get(f) for f in fields}, "to": _addresses(e.get("to"))} for e in self.emails])
+        fields = ("id", "received_at", "via", "subject")
+        emails = [{**{f: e.get(f) for f in fields}, "to": _addresses(e.get("to"))} for e in self.emails]
+        return JSONResponse({"resend_failing": self.failing, "emails": emails})
 
     async def show(self, request: Request) -> Response:
         wanted = request.path_params["email_id"]
-        for email in self.emails:
-            if email["id"] == wanted:
+        for caught in self.emails:
+            if caught["id"] == wanted:
                 # The e-mail's own HTML, sandboxed: no script of it runs on this origin.
-                return HTMLResponse(str(email.get("html") or ""), headers={"Content-Security-Policy": EMAIL_CSP})
+                return HTMLResponse(str(caught.get("html") or ""), headers={"Content-Security-Policy": EMAIL_CSP})
         return HTMLResponse("no such e-mail", status_code=404)
+
+
+# aiosmtpd computes its greeting's host name with socket.getfqdn(), a DNS lookup that can take seconds.
+SMTP_SINK_HOSTNAME = "notifyd-dev"
+SMTP_ACCEPTED = "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """An SMTP server on a free loopback port whose messages land in the outbox: where dev e-mail goes while
+    Resend's circuit is open and no SMTP_HOST is configured. aiosmtpd (the `dev` extra) runs it in this
+    event loop; `start` answers None without it, and dev runs without the SMTP side of failover."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    async def start(self) -> asyncio.Server | None:
+        try:
+            from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - dev's own dependency: notifyd serve never needs it
+        except ImportError:
+            return None
+        return await asyncio.get_running_loop().create_server(
+            lambda: SMTP(self, hostname=SMTP_SINK_HOSTNAME), "127.0.0.1", 0
+        )
+
+    async def handle_DATA(self, _server: object, _session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's name
+        message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        assert isinstance(message, EmailMessage)  # the default policy's class
+        body = message.get_body(preferencelist=("html",))
+        self._outbox.keep("smtp", {"to": str(message["To"] or ""), "subject": str(message["Subject"] or ""),
+                                   "html": body.get_content() if body is not None else "",
+                                   "message_id": str(message["Message-ID"] or "")})  # fmt: skip
+        return SMTP_ACCEPTED
 
 
 class SmsSink:
@@ -174,29 +243,69 @@ class SmsSink:
 
 
 HOOK_KINDS = ("webhook", "slack", "teams", "discord")
-# What the demo shows of a webhook request: the Standard Webhooks headers (the signature is the receiver's to check).
+# What the demo shows of a webhook request: the Standard Webhooks headers.
 WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 HOOKS_KEPT = 100
+NOT_VERIFIED = {"error": "signature verification failed"}
+BAD_SECRET = {"error": 'a JSON body {"secret": "whsec_..."}: the secret an endpoint was created with'}
+
+
+def _usable(secret: str) -> bool:
+    try:
+        Webhook(secret)
+    except (ValueError, EmptyWebhookSecretError):
+        return False
+    return True
 
 
 class HookSink:
-    """A webhook receiver and the three chat platforms' incoming webhooks, kept in memory for the demo."""
+    """A webhook receiver and the three chat platforms' incoming webhooks, kept in memory for the demo.
+
+    The receiver verifies each request with the standardwebhooks library against every secret it was given
+    (POST /dev/hooks/webhook/secrets, as a receiver's operator pastes the secret an endpoint was created
+    with): none verifies it -> 401, as a real receiver answers, and the request is listed as rejected.
+    """
 
     def __init__(self) -> None:
         self.arrived: list[dict[str, object]] = []
+        self.secrets: list[str] = []
+
+    async def trust(self, request: Request) -> JSONResponse:
+        try:
+            secret = (await request.json())["secret"]
+        except (ValueError, KeyError, TypeError):
+            secret = None
+        if not isinstance(secret, str) or not secret.startswith("whsec_") or not _usable(secret):
+            return JSONResponse(BAD_SECRET, 400)
+        if secret not in self.secrets:
+            self.secrets.append(secret)
+        return JSONResponse({"secrets": len(self.secrets)})
+
+    def _verified(self, body: bytes, headers: dict[str, str]) -> bool:
+        for secret in self.secrets:
+            try:
+                Webhook(secret).verify(body, headers)
+            except WebhookVerificationError:
+                continue
+            return True
+        return False
 
     async def receive(self, request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in HOOK_KINDS:
             return JSONResponse({"error": "no such hook"}, 404)
+        raw = await request.body()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return JSONResponse({"error": "a JSON body"}, 400)
         headers = {name: request.headers[name] for name in WEBHOOK_HEADERS if name in request.headers}
+        verified = self._verified(raw, headers) if kind == "webhook" else None
         self.arrived.insert(0, {"kind": kind, "received_at": time.strftime("%H:%M:%S"), "headers": headers,
-                                "body": body})  # fmt: skip
+                                "verified": verified, "body": body})  # fmt: skip
         del self.arrived[HOOKS_KEPT:]
+        if verified is False:
+            return JSONResponse(NOT_VERIFIED, 401)
         # Each platform's success answer: Slack 200 "ok", Teams 202, Discord 204, a receiver 204.
         return Response("ok", 200) if kind == "slack" else Response(status_code=202 if kind == "teams" else 204)
 
@@ -204,12 +313,21 @@ class HookSink:
         return JSONResponse(self.arrived)
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
-    static = resources.files("notifyd").joinpath("static")
-    page = static.joinpath("demo.html").read_text(encoding="utf-8")
-    outbox = Outbox(static.joinpath("dev-sink.html").read_text(encoding="utf-8"))
-    sms = SmsSink()
-    hooks = HookSink()
+class Sinks:
+    """The local stand-ins of one dev process: the routes serve them, run_everything starts the SMTP server."""
+
+    def __init__(self) -> None:
+        page = resources.files("notifyd").joinpath("static", "dev-sink.html").read_text(encoding="utf-8")
+        self.outbox = Outbox(page)
+        self.smtp = SmtpSink(self.outbox)
+        self.sms = SmsSink()
+        self.hooks = HookSink()
+
+
+def routes(settings: Settings, sinks: Sinks | None = None) -> list[BaseRoute]:
+    page = resources.files("notifyd").joinpath("static", "demo.html").read_text(encoding="utf-8")
+    sinks = sinks or Sinks()
+    outbox, sms, hooks = sinks.outbox, sinks.sms, sinks.hooks
 
     async def demo(_: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": DEMO_CSP})
@@ -226,6 +344,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
                 "service_token": _token(settings.jwt_secret, "demo-service", "service"),
                 "admin_token": _token(settings.jwt_secret, "demo-admin", "admin"),
                 "hooks_url": f"http://127.0.0.1:{settings.port}/dev/hooks",
+                # The numbers the SMS stand-in takes for the demo users (the demo's "Set my phone number").
+                "phones": DEMO_PHONES,
             }
         )
 
@@ -236,9 +356,11 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/dev/outbox.json", outbox.listing, methods=["GET"]),
         Route("/dev/outbox/{email_id}", outbox.show, methods=["GET"]),
         Route("/dev/resend/emails", outbox.receive, methods=["POST"]),
+        Route("/dev/resend/failing", outbox.set_failing, methods=["PUT"]),
         Route("/dev/twilio/2010-04-01/Accounts/{sid}/Messages.json", sms.receive, methods=["POST"]),
         Route("/dev/sms.json", sms.listing, methods=["GET"]),
         Route("/dev/hooks.json", hooks.listing, methods=["GET"]),
+        Route("/dev/hooks/webhook/secrets", hooks.trust, methods=["POST"]),
         Route("/dev/hooks/{kind}", hooks.receive, methods=["POST"]),
     ]
 
@@ -300,9 +422,25 @@ class _Server(server.Server):
         yield
 
 
+def with_smtp_sink(settings: Settings, port: int) -> Settings:
+    """E-mail fails over to the dev SMTP server on `port`, unless SMTP_HOST names a real one."""
+    if settings.smtp_host is not None:
+        return settings
+    return dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none",
+                               smtp_username=None, smtp_password=None)  # fmt: skip
+
+
 async def run_everything(settings: Settings) -> int:
     """The API, WebSocket and worker in one process until Ctrl-C; the worker's exit status."""
-    web = _Server(server.config(settings, routes(settings)))
+    sinks = Sinks()
+    smtp_server = await sinks.smtp.start() if settings.smtp_host is None else None
+    if smtp_server is not None:
+        settings = with_smtp_sink(settings, smtp_server.sockets[0].getsockname()[1])
+    elif settings.smtp_host is None:
+        print(
+            "notifyd dev: no SMTP sink (pip install 'notifyd[dev]' adds aiosmtpd): e-mail has no failover", flush=True
+        )
+    web = _Server(server.config(settings, routes(settings, sinks)))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -313,7 +451,10 @@ async def run_everything(settings: Settings) -> int:
     web.should_exit = True
     stop.set()
     await asyncio.gather(web_task, stopping)
-    return await worker_task
+    status = await worker_task
+    if smtp_server is not None:
+        smtp_server.close()
+    return status
 
 
 def run() -> int:

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from playwright.sync_api import expect
 
+from notifyd import dev
 from notifyd.db.localdb import STATE_DIR_ENV
 from tests.browser import screenshot
 from tests.conftest import database_url
@@ -66,13 +67,16 @@ def open_demo(context: Any, url: str, user: str = "alice") -> Any:
     return page
 
 
-def send_from_panel(page: Any, to: str, title: str, body: str = "", *, decision: bool = False) -> Any:
+def send_from_panel(
+    page: Any, to: str, title: str, body: str = "", *, decision: bool = False, sms: bool = False
+) -> Any:
     """Sends as a service from the side panel; the outcome's list, one item per channel decision."""
     panel = page.locator("#send")
     panel.get_by_label("To").select_option(label=to)
     panel.get_by_label("Title").fill(title)
     panel.get_by_label("Body").fill(body)
     panel.get_by_label("Needs a decision (Approve / Reject)").set_checked(decision)
+    panel.get_by_label("Also by SMS").set_checked(sms)
     panel.get_by_role("button", name="Send", exact=True).click()
     expect(page.locator("#sent")).to_contain_text(f"Accepted (202) for {to}")
     return page.locator("#sent li")
@@ -193,7 +197,13 @@ def test_the_header_fits_a_390px_screen(demo: str, browser: Any) -> None:
         phone.close()
 
 
-def test_the_demo_connects_each_local_stand_in_and_shows_what_arrived(demo: str, browser: Any) -> None:
+def test_the_demo_connects_each_local_stand_in_and_shows_what_arrived(
+    demo: str, browser: Any, db: psycopg.Connection[Any]
+) -> None:
+    # One failure opens Resend's circuit for the test; a failed e-mail is retried within a second.
+    db.execute("UPDATE notify.settings SET value = '1' WHERE key = 'circuit.failures_to_open'")
+    db.execute("UPDATE notify.settings SET value = '\"1 hour\"' WHERE key = 'circuit.probe_after'")
+    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
     context = browser.new_context(bypass_csp=True)
     try:
         page = open_demo(context, demo)
@@ -203,15 +213,44 @@ def test_the_demo_connects_each_local_stand_in_and_shows_what_arrived(demo: str,
             page.get_by_role("button", name=button).click()
             expect(page.locator("#hooked")).to_contain_text(f"alice is connected to the {kind} stand-in")
         expect(page.locator("#hooked")).not_to_contain_text("whsec_")  # the last answer is Discord's: no secret
-        send_from_panel(page, "alice", "Deploy finished", "All green")
-        wait_for(lambda: len(httpx.get(f"{demo}/dev/hooks.json").json()) == 4, timeout=30, what="four hooks")
-        page.get_by_role("tab", name="E-mail outbox").click()
+        page.get_by_role("tab", name="SMS").click()
+        page.get_by_role("button", name="Set my phone number").click()
+        expect(page.locator("#phone")).to_have_text(f"alice's phone number is {dev.DEMO_PHONES['alice']}")
+
+        outcome = send_from_panel(page, "alice", "Deploy finished", "All green", sms=True)
+        expect(channel(outcome, "sms")).to_contain_text("sent: see the SMS tab (via twilio)")
+        expect(channel(outcome, "email")).to_contain_text("sent: see the E-mail outbox tab (via resend)")
+        # Each tab follows its stand-in: what arrived shows without a reload.
+        texts = page.locator("#texts tr")
+        expect(texts).to_have_count(1)
+        expect(texts).to_contain_text(f"alice ({dev.DEMO_PHONES['alice']})")
+        expect(texts).to_contain_text("Deploy finished")
         page.get_by_role("tab", name="Webhooks & chat").click()
         rows = page.locator("#arrived tr")
         expect(rows).to_have_count(4)
         assert sorted(rows.locator("td:nth-child(2)").all_inner_texts()) == ["discord", "slack", "teams", "webhook"]
         for text in rows.locator("td:nth-child(3)").all_inner_texts():
             assert "Deploy finished" in text, text
+        # The receiver checked the Standard Webhooks signature with the endpoint's secret.
+        expect(rows.filter(has_text="webhook").locator("td:nth-child(4)")).to_have_text("signature verified")
+        page.get_by_role("tab", name="E-mail outbox").click()
+        emails = page.locator("#emails tr")
+        expect(emails.filter(has_text="Deploy finished")).to_contain_text("Resend")
+
+        # Resend goes down: the e-mail's first attempt fails, the circuit opens, the retry goes over SMTP.
+        page.get_by_label("Resend is down (its stand-in answers 500)").check()
+        outcome = send_from_panel(page, "alice", "Resend is down", "This one fails over")
+        expect(channel(outcome, "email")).to_contain_text("sent: see the E-mail outbox tab (via smtp)")
+        over_smtp = emails.filter(has_text="Resend is down")
+        expect(over_smtp).to_have_count(1)
+        expect(over_smtp.locator("td:nth-child(2)")).to_have_text("SMTP")
+        expect(over_smtp.locator("td:nth-child(3)")).to_have_text("alice@example.com")
+        with context.expect_page() as opened:
+            over_smtp.get_by_role("link", name="Resend is down").click()
+        expect(opened.value.locator("body")).to_contain_text("This one fails over")
+        listed = httpx.get(f"{demo}/dev/outbox.json").json()
+        assert listed["resend_failing"] is True
+        assert [e["via"] for e in listed["emails"]] == ["smtp", "resend"]
         assert page.errors == []
     finally:
         context.close()

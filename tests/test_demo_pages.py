@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import html
+import json
 import re
 import struct
+import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from standardwebhooks.webhooks import Webhook
 
 from notifyd import dev
 from notifyd.db.localdb import STATE_DIR_ENV
+from notifyd.domain import smtp
+from notifyd.domain.deliveries import Sent
+from notifyd.domain.email import RenderedEmail, send_params
 from notifyd.domain.sms import SmsChannel
 from tests.test_http_hygiene import offline_client
+from tests.test_http_hygiene import settings as offline_settings
 
 ICO_HEADER = struct.Struct("<HHH")  # reserved 0, type 1 (icon), image count
 DEMO_PAGE = Path(dev.__file__).parent / "static" / "demo.html"
+SETTINGS = offline_settings()
 
 
 @pytest.mark.parametrize("dev_routes", [False, True], ids=["serve", "dev"])
@@ -124,17 +136,75 @@ def test_dev_sends_sms_to_its_sink_unless_twilio_is_configured(tmp_path: Path, m
 
 
 async def test_the_dev_hook_sink_answers_as_each_platform_and_lists_what_arrived() -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    body = json.dumps({"data": {"title": "Hi"}}).encode()
+    signed = {"webhook-id": "d2", "webhook-timestamp": str(int(time.time())), "content-type": "application/json"}
+    signed["webhook-signature"] = Webhook(secret).sign("d2", datetime.now(UTC), body)
     async with offline_client(dev_routes=True) as client:
         slack = await client.post("/dev/hooks/slack", json={"text": "Build finished", "blocks": []})
         teams = await client.post("/dev/hooks/teams", json={"type": "message", "attachments": []})
         headers = {"webhook-id": "d1", "webhook-signature": "v1,x", "cookie": "a=b"}
-        hook = await client.post("/dev/hooks/webhook", json={"data": {"title": "Hi"}}, headers=headers)
+        forged = await client.post("/dev/hooks/webhook", json={"data": {"title": "Hi"}}, headers=headers)
+        not_secrets: list[object] = [{"secret": "nope"}, {"secret": 7}, {"secret": "whsec_"}, []]
+        bad_secrets = [await client.post("/dev/hooks/webhook/secrets", json=value) for value in not_secrets]
+        trusted = await client.post("/dev/hooks/webhook/secrets", json={"secret": secret})
+        hook = await client.post("/dev/hooks/webhook", content=body, headers=signed)
         unknown = await client.post("/dev/hooks/pager", json={})
         not_json = await client.post("/dev/hooks/discord", content=b"{", headers={"content-type": "application/json"})
         arrived = (await client.get("/dev/hooks.json")).json()
         tokens = (await client.get("/dev/tokens")).json()
-    assert (slack.status_code, slack.text, teams.status_code, hook.status_code) == (200, "ok", 202, 204)
+    assert (slack.status_code, slack.text, teams.status_code) == (200, "ok", 202)
+    assert (forged.status_code, trusted.status_code, hook.status_code) == (401, 200, 204)
+    assert [r.status_code for r in bad_secrets] == [400] * 4
     assert (unknown.status_code, not_json.status_code) == (404, 400)
-    assert [a["kind"] for a in arrived] == ["webhook", "teams", "slack"], "newest first"
-    assert arrived[0]["headers"] == {"webhook-id": "d1", "webhook-signature": "v1,x"}, "only the webhook headers"
+    assert [a["kind"] for a in arrived] == ["webhook", "webhook", "teams", "slack"], "newest first"
+    assert [a["verified"] for a in arrived] == [True, False, None, None], "the receiver checks signatures"
+    assert arrived[1]["headers"] == {"webhook-id": "d1", "webhook-signature": "v1,x"}, "only the webhook headers"
     assert tokens["hooks_url"].startswith("http://127.0.0.1:") and tokens["hooks_url"].endswith("/dev/hooks")
+    assert tokens["phones"] == dev.DEMO_PHONES
+
+
+async def test_the_dev_resend_can_be_set_to_fail_as_resend_does_when_down() -> None:
+    auth = {"Authorization": f"Bearer {dev.OUTBOX_API_KEY}"}
+    email = {"to": ["a@example.com"], "subject": "Hi", "html": "<p>hi</p>"}
+    async with offline_client(dev_routes=True) as client:
+        down = await client.put("/dev/resend/failing", json={"failing": True})
+        refused = await client.post("/dev/resend/emails", json=email, headers=auth)
+        listed_down = (await client.get("/dev/outbox.json")).json()
+        not_switches: list[object] = [{"failing": "yes"}, {}, []]
+        bad = [await client.put("/dev/resend/failing", json=value) for value in not_switches]
+        up = await client.put("/dev/resend/failing", json={"failing": False})
+        taken = await client.post("/dev/resend/emails", json=email, headers=auth)
+        listed_up = (await client.get("/dev/outbox.json")).json()
+    assert (down.json(), refused.status_code, refused.json()["name"]) == ({"failing": True}, 500, "application_error")
+    assert listed_down == {"resend_failing": True, "emails": []}
+    assert [r.status_code for r in bad] == [400] * 3
+    assert (up.json(), taken.status_code) == ({"failing": False}, 200)
+    [caught] = listed_up["emails"]
+    assert (caught["via"], caught["to"], caught["subject"]) == ("resend", "a@example.com", "Hi")
+
+
+async def test_the_dev_smtp_sink_takes_what_the_smtp_provider_sends_into_the_outbox() -> None:
+    sinks = dev.Sinks()
+    server = await sinks.smtp.start()
+    assert server is not None, "aiosmtpd is installed with the test extra"
+    try:
+        port = server.sockets[0].getsockname()[1]
+        made = dev.with_smtp_sink(dataclasses.replace(SETTINGS, resend_from_email="notifyd@localhost"), port)
+        rendered = RenderedEmail(
+            "Over SMTP", "<p>Hi <b>alice</b></p>", "Hi", {"List-Unsubscribe": "<https://x.example/u>"}
+        )
+        params = send_params(made, "alice@example.com", rendered)
+        delivery_id = uuid.uuid4()
+        outcome = await smtp.send(made, smtp.message(params, delivery_id), 5.0)
+    finally:
+        server.close()
+    assert isinstance(outcome, Sent) and outcome.provider == "smtp"
+    [caught] = sinks.outbox.emails
+    assert (caught["via"], caught["to"], caught["subject"]) == ("smtp", "alice@example.com", "Over SMTP")
+    assert str(caught["html"]).strip() == "<p>Hi <b>alice</b></p>" and str(caught["message_id"]).startswith(
+        f"<{delivery_id}@"
+    )
+    # A configured SMTP server wins over the sink.
+    own = dataclasses.replace(SETTINGS, smtp_host="smtp.example.com", smtp_port=465, smtp_tls="tls")
+    assert dev.with_smtp_sink(own, port) is own

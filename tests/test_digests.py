@@ -109,7 +109,16 @@ def mail_settings(
 
 
 def send(db: psycopg.Connection[Any], settings: Settings, digest_id: uuid.UUID) -> str:
-    return in_worker(db, lambda pool: send_digest(pool, settings, EmailChannel(settings), digest_id))
+    """One attempt of the sending job, through a mailer as the worker's (which fails over with SMTP_HOST set)."""
+
+    async def attempt(pool: asyncpg.Pool) -> str:
+        mailer = EmailChannel(settings, pool)
+        try:
+            return await send_digest(pool, settings, mailer, digest_id)
+        finally:
+            await mailer.close()
+
+    return in_worker(db, attempt)
 
 
 def recipient(

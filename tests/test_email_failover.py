@@ -7,21 +7,27 @@ on Resend with its idempotency key and never moves to SMTP.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from notifyd.core.config import Settings
+from notifyd.domain.deliveries import RetryLater
 from tests.server import ServerProcess, WorkerProcess, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import ResendService, application_error
 from tests.standins.smtp import SmtpService
+from tests.test_digests import clock, mail_settings, one_held_item  # noqa: F401 - clock is a fixture
+from tests.test_digests import send as digest_attempt
 from tests.test_email import FROM_EMAIL, ONE_CLICK, mail_env, recipient, send
 from tests.test_sql_api import service_conn
 
@@ -196,3 +202,75 @@ def test_flapping_resend_every_email_arrives_at_exactly_one_of_the_two(
     exactly_once(db, resend_service, smtp_service, rows)
     providers = Counter(r["provider"] for r in rows.values())
     assert providers["smtp"] > 0 and providers["resend"] > 0, providers
+
+
+# --- digests: the same provider choice, in process (as tests/test_digests.py sends them) -------------------
+
+
+def digest_ledger(db: psycopg.Connection[Any], item: uuid.UUID) -> tuple[str, str | None]:
+    row = db.execute(
+        "SELECT status, provider FROM notify.notification_deliveries WHERE notification_id = %s AND channel = 'email'",
+        (item,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+@pytest.fixture
+def digest_settings(db: psycopg.Connection[Any], resend_service: ResendService, smtp_service: SmtpService) -> Settings:
+    """Two failures in a row open Resend's circuit, which stays open for the test."""
+    db.execute("UPDATE notify.settings SET value = '2' WHERE key = 'circuit.failures_to_open'")
+    db.execute("UPDATE notify.settings SET value = '\"1 hour\"' WHERE key = 'circuit.probe_after'")
+    db.execute("UPDATE notify.settings SET value = '10' WHERE key = 'delivery.max_attempts'")
+    return dataclasses.replace(
+        mail_settings(db, resend_service), smtp_host="127.0.0.1", smtp_port=smtp_service.port, smtp_tls="none"
+    )
+
+
+def test_a_digest_fails_over_to_smtp_while_resend_fails(
+    db: psycopg.Connection[Any], clock: Callable[[datetime], None], digest_settings: Settings,  # noqa: F811
+    resend_service: ResendService, smtp_service: SmtpService,
+) -> None:  # fmt: skip
+    _, item, digest_id = one_held_item(db, clock, "digest@example.com", "Over SMTP")
+    resend_service.script(application_error(), application_error(), to="digest@example.com")
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            digest_attempt(db, digest_settings, digest_id)
+    assert circuit(db, "resend") == "open"
+    assert digest_attempt(db, digest_settings, digest_id) == "sent"
+    # SMTP got the digest itself: its id as the Message-ID, its one-click unsubscribe (of digests).
+    [message] = smtp_service.messages
+    assert message["Message-ID"].startswith(f"<{digest_id}@") and message["To"] == "digest@example.com"
+    assert message["List-Unsubscribe"].startswith("<https://notify.example.com/unsubscribe/")
+    assert message["List-Unsubscribe-Post"] == ONE_CLICK
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and "Over SMTP" in text.get_content()
+    assert resend_service.emails == []
+    assert digest_ledger(db, item) == ("sent", "smtp")
+
+
+def test_a_digest_whose_answer_never_came_retries_on_resend_never_smtp(
+    db: psycopg.Connection[Any], clock: Callable[[datetime], None], digest_settings: Settings,  # noqa: F811
+    resend_service: ResendService, smtp_service: SmtpService,
+) -> None:  # fmt: skip
+    db.execute("UPDATE notify.settings SET value = '1' WHERE key = 'circuit.failures_to_open'")
+    _, item, digest_id = one_held_item(db, clock, "slow@example.com", "Pinned")
+    # Resend takes the digest but answers after the deadline (2 s): the attempt sees a timeout.
+    resend_service.script(Response(delay=3), to="slow@example.com")
+    with pytest.raises(RetryLater):
+        digest_attempt(db, digest_settings, digest_id)
+    assert circuit(db, "resend") == "open" and digest_ledger(db, item) == ("held", "resend")
+
+    # The circuit sends new e-mail to SMTP; this digest goes back to Resend with its key, which sends it once
+    # (asked again while the first request is still being answered, Resend says so with a 409: retried).
+    def attempt() -> bool:
+        try:
+            return digest_attempt(db, digest_settings, digest_id) == "sent"
+        except RetryLater:
+            return False
+
+    wait_for(attempt, timeout=15, interval=0.5, what="the digest sent on retry")
+    assert smtp_service.messages == [] and [e.to for e in resend_service.emails] == [["slow@example.com"]]
+    keys = {r.headers.get("Idempotency-Key") for r in resend_service.requests if r.path == "/emails"}
+    assert keys == {str(digest_id)}
+    assert digest_ledger(db, item) == ("sent", "resend")

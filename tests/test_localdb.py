@@ -89,8 +89,9 @@ def test_dev_migrates_serves_the_demo_and_stops_on_ctrl_c(nothing_on_the_usual_p
     while "Test notification" not in (outbox := httpx.get(f"{base}/dev/outbox").text) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "alice@example.com" in outbox and "Test notification" in outbox
-    listed = httpx.get(f"{base}/dev/outbox.json").json()
+    listed = httpx.get(f"{base}/dev/outbox.json").json()["emails"]
     assert listed[0]["to"] == "alice@example.com" and "Test notification" in listed[0]["subject"]
+    assert listed[0]["via"] == "resend"
     assert httpx.get(f"{base}/api/v1/notifications/vapid-public-key").json()["public_key"]
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)

@@ -4,15 +4,16 @@ A Procrastinate periodic task claims the digests that are due (notify_private.cl
 exactly one per user and period, however many workers run it, by the unique key of
 notify.email_digests) and the claiming transaction defers one `send_digest` job per digest. The
 job renders the items fixed at claim time, so every retry renders the same bytes, as Resend's
-idempotency key (the digest id) requires, and records Resend's answer on the digest and on each
-held e-mail it carries; retries and backoff are those of deliveries. Its wording comes from
+idempotency key (the digest id) requires, sends it the way instant e-mail goes (EmailChannel.send_email:
+Resend, or SMTP while Resend's circuit is open; an attempt that got no answer pins its provider) and
+records the answer and the provider on the digest and on each held e-mail it carries; retries and backoff
+are those of deliveries. Its wording comes from
 CATALOGUE in the recipient's language (locale, its language, templates.default_language, en), and
 its one-click unsubscribe stops the digests themselves (notify.unsubscribe_digests).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,8 +23,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 import procrastinate
-import resend
-from resend.exceptions import ResendError
 
 from notifyd.core.config import Settings
 from notifyd.db.pool import as_worker
@@ -34,20 +33,16 @@ from notifyd.domain.deliveries import (
     Outcome,
     Retry,
     RetryLater,
-    Sent,
     Skipped,
     retry_delay,
 )
 from notifyd.domain.email import (
-    DEADLINE_FACTOR,
     EMAIL_TEMPLATES,  # one Jinja2 environment (autoescape for .html) for every e-mail of the package
     NO_ADDRESS,
-    TIMED_OUT,
     UNEXPECTED,
     EmailChannel,
     RenderedEmail,
     open_link,
-    outcome_of,
     send_params,
     unsubscribe_token,
 )
@@ -181,6 +176,8 @@ class Digest:
     attempts: int
     recipient: dict[str, Any]
     items: list[dict[str, Any]]
+    # The provider an earlier attempt got no answer from (it may have the digest): this attempt goes there too.
+    provider: str | None = None
 
 
 def digest_language(locale: str | None, default_language: str | None) -> str:
@@ -284,7 +281,8 @@ def render_digest(digest: Digest, settings: Settings) -> RenderedEmail:
 
 
 async def _deliver(digest: Digest, settings: Settings, mailer: EmailChannel) -> Outcome:
-    """Sends one digest through Resend and says what it answered; never raises."""
+    """Sends one digest the way instant e-mail goes (Resend, or SMTP while Resend's circuit is open) and says
+    what the provider answered; never raises."""
     reason = mailer.not_configured()
     if reason is not None:
         return Skipped(reason)
@@ -292,23 +290,16 @@ async def _deliver(digest: Digest, settings: Settings, mailer: EmailChannel) -> 
         return Skipped(NO_ADDRESS)
     if digest.recipient.get("suppression"):
         return Skipped(SUPPRESSED.format(reason=digest.recipient["suppression"]))
-    deadline = settings.provider_timeout * DEADLINE_FACTOR
     try:
         params = send_params(settings, digest.recipient["email"], render_digest(digest, settings))
-        async with asyncio.timeout(deadline):
-            sent = await asyncio.to_thread(resend.Emails.send, params, {"idempotency_key": str(digest.id)})
-    except TimeoutError:
-        return Retry(TIMED_OUT.format(seconds=deadline))
-    except ResendError as error:
-        return outcome_of(error)
     except Exception as error:  # noqa: BLE001 - a digest always ends with an answer, whatever broke
         log.exception("digest %s", digest.id)
         return Retry(UNEXPECTED.format(error=error))
-    return Sent(provider_message_id=sent["id"])
+    return await mailer.send_email(digest.id, params, digest.provider)
 
 
 async def send_digest(pool: asyncpg.Pool, settings: Settings, mailer: EmailChannel, digest_id: uuid.UUID) -> str:
-    """Sends a pending digest once; returns its status after; raises RetryLater if Resend should be asked again."""
+    """Sends a pending digest once; returns its status after; raises RetryLater if it should be sent again."""
     async with as_worker(pool) as conn:
         row = await conn.fetchrow(query("start_digest"), digest_id)
     if row is None:
@@ -320,6 +311,7 @@ async def send_digest(pool: asyncpg.Pool, settings: Settings, mailer: EmailChann
         attempts=row["attempts"],
         recipient=row["recipient"],
         items=row["items"],
+        provider=row["provider"],
     )
     outcome = await _deliver(digest, settings, mailer)
     async with as_worker(pool) as conn:
@@ -329,6 +321,7 @@ async def send_digest(pool: asyncpg.Pool, settings: Settings, mailer: EmailChann
             OUTCOME_NAMES[type(outcome)],
             getattr(outcome, "error", None) or getattr(outcome, "reason", None),
             getattr(outcome, "provider_message_id", None),
+            getattr(outcome, "provider", None),
         )
         assert result is not None
         if result["status"] != "pending":
@@ -358,7 +351,7 @@ async def claim_due_digests(pool: asyncpg.Pool, at: datetime | None = None) -> l
 def register(app: procrastinate.App, pool: asyncpg.Pool, settings: Settings) -> None:
     """Declares the digest tasks on the worker's app: the periodic claim and the sending job."""
     retry = DeliveryRetry()
-    mailer = EmailChannel(settings)
+    mailer = EmailChannel(settings, pool)  # with the pool: digests fail over to SMTP as instant e-mail does
 
     @app.task(name="send_digest", queue="email", retry=retry)
     async def send_digest_job(digest_id: str) -> None:

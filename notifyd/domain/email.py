@@ -309,8 +309,6 @@ class EmailChannel:
         # happened at import, so Settings is made the one source here.
         resend.api_key = settings.resend_api_key
         resend.api_url = (settings.resend_api_url or RESEND_API_URL).rstrip("/")
-        # requests accepts float seconds; the SDK's annotation says int. (Digests still send through it.)
-        resend.default_http_client = resend.RequestsClient(timeout=settings.provider_timeout)  # type: ignore[arg-type]
         resend.default_async_http_client = PooledClient(
             ProviderSession(settings.resend_max_concurrency, settings.provider_timeout)
         )
@@ -329,12 +327,16 @@ class EmailChannel:
     async def send(self, deliveries: Sequence[Delivery]) -> Mapping[uuid.UUID, Outcome]:
         route = await self._route()
         answers = await asyncio.gather(*(self._send_one(d, d.provider or route) for d in deliveries))
-        try:
-            await self._record(answers)
-        except (OSError, asyncpg.PostgresError):
-            # The outcomes still go to the ledger: a circuit that missed one batch only moves a batch later.
-            log.exception("e-mail: recording the providers' answers in their circuits")
+        await self._record(answers)
         return {d.id: o for d, (_, _, o) in zip(deliveries, answers, strict=True)}
+
+    async def send_email(self, key: uuid.UUID, params: resend.Emails.SendParams, pinned: str | None) -> Outcome:
+        """One e-mail outside the delivery queue (a digest; `key` its idempotency key and Message-ID): to the
+        provider a batch would use now, or to `pinned`, where an earlier attempt got no answer. Its answer moves
+        the circuits as a batch's does."""
+        answer = await self._hand_over(params, key, pinned or await self._route())
+        await self._record([answer])
+        return answer[2]
 
     async def _route(self) -> str:
         """Where this batch's new e-mail goes: Resend, unless SMTP is configured and Resend's circuit is open."""
@@ -347,35 +349,49 @@ class EmailChannel:
     async def _record(self, answers: Sequence[tuple[str, Answer, Outcome]]) -> None:
         if self._pool is None:
             return
-        for provider in sorted({p for p, a, _ in answers if a is not Answer.OTHER}):
-            counts = {a: sum(1 for p, b, _ in answers if p == provider and b is a) for a in Answer}
-            async with as_worker(self._pool) as conn:
-                state = await conn.fetchval(query("circuit_record"), provider, counts[Answer.OK],
-                                            counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR])  # fmt: skip
-            if counts[Answer.TIMEOUT] or counts[Answer.SERVER_ERROR]:
-                log.warning("e-mail: %s: %d timeouts, %d 5xx; its circuit is %s", provider,
-                            counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR], state)  # fmt: skip
+        try:
+            for provider in sorted({p for p, a, _ in answers if a is not Answer.OTHER}):
+                counts = {a: sum(1 for p, b, _ in answers if p == provider and b is a) for a in Answer}
+                async with as_worker(self._pool) as conn:
+                    state = await conn.fetchval(query("circuit_record"), provider, counts[Answer.OK],
+                                                counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR])  # fmt: skip
+                if counts[Answer.TIMEOUT] or counts[Answer.SERVER_ERROR]:
+                    log.warning("e-mail: %s: %d timeouts, %d 5xx; its circuit is %s", provider,
+                                counts[Answer.TIMEOUT], counts[Answer.SERVER_ERROR], state)  # fmt: skip
+        except (OSError, asyncpg.PostgresError):
+            # The outcomes still go to the ledger: a circuit that missed one batch only moves a batch later.
+            log.exception("e-mail: recording the providers' answers in their circuits")
 
     async def _send_one(self, delivery: Delivery, provider: str) -> tuple[str, Answer, Outcome]:
         if not delivery.recipient.get("email"):
             return provider, Answer.OTHER, Skipped(NO_ADDRESS)
         try:
             params = send_params(self._settings, delivery.recipient["email"], render(delivery, self._settings))
+        except Exception as error:  # noqa: BLE001 - send() answers for every delivery, whatever broke
+            log.exception("e-mail delivery %s", delivery.id)
+            return provider, Answer.OTHER, Retry(UNEXPECTED.format(error=error))
+        return await self._hand_over(params, delivery.id, provider)
+
+    async def _hand_over(self, params: resend.Emails.SendParams, key: uuid.UUID,
+                         provider: str) -> tuple[str, Answer, Outcome]:  # fmt: skip
+        """Sends one e-mail through `provider` (SMTP only when it is configured); the provider that answered, what
+        its answer says of its health, and the outcome. Never raises."""
+        try:
             if provider == smtp.PROVIDER and self._settings.smtp_host:
                 async with self._slots:
-                    outcome = await smtp.send(self._settings, smtp.message(params, delivery.id), self._deadline)
+                    outcome = await smtp.send(self._settings, smtp.message(params, key), self._deadline)
                 return provider, answer_of(outcome), outcome
             async with self._slots, asyncio.timeout(self._deadline):
                 # A request cut by the deadline may still have reached Resend: the retry goes there with the key.
-                sent = await resend.Emails.send_async(params, {"idempotency_key": str(delivery.id)})
+                sent = await resend.Emails.send_async(params, {"idempotency_key": str(key)})
         except (TimeoutError, NoAnswer):
             timed_out = Retry(TIMED_OUT.format(seconds=self._deadline), provider=PROVIDER)
             return PROVIDER, Answer.TIMEOUT, timed_out
         except ResendError as error:
             refused = outcome_of(error)
             return PROVIDER, answer_of(refused, _status(error)), refused
-        except Exception as error:  # noqa: BLE001 - send() answers for every delivery, whatever broke
-            log.exception("e-mail delivery %s", delivery.id)
+        except Exception as error:  # noqa: BLE001 - one e-mail's answer, whatever broke
+            log.exception("e-mail %s", key)
             return provider, Answer.OTHER, Retry(UNEXPECTED.format(error=error))
         return PROVIDER, Answer.OK, Sent(provider_message_id=sent["id"], provider=PROVIDER)
 

@@ -168,8 +168,12 @@ $$;
 COMMENT ON FUNCTION notify_private.claim_due_digests(timestamptz, integer)
     IS 'claims up to max_count digests due at `at`; returns those this call claimed (pending or skipped)';
 
+-- Its result gained the provider an earlier attempt is pinned to (as claim_deliveries' did): a changed result
+-- type needs the old function gone first.
+DROP FUNCTION IF EXISTS notify_private.start_digest(uuid);
 CREATE OR REPLACE FUNCTION notify_private.start_digest(digest_id uuid)
-    RETURNS TABLE (id uuid, frequency text, period_start timestamptz, attempts integer, recipient jsonb, items jsonb)
+    RETURNS TABLE (id uuid, frequency text, period_start timestamptz, attempts integer, recipient jsonb, items jsonb,
+                   provider text)
     LANGUAGE sql
     SET search_path = ''
 AS $$
@@ -186,16 +190,22 @@ AS $$
            (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'id', n.id, 'type', n.type, 'title', n.title, 'body', n.body, 'data', n.data,
                        'created_at', n.created_at) ORDER BY n.created_at, n.id), '[]'::jsonb)
-            FROM notify.notifications AS n WHERE n.id = ANY (s.notification_ids))
+            FROM notify.notifications AS n WHERE n.id = ANY (s.notification_ids)),
+           -- The held e-mail it carries names the provider an unanswered attempt went to (finish_digest).
+           (SELECT d.provider FROM notify.notification_deliveries AS d
+            WHERE d.digest_id = s.id AND d.provider IS NOT NULL LIMIT 1)
     FROM started AS s
     JOIN notify.recipients AS r ON r.user_id = s.user_id
     LEFT JOIN notify.email_suppressions AS sup ON sup.email = lower(r.email)
 $$;
 COMMENT ON FUNCTION notify_private.start_digest(uuid)
-    IS 'starts an attempt on a pending digest and returns its recipient and items (nothing if not pending)';
+    IS 'starts an attempt on a pending digest and returns its recipient, items and pinned provider (nothing if not pending)';
 
+-- It gained the provider (resend, smtp) that took the digest or may have: a new argument needs the old one gone.
+DROP FUNCTION IF EXISTS notify_private.finish_digest(uuid, text, text, text);
 CREATE OR REPLACE FUNCTION notify_private.finish_digest(
-    digest_id uuid, outcome text, error text DEFAULT NULL, provider_message_id text DEFAULT NULL
+    digest_id uuid, outcome text, error text DEFAULT NULL, provider_message_id text DEFAULT NULL,
+    provider text DEFAULT NULL
 ) RETURNS TABLE (status text, attempts integer)
     LANGUAGE plpgsql
     SET search_path = ''
@@ -229,6 +239,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- The digest has no provider column: the e-mail it carries keeps it, as the ledger does for instant e-mail
+    -- (a sent one names who took it; a retry names a provider only when its answer never came: pinned there).
+    IF finish_digest.provider IS NOT NULL THEN
+        UPDATE notify.notification_deliveries AS d SET provider = finish_digest.provider, updated_at = notify.now()
+        WHERE d.digest_id = finished.id AND d.status = 'held';
+    END IF;
     IF finished.status <> 'pending' THEN
         -- Each held e-mail says which digest it went out in (or why not), for notify.explain.
         WITH done AS (
@@ -260,8 +276,8 @@ BEGIN
     RETURN QUERY SELECT finished.status, finished.attempts;
 END
 $$;
-COMMENT ON FUNCTION notify_private.finish_digest(uuid, text, text, text)
-    IS 'records what Resend answered for a digest (sent|retry|failed|skipped) on it and on the e-mail it carries';
+COMMENT ON FUNCTION notify_private.finish_digest(uuid, text, text, text, text)
+    IS 'records what the provider answered for a digest (sent|retry|failed|skipped) on it and on the e-mail it carries';
 
 CREATE OR REPLACE VIEW notify.last_digests WITH (security_invoker = true) AS
     SELECT e.user_id, e.frequency, pg_catalog.max(e.sent_at) AS last_sent_at,

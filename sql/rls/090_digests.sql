@@ -5,7 +5,7 @@ GRANT EXECUTE ON FUNCTION notify_private.digest_period(text, text, time, integer
     notify_private.claim_digest(uuid, text, timestamptz, timestamptz),
     notify_private.claim_due_digests(timestamptz, integer),
     notify_private.start_digest(uuid),
-    notify_private.finish_digest(uuid, text, text, text)
+    notify_private.finish_digest(uuid, text, text, text, text)
     TO notify_worker;
 -- claim_digest defers the digest's sending job in the claiming transaction.
 GRANT EXECUTE ON FUNCTION notify_private.defer_jobs(jsonb) TO notify_worker;

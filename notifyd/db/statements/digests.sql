@@ -10,9 +10,9 @@ FROM notify_private.claim_due_digests(coalesce($1::timestamptz, notify.now()), $
 SELECT notify.setting('digest.batch_size')::integer
 
 -- start_digest --
--- Starts an attempt on a pending digest; its recipient and items, or no row if it is not pending
-SELECT id, frequency, period_start, attempts, recipient, items FROM notify_private.start_digest($1::uuid)
+-- Starts an attempt on a pending digest; its recipient, items and pinned provider, or no row if it is not pending
+SELECT id, frequency, period_start, attempts, recipient, items, provider FROM notify_private.start_digest($1::uuid)
 
 -- finish_digest --
--- Records Resend's answer for a digest (sent|retry|failed|skipped); its status and attempts after it
-SELECT status, attempts FROM notify_private.finish_digest($1::uuid, $2, $3, $4)
+-- Records the provider's answer for a digest (sent|retry|failed|skipped) and the provider; its status and attempts
+SELECT status, attempts FROM notify_private.finish_digest($1::uuid, $2, $3, $4, $5)
