@@ -378,3 +378,7 @@ async def test_notifyds_transactions_run_without_jit_and_leave_the_session_as_it
         assert await pool.fetchval("SHOW jit") == session_default == "on"
     finally:
         await pool.close()
+    # The counts a service may call from its own connections carry the setting themselves.
+    for counter in ("notify.unread_count", "notify.seen_state"):
+        config = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regproc", (counter,)).fetchone()
+        assert config is not None and "jit=off" in config[0], (counter, config)
