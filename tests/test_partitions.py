@@ -242,6 +242,23 @@ def test_a_delivery_status_reads_one_partition(upgraded: tuple[str, dict[str, An
         assert status["in_app"] == "sent" and "email" in status, status
 
 
+def test_a_pages_delivery_statuses_are_each_ones_status_and_only_the_callers(
+    upgraded: tuple[str, dict[str, Any]],
+) -> None:
+    """The center's page asks for its statuses in one statement: the same answers as one by one, ids from
+    before UUIDv7 included, another user's left out, and nothing for an empty page."""
+    url, made = upgraded
+    ids = [made[name] for name in ("old", "hundred", "keyed", "grouped", "legacy", "bob")]
+    with owner(url) as conn, conn.transaction():
+        as_user(conn, ADA)
+        together = dict(conn.execute("SELECT * FROM notify.delivery_statuses(%s)", (ids,)).fetchall())
+        one_by_one = {i: conn.execute("SELECT notify.delivery_status(%s)", (i,)).fetchone()[0] for i in ids}  # type: ignore[index]
+        empty = conn.execute("SELECT count(*) FROM notify.delivery_statuses('{}')").fetchone()
+    assert set(together) == set(ids) - {made["bob"]}, together
+    assert all(together[i] == one_by_one[i] for i in together), (together, one_by_one)
+    assert one_by_one[made["bob"]] == {} and empty == (0,)
+
+
 def test_created_at_never_moves_away_from_the_id(upgraded: tuple[str, dict[str, Any]]) -> None:
     url, made = upgraded
     with owner(url) as conn:

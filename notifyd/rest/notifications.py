@@ -199,18 +199,21 @@ async def list_notifications(request: Request) -> Response:
     if params.cursor is not None:
         after = decode_cursor(params.cursor, params.sort)
 
-    async def page_and_count(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], Any]:
+    async def page_and_count(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], dict[uuid.UUID, Any], Any]:
         rows = await conn.fetch(
             query("list_notifications"),
             params.type, params.priority, params.is_read, after[0], after[1], params.limit + 1, params.sort, after[2],
             params.state,
         )  # fmt: skip
-        return rows, await conn.fetchval(query("unread_count"))
+        listed = [r["id"] for r in rows[: params.limit]]
+        found = await conn.fetch(query("delivery_statuses"), listed) if listed else []
+        statuses = {r["notification_id"]: r["delivery_status"] for r in found}
+        return rows, statuses, await conn.fetchval(query("unread_count"))
 
-    rows, unread = await lag_tolerant(request, caller, page_and_count)
+    rows, statuses, unread = await lag_tolerant(request, caller, page_and_count)
     page, has_more = rows[: params.limit], len(rows) > params.limit
     answer = NotificationPage(
-        items=[notification(r) for r in page],
+        items=[Notification.model_validate({**dict(r), "delivery_status": statuses.get(r["id"], {})}) for r in page],
         unread_count=unread["count"],
         next_cursor=encode_cursor(params.sort, page[-1]) if has_more else None,
         has_more=has_more,

@@ -65,10 +65,10 @@ GROUP BY b.id
 -- One page of the caller's notifications in the order $7 (newest, oldest or priority: most urgent first,
 -- then newest); $4/$5 is the (created_at, id) keyset cursor and $8 its priority rank; $9 the inbox state.
 -- Each ORDER BY key and the cursor's CASE reduce to one order once $7 is known, so the planned query
--- walks the (user_id, created_at, id) index like a query written for that order alone.
+-- walks the (user_id, created_at, id) index like a query written for that order alone. The page's delivery
+-- statuses come after it, in one statement (delivery_statuses).
 SELECT n.id, n.seq, n.type, n.priority, n.title, n.body, n.data, n.read_at, n.seen_at, n.archived_at,
-       n.snoozed_until, n.created_at, n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at,
-       notify.delivery_status(n.id) AS delivery_status
+       n.snoozed_until, n.created_at, n.group_key, n.group_count, n.action_taken, n.action_taken_at, n.expires_at
 FROM notify.inbox AS n
 WHERE n.user_id = notify.current_user_id()
   AND ($1::text IS NULL OR n.type = $1)
@@ -98,6 +98,10 @@ ORDER BY CASE WHEN $7::text = 'priority' THEN array_position(ARRAY['critical', '
          CASE WHEN $7::text <> 'oldest' THEN n.created_at END DESC,
          CASE WHEN $7::text <> 'oldest' THEN n.id END DESC
 LIMIT $6
+
+-- delivery_statuses --
+-- The delivery status per channel of the listed notifications $1 the caller may see (none decided yet: no row)
+SELECT s.notification_id, s.delivery_status FROM notify.delivery_statuses($1::uuid[]) AS s
 
 -- get_notification --
 -- One of the caller's visible notifications with its delivery status per channel (and its sealed sensitive fields)
