@@ -183,7 +183,13 @@ def test_values_the_user_never_set_stay_the_orgs(as_role: Any) -> None:
 USER_REFUSALS = [
     ("set_preference", "nope", {}, "22023", 'unknown notification type "nope"'),
     ("set_preference", None, {}, "22004", "type cannot be null"),
-    ("set_preference", "task", {"bogus": True}, "22023", 'unknown preference "bogus": the keys are chat_enabled, digest_day'),
+    (
+        "set_preference",
+        "task",
+        {"bogus": True},
+        "22023",
+        'unknown preference "bogus": the keys are chat_enabled, digest_day',
+    ),
     ("set_preference", "task", {"digest_time": "25:00"}, "22007", 'digest_time must be a time of day "HH:MM"'),
     ("set_preference", "task", {"digest_time": "9am"}, "22007", 'got "9am"'),
     ("set_preference", "task", {"quiet_hours_start": 2200}, "22007", "quiet_hours_start must be a time of day"),
@@ -318,7 +324,6 @@ def test_concurrent_first_changes_of_a_type_both_hold(db: psycopg.Connection[Any
     second.close()
 
 
-
 def targets(db: psycopg.Connection[Any], who: uuid.UUID, org: uuid.UUID) -> None:
     """The user's own webhook endpoint and their org's chat channel (never sent here: nothing encrypted)."""
     db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, org_id => %s, phone => '+14155550100')", (who, org))
@@ -382,11 +387,26 @@ def test_org_defaults_and_locks_for_sms_webhook_and_chat(db: psycopg.Connection[
         assert {k: item(cur, "task")[k] for k in ("sms_enabled", "webhook_enabled", "chat_enabled", "locked")} == {
             "sms_enabled": True, "webhook_enabled": False, "chat_enabled": True, "locked": [],
         }  # fmt: skip
-        assert new_channels(cur, USER, "task")["webhook"] == ("skipped", "webhook is turned off for task notifications", 1)
+        assert new_channels(cur, USER, "task")["webhook"] == (
+            "skipped",
+            "webhook is turned off for task notifications",
+            1,
+        )
         # Locks: chat locked off for task (critical too), SMS and webhook locked on over the user's choice.
         become(cur, "notify_admin", admin_of(ORG))
-        answer = set_org(cur, ORG, "task", {"chat_enabled": False, "chat_locked": True, "sms_enabled": True,
-                                            "sms_locked": True, "webhook_enabled": True, "webhook_locked": True})
+        answer = set_org(
+            cur,
+            ORG,
+            "task",
+            {
+                "chat_enabled": False,
+                "chat_locked": True,
+                "sms_enabled": True,
+                "sms_locked": True,
+                "webhook_enabled": True,
+                "webhook_locked": True,
+            },
+        )
         assert {k: answer[k] for k in answer if k.startswith(("sms", "webhook", "chat"))} == {
             "sms_enabled": True, "sms_locked": True, "webhook_enabled": True, "webhook_locked": True,
             "chat_enabled": False, "chat_locked": True,
@@ -448,17 +468,31 @@ ORG_REFUSALS = [
     ("task", {"push_locked": True}, "23514", "push_locked needs push_enabled: lock the channel on (true) or off"),
     (None, {"email_locked": True, "email_enabled": None}, "23514", "email_locked needs email_enabled"),
     ("nope", {}, "22023", 'unknown notification type "nope"'),
-    ("task", {"in_app_enabled": True}, "22023", 'unknown preference "in_app_enabled": the keys are chat_enabled, chat_locked, digest_frequency'),
+    (
+        "task",
+        {"in_app_enabled": True},
+        "22023",
+        'unknown preference "in_app_enabled": the keys are chat_enabled, chat_locked, digest_frequency',
+    ),
     ("task", {"push_locked": None}, "22004", "push_locked cannot be null"),
     ("task", {"digest_frequency": "sometimes"}, "22023", "digest_frequency must be instant, daily, weekly or never"),
     ("task", {"email_enabled": 1}, "22023", "email_enabled must be true or false, got 1"),
     ("task", {"sms_locked": True}, "23514", "sms_locked needs sms_enabled: lock the channel on (true) or off (false)"),
-    (None, {"webhook_locked": True}, "23514", "webhook_locked needs webhook_enabled: lock the channel on (true) or off"),
+    (
+        None,
+        {"webhook_locked": True},
+        "23514",
+        "webhook_locked needs webhook_enabled: lock the channel on (true) or off",
+    ),
     ("task", {"chat_locked": True, "chat_enabled": None}, "23514", "chat_locked needs chat_enabled: lock the channel"),
     ("task", {"webhook_enabled": "off"}, "22023", 'webhook_enabled must be true or false, got "off"'),
     ("task", {"chat_locked": None}, "22004", "chat_locked cannot be null"),
-    ("task", {"user_webhook_endpoints": False}, "22023",
-     "user_webhook_endpoints is for every type: set it on the org's defaults (type null), not for task"),
+    (
+        "task",
+        {"user_webhook_endpoints": False},
+        "22023",
+        "user_webhook_endpoints is for every type: set it on the org's defaults (type null), not for task",
+    ),
     (None, {"user_webhook_endpoints": "no"}, "22023", 'user_webhook_endpoints must be true or false, got "no"'),
 ]
 
