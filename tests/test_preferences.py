@@ -114,7 +114,8 @@ def test_preferences_list_every_type_as_in_force(as_role: Any) -> None:
         }  # fmt: skip
         assert prefs["global"] == {
             "all_push_enabled": True, "all_email_enabled": True, "all_sms_enabled": True,
-            "all_webhook_enabled": True, "all_chat_enabled": True, "default_digest_frequency": "daily", "default_digest_time": "09:00:00", "default_digest_day": 1,
+            "all_webhook_enabled": True, "all_chat_enabled": True, "default_digest_frequency": "daily",
+            "default_digest_time": "09:00:00", "default_digest_day": 1,
             "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
         }  # fmt: skip
@@ -149,7 +150,8 @@ def test_a_change_keeps_everything_else_in_force(as_role: Any) -> None:
         assert changed == item(cur, "agent")
         assert {k: changed[k] for k in changed if k != "updated_at"} == {
             "notification_type": "agent", "push_enabled": False, "email_enabled": False, "in_app_enabled": True,
-            "sms_enabled": True, "webhook_enabled": True, "chat_enabled": True, "digest_frequency": "weekly", "digest_time": "07:00:00", "digest_day": 5,
+            "sms_enabled": True, "webhook_enabled": True, "chat_enabled": True, "digest_frequency": "weekly",
+            "digest_time": "07:00:00", "digest_day": 5,
             "quiet_hours_start": "22:00:00", "quiet_hours_end": "07:00:00", "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": True,
         }  # fmt: skip
