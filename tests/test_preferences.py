@@ -372,6 +372,13 @@ def test_sms_webhook_and_chat_switches_steer_every_target_of_the_user(
             "webhook": ("skipped", "webhook is turned off for task notifications", 1),
             "chat": ("skipped", "chat is turned off for task notifications", 1),
         }
+        explained = value(cur, "SELECT notify.explain(id) FROM notify.notifications WHERE user_id = %s "
+                          "ORDER BY seq DESC LIMIT 1", USER)  # fmt: skip
+        assert [(d["channel"], d["status"], d["reason"]) for d in explained["decisions"]] == [
+            ("webhook", "skipped", "webhook is turned off for task notifications"),
+            ("chat", "skipped", "chat is turned off for task notifications"),
+            ("sms", "skipped", "SMS is turned off for task notifications"),
+        ]
         billing_sms = ("skipped", "SMS is turned off for billing notifications", 1)
         assert new_channels(cur, USER, "billing") == {**ALL_ON, "sms": billing_sms}
         # Critical overrides the user's own switches.
