@@ -598,8 +598,9 @@ AS $$
         ) AS step
         CROSS JOIN LATERAL (
             SELECT CASE WHEN t.channel = 'chat' AND NOT k.critical
-                        THEN notify_private.quiet_hours_end(n.user_id, n.type, coalesce(step.due, greatest(n.send_at, k.now_at)))
-                   END AS until
+                        THEN notify_private.quiet_hours_end(n.user_id, n.type,
+                                                            coalesce(step.due, greatest(n.send_at, k.now_at))) END
+                   AS until
         ) AS q
         WHERE t.channel = ANY (k.wanted) AND (t.types IS NULL OR n.type = ANY (t.types))
           AND NOT coalesce(n.decisions ? t.channel, false)
