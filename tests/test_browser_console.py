@@ -250,9 +250,17 @@ def test_policies_a_dba_changes_limits_and_retention_an_org_admin_their_defaults
     page.get_by_role("button", name="Load").click()
     page.get_by_label("push_enabled").select_option("false")
     page.locator("input[name=push_locked]").check()
+    page.get_by_label("chat_enabled").select_option("false")
+    page.get_by_label("user_webhook_endpoints").select_option("false")
     page.get_by_role("button", name="Save the org's defaults").click()
     expect(page.locator("[data-org-saved]")).to_have_text("Saved the org's defaults.")
     shot(page, "policies")
+    saved = db.execute(
+        "SELECT push_enabled, push_locked, chat_enabled, chat_locked, sms_enabled, user_webhook_endpoints "
+        "FROM notify.org_notification_preferences WHERE org_id = %s AND notification_type IS NULL",
+        (org,),
+    )
+    assert saved.fetchone() == (False, True, False, False, None, False)
     assert db.execute("SELECT value FROM notify.settings WHERE key = 'rate_limit.push_per_hour'").fetchone() == (25,)
     kept = db.execute("SELECT max_age::text FROM notify.retention_policies WHERE notification_type = 'task'")
     assert kept.fetchone() == ("30 days",)
@@ -264,6 +272,8 @@ def test_policies_a_dba_changes_limits_and_retention_an_org_admin_their_defaults
         expect(page.get_by_label("org id")).to_have_value(str(org))
         expect(page.get_by_label("push_enabled")).to_have_value("false")
         expect(page.locator("input[name=push_locked]")).to_be_checked()
+        expect(page.get_by_label("chat_enabled")).to_have_value("false")
+        expect(page.get_by_label("user_webhook_endpoints")).to_have_value("false")
         expect(page.locator("[data-dba-only]")).to_be_visible()
         expect(page.locator("[data-setting='rate_limit.push_per_hour'] input")).to_be_disabled()
         expect(page.locator("[data-setting='rate_limit.push_per_hour'] input")).to_have_value("25")

@@ -178,6 +178,8 @@ def test_preferences_saved_in_the_ui_decide_in_the_database(
     expect(email).to_be_checked()
     expect(prefs.get_by_label("Task: in-app (always on)")).to_be_disabled()
     email.uncheck()
+    prefs.get_by_label("Task: chat", exact=True).uncheck()
+    prefs.get_by_label("Webhooks (yours and your organization's)").uncheck()
     prefs.get_by_label("Billing: e-mail frequency").select_option("weekly")
     prefs.get_by_label("Saturday", exact=True).check()
     prefs.get_by_label("Saturday quiet hours from").fill("23:00")
@@ -193,19 +195,20 @@ def test_preferences_saved_in_the_ui_decide_in_the_database(
         rows = {
             row[0]: row[1:]
             for row in conn.execute(
-                "SELECT notification_type, email_enabled, digest_frequency FROM notify.notification_preferences "
-                "WHERE user_id = %s AND notification_type IS NOT NULL",
+                "SELECT notification_type, email_enabled, digest_frequency, chat_enabled "
+                "FROM notify.notification_preferences WHERE user_id = %s AND notification_type IS NOT NULL",
                 (user,),
             )
         }
         assert rows["task"][0] is False and rows["billing"][1] == "weekly", rows
+        assert (rows["task"][2], rows["billing"][2]) == (False, None), "chat off for task only"
         assert set(rows) == {"task", "billing"}, "only the types changed are saved"
         windows = conn.execute(
-            "SELECT quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows "
+            "SELECT quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows, webhook_enabled "
             "FROM notify.notification_preferences WHERE user_id = %s AND notification_type IS NULL",
             (user,),
         ).fetchone()
-        assert windows is not None
+        assert windows is not None and windows[4] is False, "webhooks off everywhere"
         assert (str(windows[0]), str(windows[1]), windows[2]) == ("23:00:00", "10:00:00", [6, 7])
         assert windows[3] in ([], None)
         zone = conn.execute("SELECT timezone FROM notify.recipients WHERE user_id = %s", (user,)).fetchone()
@@ -220,6 +223,8 @@ def test_preferences_saved_in_the_ui_decide_in_the_database(
     # The form reloads what is in force.
     page.reload()
     expect(prefs.get_by_label("Task: e-mail", exact=True)).not_to_be_checked()
+    expect(prefs.get_by_label("Task: chat", exact=True)).not_to_be_checked()
+    expect(prefs.get_by_label("Billing: webhooks", exact=True)).not_to_be_checked()
     expect(prefs.get_by_label("Sunday quiet hours until")).to_have_value("10:00")
     assert page.errors == []
 

@@ -23,14 +23,23 @@ from websockets.asyncio.client import connect
 from tests.conftest import dsn
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for
+from tests.standins.chat import ChatPlatforms
 from tests.standins.http import Response
 from tests.standins.resend import ResendService
+from tests.standins.webhook_receiver import WebhookReceiver
 from tests.test_delivery_sql import add_device, worker_conn
+from tests.test_hooks import Stack, register
+from tests.test_hooks import connect as connect_chat
+from tests.test_hooks import stack as hooks_stack
 from tests.test_sql_api import service_conn, user_conn
 from tests.test_worker import FAST, resend_env
 
+# test_hooks's server and worker (webhook and chat allowed to the local stand-ins).
+stack = hooks_stack
+
 USER = uuid.UUID(int=0x20E5)
 CLOCK = "2026-11-20 10:00:00+00"
+CHANNELS = ("in_app", "push", "email", "sms", "webhook", "chat")
 CHAIN = [
     {"channel": "in_app"},
     {"channel": "push", "after": "0"},
@@ -255,11 +264,11 @@ def test_removing_a_chain_brings_back_the_priority_rules(db: psycopg.Connection[
 # JSON text PostgreSQL takes (jsonb refuses \u0000 on its own, before any chain is read).
 _TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=10)
 _GOOD_STEP = st.fixed_dictionaries(
-    {"channel": st.sampled_from(["push", "email"])},
+    {"channel": st.sampled_from(["push", "email", "webhook", "chat"])},
     optional={"after": st.sampled_from(["0", "5 minutes", "1 hour"]), "unless": st.sampled_from(["seen", "read"])},
 )
 _BAD_STEP = st.one_of(
-    st.fixed_dictionaries({"channel": _TEXT.filter(lambda c: c not in ("in_app", "push", "email", "sms"))}),
+    st.fixed_dictionaries({"channel": _TEXT.filter(lambda c: c not in CHANNELS)}),
     st.fixed_dictionaries({"channel": st.just("email"),
                            "after": st.sampled_from(["soon", "-5 minutes", "", "99 years"])}),
     st.fixed_dictionaries({"channel": st.just("email"), "after": st.one_of(st.integers(), st.booleans(), st.none())}),
@@ -284,7 +293,8 @@ def bad_chains(draw: st.DrawFn) -> Any:
         return [{"channel": channel}, {"channel": channel}]
     if kind == "not_array":
         return draw(st.one_of(st.dictionaries(_TEXT, st.integers(), max_size=2), _TEXT))
-    return [{"channel": "in_app"}, {"channel": "push"}, {"channel": "email"}, {"channel": "email"}]
+    # One step per channel is the most a chain has: a seventh repeats one.
+    return [{"channel": c} for c in CHANNELS] + [{"channel": draw(st.sampled_from(CHANNELS[1:]))}]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -298,7 +308,7 @@ def test_a_bad_chain_is_a_clear_error_and_changes_nothing(db: psycopg.Connection
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(_GOOD_STEP, min_size=1, max_size=2, unique_by=lambda s: s["channel"]))
+@given(steps=st.lists(_GOOD_STEP, min_size=1, max_size=4, unique_by=lambda s: s["channel"]))
 def test_a_good_chain_comes_back_normalized(db: psycopg.Connection[Any], steps: Any) -> None:
     ordered = sorted(steps, key=lambda s: ["0", "5 minutes", "1 hour"].index(s.get("after", "0")))
     stored = set_chain(db, "task", ordered)
@@ -636,3 +646,112 @@ def test_a_chain_sent_over_rest_overrides_the_types_and_a_bad_one_writes_nothing
         assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
         other = client.post("/api/v1/notifications", json={**keyed, "escalation": []}, headers=service_auth)
         assert other.status_code == 422, other.text
+
+
+# --- webhook and chat steps -----------------------------------------------------------------------------------
+
+
+def test_webhook_and_chat_steps_wait_for_their_time_at_every_target_and_a_read_cancels_them(
+    db: psycopg.Connection[Any], service: Any
+) -> None:
+    org, colleague = uuid.uuid4(), uuid.uuid4()
+    for someone in (USER, colleague):
+        db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, org_id => %s)", (someone, org))
+    # The user's endpoint and their org's channel; a colleague's own endpoint is not the user's.
+    for owner in (USER, colleague):
+        db.execute("INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) "
+                   "VALUES (%s, 'https://hooks.example.com/in', 'x')", (owner,))  # fmt: skip
+    db.execute("INSERT INTO notify.chat_connections (user_id, org_id, platform, url_encrypted) "
+               "VALUES (%s, %s, 'slack', 'x')", (colleague, org))  # fmt: skip
+    pin_clock(db, service)
+    chain = [{"channel": "in_app"}, {"channel": "webhook", "after": "10 minutes", "unless": "read"},
+             {"channel": "chat", "after": "20 minutes"}]  # fmt: skip
+    assert set_chain(db, "task", chain)[1:] == [
+        {"channel": "webhook", "after": "00:10:00", "unless": "read"},
+        {"channel": "chat", "after": "00:20:00", "unless": "seen"},
+    ]
+    notification = send(service)
+    at = datetime.fromisoformat(CLOCK)
+    assert steps_of(db, notification) == {
+        "webhook": ("pending", at + timedelta(minutes=10), "read"),
+        "chat": ("pending", at + timedelta(minutes=20), "seen"),
+    }
+    reasons = db.execute("SELECT channel, reason FROM notify.notification_deliveries WHERE notification_id = %s "
+                         "ORDER BY channel", (notification,)).fetchall()  # fmt: skip
+    assert reasons == [
+        ("chat", "escalation step: due 00:20:00 after it was sent, unless seen by then"),
+        ("webhook", "escalation step: due 00:10:00 after it was sent, unless read by then"),
+    ]
+    mark_read_as_the_user(db, notification)
+    assert_cancelled_by_the_read(db, notification, "webhook")
+    # Reading sets seen_at too: the chat step waiting unless seen says that.
+    chat = db.execute("SELECT status, reason FROM notify.notification_deliveries "
+                      "WHERE notification_id = %s AND channel = 'chat'", (notification,)).fetchone()  # fmt: skip
+    assert chat is not None and chat[0] == "cancelled" and chat[1].startswith("cancelled: the user saw it at")
+    explained = db.execute("SELECT notify.explain(%s)", (notification,)).fetchone()
+    assert explained is not None
+    assert [(s["channel"], s["state"]) for s in explained[0]["escalation"]] == [
+        ("in_app", "run"), ("webhook", "cancelled"), ("chat", "cancelled"),
+    ]  # fmt: skip
+    # A chain without a webhook or chat step leaves them as without a chain: at once, to every target.
+    set_chain(db, "task", CHAIN)
+    assert steps_of(db, send(service))["webhook"] == ("pending", None, None)
+
+
+def test_a_chat_step_due_in_quiet_hours_waits_for_their_end_and_a_switch_skips_a_step(
+    db: psycopg.Connection[Any], service: Any
+) -> None:
+    db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, timezone => 'UTC')", (USER,))
+    db.execute("INSERT INTO notify.chat_connections (user_id, platform, url_encrypted) VALUES (%s, 'slack', 'x')",
+               (USER,))  # fmt: skip
+    db.execute("INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) "
+               "VALUES (%s, 'https://hooks.example.com/in', 'x')", (USER,))  # fmt: skip
+    # Quiet from 10:30 to 12:00 every day: the step due at 10:45 waits for 12:00; at 10:00 it was not quiet.
+    db.execute("INSERT INTO notify.notification_preferences (user_id, quiet_hours_start, quiet_hours_end, "
+               "quiet_hours_days, webhook_enabled) VALUES (%s, '10:30', '12:00', '[1, 2, 3, 4, 5, 6, 7]', false)",
+               (USER,))  # fmt: skip
+    pin_clock(db, service)
+    set_chain(db, "task", [{"channel": "in_app"}, {"channel": "webhook"}, {"channel": "chat", "after": "45 minutes"}])
+    notification = send(service)
+    assert steps_of(db, notification) == {"chat": ("pending", datetime.fromisoformat("2026-11-20 12:00:00+00"), "seen")}
+    decided = db.execute("SELECT channel, status, reason FROM notify.delivery_decisions WHERE notification_id = %s "
+                         "AND channel IN ('webhook', 'chat') ORDER BY channel", (notification,)).fetchall()  # fmt: skip
+    assert decided == [
+        ("chat", "pending", "held for quiet hours until 2026-11-20 12:00 UTC"),
+        ("webhook", "skipped", "webhook is turned off for task notifications"),
+    ]
+
+
+def test_webhook_and_chat_steps_reach_the_stand_ins_and_a_seen_one_never_does(
+    stack: Stack, webhook_receiver: WebhookReceiver, chat_platforms: ChatPlatforms
+) -> None:
+    """A real worker sends the webhook step when it comes due; the chat step, seen while it waits, never goes."""
+    user = uuid.uuid4()
+    url = webhook_receiver.endpoint()
+    endpoint = register(stack, user, url)
+    webhook_receiver.trust(url, endpoint["secret"])
+    connect_chat(stack, user, "slack", chat_platforms.webhook("slack"))
+    chain = [
+        {"channel": "in_app"},
+        {"channel": "webhook", "after": "1 second"},
+        {"channel": "chat", "after": "2 seconds"},
+    ]
+    sent = stack.send(user, escalation=chain)
+    assert stack.delivery(sent, "webhook")["status"] == "pending", "not before its time"
+    seen = user_conn(stack.db, str(user))
+    try:
+        assert seen.execute("SELECT notify.mark_seen(%s)", ([sent],)).fetchone() == (1,)
+    finally:
+        seen.close()
+    assert stack.delivery(sent, "chat")["status"] == "cancelled"
+    # The webhook step was waiting unless seen too: send another chain whose webhook step nobody sees.
+    # (Its sender's channels leave chat out: a chain without a chat step sends chat at once, as without a chain.)
+    unseen = stack.send(user, escalation=chain[:2], channels=["in_app", "webhook"])
+    delivery = stack.settled(unseen, "webhook")
+    assert delivery["status"] == "sent" and delivery["sent_at"] >= delivery["scheduled_for"]
+    (message,) = webhook_receiver.messages
+    assert message.webhook_id == str(delivery["id"]) and message.verified_by == [endpoint["secret"]]
+    assert message.json["data"]["id"] == unseen
+    time.sleep(2.5)  # past the seen chain's chat step: its job, had it been planned, would have run
+    assert chat_platforms.messages == [] and stack.delivery(sent, "chat")["status"] == "cancelled"
+    assert stack.delivery(sent, "webhook")["status"] == "cancelled"

@@ -16,7 +16,10 @@ replied STOP) × inside/outside quiet hours = 48 cases on each path (144 checks)
 
 Every user also has a webhook endpoint and a chat connection: webhook goes at every priority, at once (a
 machine has no quiet hours); chat at every priority but low, held by quiet hours as push is (critical
-bypasses them). Neither has a switch in the preferences: the target's types are its per-type choice.
+bypasses them). A fourth table gives SMS, webhook and chat the user's switch (unset, on, off) × the org's row
+(none, default off, locked on, locked off) × 4 priorities × inside/outside quiet hours = 96 cases per
+channel on each path (864 checks); webhook goes to the user's own endpoint and to their org's, and the
+user's switch decides both.
 """
 
 from __future__ import annotations
@@ -372,3 +375,81 @@ def test_sms_policy_table(
         ("in_app", "sent", None, None),
         expected_sms(priority, sms_on, number, window.ends_at if quiet else None),
     ]
+
+
+# --- SMS, webhook and chat: the user's switch × the org's default or lock ---------------------------------
+
+SWITCHES = ("unset", "on", "off")
+ORG_POLICIES = ("no_org_row", "default_off", "locked_on", "locked_off")
+NEW_CHANNELS = ("sms", "webhook", "chat")
+READER_NAMES = {"sms": "SMS", "webhook": "webhook", "chat": "chat"}
+# The user's own endpoint and one of their org's; their org's chat channel; the user's number.
+TARGETS = {"sms": 1, "webhook": 2, "chat": 1}
+CHANNEL_CASES = [
+    pytest.param(channel, priority, switch, org, quiet,
+                 id=f"{channel}-{priority}-user_{switch}-{org}-{'quiet' if quiet else 'awake'}")
+    for channel, priority, switch, org, quiet in itertools.product(
+        NEW_CHANNELS, PRIORITIES, SWITCHES, ORG_POLICIES, (False, True))
+]  # fmt: skip
+
+
+def expected_channel(channel: str, priority: str, switch: str, org: str, quiet_until: datetime | None) -> list[Planned]:
+    """docs/policies.md: the user's row beats the org's default; a lock beats both, critical included; critical
+    overrides the user's own switch and quiet hours. Webhook has no quiet hours; low gets no chat."""
+    critical = priority == "critical"
+    if channel == "chat" and priority == "low":
+        return []
+    locked = org.startswith("locked")
+    if locked:
+        enabled = org == "locked_on"
+    elif switch != "unset":
+        enabled = switch == "on"
+    else:
+        enabled = org != "default_off"
+    if not enabled and (not critical or locked):
+        by_org = " by the organization" if locked else ""
+        return [(channel, "skipped", f"{READER_NAMES[channel]} is turned off for {TYPE} notifications{by_org}", None)]
+    if channel != "webhook" and quiet_until is not None and not critical:
+        return [(channel, "pending", f"held for quiet hours until {local(quiet_until)}", quiet_until)] * TARGETS[
+            channel
+        ]
+    return [(channel, "pending", None, None)] * TARGETS[channel]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("channel", "priority", "switch", "org", "quiet"), CHANNEL_CASES)
+def test_sms_webhook_and_chat_policy_table(
+    request: pytest.FixtureRequest, path: str, channel: str, priority: str, switch: str, org: str, quiet: bool
+) -> None:
+    """SMS asked for by the sender; webhook and chat as the priority has them, to the user's and the org's targets."""
+    side = side_of(request, path)
+    window = quiet_window(side.at, inside=quiet)
+    user, org_id = uuid.uuid4(), uuid.uuid4()
+    side.owner.execute(
+        "INSERT INTO notify.recipients (user_id, timezone, org_id, phone) VALUES (%s, %s, %s, %s)",
+        (user, ZONE.key, org_id, f"+1415555{user.int % 10000:04d}"),
+    )
+    side.owner.execute(
+        f"INSERT INTO notify.notification_preferences (user_id, notification_type, {channel}_enabled, "
+        "quiet_hours_start, quiet_hours_end, quiet_hours_days) VALUES (%s, %s, %s, %s, %s, '[1, 2, 3, 4, 5, 6, 7]')",
+        (user, TYPE, None if switch == "unset" else switch == "on", window.start, window.end),
+    )
+    if org != "no_org_row":
+        side.owner.execute(
+            f"INSERT INTO notify.org_notification_preferences (org_id, notification_type, {channel}_enabled, "
+            f"{channel}_locked) VALUES (%s, %s, %s, %s)",
+            (org_id, TYPE, org == "locked_on", org.startswith("locked")),
+        )
+    for org_wide in (None, org_id):
+        side.owner.execute(
+            "INSERT INTO notify.webhook_endpoints (user_id, org_id, url, secret_encrypted) "
+            "VALUES (%s, %s, 'https://example.com', 'x')",
+            (user, org_wide),
+        )
+    side.owner.execute(
+        "INSERT INTO notify.chat_connections (user_id, org_id, platform, url_encrypted) VALUES (%s, %s, 'slack', 'x')",
+        (user, org_id),
+    )
+    side.create(path, user, priority, ["in_app", "sms"] if channel == "sms" else None)
+    got = [row for row in planned(side.owner, user)[0] if row[0] == channel]
+    assert got == expected_channel(channel, priority, switch, org, window.ends_at if quiet else None)

@@ -107,13 +107,15 @@ def test_preferences_list_every_type_as_in_force(as_role: Any) -> None:
         task = next(i for i in prefs["items"] if i["notification_type"] == "task")
         assert task == {
             "notification_type": "task", "push_enabled": True, "email_enabled": True, "in_app_enabled": True,
-            "sms_enabled": True, "digest_frequency": "daily", "digest_time": "09:00:00", "digest_day": 1,
+            "sms_enabled": True, "webhook_enabled": True, "chat_enabled": True, "digest_frequency": "daily",
+            "digest_time": "09:00:00", "digest_day": 1,
             "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None,
         }  # fmt: skip
         assert prefs["global"] == {
             "all_push_enabled": True, "all_email_enabled": True, "all_sms_enabled": True,
-            "default_digest_frequency": "daily", "default_digest_time": "09:00:00", "default_digest_day": 1,
+            "all_webhook_enabled": True, "all_chat_enabled": True, "default_digest_frequency": "daily",
+            "default_digest_time": "09:00:00", "default_digest_day": 1,
             "quiet_hours_start": None, "quiet_hours_end": None, "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": False, "updated_at": None, "timezone": "UTC",
         }  # fmt: skip
@@ -148,7 +150,8 @@ def test_a_change_keeps_everything_else_in_force(as_role: Any) -> None:
         assert changed == item(cur, "agent")
         assert {k: changed[k] for k in changed if k != "updated_at"} == {
             "notification_type": "agent", "push_enabled": False, "email_enabled": False, "in_app_enabled": True,
-            "sms_enabled": True, "digest_frequency": "weekly", "digest_time": "07:00:00", "digest_day": 5,
+            "sms_enabled": True, "webhook_enabled": True, "chat_enabled": True, "digest_frequency": "weekly",
+            "digest_time": "07:00:00", "digest_day": 5,
             "quiet_hours_start": "22:00:00", "quiet_hours_end": "07:00:00", "quiet_hours_days": [1, 2, 3, 4, 5],
             "quiet_hours_windows": [], "locked": [], "customized": True,
         }  # fmt: skip
@@ -182,7 +185,13 @@ def test_values_the_user_never_set_stay_the_orgs(as_role: Any) -> None:
 USER_REFUSALS = [
     ("set_preference", "nope", {}, "22023", 'unknown notification type "nope"'),
     ("set_preference", None, {}, "22004", "type cannot be null"),
-    ("set_preference", "task", {"bogus": True}, "22023", 'unknown preference "bogus": the keys are digest_day'),
+    (
+        "set_preference",
+        "task",
+        {"bogus": True},
+        "22023",
+        'unknown preference "bogus": the keys are chat_enabled, digest_day',
+    ),
     ("set_preference", "task", {"digest_time": "25:00"}, "22007", 'digest_time must be a time of day "HH:MM"'),
     ("set_preference", "task", {"digest_time": "9am"}, "22007", 'got "9am"'),
     ("set_preference", "task", {"quiet_hours_start": 2200}, "22007", "quiet_hours_start must be a time of day"),
@@ -199,6 +208,11 @@ USER_REFUSALS = [
     ("set_global_preferences", None, {"push_enabled": False}, "22023", 'unknown preference "push_enabled"'),
     ("set_global_preferences", None, {"default_digest_frequency": "monthly"}, "22023", 'got "monthly"'),
     ("set_global_preferences", None, {"in_app_enabled": True}, "22023", 'unknown preference "in_app_enabled"'),
+    ("set_preference", "task", {"webhook_enabled": None}, "22004", "webhook_enabled cannot be null"),
+    ("set_preference", "task", {"chat_enabled": "yes"}, "22023", 'chat_enabled must be true or false, got "yes"'),
+    ("set_preference", "task", {"all_chat_enabled": False}, "22023", 'unknown preference "all_chat_enabled"'),
+    ("set_global_preferences", None, {"webhook_enabled": False}, "22023", 'unknown preference "webhook_enabled"'),
+    ("set_global_preferences", None, {"all_webhook_enabled": 0}, "22023", "all_webhook_enabled must be true or"),
 ]
 
 
@@ -221,8 +235,9 @@ def test_an_org_lock_beats_the_user_and_says_so(as_role: Any) -> None:
         locked = set_org(cur, ORG, "security", {"email_enabled": True, "email_locked": True})
         assert locked.pop("updated_at") is not None
         assert locked == {
-            "notification_type": "security", "push_enabled": None, "email_enabled": True,
-            "digest_frequency": None, "push_locked": False, "email_locked": True,
+            "notification_type": "security", "push_enabled": None, "email_enabled": True, "sms_enabled": None,
+            "webhook_enabled": None, "chat_enabled": None, "digest_frequency": None, "push_locked": False,
+            "email_locked": True, "sms_locked": False, "webhook_locked": False, "chat_locked": False,
         }  # fmt: skip
         become(cur, "notify_authenticated", user())
         security = item(cur, "security")
@@ -311,6 +326,120 @@ def test_concurrent_first_changes_of_a_type_both_hold(db: psycopg.Connection[Any
     second.close()
 
 
+def targets(db: psycopg.Connection[Any], who: uuid.UUID, org: uuid.UUID) -> None:
+    """The user's own webhook endpoint and their org's chat channel (never sent here: nothing encrypted)."""
+    db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, org_id => %s, phone => '+14155550100')", (who, org))
+    db.execute("INSERT INTO notify.webhook_endpoints (user_id, url, secret_encrypted) "
+               "VALUES (%s, 'https://hooks.example.com/in', 'x')", (who,))  # fmt: skip
+    colleague = uuid.uuid4()
+    db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, org_id => %s)", (colleague, org))
+    db.execute("INSERT INTO notify.chat_connections (user_id, org_id, platform, url_encrypted) "
+               "VALUES (%s, %s, 'slack', 'x')", (colleague, org))  # fmt: skip
+
+
+def new_channels(cur: psycopg.Cursor[Any], who: uuid.UUID, type_name: str, priority: str = "high") -> dict[str, Any]:
+    """SMS, webhook and chat of one send that asks for them: channel -> (status, reason, how many)."""
+    become(cur, "notify_service", {"sub": "billing", "role": "service"})
+    sent = value(cur, "SELECT notify.send(%s, %s, 'Hello', priority => %s, channels => '{sms, webhook, chat}')",
+                 who, type_name, priority)  # fmt: skip
+    become(cur, "notify_admin", DBA)
+    rows = cur.execute(
+        "SELECT channel, status, reason, count(*) FROM notify.delivery_decisions WHERE notification_id = %s "
+        "GROUP BY channel, status, reason",
+        (sent,),
+    ).fetchall()
+    assert len({r[0] for r in rows}) == len(rows), rows
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+ALL_ON = {"sms": ("pending", None, 1), "webhook": ("pending", None, 1), "chat": ("pending", None, 1)}
+
+
+def test_sms_webhook_and_chat_switches_steer_every_target_of_the_user(
+    db: psycopg.Connection[Any], as_role: Any
+) -> None:
+    targets(db, USER, ORG)
+    with as_role("notify_authenticated", user()) as cur:
+        assert new_channels(cur, USER, "task") == ALL_ON
+        become(cur, "notify_authenticated", user())
+        changed = set_preference(cur, "task", {"webhook_enabled": False, "chat_enabled": False})
+        assert (changed["webhook_enabled"], changed["chat_enabled"], changed["sms_enabled"]) == (False, False, True)
+        glob = value(cur, "SELECT notify.set_global_preferences(%s)", json.dumps({"all_sms_enabled": False}))
+        assert (glob["all_sms_enabled"], glob["all_webhook_enabled"], glob["all_chat_enabled"]) == (False, True, True)
+        # The user's switch stops their own endpoint and their org's channel alike; explain says why.
+        assert new_channels(cur, USER, "task") == {
+            "sms": ("skipped", "SMS is turned off for task notifications", 1),
+            "webhook": ("skipped", "webhook is turned off for task notifications", 1),
+            "chat": ("skipped", "chat is turned off for task notifications", 1),
+        }
+        explained = value(cur, "SELECT notify.explain(id) FROM notify.notifications WHERE user_id = %s "
+                          "ORDER BY seq DESC LIMIT 1", USER)  # fmt: skip
+        assert [(d["channel"], d["status"], d["reason"]) for d in explained["decisions"]] == [
+            ("webhook", "skipped", "webhook is turned off for task notifications"),
+            ("chat", "skipped", "chat is turned off for task notifications"),
+            ("sms", "skipped", "SMS is turned off for task notifications"),
+        ]
+        billing_sms = ("skipped", "SMS is turned off for billing notifications", 1)
+        assert new_channels(cur, USER, "billing") == {**ALL_ON, "sms": billing_sms}
+        # Critical overrides the user's own switches.
+        assert new_channels(cur, USER, "task", "critical") == ALL_ON
+
+
+def test_org_defaults_and_locks_for_sms_webhook_and_chat(db: psycopg.Connection[Any], as_role: Any) -> None:
+    targets(db, USER, ORG)
+    with as_role("notify_authenticated", user()) as cur:
+        set_preference(cur, "task", {"sms_enabled": True})
+        become(cur, "notify_admin", admin_of(ORG))
+        # Defaults: the org's global row turns webhook off; the user's own row for task (SMS on) beats an SMS default.
+        set_org(cur, ORG, None, {"webhook_enabled": False, "sms_enabled": False})
+        become(cur, "notify_authenticated", user())
+        assert {k: item(cur, "task")[k] for k in ("sms_enabled", "webhook_enabled", "chat_enabled", "locked")} == {
+            "sms_enabled": True, "webhook_enabled": False, "chat_enabled": True, "locked": [],
+        }  # fmt: skip
+        assert new_channels(cur, USER, "task")["webhook"] == (
+            "skipped",
+            "webhook is turned off for task notifications",
+            1,
+        )
+        # Locks: chat locked off for task (critical too), SMS and webhook locked on over the user's choice.
+        become(cur, "notify_admin", admin_of(ORG))
+        answer = set_org(
+            cur,
+            ORG,
+            "task",
+            {
+                "chat_enabled": False,
+                "chat_locked": True,
+                "sms_enabled": True,
+                "sms_locked": True,
+                "webhook_enabled": True,
+                "webhook_locked": True,
+            },
+        )
+        assert {k: answer[k] for k in answer if k.startswith(("sms", "webhook", "chat"))} == {
+            "sms_enabled": True, "sms_locked": True, "webhook_enabled": True, "webhook_locked": True,
+            "chat_enabled": False, "chat_locked": True,
+        }  # fmt: skip
+        become(cur, "notify_authenticated", user())
+        assert item(cur, "task")["locked"] == ["sms", "webhook", "chat"]
+        for key, message in (
+            ("sms_enabled", "SMS is locked on by your organization's admin for task notifications"),
+            ("webhook_enabled", "webhook is locked on by your organization's admin for task notifications"),
+        ):
+            assert refused(cur, "SELECT notify.set_preference('task', %s)", json.dumps({key: False})) == (
+                "23514", message,
+            )  # fmt: skip
+        assert refused(cur, "SELECT notify.set_preference('task', '{\"chat_enabled\": true}')") == (
+            "23514",
+            "chat is locked off by your organization's admin for task notifications",
+        )
+        locked_off = ("skipped", "chat is turned off for task notifications by the organization", 1)
+        assert new_channels(cur, USER, "task") == {**ALL_ON, "chat": locked_off}
+        assert new_channels(cur, USER, "task", "critical") == {**ALL_ON, "chat": locked_off}
+        # Another type: the org's global defaults again (webhook off, chat on).
+        assert new_channels(cur, USER, "billing")["chat"] == ALL_ON["chat"]
+
+
 # --- the org admin's side, in SQL ----------------------------------------------------------------------
 
 
@@ -321,8 +450,10 @@ def test_org_admins_manage_their_own_org_only(as_role: Any) -> None:
         assert mine["org_id"] == str(ORG) and [i["notification_type"] for i in mine["items"]] == TYPES
         assert next(i for i in mine["items"] if i["notification_type"] == "task")["digest_frequency"] == "weekly"
         assert mine["global"] == {
-            "push_enabled": None, "email_enabled": None, "digest_frequency": None, "push_locked": False,
-            "email_locked": False, "updated_at": None,
+            "push_enabled": None, "email_enabled": None, "sms_enabled": None, "webhook_enabled": None,
+            "chat_enabled": None, "digest_frequency": None, "push_locked": False, "email_locked": False,
+            "sms_locked": False, "webhook_locked": False, "chat_locked": False, "user_webhook_endpoints": None,
+            "updated_at": None,
         }  # fmt: skip
         for sql, args in (
             ("SELECT notify.org_preferences(%s)", (OTHER_ORG,)),
@@ -346,10 +477,32 @@ ORG_REFUSALS = [
     ("task", {"push_locked": True}, "23514", "push_locked needs push_enabled: lock the channel on (true) or off"),
     (None, {"email_locked": True, "email_enabled": None}, "23514", "email_locked needs email_enabled"),
     ("nope", {}, "22023", 'unknown notification type "nope"'),
-    ("task", {"in_app_enabled": True}, "22023", 'unknown preference "in_app_enabled": the keys are digest_frequency'),
+    (
+        "task",
+        {"in_app_enabled": True},
+        "22023",
+        'unknown preference "in_app_enabled": the keys are chat_enabled, chat_locked, digest_frequency',
+    ),
     ("task", {"push_locked": None}, "22004", "push_locked cannot be null"),
     ("task", {"digest_frequency": "sometimes"}, "22023", "digest_frequency must be instant, daily, weekly or never"),
     ("task", {"email_enabled": 1}, "22023", "email_enabled must be true or false, got 1"),
+    ("task", {"sms_locked": True}, "23514", "sms_locked needs sms_enabled: lock the channel on (true) or off (false)"),
+    (
+        None,
+        {"webhook_locked": True},
+        "23514",
+        "webhook_locked needs webhook_enabled: lock the channel on (true) or off",
+    ),
+    ("task", {"chat_locked": True, "chat_enabled": None}, "23514", "chat_locked needs chat_enabled: lock the channel"),
+    ("task", {"webhook_enabled": "off"}, "22023", 'webhook_enabled must be true or false, got "off"'),
+    ("task", {"chat_locked": None}, "22004", "chat_locked cannot be null"),
+    (
+        "task",
+        {"user_webhook_endpoints": False},
+        "22023",
+        "user_webhook_endpoints is for every type: set it on the org's defaults (type null), not for task",
+    ),
+    (None, {"user_webhook_endpoints": "no"}, "22023", 'user_webhook_endpoints must be true or false, got "no"'),
 ]
 
 
@@ -367,6 +520,37 @@ def test_bad_org_input_is_refused(as_role: Any) -> None:
         code, message = refused(cur, "SELECT notify.org_delivery_stats(%s, '2026-02-01Z', '2026-01-01Z')", ORG)
         assert (code, "must not be after until" in message) == ("22023", True)
         assert value(cur, "SELECT count(*) FROM notify.org_notification_preferences") == 0
+
+
+ORG_FORBIDS = "users may not register webhook endpoints here (your organization does not allow it): ask an org admin"
+SETTING_FORBIDS = "users may not register webhook endpoints here (webhook.user_endpoints is off): ask an org admin"
+ADD_HOOK = "SELECT id FROM notify.add_webhook_endpoint_v1('https://hooks.example.com/in', 'x')"
+
+
+def test_an_org_says_whether_its_users_may_register_webhook_endpoints(
+    db: psycopg.Connection[Any], as_role: Any
+) -> None:
+    member_a, member_b, loner = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for who, org in ((member_a, ORG), (member_b, OTHER_ORG), (loner, None)):
+        db.execute("SELECT notify.upsert_recipient_v2(%s, NULL, org_id => %s)", (who, org))
+    db.execute("UPDATE notify.settings SET value = 'false' WHERE key = 'webhook.user_endpoints'")
+    with as_role("notify_admin", admin_of(ORG)) as cur:
+        assert set_org(cur, ORG, None, {"user_webhook_endpoints": True})["user_webhook_endpoints"] is True
+        become(cur, "notify_admin", admin_of(OTHER_ORG))
+        assert set_org(cur, OTHER_ORG, None, {"user_webhook_endpoints": False})["user_webhook_endpoints"] is False
+        assert "user_webhook_endpoints" not in value(cur, "SELECT notify.org_preferences(%s)", OTHER_ORG)["items"][0]
+        become(cur, "notify_authenticated", user(member_a))
+        assert value(cur, ADD_HOOK) is not None, "org A allows it, whatever the setting"
+        assert value(cur, "SELECT count(*) FROM notify.webhook_endpoints") == 1
+        become(cur, "notify_authenticated", user(member_b))
+        assert refused(cur, ADD_HOOK) == ("42501", ORG_FORBIDS)
+        become(cur, "notify_authenticated", user(loner))
+        assert refused(cur, ADD_HOOK) == ("42501", SETTING_FORBIDS), "no org: the setting decides"
+        # The org says nothing again: the setting decides for its users too.
+        become(cur, "notify_admin", admin_of(ORG))
+        assert set_org(cur, ORG, None, {"user_webhook_endpoints": None})["user_webhook_endpoints"] is None
+        become(cur, "notify_authenticated", user(member_a))
+        assert refused(cur, ADD_HOOK) == ("42501", SETTING_FORBIDS)
 
 
 def test_org_delivery_stats_count_the_org_only(db: psycopg.Connection[Any], as_role: Any) -> None:
@@ -655,6 +839,37 @@ def test_preference_changes_steer_the_planner(client: httpx.Client, owner: psyco
     ok(client.put(f"{PREFS}/global", json=instant_no_email, headers=headers), 200)
     assert planned("security")["email"] == ("pending", None)
     assert planned("billing")["email"] == ("skipped", "e-mail is turned off for billing notifications")
+
+
+def test_org_webhook_registration_policy_over_rest(client: httpx.Client, owner: psycopg.Connection[Any]) -> None:
+    allows, forbids = uuid.uuid4(), uuid.uuid4()
+    member_a, member_b = new_member(owner, allows), new_member(owner, forbids)
+    body = {"user_webhook_endpoints": False, "sms_enabled": False, "sms_locked": True}
+    answer = ok(client.put(f"{ADMIN}/{forbids}/preferences", json=body, headers=admin_headers(forbids)), 200)
+    assert (answer["user_webhook_endpoints"], answer["sms_enabled"], answer["sms_locked"]) == (False, False, True)
+    hook = {"url": "https://hooks.example.com/in"}
+    forbidden = error(client.post(f"{PREFS[: -len('/preferences')]}/webhooks", json=hook,
+                                  headers=user_headers(member_b)), 403, "FORBIDDEN")  # fmt: skip
+    assert forbidden == ORG_FORBIDS
+    created = ok(client.post(f"{PREFS[: -len('/preferences')]}/webhooks", json=hook, headers=user_headers(member_a)),
+                 201)  # fmt: skip
+    assert created["url"] == hook["url"]
+    # Per type it is not the org's to say: the type's route refuses the key.
+    assert "user_webhook_endpoints: Extra inputs are not permitted" in error(
+        client.put(f"{ADMIN}/{allows}/preferences/task", json={"user_webhook_endpoints": True},
+                   headers=admin_headers(allows)), 422, "VALIDATION_ERROR")  # fmt: skip
+    for path, changes, fragment in (
+        (f"{ADMIN}/{allows}/preferences", {"chat_locked": True}, "chat_locked needs chat_enabled"),
+        (f"{ADMIN}/{allows}/preferences/task", {"webhook_locked": "yes"}, "webhook_locked: Input should be a valid"),
+        (f"{PREFS}/task", {"chat_enabled": None}, "chat_enabled cannot be null"),
+    ):
+        headers = user_headers(member_a) if path.startswith(PREFS) else admin_headers(allows)
+        assert fragment in error(client.put(path, json=changes, headers=headers), 422, "VALIDATION_ERROR")
+    locked = error(client.put(f"{PREFS}/global", json={"all_sms_enabled": True}, headers=user_headers(member_b)), 422,
+                   "VALIDATION_ERROR")  # fmt: skip
+    assert locked.startswith("SMS is locked off by your organization's admin for every notification type")
+    item_b = ok(client.get(PREFS, headers=user_headers(member_b)), 200)
+    assert item_b["global"]["locked"] == ["sms"] and item_b["global"]["all_sms_enabled"] is False
 
 
 ALL_ROUTES = (

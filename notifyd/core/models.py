@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
@@ -68,12 +68,16 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Each channel at most once in a chain (notify_private.escalation_steps).
+MAX_STEPS = len(get_args(Channel))
+
+
 class EscalationStepIn(BaseModel):
     """One step of an escalation chain as a request gives it (a type's, or one send's own)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    channel: Literal["in_app", "push", "email", "sms"]
+    channel: Channel
     after: Annotated[str, Field(max_length=100, examples=["15 minutes"])] | None = Field(
         default=None, description='an interval from the send, e.g. "15 minutes"; no earlier than the step before'
     )
@@ -119,7 +123,7 @@ class _SendFields(_Request):
 
 class NotificationCreate(_SendFields):
     user_id: uuid.UUID
-    escalation: Annotated[list[EscalationStepIn], Field(max_length=3)] | None = Field(
+    escalation: Annotated[list[EscalationStepIn], Field(max_length=MAX_STEPS)] | None = Field(
         default=None,
         description="this notification's own escalation chain, overriding its type's; [] sends it without one",
     )

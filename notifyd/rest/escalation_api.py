@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from notifyd.core.models import MAX_STEPS
 from notifyd.core.models import EscalationStepIn as Step
 from notifyd.http.openapi import Endpoint
 from notifyd.http.shared import caller_value, org_admin, reply, type_name
@@ -30,7 +31,7 @@ class StoredStep(BaseModel):
 class ChainChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    steps: Annotated[list[Step], Field(max_length=3, description="the steps in order; [] removes the chain")]
+    steps: Annotated[list[Step], Field(max_length=MAX_STEPS, description="the steps in order; [] removes the chain")]
 
 
 class ChainSet(BaseModel):

@@ -193,8 +193,12 @@ async def add_webhook_endpoint(request: Request) -> Response:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, f"url: {refused}")
     secret = new_secret()
     sql = query("add_org_webhook_endpoint") if body.org_wide else query("add_webhook_endpoint")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        row = await conn.fetchrow(sql, body.url, box(request).encrypt(secret), body.description, body.types)
+    try:
+        async with as_caller(request.app.state.pool, caller) as conn:
+            row = await conn.fetchrow(sql, body.url, box(request).encrypt(secret), body.description, body.types)
+    except asyncpg.InsufficientPrivilegeError as refusal:
+        # The database's words say who decided (the caller's org or the server's setting) and whom to ask.
+        raise ApiError(status.HTTP_403_FORBIDDEN, refusal.message) from None
     assert row is not None
     log.info("%s %s registered webhook endpoint %s", caller.role, caller.sub, row["id"])
     return reply(WebhookEndpointCreated(**dict(row), secret=secret), status.HTTP_201_CREATED)

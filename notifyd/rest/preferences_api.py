@@ -32,7 +32,7 @@ ADMIN_PREFIX = "/api/v1/admin/orgs"
 ORG_NOT_FOUND = "organization not found"
 
 Frequency = Literal["instant", "daily", "weekly", "never"]
-LockableChannel = Literal["push", "email"]
+LockableChannel = Literal["push", "email", "sms", "webhook", "chat"]
 TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", examples=["22:00:00"])]
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 = Monday, 7 = Sunday")]
 
@@ -93,6 +93,12 @@ class PreferenceChanges(_QuietHours):
         default=None, description="in-app is always on: only true"
     )
     sms_enabled: Omittable[StrictBool] = Field(default=None, description="SMS a sender asks for (never by default)")
+    webhook_enabled: Omittable[StrictBool] = Field(
+        default=None, description="to the webhook endpoints of the caller and of their org"
+    )
+    chat_enabled: Omittable[StrictBool] = Field(
+        default=None, description="to the chat connections of the caller and of their org"
+    )
     digest_frequency: Frequency | None = Field(default=None, description="null: the global default")
     digest_time: TimeOfDay | None = None
     digest_day: Weekday | None = Field(default=None, description="the weekly digest's weekday")
@@ -104,6 +110,8 @@ class GlobalChanges(_QuietHours):
     all_push_enabled: Omittable[StrictBool] = None
     all_email_enabled: Omittable[StrictBool] = None
     all_sms_enabled: Omittable[StrictBool] = None
+    all_webhook_enabled: Omittable[StrictBool] = None
+    all_chat_enabled: Omittable[StrictBool] = None
     default_digest_frequency: Frequency | None = None
     default_digest_time: TimeOfDay | None = None
     default_digest_day: Weekday | None = None
@@ -115,9 +123,25 @@ class OrgChanges(_Request):
 
     push_enabled: StrictBool | None = Field(default=None, description="null: no org default")
     email_enabled: StrictBool | None = Field(default=None, description="null: no org default")
+    sms_enabled: StrictBool | None = Field(default=None, description="null: no org default")
+    webhook_enabled: StrictBool | None = Field(default=None, description="null: no org default")
+    chat_enabled: StrictBool | None = Field(default=None, description="null: no org default")
     digest_frequency: Frequency | None = Field(default=None, description="null: no org default")
     push_locked: Omittable[StrictBool] = Field(default=None, description="true: push_enabled is every user's setting")
     email_locked: Omittable[StrictBool] = Field(default=None, description="true: email_enabled is every user's setting")
+    sms_locked: Omittable[StrictBool] = Field(default=None, description="true: sms_enabled is every user's setting")
+    webhook_locked: Omittable[StrictBool] = Field(
+        default=None, description="true: webhook_enabled is every user's setting"
+    )
+    chat_locked: Omittable[StrictBool] = Field(default=None, description="true: chat_enabled is every user's setting")
+
+
+class OrgDefaultChanges(OrgChanges):
+    """An org's defaults for every type, and what only the org as a whole decides."""
+
+    user_webhook_endpoints: StrictBool | None = Field(
+        default=None, description="whether the org's users may register webhook endpoints; null: the server's setting"
+    )
 
 
 def _or_empty(schema: dict[str, Any]) -> None:
@@ -165,6 +189,8 @@ class PreferenceItem(_QuietHoursInForce):
     email_enabled: bool
     in_app_enabled: bool
     sms_enabled: bool
+    webhook_enabled: bool
+    chat_enabled: bool
     digest_frequency: Frequency
     digest_time: str
     digest_day: int
@@ -174,6 +200,8 @@ class GlobalPreferences(_QuietHoursInForce):
     all_push_enabled: bool
     all_email_enabled: bool
     all_sms_enabled: bool
+    all_webhook_enabled: bool
+    all_chat_enabled: bool
     default_digest_frequency: Frequency
     default_digest_time: str
     default_digest_day: int
@@ -193,16 +221,28 @@ class Preferences(BaseModel):
     topics: list[TopicMute] = Field(description="the caller's topic subscriptions, by topic, with their mute")
 
 
-class OrgDefaults(BaseModel):
+class _OrgSwitches(BaseModel):
     push_enabled: bool | None
     email_enabled: bool | None
+    sms_enabled: bool | None
+    webhook_enabled: bool | None
+    chat_enabled: bool | None
     digest_frequency: Frequency | None
     push_locked: bool
     email_locked: bool
+    sms_locked: bool
+    webhook_locked: bool
+    chat_locked: bool
     updated_at: datetime | None
 
 
-class OrgTypeDefaults(OrgDefaults):
+class OrgDefaults(_OrgSwitches):
+    user_webhook_endpoints: bool | None = Field(
+        description="whether the org's users may register webhook endpoints; null: the server's setting decides"
+    )
+
+
+class OrgTypeDefaults(_OrgSwitches):
     notification_type: str
 
 
@@ -268,7 +308,7 @@ async def get_org_preferences(request: Request) -> Response:
 
 async def put_org_defaults(request: Request) -> Response:
     caller = await org_admin(request)
-    body = OrgChanges.model_validate_json(await request.body())
+    body = OrgDefaultChanges.model_validate_json(await request.body())
     found = await in_org(request, caller, "set_org_preference", None, changes(body))
     return reply(OrgDefaults.model_validate(found))
 
@@ -307,7 +347,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/preferences", get_org_preferences, "an org's default preferences and locks (admins)",
              "user", ok_model=OrgPreferences, path_params=("org_id",), errors=_NO_ORG),
     Endpoint("PUT", f"{_ORG}/preferences", put_org_defaults, "set an org's defaults and locks for every type (admins)",
-             "user", ok_model=OrgDefaults, request_model=OrgChanges, path_params=("org_id",), errors=_NO_ORG),
+             "user", ok_model=OrgDefaults, request_model=OrgDefaultChanges, path_params=("org_id",), errors=_NO_ORG),
     Endpoint("PUT", f"{_ORG}/preferences/{{notification_type}}", put_org_preference,
              "set an org's defaults and locks for one type (admins)", "user", ok_model=OrgTypeDefaults,
              request_model=OrgChanges, path_params=("org_id", "notification_type"), errors=_NO_ORG),

@@ -688,17 +688,28 @@ async function templateEditor(name, language) {
 
 const FREQUENCIES = ["instant", "daily", "weekly", "never"];
 
+/** @typedef {"push" | "email" | "sms" | "webhook" | "chat"} OrgChannel */
+/** The channels an org sets a default for and may lock: [key prefix, label]. @type {[OrgChannel, string][]} */
+const ORG_CHANNELS = [["push", "push"], ["email", "e-mail"], ["sms", "SMS"], ["webhook", "webhooks"], ["chat", "chat"]];
+
 /**
- * @typedef {{push_enabled: boolean | null, email_enabled: boolean | null, digest_frequency: string | null,
- *   push_locked: boolean, email_locked: boolean}} OrgDefaults
+ * Per channel, `*_enabled` (null: no org default) and `*_locked`; on the org's defaults, user_webhook_endpoints
+ * (null: the server's webhook.user_endpoints setting decides).
+ * @typedef {{push_enabled: boolean | null, email_enabled: boolean | null, sms_enabled: boolean | null,
+ *   webhook_enabled: boolean | null, chat_enabled: boolean | null, digest_frequency: string | null,
+ *   push_locked: boolean, email_locked: boolean, sms_locked: boolean, webhook_locked: boolean, chat_locked: boolean,
+ *   user_webhook_endpoints?: boolean | null}} OrgDefaults
  * @typedef {{key: string, value: unknown, kind: string, description: string}} Setting
  * @typedef {{notification_type: string | null, max_age: string, max_read_per_user: number | null}} Retention
  */
 
-/** A tri-state switch: no org default, on, off. @param {string} name @param {boolean | null} value */
-function triState(name, value) {
+/**
+ * A tri-state switch: no org default, on, off.
+ * @param {string} name @param {boolean | null | undefined} value @param {string} [unset] what null means
+ */
+function triState(name, value, unset = "no org default") {
   return h("select", { name, "aria-label": name },
-    ...[["", "no org default"], ["true", "on"], ["false", "off"]].map(([v, label]) =>
+    ...[["", unset], ["true", "on"], ["false", "off"]].map(([v, label]) =>
       h("option", { value: v, text: label, selected: String(value ?? "") === v })));
 }
 
@@ -730,29 +741,33 @@ async function policiesView() {
       const data = new FormData(form);
       try {
         await api(`${ADMIN}/orgs/${encodeURIComponent(id)}/preferences`, { method: "PUT", body: {
-          push_enabled: triValue(data, "push_enabled"), email_enabled: triValue(data, "email_enabled"),
+          ...Object.fromEntries(ORG_CHANNELS.flatMap(([c]) =>
+            [[`${c}_enabled`, triValue(data, `${c}_enabled`)], [`${c}_locked`, data.get(`${c}_locked`) === "on"]])),
           digest_frequency: String(data.get("digest_frequency") ?? "") || null,
-          push_locked: data.get("push_locked") === "on", email_locked: data.get("email_locked") === "on",
+          user_webhook_endpoints: triValue(data, "user_webhook_endpoints"),
         } });
         saved.textContent = "Saved the org's defaults.";
       } catch (error) {
         saved.textContent = error instanceof Error ? error.message : String(error);
       }
     } },
-    field("push", triState("push_enabled", defaults.push_enabled)),
-    field("push locked", h("input", { type: "checkbox", name: "push_locked", checked: defaults.push_locked })),
-    field("e-mail", triState("email_enabled", defaults.email_enabled)),
-    field("e-mail locked", h("input", { type: "checkbox", name: "email_locked", checked: defaults.email_locked })),
+    ...ORG_CHANNELS.flatMap(([c, label]) => [
+      field(label, triState(`${c}_enabled`, defaults[`${c}_enabled`])),
+      field(`${label} locked`, h("input", { type: "checkbox", name: `${c}_locked`, checked: defaults[`${c}_locked`] })),
+    ]),
+    field("users' own webhooks", triState("user_webhook_endpoints", defaults.user_webhook_endpoints, "server setting")),
     field("digest", h("select", { name: "digest_frequency", "aria-label": "digest_frequency" },
       h("option", { value: "", text: "no org default" }),
       ...FREQUENCIES.map((f) => h("option", { value: f, text: f, selected: defaults.digest_frequency === f })))),
     h("button", { class: "primary", type: "submit", text: "Save the org's defaults" }));
     const items = /** @type {(OrgDefaults & {notification_type: string})[]} */ (found.items);
     orgArea.replaceChildren(form, saved, items.length ? h("table", {},
-      h("thead", {}, h("tr", {}, ...["Type", "Push", "E-mail", "Digest", "Locked"].map((t) => h("th", { text: t })))),
-      h("tbody", {}, ...items.map((i) => h("tr", {}, ...[i.notification_type, String(i.push_enabled ?? "–"),
-        String(i.email_enabled ?? "–"), i.digest_frequency ?? "–",
-        [i.push_locked && "push", i.email_locked && "e-mail"].filter(Boolean).join(", ")].map((text) => h("td", { text })))))) : "");
+      h("thead", {}, h("tr", {}, ...["Type", ...ORG_CHANNELS.map(([, label]) => label), "Digest", "Locked"]
+        .map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...items.map((i) => h("tr", {}, ...[i.notification_type,
+        ...ORG_CHANNELS.map(([c]) => String(i[`${c}_enabled`] ?? "–")), i.digest_frequency ?? "–",
+        ORG_CHANNELS.filter(([c]) => i[`${c}_locked`]).map(([, label]) => label).join(", ")]
+        .map((text) => h("td", { text })))))) : "");
   };
 
   const read = await api(`${ADMIN}/policies`);

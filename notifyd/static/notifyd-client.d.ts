@@ -92,6 +92,8 @@ export interface ReadAllResult { updated_count: number }
 export interface ActionResult { id: string; action: string; action_taken_at: string; action_id: string; result: "recorded" }
 
 export interface QuietWindow { start: string; end: string; days: number[] }
+/** The channels a user switches (and an org admin may lock); in-app is always on. */
+export type LockableChannel = "push" | "email" | "sms" | "webhook" | "chat";
 interface QuietHours {
   quiet_hours_start: string | null;
   quiet_hours_end: string | null;
@@ -99,7 +101,7 @@ interface QuietHours {
   quiet_hours_days: number[];
   quiet_hours_windows: QuietWindow[];
   /** Channels the org admin locked: show them, disabled. */
-  locked: ("push" | "email")[];
+  locked: LockableChannel[];
   customized: boolean;
   updated_at: string | null;
 }
@@ -108,6 +110,12 @@ export interface PreferenceItem extends QuietHours {
   push_enabled: boolean;
   email_enabled: boolean;
   in_app_enabled: boolean;
+  /** SMS a sender asks for. */
+  sms_enabled: boolean;
+  /** To the webhook endpoints of the user and of their org. */
+  webhook_enabled: boolean;
+  /** To the chat connections (Slack, Teams, Discord) of the user and of their org. */
+  chat_enabled: boolean;
   digest_frequency: Frequency;
   digest_time: string;
   digest_day: number;
@@ -115,6 +123,9 @@ export interface PreferenceItem extends QuietHours {
 export interface GlobalPreferences extends QuietHours {
   all_push_enabled: boolean;
   all_email_enabled: boolean;
+  all_sms_enabled: boolean;
+  all_webhook_enabled: boolean;
+  all_chat_enabled: boolean;
   default_digest_frequency: Frequency;
   default_digest_time: string;
   default_digest_day: number;

@@ -1,5 +1,6 @@
 -- Escalation chains: a type's steps (or a sender's for one notification) instead of the priority's channel
--- choice. Planning (060_delivery_planning.sql) turns each push or e-mail step into a delivery due at its time;
+-- choice. Planning (060_delivery_planning.sql) turns each step but in-app into deliveries due at its time (a
+-- webhook or chat step: one per target of the user);
 -- the trigger here cancels the steps still waiting the moment the notification is seen or read; the worker's
 -- claim (061_delivery_ledger.sql) only takes a pending step, so the delivery row is where the two meet.
 
@@ -22,8 +23,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'for example [{"channel": "in_app"}, {"channel": "email", "after": "15 minutes", "unless": "seen"}]';
     END IF;
-    IF pg_catalog.jsonb_array_length(steps) > 3 THEN
-        RAISE EXCEPTION 'an escalation chain has at most 3 steps (one per channel), got %',
+    IF pg_catalog.jsonb_array_length(steps) > 6 THEN
+        RAISE EXCEPTION 'an escalation chain has at most 6 steps (one per channel), got %',
             pg_catalog.jsonb_array_length(steps) USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR step IN SELECT s.value FROM pg_catalog.jsonb_array_elements(steps) AS s LOOP
@@ -39,8 +40,8 @@ BEGIN
         END IF;
         channel := step ->> 'channel';
         IF pg_catalog.jsonb_typeof(step -> 'channel') IS DISTINCT FROM 'string'
-           OR channel NOT IN ('in_app', 'push', 'email', 'sms') THEN
-            RAISE EXCEPTION 'escalation step %: channel must be in_app, push, email or sms, got %', step_no,
+           OR channel NOT IN ('in_app', 'push', 'email', 'sms', 'webhook', 'chat') THEN
+            RAISE EXCEPTION 'escalation step %: channel must be in_app, push, email, sms, webhook or chat, got %', step_no,
                 coalesce((step -> 'channel')::text, 'nothing') USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF channel = ANY (seen_channels) THEN
@@ -111,11 +112,18 @@ AS $$
                     CASE WHEN escalation_wanted.chain @> '[{"channel": "sms"}]'
                               AND (escalation_wanted.channels IS NULL OR 'sms' = ANY (escalation_wanted.channels))
                          THEN 'sms' END,
-                    -- Webhook and chat are not steps: they go where their targets are, as without a chain.
-                    CASE WHEN 'webhook' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
+                    -- Webhook and chat go as their step says; a chain without their step leaves them as
+                    -- without a chain (to their targets at once, as the priority has them).
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "webhook"}]'
+                         THEN CASE WHEN escalation_wanted.channels IS NULL OR 'webhook' = ANY (escalation_wanted.channels)
+                                   THEN 'webhook' END
+                         WHEN 'webhook' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
                                                                               escalation_wanted.channels))
                          THEN 'webhook' END,
-                    CASE WHEN 'chat' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
+                    CASE WHEN escalation_wanted.chain @> '[{"channel": "chat"}]'
+                         THEN CASE WHEN escalation_wanted.channels IS NULL OR 'chat' = ANY (escalation_wanted.channels)
+                                   THEN 'chat' END
+                         WHEN 'chat' = ANY (notify_private.wanted_channels(escalation_wanted.priority,
                                                                            escalation_wanted.channels))
                          THEN 'chat' END], NULL) END
 $$;
@@ -128,7 +136,8 @@ CREATE OR REPLACE FUNCTION notify_private.escalation_step(chain jsonb, channel t
     LANGUAGE sql IMMUTABLE
 AS $$
     -- The channel is written into the path, not passed as a variable: jsonb_build_object is only stable, and
-    -- an immutable function with a stable body is not inlined. Callers name a channel (in_app, push, email, sms).
+    -- an immutable function with a stable body is not inlined. Callers name a channel (in_app, push, email, sms,
+    -- webhook, chat).
     SELECT pg_catalog.jsonb_path_query_first(
         escalation_step.chain, ('$[*] ? (@.channel == "' || escalation_step.channel || '")')::jsonpath)
 $$;

@@ -241,54 +241,86 @@ $$;
 COMMENT ON FUNCTION notify_private.hand_over_deliveries(text, uuid[], float8, text)
     IS 'hands deliveries a dispatcher job sent itself and must retry to a channel job due after `delay` seconds';
 
--- Its result gained the locks: CREATE OR REPLACE cannot change a result type.
+-- Its result gained the locks, then SMS, webhook and chat: CREATE OR REPLACE cannot change a result type.
 DROP FUNCTION IF EXISTS notify_private.effective_preferences(uuid, text);
 -- No SET clause (names are qualified): PostgreSQL inlines it into the insert trigger's query that decides
 -- a notification's channels (channel_decisions), instead of calling (and, being SQL, planning) it each time.
 CREATE FUNCTION notify_private.effective_preferences(user_id uuid, type text)
     RETURNS TABLE (push_enabled boolean, email_enabled boolean, digest_frequency text,
-                   push_locked boolean, email_locked boolean, sms_enabled boolean)
+                   push_locked boolean, email_locked boolean, sms_enabled boolean, sms_locked boolean,
+                   webhook_enabled boolean, webhook_locked boolean, chat_enabled boolean, chat_locked boolean)
     LANGUAGE sql STABLE
     ROWS 1
 AS $$
     -- Per switch, the most specific level that sets it: the user's row for the type, the user's
-    -- global row, the org's row for the type, the org's global row, the defaults. A channel an org
-    -- admin locked is the org's call.
+    -- global row, the org's row for the type, the org's global row, the defaults (every channel on).
+    -- A channel an org admin locked is the org's call: the most specific lock's value.
     WITH levels AS (
-        SELECT p.push_enabled, p.email_enabled, p.digest_frequency, false AS push_locked, false AS email_locked,
-               p.sms_enabled, CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
+        SELECT p.push_enabled, p.email_enabled, p.sms_enabled, p.webhook_enabled, p.chat_enabled, p.digest_frequency,
+               false AS push_locked, false AS email_locked, false AS sms_locked, false AS webhook_locked,
+               false AS chat_locked, CASE WHEN p.notification_type IS NULL THEN 2 ELSE 1 END AS level
         FROM notify.notification_preferences AS p
         WHERE p.user_id = effective_preferences.user_id
           AND (p.notification_type = effective_preferences.type OR p.notification_type IS NULL)
         UNION ALL
-        SELECT o.push_enabled, o.email_enabled, o.digest_frequency, o.push_locked, o.email_locked,
-               -- SMS is the user's switch alone: an org sets no SMS default.
-               NULL, CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
+        SELECT o.push_enabled, o.email_enabled, o.sms_enabled, o.webhook_enabled, o.chat_enabled, o.digest_frequency,
+               o.push_locked, o.email_locked, o.sms_locked, o.webhook_locked, o.chat_locked,
+               CASE WHEN o.notification_type IS NULL THEN 4 ELSE 3 END
         FROM notify.org_notification_preferences AS o
         JOIN notify.recipients AS r ON r.org_id = o.org_id
         WHERE r.user_id = effective_preferences.user_id
           AND (o.notification_type = effective_preferences.type OR o.notification_type IS NULL)
-    ), locks AS (
-        SELECT (SELECT coalesce(l.push_enabled, true) FROM levels AS l WHERE l.push_locked ORDER BY l.level LIMIT 1)
+    ), firsts AS (
+        -- One pass over the levels: each array lists a switch's values, most specific first.
+        SELECT (pg_catalog.array_agg(l.push_enabled ORDER BY l.level) FILTER (WHERE l.push_enabled IS NOT NULL))[1]
                    AS push,
-               (SELECT coalesce(l.email_enabled, true) FROM levels AS l WHERE l.email_locked ORDER BY l.level LIMIT 1)
-                   AS email
+               (pg_catalog.array_agg(l.email_enabled ORDER BY l.level) FILTER (WHERE l.email_enabled IS NOT NULL))[1]
+                   AS email,
+               (pg_catalog.array_agg(l.sms_enabled ORDER BY l.level) FILTER (WHERE l.sms_enabled IS NOT NULL))[1]
+                   AS sms,
+               (pg_catalog.array_agg(l.webhook_enabled ORDER BY l.level) FILTER (WHERE l.webhook_enabled IS NOT NULL))[1]
+                   AS webhook,
+               (pg_catalog.array_agg(l.chat_enabled ORDER BY l.level) FILTER (WHERE l.chat_enabled IS NOT NULL))[1]
+                   AS chat,
+               (pg_catalog.array_agg(l.digest_frequency ORDER BY l.level)
+                    FILTER (WHERE l.digest_frequency IS NOT NULL))[1] AS digest,
+               -- A lock without a value (notify.set_org_preference refuses one) would lock the channel on.
+               (pg_catalog.array_agg(coalesce(l.push_enabled, true) ORDER BY l.level) FILTER (WHERE l.push_locked))[1]
+                   AS push_lock,
+               (pg_catalog.array_agg(coalesce(l.email_enabled, true) ORDER BY l.level) FILTER (WHERE l.email_locked))[1]
+                   AS email_lock,
+               (pg_catalog.array_agg(coalesce(l.sms_enabled, true) ORDER BY l.level) FILTER (WHERE l.sms_locked))[1]
+                   AS sms_lock,
+               (pg_catalog.array_agg(coalesce(l.webhook_enabled, true) ORDER BY l.level)
+                    FILTER (WHERE l.webhook_locked))[1] AS webhook_lock,
+               (pg_catalog.array_agg(coalesce(l.chat_enabled, true) ORDER BY l.level) FILTER (WHERE l.chat_locked))[1]
+                   AS chat_lock
+        FROM levels AS l
     )
-    SELECT coalesce(locks.push, (SELECT l.push_enabled FROM levels AS l
-                                 WHERE l.push_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
-           coalesce(locks.email, (SELECT l.email_enabled FROM levels AS l
-                                  WHERE l.email_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true),
-           coalesce((SELECT l.digest_frequency FROM levels AS l
-                     WHERE l.digest_frequency IS NOT NULL ORDER BY l.level LIMIT 1),
-                    -- A subquery of its own: read once per statement, not once per user.
-                    (SELECT notify.setting('digest.default_frequency') #>> '{}')),
-           locks.push IS NOT NULL, locks.email IS NOT NULL,
-           coalesce((SELECT l.sms_enabled FROM levels AS l
-                     WHERE l.sms_enabled IS NOT NULL ORDER BY l.level LIMIT 1), true)
-    FROM locks
+    SELECT coalesce(f.push_lock, f.push, true), coalesce(f.email_lock, f.email, true),
+           -- A subquery of its own: read once per statement, not once per user.
+           coalesce(f.digest, (SELECT notify.setting('digest.default_frequency') #>> '{}')),
+           f.push_lock IS NOT NULL, f.email_lock IS NOT NULL,
+           coalesce(f.sms_lock, f.sms, true), f.sms_lock IS NOT NULL,
+           coalesce(f.webhook_lock, f.webhook, true), f.webhook_lock IS NOT NULL,
+           coalesce(f.chat_lock, f.chat, true), f.chat_lock IS NOT NULL
+    FROM firsts AS f
 $$;
 COMMENT ON FUNCTION notify_private.effective_preferences(uuid, text)
-    IS 'the switches in force for a user and type (push, e-mail, digest, SMS), each from the most specific level that sets it; org locks win (and are said)';
+    IS 'the switches in force for a user and type (push, e-mail, digest, SMS, webhook, chat), each from the most specific level that sets it; org locks win (and are said)';
+
+-- Immutable SQL (|| on text, not format, which is only stable): inlined wherever it is used.
+CREATE OR REPLACE FUNCTION notify_private.turned_off(channel text, type text, enabled boolean, locked boolean,
+                                                     critical boolean) RETURNS text
+    LANGUAGE sql IMMUTABLE
+AS $$
+    -- Critical is the user's safety: it overrides their own switch, never a channel their org locked off.
+    SELECT CASE WHEN NOT turned_off.enabled AND (NOT turned_off.critical OR turned_off.locked)
+                THEN turned_off.channel || ' is turned off for ' || turned_off.type || ' notifications'
+                     || CASE WHEN turned_off.locked THEN ' by the organization' ELSE '' END END
+$$;
+COMMENT ON FUNCTION notify_private.turned_off(text, text, boolean, boolean, boolean)
+    IS 'why a channel (named as a reader says it: push, SMS, webhook, chat) is skipped by the switch in force; NULL: it is not';
 
 -- SQL, STABLE and no SET clause: inlined into channel_decisions, once for push and once for SMS.
 CREATE OR REPLACE FUNCTION notify_private.held_for_quiet_hours(until timestamptz, zone text, now_at timestamptz)
@@ -338,6 +370,11 @@ AS $$
                    WHEN quiet.sms_quiet_until >= k.now_at
                    THEN notify_private.held_for_quiet_hours(quiet.sms_quiet_until, recipient.timezone, k.now_at)
                END,
+               -- Webhook and chat: only a switch skips them (planning finds their targets, or none).
+               'webhook', CASE WHEN 'webhook' = ANY (k.wanted) AND off.webhook IS NOT NULL
+                               THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', off.webhook) END,
+               'chat', CASE WHEN 'chat' = ANY (k.wanted) AND off.chat IS NOT NULL
+                            THEN pg_catalog.jsonb_build_object('status', 'skipped', 'reason', off.chat) END,
                -- The chain it follows, as it stood when it was sent: planning, cancelling and explain read it here.
                'escalation', chain.steps)),
            '{}'::jsonb)
@@ -388,10 +425,15 @@ AS $$
         OFFSET 0  -- evaluated once, as above
     ) AS quiet
     CROSS JOIN LATERAL (
+        SELECT notify_private.turned_off('push', n.type, prefs.push_enabled, prefs.push_locked, k.critical) AS push,
+               notify_private.turned_off('SMS', n.type, prefs.sms_enabled, prefs.sms_locked, k.critical) AS sms,
+               notify_private.turned_off('webhook', n.type, prefs.webhook_enabled, prefs.webhook_locked, k.critical)
+                   AS webhook,
+               notify_private.turned_off('chat', n.type, prefs.chat_enabled, prefs.chat_locked, k.critical) AS chat
+    ) AS off
+    CROSS JOIN LATERAL (
         SELECT CASE
-                   WHEN NOT prefs.push_enabled AND (NOT k.critical OR prefs.push_locked)
-                   THEN format('push is turned off for %s notifications', n.type)
-                        || CASE WHEN prefs.push_locked THEN ' by the organization' ELSE '' END
+                   WHEN off.push IS NOT NULL THEN off.push
                    WHEN NOT device.has_device THEN 'no active push subscription'
                    WHEN quiet.quiet_until = 'infinity' THEN format('quiet hours never end for %s notifications', n.type)
                END AS push_skipped,
@@ -421,7 +463,7 @@ AS $$
                    ELSE format('for the %s digest', prefs.digest_frequency)
                END AS email_reason,
                CASE
-                   WHEN NOT prefs.sms_enabled AND NOT k.critical THEN format('SMS is turned off for %s notifications', n.type)
+                   WHEN off.sms IS NOT NULL THEN off.sms
                    WHEN recipient.phone IS NULL THEN 'no phone number'
                    -- A STOP reply is the law's opt-out (and the carrier's): not even critical overrides it.
                    WHEN recipient.sms_opted_out_at IS NOT NULL
@@ -474,7 +516,9 @@ AS $$
                coalesce(n.decisions -> 'sms', '{"status": "pending"}') AS sms,
                notify_private.escalation_step(n.decisions -> 'escalation', 'push') AS push_step,
                notify_private.escalation_step(n.decisions -> 'escalation', 'email') AS email_step,
-               notify_private.escalation_step(n.decisions -> 'escalation', 'sms') AS sms_step
+               notify_private.escalation_step(n.decisions -> 'escalation', 'sms') AS sms_step,
+               notify_private.escalation_step(n.decisions -> 'escalation', 'webhook') AS webhook_step,
+               notify_private.escalation_step(n.decisions -> 'escalation', 'chat') AS chat_step
     ) AS k
     -- An escalation step is due its `after` past the send (send_at, else now); a later time (quiet hours,
     -- a rate-limit token) moves it further.
@@ -521,14 +565,16 @@ AS $$
         WHERE 'sms' = ANY (k.wanted) AND k.sms ->> 'status' = 'pending'
         UNION ALL
         -- Every active webhook endpoint and chat connection of the user, and of their org, whose types
-        -- include this one; one token per notification and channel, however many targets (not for critical).
-        -- A chat message interrupts like a push: it waits for the end of the user's quiet hours.
+        -- include this one, unless the user's switch (or the org's lock) skipped the channel; one token per
+        -- notification and channel, however many targets (not for critical). A chat message interrupts like
+        -- a push: it waits for the end of the user's quiet hours, read for when its escalation step is due.
         SELECT t.channel, NULL, 'pending',
                CASE WHEN q.until >= k.now_at
                     THEN format('held for quiet hours until %s %s', to_char(q.until AT TIME ZONE who.timezone,
-                                                                            'YYYY-MM-DD HH24:MI'), who.timezone) END,
-               CASE WHEN q.until > k.now_at THEN q.until END,
-               CASE WHEN NOT k.critical THEN t.channel END, NULL, t.id
+                                                                            'YYYY-MM-DD HH24:MI'), who.timezone)
+                    ELSE notify_private.step_reason(step.at ->> 'after', step.at ->> 'unless') END,
+               greatest(CASE WHEN q.until > k.now_at THEN q.until END, step.due),
+               CASE WHEN NOT k.critical THEN t.channel END, step.at ->> 'unless', t.id
         -- The recipient's org and zone: read only where webhook or chat is wanted at all.
         FROM (SELECT r.org_id, r.timezone FROM notify.recipients AS r
               WHERE r.user_id = n.user_id AND k.wanted && ARRAY['webhook', 'chat']) AS who
@@ -545,11 +591,19 @@ AS $$
             SELECT 'chat', c.id, c.types FROM notify.chat_connections AS c
             WHERE c.org_id = who.org_id AND c.is_active
         ) AS t
+        -- Its escalation step (NULL: none) and when that is due (NULL: at once).
+        CROSS JOIN LATERAL (
+            SELECT s.at, nullif(greatest(n.send_at, k.now_at) + (s.at ->> 'after')::interval, k.now_at) AS due
+            FROM (SELECT CASE t.channel WHEN 'webhook' THEN k.webhook_step ELSE k.chat_step END AS at) AS s
+        ) AS step
         CROSS JOIN LATERAL (
             SELECT CASE WHEN t.channel = 'chat' AND NOT k.critical
-                        THEN notify_private.quiet_hours_end(n.user_id, n.type, greatest(n.send_at, k.now_at)) END AS until
+                        THEN notify_private.quiet_hours_end(n.user_id, n.type,
+                                                            coalesce(step.due, greatest(n.send_at, k.now_at))) END
+                   AS until
         ) AS q
         WHERE t.channel = ANY (k.wanted) AND (t.types IS NULL OR n.type = ANY (t.types))
+          AND NOT coalesce(n.decisions ? t.channel, false)
           AND q.until IS DISTINCT FROM 'infinity'
     ) AS c
 $$;

@@ -66,8 +66,17 @@ CREATE OR REPLACE FUNCTION notify.add_webhook_endpoint_v1(url text, secret_encry
     SECURITY DEFINER
     SET search_path = ''
 AS $$
+DECLARE
+    -- The caller's org says (its defaults' user_webhook_endpoints), else the setting: NULL is "the org says nothing".
+    org_allows constant boolean := (
+        SELECT o.user_webhook_endpoints FROM notify.org_notification_preferences AS o
+        JOIN notify.recipients AS r ON r.org_id = o.org_id
+        WHERE r.user_id = notify.current_user_id() AND o.notification_type IS NULL);
 BEGIN
-    IF NOT (notify.setting('webhook.user_endpoints'))::text::boolean THEN
+    IF NOT org_allows THEN
+        RAISE EXCEPTION 'users may not register webhook endpoints here (your organization does not allow it): ask an org admin'
+            USING ERRCODE = 'insufficient_privilege';
+    ELSIF org_allows IS NULL AND NOT (notify.setting('webhook.user_endpoints'))::text::boolean THEN
         RAISE EXCEPTION 'users may not register webhook endpoints here (webhook.user_endpoints is off): ask an org admin'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -78,7 +87,7 @@ END
 $$;
 ALTER FUNCTION notify.add_webhook_endpoint_v1(text, text, text, text[]) OWNER TO notify_definer;
 COMMENT ON FUNCTION notify.add_webhook_endpoint_v1(text, text, text, text[])
-    IS 'registers a webhook endpoint for the caller''s own notifications (secret encrypted by notifyd)';
+    IS 'registers a webhook endpoint for the caller''s own notifications (secret encrypted by notifyd), if their org (else webhook.user_endpoints) allows it';
 
 CREATE OR REPLACE FUNCTION notify.add_org_webhook_endpoint_v1(url text, secret_encrypted text,
                                                               description text DEFAULT '', types text[] DEFAULT NULL)

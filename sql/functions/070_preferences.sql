@@ -5,12 +5,14 @@
 -- (defaults and locks) is 072_org_policy.sql. notifyd's REST routes call exactly these.
 --
 -- The rules:
---   * What is in force is what the planner uses: push, e-mail, SMS and digest frequency come from
+--   * What is in force is what the planner uses: push, e-mail, SMS, webhook, chat and digest frequency come from
 --     notify_private.effective_preferences; quiet hours from the user's most specific row (the row
 --     for the type, else the global row), as the quiet-hours rules pick it; digest time and day from
 --     the type's row, else the global row, else the digest.default_* settings.
---   * A change names only the keys it changes. A row that does not exist yet starts from what is in
---     force (push, e-mail) and from the user's global row (digest, quiet hours), so nothing else moves.
+--   * A change names only the keys it changes. A row that does not exist yet leaves the switches it is
+--     not given inherited and starts from the user's global row (digest, quiet hours), so nothing else moves.
+--   * The webhook and chat switches decide the deliveries made for the user: to their own endpoints and
+--     connections and to their org's.
 --   * In-app is always on, the one channel a user cannot lose: in_app_enabled false is refused.
 --   * A channel an org admin locked for the type (on the type's org row or the org's global row) is
 --     the org's call: a different value is refused with a message naming the lock; the same value
@@ -26,18 +28,23 @@ AS $$
     SELECT CASE preference_keys.kind
         WHEN 'type' THEN jsonb_build_object(
             'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'in_app_enabled', 'in_app_enabled',
-            'sms_enabled', 'sms_enabled', 'digest_frequency', 'digest_frequency', 'digest_time', 'digest_time', 'digest_day', 'digest_day',
+            'sms_enabled', 'sms_enabled', 'webhook_enabled', 'webhook_enabled', 'chat_enabled', 'chat_enabled',
+            'digest_frequency', 'digest_frequency', 'digest_time', 'digest_time', 'digest_day', 'digest_day',
             'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
             'quiet_hours_days', 'quiet_hours_days', 'quiet_hours_windows', 'quiet_hours_windows')
         WHEN 'global' THEN jsonb_build_object(
             'all_push_enabled', 'push_enabled', 'all_email_enabled', 'email_enabled', 'all_sms_enabled', 'sms_enabled',
+            'all_webhook_enabled', 'webhook_enabled', 'all_chat_enabled', 'chat_enabled',
             'default_digest_frequency', 'digest_frequency', 'default_digest_time', 'digest_time',
             'default_digest_day', 'digest_day',
             'quiet_hours_start', 'quiet_hours_start', 'quiet_hours_end', 'quiet_hours_end',
             'quiet_hours_days', 'quiet_hours_days', 'quiet_hours_windows', 'quiet_hours_windows')
         WHEN 'org' THEN jsonb_build_object(
-            'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'digest_frequency', 'digest_frequency',
-            'push_locked', 'push_locked', 'email_locked', 'email_locked')
+            'push_enabled', 'push_enabled', 'email_enabled', 'email_enabled', 'sms_enabled', 'sms_enabled',
+            'webhook_enabled', 'webhook_enabled', 'chat_enabled', 'chat_enabled', 'digest_frequency', 'digest_frequency',
+            'push_locked', 'push_locked', 'email_locked', 'email_locked', 'sms_locked', 'sms_locked',
+            'webhook_locked', 'webhook_locked', 'chat_locked', 'chat_locked',
+            'user_webhook_endpoints', 'user_webhook_endpoints')
     END
 $$;
 COMMENT ON FUNCTION notify_private.preference_keys(text)
@@ -51,7 +58,8 @@ DECLARE
     keys constant jsonb := notify_private.preference_keys(preference_changes.kind);
     -- NULL means "not set here": inherit (digest, org defaults) or no quiet hours.
     nullable constant text[] := CASE preference_changes.kind
-        WHEN 'org' THEN ARRAY['push_enabled', 'email_enabled', 'digest_frequency']
+        WHEN 'org' THEN ARRAY['push_enabled', 'email_enabled', 'sms_enabled', 'webhook_enabled', 'chat_enabled',
+                              'digest_frequency', 'user_webhook_endpoints']
         ELSE ARRAY['digest_frequency', 'digest_time', 'digest_day', 'quiet_hours_start', 'quiet_hours_end'] END;
     change record;
     column_name text;
@@ -73,8 +81,7 @@ BEGIN
             IF NOT column_name = ANY (nullable) THEN
                 RAISE EXCEPTION '% cannot be null', change.key USING ERRCODE = 'null_value_not_allowed';
             END IF;
-        ELSIF column_name IN ('push_enabled', 'email_enabled', 'in_app_enabled', 'sms_enabled', 'push_locked',
-                              'email_locked') THEN
+        ELSIF column_name LIKE '%\_enabled' OR column_name LIKE '%\_locked' OR column_name = 'user_webhook_endpoints' THEN
             IF pg_catalog.jsonb_typeof(change.value) <> 'boolean' THEN
                 RAISE EXCEPTION '% must be true or false, got %', change.key, change.value
                     USING ERRCODE = 'invalid_parameter_value';
@@ -116,14 +123,17 @@ CREATE OR REPLACE FUNCTION notify_private.org_locks(user_id uuid, type text) RET
 AS $$
     -- Like effective_preferences: a lock on the type's org row or on the org's global row holds.
     SELECT pg_catalog.array_remove(ARRAY[CASE WHEN pg_catalog.bool_or(o.push_locked) THEN 'push' END,
-                                         CASE WHEN pg_catalog.bool_or(o.email_locked) THEN 'email' END], NULL)
+                                         CASE WHEN pg_catalog.bool_or(o.email_locked) THEN 'email' END,
+                                         CASE WHEN pg_catalog.bool_or(o.sms_locked) THEN 'sms' END,
+                                         CASE WHEN pg_catalog.bool_or(o.webhook_locked) THEN 'webhook' END,
+                                         CASE WHEN pg_catalog.bool_or(o.chat_locked) THEN 'chat' END], NULL)
     FROM notify.org_notification_preferences AS o
     JOIN notify.recipients AS r ON r.org_id = o.org_id
     WHERE r.user_id = org_locks.user_id
       AND (o.notification_type = org_locks.type OR o.notification_type IS NULL)
 $$;
 COMMENT ON FUNCTION notify_private.org_locks(uuid, text)
-    IS 'the channels (push, email) the user''s org admin locked for a type (NULL: for every type)';
+    IS 'the channels (push, email, sms, webhook, chat) the user''s org admin locked for a type (NULL: for every type)';
 
 CREATE OR REPLACE FUNCTION notify_private.preference_item(user_id uuid, type text) RETURNS jsonb
     LANGUAGE sql STABLE
@@ -135,6 +145,8 @@ AS $$
         'email_enabled', e.email_enabled,
         'in_app_enabled', true,
         'sms_enabled', e.sms_enabled,
+        'webhook_enabled', e.webhook_enabled,
+        'chat_enabled', e.chat_enabled,
         'digest_frequency', e.digest_frequency,
         'digest_time',
             coalesce(p.digest_time, g.digest_time, (notify.setting('digest.default_time') #>> '{}')::time)::text,
@@ -185,16 +197,18 @@ DECLARE
     columns jsonb := notify_private.preference_changes(
         save_preferences.changes, CASE WHEN save_preferences.type IS NULL THEN 'global' ELSE 'type' END);
     locked constant text[] := notify_private.org_locks(save_preferences.user_id, save_preferences.type);
-    in_force record;
+    in_force jsonb;
     channel text;
     lock_value boolean;
 BEGIN
-    SELECT * INTO in_force FROM notify_private.effective_preferences(save_preferences.user_id, save_preferences.type);
+    SELECT pg_catalog.to_jsonb(e) INTO in_force
+    FROM notify_private.effective_preferences(save_preferences.user_id, save_preferences.type) AS e;
     FOREACH channel IN ARRAY locked LOOP
-        lock_value := CASE channel WHEN 'push' THEN in_force.push_enabled ELSE in_force.email_enabled END;
+        lock_value := (in_force ->> (channel || '_enabled'))::boolean;
         IF columns -> (channel || '_enabled') = pg_catalog.to_jsonb(NOT lock_value) THEN
             RAISE EXCEPTION '%', pg_catalog.format('%s is locked %s by your organization''s admin %s',
-                CASE channel WHEN 'push' THEN 'push' ELSE 'e-mail' END, CASE WHEN lock_value THEN 'on' ELSE 'off' END,
+                CASE channel WHEN 'email' THEN 'e-mail' WHEN 'sms' THEN 'SMS' ELSE channel END,
+                CASE WHEN lock_value THEN 'on' ELSE 'off' END,
                 coalesce('for ' || save_preferences.type || ' notifications', 'for every notification type'))
                 USING ERRCODE = 'check_violation',
                       HINT = 'notify.preferences() lists the locked channels of each type under "locked"';
@@ -220,10 +234,10 @@ BEGIN
         ON g.user_id = save_preferences.user_id AND g.notification_type IS NULL
     ON CONFLICT ON CONSTRAINT notification_preferences_user_id_notification_type_key DO NOTHING;
     UPDATE notify.notification_preferences AS p
-    SET (push_enabled, email_enabled, in_app_enabled, sms_enabled, digest_frequency, digest_time, digest_day,
-         quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
-        = (SELECT c.push_enabled, c.email_enabled, c.in_app_enabled, c.sms_enabled, c.digest_frequency, c.digest_time,
-                  c.digest_day,
+    SET (push_enabled, email_enabled, in_app_enabled, sms_enabled, webhook_enabled, chat_enabled, digest_frequency,
+         digest_time, digest_day, quiet_hours_start, quiet_hours_end, quiet_hours_days, quiet_hours_windows)
+        = (SELECT c.push_enabled, c.email_enabled, c.in_app_enabled, c.sms_enabled, c.webhook_enabled, c.chat_enabled,
+                  c.digest_frequency, c.digest_time, c.digest_day,
                   c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_days, c.quiet_hours_windows
            FROM pg_catalog.jsonb_populate_record(p, columns) AS c),
         updated_at = notify.now()

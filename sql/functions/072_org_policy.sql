@@ -25,13 +25,20 @@ CREATE OR REPLACE FUNCTION notify_private.org_item(org_id uuid, type text) RETUR
     LANGUAGE sql STABLE
     SET search_path = ''
 AS $$
-    -- NULL push_enabled/email_enabled/digest_frequency: the org sets nothing here (the org's global
-    -- row, then the users and the system defaults decide).
+    -- NULL *_enabled/digest_frequency: the org sets nothing here (the org's global row, then the users and
+    -- the system defaults decide). user_webhook_endpoints is the global row's alone (NULL: the
+    -- webhook.user_endpoints setting decides).
     SELECT pg_catalog.jsonb_build_object(
         'notification_type', org_item.type,
-        'push_enabled', o.push_enabled, 'email_enabled', o.email_enabled, 'digest_frequency', o.digest_frequency,
+        'push_enabled', o.push_enabled, 'email_enabled', o.email_enabled, 'sms_enabled', o.sms_enabled,
+        'webhook_enabled', o.webhook_enabled, 'chat_enabled', o.chat_enabled, 'digest_frequency', o.digest_frequency,
         'push_locked', coalesce(o.push_locked, false), 'email_locked', coalesce(o.email_locked, false),
+        'sms_locked', coalesce(o.sms_locked, false), 'webhook_locked', coalesce(o.webhook_locked, false),
+        'chat_locked', coalesce(o.chat_locked, false),
         'updated_at', o.updated_at)
+        || CASE WHEN org_item.type IS NULL
+                THEN pg_catalog.jsonb_build_object('user_webhook_endpoints', o.user_webhook_endpoints)
+                ELSE '{}' END
     FROM (SELECT 1) AS one
     LEFT JOIN notify.org_notification_preferences AS o
         ON o.org_id = org_item.org_id AND o.notification_type IS NOT DISTINCT FROM org_item.type
@@ -67,21 +74,31 @@ BEGIN
         PERFORM notify.require_type(set_org_preference.type);
     END IF;
     columns := notify_private.preference_changes(set_org_preference.changes, 'org');
+    IF set_org_preference.type IS NOT NULL AND columns ? 'user_webhook_endpoints' THEN
+        RAISE EXCEPTION 'user_webhook_endpoints is for every type: set it on the org''s defaults (type null), not for %',
+            set_org_preference.type USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF columns <> '{}' THEN
         INSERT INTO notify.org_notification_preferences AS o (org_id, notification_type)
         VALUES (set_org_preference.org_id, set_org_preference.type)
         ON CONFLICT ON CONSTRAINT org_notification_preferences_org_id_notification_type_key DO NOTHING;
         UPDATE notify.org_notification_preferences AS o
-        SET (push_enabled, email_enabled, digest_frequency, push_locked, email_locked)
-            = (SELECT c.push_enabled, c.email_enabled, c.digest_frequency, c.push_locked, c.email_locked
+        SET (push_enabled, email_enabled, sms_enabled, webhook_enabled, chat_enabled, digest_frequency,
+             push_locked, email_locked, sms_locked, webhook_locked, chat_locked, user_webhook_endpoints)
+            = (SELECT c.push_enabled, c.email_enabled, c.sms_enabled, c.webhook_enabled, c.chat_enabled,
+                      c.digest_frequency, c.push_locked, c.email_locked, c.sms_locked, c.webhook_locked, c.chat_locked,
+                      c.user_webhook_endpoints
                FROM pg_catalog.jsonb_populate_record(o, columns) AS c),
             updated_at = notify.now()
         WHERE o.org_id = set_org_preference.org_id
           AND o.notification_type IS NOT DISTINCT FROM set_org_preference.type
         RETURNING o.* INTO saved;
         -- A lock without a value would be read as "locked on" by the planner: make the admin say it.
-        unset_lock := CASE WHEN saved.push_locked AND saved.push_enabled IS NULL THEN 'push'
-                           WHEN saved.email_locked AND saved.email_enabled IS NULL THEN 'email' END;
+        SELECT c.channel INTO unset_lock
+        FROM pg_catalog.unnest(ARRAY['push', 'email', 'sms', 'webhook', 'chat']) WITH ORDINALITY AS c(channel, position)
+        WHERE (pg_catalog.to_jsonb(saved) ->> (c.channel || '_locked'))::boolean
+          AND pg_catalog.to_jsonb(saved) -> (c.channel || '_enabled') = 'null'
+        ORDER BY c.position LIMIT 1;
         IF unset_lock IS NOT NULL THEN
             RAISE EXCEPTION '%_locked needs %_enabled: lock the channel on (true) or off (false)', unset_lock, unset_lock
                 USING ERRCODE = 'check_violation';

@@ -82,7 +82,9 @@ COMMENT ON TRIGGER notification_templates_audit ON notify.notification_templates
 CREATE OR REPLACE TRIGGER org_notification_preferences_audit
     AFTER INSERT OR UPDATE OR DELETE ON notify.org_notification_preferences
     FOR EACH ROW EXECUTE FUNCTION notify_private.audit_change(
-        'notification_type', 'push_enabled', 'email_enabled', 'digest_frequency', 'push_locked', 'email_locked');
+        'notification_type', 'push_enabled', 'email_enabled', 'sms_enabled', 'webhook_enabled', 'chat_enabled',
+        'digest_frequency', 'push_locked', 'email_locked', 'sms_locked', 'webhook_locked', 'chat_locked',
+        'user_webhook_endpoints');
 COMMENT ON TRIGGER org_notification_preferences_audit ON notify.org_notification_preferences IS 'audits every change of an org''s defaults and locks';
 CREATE OR REPLACE TRIGGER retention_policies_audit
     AFTER INSERT OR UPDATE OR DELETE ON notify.retention_policies

@@ -3,6 +3,7 @@
 GRANT EXECUTE ON FUNCTION notify_private.effective_preferences(uuid, text), notify_private.plan_notification(notify.notifications),
     notify_private.channel_decisions(notify.notifications), notify_private.wanted_channels(text, text[]),
     notify_private.held_for_quiet_hours(timestamptz, text, timestamptz),
+    notify_private.turned_off(text, text, boolean, boolean, boolean),
     notify_private.queue_dispatch(timestamptz), notify_private.defer_jobs(jsonb)
     TO notify_definer;
 -- The worker's dispatcher hands due deliveries to channel jobs (or sends them itself) and queues its next run.

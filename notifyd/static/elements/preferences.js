@@ -10,17 +10,29 @@ import { NotifydPushToggle } from "./push-toggle.js"; // defines <notifyd-push-t
 /** @typedef {import("../notifyd-client.js").GlobalPreferences} GlobalPreferences */
 /** @typedef {import("../notifyd-client.js").GlobalChanges} GlobalChanges */
 /** @typedef {import("../notifyd-client.js").QuietWindow} QuietWindow */
+/** @typedef {import("../notifyd-client.js").LockableChannel} LockableChannel */
 /** Quiet hours per ISO weekday (1 is Monday), as "HH:MM". @typedef {Record<number, {start: string, end: string}>} QuietDays */
 /**
  * The form's controls.
  * @typedef {object} Fields
- * @property {Map<string, {push: HTMLInputElement, email: HTMLInputElement, digest: HTMLSelectElement}>} types
- * @property {{all_push_enabled: HTMLInputElement, all_email_enabled: HTMLInputElement,
+ * @property {Map<string, {switches: Record<LockableChannel, HTMLInputElement>, digest: HTMLSelectElement}>} types
+ * @property {{switches: Record<LockableChannel, HTMLInputElement>,
  *   default_digest_frequency: HTMLSelectElement, default_digest_time: HTMLInputElement,
  *   default_digest_day: HTMLSelectElement, timezone: HTMLSelectElement | null} | null} global
  * @property {{on: HTMLInputElement, start: HTMLInputElement, end: HTMLInputElement}[]} days
  */
 
+/**
+ * The switched channels in the order of the grid's columns: [channel, its label in a row, its global switch's label].
+ * @type {[LockableChannel, string, string][]}
+ */
+const CHANNELS = [
+  ["push", "push", "Push notifications"],
+  ["email", "e-mail", "E-mail notifications"],
+  ["sms", "SMS", "SMS (when a sender asks for it)"],
+  ["webhook", "webhooks", "Webhooks (yours and your organization's)"],
+  ["chat", "chat", "Chat: Slack, Teams, Discord (yours and your organization's)"],
+];
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 /** @type {[string, string][]} */
 const FREQUENCIES = [["instant", "Instantly"], ["daily", "Daily digest"], ["weekly", "Weekly digest"], ["never", "Never"]];
@@ -73,6 +85,17 @@ function diff(current, wanted) {
   const known = /** @type {Record<string, unknown>} */ (current);
   return /** @type {Partial<T>} */ (Object.fromEntries(
     Object.entries(wanted).filter(([key, value]) => JSON.stringify(known[key]) !== JSON.stringify(value))));
+}
+
+/**
+ * A checkbox per switched channel, checked as `enabled` says; a channel the org locked is disabled.
+ * @param {(channel: LockableChannel) => boolean} enabled
+ * @param {LockableChannel[]} locked
+ * @returns {Record<LockableChannel, HTMLInputElement>}
+ */
+function switchesOf(enabled, locked) {
+  return /** @type {Record<LockableChannel, HTMLInputElement>} */ (Object.fromEntries(CHANNELS.map(([channel]) =>
+    [channel, h("input", { type: "checkbox", checked: enabled(channel), disabled: locked.includes(channel) })])));
 }
 
 /** Channel switches per type, digests, quiet hours per weekday, time zone, and browser notifications. */
@@ -140,29 +163,26 @@ td select { min-width: 10em; }
     const types = new Map();
     const rows = prefs.items.map((item) => {
       const name = titleCase(item.notification_type);
-      /** @param {"push_enabled" | "email_enabled"} key @param {"push" | "email"} channelName @param {string} label */
-      const channel = (key, channelName, label) => {
-        const locked = item.locked.includes(channelName);
-        const box = h("input", { type: "checkbox", checked: item[key], disabled: locked,
-          "aria-label": `${name}: ${label}${locked ? " (locked by your organization)" : ""}` });
-        return { box, cell: h("td", {}, box, locked ? h("span", { class: "note", text: "Locked by your organization" }) : null) };
-      };
-      const push = channel("push_enabled", "push", "push");
-      const email = channel("email_enabled", "email", "e-mail");
+      const switches = switchesOf((channel) => item[`${channel}_enabled`], item.locked);
+      const cells = CHANNELS.map(([channel, label]) => {
+        const box = switches[channel];
+        const locked = item.locked.includes(channel);
+        box.setAttribute("aria-label", `${name}: ${label}${locked ? " (locked by your organization)" : ""}`);
+        return h("td", {}, box, locked ? h("span", { class: "note", text: "Locked by your organization" }) : null);
+      });
       const digest = select({ "aria-label": `${name}: e-mail frequency` }, FREQUENCIES);
       digest.value = item.digest_frequency;
-      types.set(item.notification_type, { push: push.box, email: email.box, digest });
+      types.set(item.notification_type, { switches, digest });
       return h("tr", { "data-type": item.notification_type },
         h("th", { scope: "row", text: name }),
         h("td", {}, h("input", { type: "checkbox", checked: true, disabled: true, "aria-label": `${name}: in-app (always on)` })),
-        push.cell, email.cell, h("td", {}, digest));
+        cells, h("td", {}, digest));
     });
 
-    const lockedNote = (/** @type {"push" | "email"} */ channelName) =>
+    const lockedNote = (/** @type {LockableChannel} */ channelName) =>
       (g.locked.includes(channelName) ? " (locked by your organization)" : "");
     const G = {
-      all_push_enabled: h("input", { type: "checkbox", checked: g.all_push_enabled, disabled: g.locked.includes("push") }),
-      all_email_enabled: h("input", { type: "checkbox", checked: g.all_email_enabled, disabled: g.locked.includes("email") }),
+      switches: switchesOf((channel) => g[`all_${channel}_enabled`], g.locked),
       default_digest_frequency: select({}, FREQUENCIES),
       default_digest_time: h("input", { type: "time", value: g.default_digest_time.slice(0, 5), required: true }),
       default_digest_day: select({}, WEEKDAYS.map((d, i) => /** @type {[string, string]} */ ([String(i + 1), d]))),
@@ -196,16 +216,16 @@ td select { min-width: 10em; }
     this.#form.replaceChildren(
       h("section", { part: "section" },
         h("h2", { text: "What reaches you where" }),
-        h("p", { class: "intro", text: "In-app notifications are always on. Choose push and e-mail per kind of notification." }),
+        h("p", { class: "intro", text: "In-app notifications are always on. Choose the other channels per kind of notification." }),
         h("table", { part: "grid" },
-          h("thead", {}, h("tr", {}, ["Type", "In-app", "Push", "E-mail", "E-mail frequency"].map((t) => h("th", { scope: "col", text: t })))),
+          h("thead", {}, h("tr", {}, ["Type", "In-app", "Push", "E-mail", "SMS", "Webhooks", "Chat", "E-mail frequency"]
+            .map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, rows))),
       h("section", { part: "section" },
         h("h2", { text: "Everywhere" }),
         h("p", { class: "intro", text: "Switches that apply to every kind of notification, and when digests go out." }),
         h("div", { class: "switches" },
-          h("label", { class: "switch" }, G.all_push_enabled, `Push notifications${lockedNote("push")}`),
-          h("label", { class: "switch" }, G.all_email_enabled, `E-mail notifications${lockedNote("email")}`)),
+          CHANNELS.map(([channel, , label]) => h("label", { class: "switch" }, G.switches[channel], `${label}${lockedNote(channel)}`))),
         h("div", { class: "grid" },
           field("Default e-mail frequency", G.default_digest_frequency),
           field("Digest time", G.default_digest_time),
@@ -244,8 +264,7 @@ td select { min-width: 10em; }
     });
     /** @type {GlobalChanges} */
     const wanted = {
-      all_push_enabled: G.all_push_enabled.checked,
-      all_email_enabled: G.all_email_enabled.checked,
+      ...Object.fromEntries(CHANNELS.map(([channel]) => [`all_${channel}_enabled`, G.switches[channel].checked])),
       default_digest_frequency: /** @type {GlobalChanges["default_digest_frequency"]} */ (G.default_digest_frequency.value),
       default_digest_time: G.default_digest_time.value,
       default_digest_day: Number(G.default_digest_day.value),
@@ -265,7 +284,7 @@ td select { min-width: 10em; }
       const f = this.#fields.types.get(item.notification_type);
       if (!f) return [];
       const changes = diff(item, {
-        push_enabled: f.push.checked, email_enabled: f.email.checked,
+        ...Object.fromEntries(CHANNELS.map(([channel]) => [`${channel}_enabled`, f.switches[channel].checked])),
         digest_frequency: /** @type {PreferenceItem["digest_frequency"]} */ (f.digest.value),
       });
       return Object.keys(changes).length > 0 ? [/** @type {const} */ ([item, changes])] : [];
