@@ -1,11 +1,14 @@
-"""The database's security rules, checked over the catalogs so that later changes keep to them."""
+"""The database's security rules and its one list of channels, checked over the catalogs so that later changes
+keep to them."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
+
+from notifyd.core.models import Channel
 
 OUR_SCHEMAS = ("notify", "notify_private")
 
@@ -200,3 +203,20 @@ def test_no_notify_payload_can_exceed_8000_bytes(db: psycopg.Connection[Any]) ->
         WHERE p.pronamespace::regnamespace::text = ANY(%(schemas)s) AND p.prosrc ~* '(^|;|\s)NOTIFY\s+\w+\s*,'""",
     )
     assert statements == [], "no NOTIFY statement with a payload"
+
+
+def test_the_channels_are_one_list_that_python_and_every_check_agree_with(db: psycopg.Connection[Any]) -> None:
+    """notify.channels() is the list (and its order); Python's Channel spells it, and every CHECK naming
+    channels accepts exactly those (the rate buckets' also 'test'): a new channel missed in one place fails here."""
+    listed = db.execute("SELECT notify.channels()").fetchone()
+    assert listed is not None and tuple(listed[0]) == get_args(Channel)
+    checks = db.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype = 'c' AND connamespace IN ('notify'::regnamespace, 'notify_private'::regnamespace)"
+        " AND pg_get_constraintdef(oid) LIKE '%''in_app''%' AND conrelid <> 0"
+        " AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = conrelid)"
+    ).fetchall()
+    assert len(checks) >= 5, checks
+    for table, name, definition in checks:
+        words = set(re.findall(r"'([a-z_]+)'::text", definition))
+        assert set(listed[0]) <= words <= set(listed[0]) | {"test"}, (table, name, definition)

@@ -587,7 +587,7 @@ def test_users_test_themselves_and_see_only_their_own_devices(db: psycopg.Connec
         USER,
         "critical",
     )
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all, in_app, push, email, "):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all or one of in_app, push, email, "):
         user.execute("SELECT notify.send_test('fax')")
     assert user.execute("SELECT count(*) FROM notify.push_subscriptions").fetchone() == (1,)
     assert user.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (1,)

@@ -21,7 +21,7 @@ from notifyd.http.shared import NOT_FOUND, authenticate, end_user, path_uuid, re
 
 NOT_SCHEDULED = "notification not found, or not scheduled for later (already sent or cancelled)"
 
-TestChannel = Literal["all", "in_app", "push", "email", "webhook", "chat", "sms"]
+TestChannel = Literal["all", Channel]
 
 
 class TestRequest(BaseModel):

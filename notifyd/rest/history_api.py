@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +34,7 @@ from notifyd.http.shared import decode_cursor, encode_cursor, end_user, reply
 CURSOR_KIND = "history"  # a list route's cursor is refused here, and the other way round
 EXPORT_BATCH = 500  # rows per read: bounds the export's memory (a row is at most ~27 KB)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CHANNELS: tuple[Channel, ...] = ("in_app", "push", "email", "webhook", "chat", "sms")
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
 
 DeliveryStatus = Literal[
     "pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"

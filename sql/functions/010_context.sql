@@ -1,5 +1,14 @@
 -- Who is calling and which policy values are in force: the inputs of every RLS policy and function.
 
+-- The one list of channels: checks, orders and messages read it (Python's Channel in notifyd/core/models.py
+-- spells the same list; tests/test_catalog.py holds the two and every channel CHECK to it).
+CREATE OR REPLACE FUNCTION notify.channels() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms']
+$$;
+COMMENT ON FUNCTION notify.channels() IS 'every delivery channel, in the order lists, summaries and messages show them';
+
 CREATE OR REPLACE FUNCTION notify.current_claims() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = ''

@@ -40,8 +40,9 @@ BEGIN
         END IF;
         channel := step ->> 'channel';
         IF pg_catalog.jsonb_typeof(step -> 'channel') IS DISTINCT FROM 'string'
-           OR channel NOT IN ('in_app', 'push', 'email', 'sms', 'webhook', 'chat') THEN
-            RAISE EXCEPTION 'escalation step %: channel must be in_app, push, email, sms, webhook or chat, got %', step_no,
+           OR NOT channel = ANY (notify.channels()) THEN
+            RAISE EXCEPTION 'escalation step %: channel must be one of %, got %', step_no,
+                pg_catalog.array_to_string(notify.channels(), ', '),
                 coalesce((step -> 'channel')::text, 'nothing') USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF channel = ANY (seen_channels) THEN

@@ -387,32 +387,42 @@ COMMENT ON FUNCTION notify.delivery_rank(text)
 
 -- PL/pgSQL, whose plans are kept for the session: a SQL function is planned at every call of the query that
 -- calls it, over every partition of notifications (its parameter unknown to that plan).
-CREATE OR REPLACE FUNCTION notify.delivery_statuses(notification_ids uuid[])
-    RETURNS TABLE (notification_id uuid, delivery_status jsonb)
+CREATE OR REPLACE FUNCTION notify.delivery_decisions_of(notification_ids uuid[])
+    RETURNS SETOF notify.delivery_decisions
     LANGUAGE plpgsql STABLE
     SET search_path = ''
 AS $$
 DECLARE
     -- The creation times the ids carry bound the partitions read (an id from before UUIDv7: all of them).
     made_from timestamptz := (SELECT pg_catalog.min(notify_private.created_from(i))
-                              FROM pg_catalog.unnest(delivery_statuses.notification_ids) AS i);
+                              FROM pg_catalog.unnest(delivery_decisions_of.notification_ids) AS i);
     made_before timestamptz := (SELECT pg_catalog.max(notify_private.created_before(i))
-                                FROM pg_catalog.unnest(delivery_statuses.notification_ids) AS i);
+                                FROM pg_catalog.unnest(delivery_decisions_of.notification_ids) AS i);
 BEGIN
-    -- Push has one row per device: a channel shows its furthest-along delivery.
+    -- A ledger row (it has an id) is found by its notification_id; the decisions read off the notification
+    -- itself are bounded by the creation times. Written as "id IS NOT NULL OR bounds", each branch of the view
+    -- reduces to a constant true or to the bare bounds, so the executor keeps only the partitions of those
+    -- times; "notification_created_at IS NULL OR bounds" kept every partition.
     RETURN QUERY
+    SELECT d.* FROM notify.delivery_decisions AS d
+    WHERE d.notification_id = ANY (delivery_decisions_of.notification_ids)
+      AND (d.id IS NOT NULL OR (d.notification_created_at >= made_from AND d.notification_created_at < made_before));
+END
+$$;
+COMMENT ON FUNCTION notify.delivery_decisions_of(uuid[])
+    IS 'the rows of notify.delivery_decisions of the given notifications, reading only the partitions their ids'' times name';
+
+CREATE OR REPLACE FUNCTION notify.delivery_statuses(notification_ids uuid[])
+    RETURNS TABLE (notification_id uuid, delivery_status jsonb)
+    LANGUAGE sql STABLE
+    SET search_path = ''
+AS $$
+    -- Push has one row per device: a channel shows its furthest-along delivery.
     SELECT best.notification_id, pg_catalog.jsonb_object_agg(best.channel, best.status)
     FROM (SELECT DISTINCT ON (d.notification_id, d.channel) d.notification_id, d.channel, d.status
-          FROM notify.delivery_decisions AS d
-          -- A ledger row (it has an id) is found by its notification_id; the decisions read off the notification
-          -- itself are bounded by the creation times. Written as "id IS NOT NULL OR bounds", each branch of the
-          -- view reduces to a constant true or to the bare bounds, so the executor keeps only the partitions
-          -- of those times; "notification_created_at IS NULL OR bounds" kept every partition.
-          WHERE d.notification_id = ANY (delivery_statuses.notification_ids)
-            AND (d.id IS NOT NULL OR (d.notification_created_at >= made_from AND d.notification_created_at < made_before))
+          FROM notify.delivery_decisions_of(delivery_statuses.notification_ids) AS d
           ORDER BY d.notification_id, d.channel, notify.delivery_rank(d.status)) AS best
-    GROUP BY best.notification_id;
-END
+    GROUP BY best.notification_id
 $$;
 COMMENT ON FUNCTION notify.delivery_statuses(uuid[])
     IS 'the delivery status per channel of each of the given notifications the caller may see (one statement for a page of them); a notification nothing was decided for yet has no row';

@@ -34,8 +34,8 @@ AS $$
             -- Push has a delivery per device: a step shows its furthest-along one.
             LEFT JOIN LATERAL (
                 SELECT d.status, d.reason, d.scheduled_for, d.sent_at, d.updated_at
-                FROM notify.delivery_decisions AS d
-                WHERE d.notification_id = n.id AND d.channel = s.step ->> 'channel'
+                FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d
+                WHERE d.channel = s.step ->> 'channel'
                 ORDER BY notify.delivery_rank(d.status)
                 LIMIT 1) AS o ON true),
         'decisions', coalesce((
@@ -46,10 +46,8 @@ AS $$
                        'sent_at', d.sent_at, 'delivered_at', d.delivered_at, 'opened_at', d.opened_at,
                        'clicked_at', d.clicked_at, 'failed_at', d.failed_at, 'decided_at', d.created_at,
                        'provider', d.provider)
-                   ORDER BY pg_catalog.array_position(ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms'],
-                                                      d.channel), d.created_at)
-            FROM notify.delivery_decisions AS d
-            WHERE d.notification_id = n.id), '[]'::jsonb),
+                   ORDER BY pg_catalog.array_position(notify.channels(), d.channel), d.created_at)
+            FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d), '[]'::jsonb),
         'folds', coalesce((
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'title', f.title, 'group_count', f.group_count, 'folded_at', f.folded_at,

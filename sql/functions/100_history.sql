@@ -34,8 +34,9 @@ BEGIN
         RAISE EXCEPTION 'delivery_status must be pending, held, sent, delivered, failed, bounced, skipped, '
                         'suppressed or cancelled' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF on_channel NOT IN ('in_app', 'push', 'email', 'webhook', 'chat', 'sms') THEN
-        RAISE EXCEPTION 'channel must be in_app, push, email, webhook, chat or sms' USING ERRCODE = 'invalid_parameter_value';
+    IF NOT on_channel = ANY (notify.channels()) THEN
+        RAISE EXCEPTION 'channel must be one of %', pg_catalog.array_to_string(notify.channels(), ', ')
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF max_rows < 1 THEN
         RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';

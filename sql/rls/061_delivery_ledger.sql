@@ -10,5 +10,8 @@ GRANT SELECT ON notify.dead_letters, notify.delivery_counts TO notify_admin, not
 GRANT SELECT ON notify.delivery_decisions
     TO notify_authenticated, notify_service, notify_admin, notify_worker, notify_definer;
 GRANT SELECT ON notify.queue_depth TO notify_admin, notify_worker;
-GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid), notify.delivery_statuses(uuid[]), notify.delivery_rank(text)
+GRANT EXECUTE ON FUNCTION notify.delivery_status(uuid), notify.delivery_statuses(uuid[]), notify.delivery_decisions_of(uuid[]),
+    notify.delivery_rank(text)
     TO notify_authenticated, notify_service, notify_admin, notify_worker;
+GRANT EXECUTE ON FUNCTION notify.channels()
+    TO notify_authenticated, notify_service, notify_admin, notify_worker, notify_definer;

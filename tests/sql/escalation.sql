@@ -46,7 +46,7 @@ SELECT is(notify.explain((SELECT id FROM critical)) ->> 'escalation', NULL, 'exp
 
 SELECT throws_ok(
     $$SELECT notify.set_escalation('task', '[{"channel": "fax"}]')$$,
-    '22023', 'escalation step 1: channel must be in_app, push, email, sms, webhook or chat, got "fax"',
+    '22023', 'escalation step 1: channel must be one of in_app, push, email, webhook, chat, sms, got "fax"',
     'an unknown channel is refused with the step it is about');
 SELECT throws_ok(
     $$SELECT notify.set_escalation('task', '[{"channel": "email", "after": "soon"}]')$$,

@@ -7,10 +7,9 @@ SELECT notify.send_test($1)
 -- planned_deliveries --
 -- What became of each channel of a notification, as far as the caller may see (run as the caller)
 SELECT d.channel, s.kind AS device_kind, d.subscription_id, d.status, d.reason
-FROM notify.delivery_decisions AS d
+FROM notify.delivery_decisions_of(ARRAY[$1::uuid]) AS d
 LEFT JOIN notify.push_subscriptions AS s ON s.id = d.subscription_id
-WHERE d.notification_id = $1
-ORDER BY array_position(ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms'], d.channel), d.created_at, d.id
+ORDER BY array_position(notify.channels(), d.channel), d.created_at, d.id
 
 -- delivery_counts --
 -- Deliveries by channel, provider and status, with their repeats (run as notify_worker)

@@ -14,11 +14,9 @@ SELECT notify.send(user_id => $1, type => $2, title => $3, body => $4, priority 
 -- A just-sent notification: when, the channels it goes out on (skipped ones left out), whether this transaction created it
 SELECT n.id, n.created_at,
        n.changed_xid = pg_current_xact_id() AS created,
-       ARRAY(SELECT c.channel FROM unnest(ARRAY['in_app', 'push', 'email', 'webhook', 'chat', 'sms']) WITH ORDINALITY AS c(channel, position)
-             WHERE EXISTS (SELECT 1 FROM notify.delivery_decisions AS d
-                           WHERE d.notification_id = n.id AND d.channel = c.channel
-                             AND d.status IN ('pending', 'held', 'sent', 'delivered'))
-             ORDER BY c.position) AS channels
+       ARRAY(SELECT d.channel FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d
+             WHERE d.status IN ('pending', 'held', 'sent', 'delivered')
+             GROUP BY d.channel ORDER BY array_position(notify.channels(), d.channel)) AS channels
 FROM notify.notifications AS n
 WHERE n.id = $1 AND n.created_at >= notify_private.created_from($1) AND n.created_at < notify_private.created_before($1)
 
