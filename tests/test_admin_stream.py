@@ -224,3 +224,10 @@ async def test_refusals_and_bad_input_are_4xx_before_any_event(server: ServerPro
             assert answer.headers["content-type"] == "application/json"
         bad_header = await client.get(PATH, headers={**dba, "Last-Event-ID": "1:2:3:4"})
         assert bad_header.status_code == 422
+
+
+async def test_an_expiring_token_ends_the_stream_with_auth_failed(server: ServerProcess) -> None:
+    async with admin_stream(server, make_token("ops", role="admin", exp_in=2)) as opened:
+        [ended] = await opened.sse.until("error", timeout=6)
+        assert data(ended) == {"type": "error", "code": "AUTH_FAILED", "message": "token expired"}
+        assert await opened.sse.next() is None

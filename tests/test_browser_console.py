@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from tests.server import ServerProcess, WorkerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
-from tests.test_console_api import member
+from tests.test_console_api import dead_letter, member
 from tests.test_email import emails_to, instant_email, mail_env, send, settled
 from tests.test_escalation import dba_conn, set_chain
 from tests.test_sql_api import service_conn
@@ -385,3 +385,64 @@ def test_an_org_admin_previews_and_sends_a_broadcast_to_their_org_and_watches_it
         assert page.errors == []
     finally:
         dba.close()
+
+
+def test_activity_is_live_over_the_admin_stream_and_polls_while_it_is_down(
+    context: Any, browser: Any, db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    orgs = {"a": uuid.uuid4(), "b": uuid.uuid4()}
+    users = {name: member(service, org) for name, org in orgs.items()}
+    page = sign_in(context, server.url, make_token("ops", role="admin"))
+    listed: list[str] = []
+    page.on(
+        "request", lambda request: listed.append(request.url) if "/api/v1/admin/notifications" in request.url else None
+    )
+    state = page.locator("[data-live]")
+    expect(state).to_have_attribute("data-live", "stream")
+    expect(page.locator("[data-view=activity] tbody tr")).to_have_count(0)
+    reads = len(listed)
+
+    # A send shows within a second and a half: before the 3 s poll, and with no read of the list at all.
+    sent = send(service, users["a"], title="Live from org a")
+    row = page.locator(f"tr[data-id='{sent}']")
+    expect(row).to_contain_text("Live from org a", timeout=1500)
+    expect(row.locator("[data-channel=email]")).to_have_text("email: pending")
+    # Its delivery moves (no NOTIFY): the stream sends the row again.
+    dead_letter(db, sent, "503 from the provider")
+    expect(row.locator("[data-channel=email]")).to_have_text("email: failed", timeout=6000)
+    assert len(listed) == reads
+    # The status filter is the page's own: the stream goes on and the row stays.
+    page.locator("select[name=status]").select_option("failed")
+    expect(page.locator("[data-view=activity] tbody tr")).to_have_count(1)
+    expect(state).to_have_attribute("data-live", "stream")
+    assert page.errors == []
+
+    # An org admin's page shows their org's sends, never another's.
+    admin_b = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        theirs = sign_in(admin_b, server.url, make_token("ops-b", role="admin", org_id=str(orgs["b"])))
+        expect(theirs.locator("[data-live]")).to_have_attribute("data-live", "stream")
+        other = send(service, users["a"], title="Not for b")
+        own = send(service, users["b"], title="For b")
+        expect(theirs.locator(f"tr[data-id='{own}']")).to_have_count(1, timeout=1500)
+        theirs.wait_for_timeout(500)
+        expect(theirs.locator(f"tr[data-id='{other}']")).to_have_count(0)
+        expect(theirs.locator("[data-view=activity] tbody tr")).to_have_count(1)
+    finally:
+        admin_b.close()
+
+    # The stream cannot connect: the list is polled, and the stream is back once it can.
+    down = context.new_page()
+    down.errors = []
+    down.on("pageerror", lambda error: down.errors.append(str(error)))
+    down.route("**/api/v1/admin/activity/stream**", lambda route: route.abort())
+    down.goto(f"{server.url}/console#activity")
+    down.get_by_label("admin token").fill(make_token("ops", role="admin"))
+    down.get_by_role("button", name="Sign in").click()
+    expect(down.locator("[data-live]")).to_have_attribute("data-live", "polling")
+    polled = send(service, users["b"], title="Found by polling")
+    expect(down.locator(f"tr[data-id='{polled}']")).to_have_count(1, timeout=8000)
+    down.unroute("**/api/v1/admin/activity/stream**")
+    expect(down.locator("[data-live]")).to_have_attribute("data-live", "stream", timeout=8000)
+    assert down.errors == []
