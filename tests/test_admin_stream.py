@@ -181,6 +181,25 @@ async def test_a_reconnect_with_last_event_id_misses_nothing(own_server: Any, se
         assert fresh.replayed == []
 
 
+async def test_more_changes_than_one_read_sends_make_a_reset_then_the_stream_goes_on(
+    own_server: Any, service: psycopg.Connection[Any]
+) -> None:
+    server: ServerProcess = own_server()
+    _, users = orgs_and_members(service)
+    many = [uuid.uuid4() for _ in range(ACTIVITY_LIMIT + 1)]
+    async with admin_stream(server, admin_token()) as opened:
+        await asyncio.to_thread(
+            service.execute, "SELECT notify.send_bulk(%s::uuid[], 'system', 'To all', channels => '{in_app}')", (many,)
+        )
+        events = await opened.sse.until("reset")
+        assert [e for e in events if e.get("event") == "activity"] == []
+        assert data(events[-1])["type"] == "reset"
+        checkpoint = await opened.sse.next()
+        assert checkpoint is not None and set(checkpoint) == {"id"} and checkpoint["id"] != opened.event_id
+        after = str(await asyncio.to_thread(send, service, users["a"], title="after the reset"))
+        assert [row["id"] for row in await rows_until(opened.sse, {after})] == [after]
+
+
 async def test_the_filters_narrow_the_stream(own_server: Any, service: psycopg.Connection[Any]) -> None:
     server: ServerProcess = own_server()
     _, users = orgs_and_members(service)
