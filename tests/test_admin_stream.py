@@ -5,6 +5,7 @@ they move, resume by Last-Event-ID without a lost row, and refusals and bad filt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -21,7 +22,7 @@ import pytest
 from notifyd.db.pool import become
 from notifyd.db.queries import query
 from notifyd.realtime.admin import ACTIVITY_LIMIT
-from notifyd.realtime.hub import POLL_INTERVAL
+from notifyd.realtime.hub import MAX_WATCHERS, POLL_INTERVAL
 from tests.conftest import database_url
 from tests.server import ServerProcess, make_token
 from tests.test_console_api import dead_letter, member
@@ -250,3 +251,20 @@ async def test_an_expiring_token_ends_the_stream_with_auth_failed(server: Server
         [ended] = await opened.sse.until("error", timeout=6)
         assert data(ended) == {"type": "error", "code": "AUTH_FAILED", "message": "token expired"}
         assert await opened.sse.next() is None
+
+
+async def test_a_process_takes_at_most_max_watchers_admin_streams(own_server: Any) -> None:
+    # A ping a second keeps the first streams within the clients' read timeout while the others open.
+    server: ServerProcess = own_server(WS_HEARTBEAT_INTERVAL="1")
+    token = admin_token()
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(MAX_WATCHERS):
+            await streams.enter_async_context(admin_stream(server, token))
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            refused = await client.get(PATH, headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "5"
+            assert "admin activity streams open" in refused.json()["error"]["message"]
+    # Closed streams free their places.
+    async with admin_stream(server, token) as opened:
+        assert opened.replayed == []
