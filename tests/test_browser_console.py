@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from tests.server import ServerProcess, WorkerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
-from tests.test_console_api import member
+from tests.test_console_api import dead_letter, member
 from tests.test_email import emails_to, instant_email, mail_env, send, settled
 from tests.test_escalation import dba_conn, set_chain
 from tests.test_sql_api import service_conn
@@ -34,10 +34,13 @@ def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     conn.close()
 
 
-def sign_in(context: Any, url: str, token: str, view: str = "activity") -> Any:
+def sign_in(context: Any, url: str, token: str, view: str = "activity", listed: list[str] | None = None) -> Any:
+    """A page signed in with `token` at `view`; `listed` gets the URL of each read of the activity list."""
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    if listed is not None:
+        page.on("request", lambda r: listed.append(r.url) if "/api/v1/admin/notifications" in r.url else None)
     page.goto(f"{url}/console#{view}")
     page.get_by_label("admin token").fill(token)
     page.get_by_role("button", name="Sign in").click()
@@ -395,3 +398,66 @@ def test_an_org_admin_previews_and_sends_a_broadcast_to_their_org_and_watches_it
         assert page.errors == []
     finally:
         dba.close()
+
+
+def test_activity_is_live_over_the_admin_stream_and_polls_while_it_is_down(
+    context: Any, browser: Any, db: psycopg.Connection[Any], service: psycopg.Connection[Any], own_server: Any
+) -> None:
+    server: ServerProcess = own_server()
+    orgs = {"a": uuid.uuid4(), "b": uuid.uuid4()}
+    users = {name: member(service, org) for name, org in orgs.items()}
+    listed: list[str] = []
+    page = sign_in(context, server.url, make_token("ops", role="admin"), listed=listed)
+    state = page.locator("[data-live]")
+    expect(state).to_have_attribute("data-live", "stream")
+    expect(page.locator("[data-view=activity] tbody tr")).to_have_count(0)
+    # The list is read when the view opens and once more when the stream is live; then not again while it is.
+    for _ in range(100):
+        if len(listed) >= 2:
+            break
+        page.wait_for_timeout(50)
+    assert len(listed) == 2, listed
+
+    # A send shows before the 3 s poll would have read it, and with no read of the list at all (asserted below).
+    sent = send(service, users["a"], title="Live from org a")
+    row = page.locator(f"tr[data-id='{sent}']")
+    expect(row).to_contain_text("Live from org a", timeout=2500)
+    expect(row.locator("[data-channel=email]")).to_have_text("email: pending")
+    # Its delivery moves (no NOTIFY): the stream sends the row again.
+    dead_letter(db, sent, "503 from the provider")
+    expect(row.locator("[data-channel=email]")).to_have_text("email: failed", timeout=6000)
+    assert len(listed) == 2, listed
+    # The status filter is the page's own: the stream goes on and the row stays.
+    page.locator("select[name=status]").select_option("failed")
+    expect(page.locator("[data-view=activity] tbody tr")).to_have_count(1)
+    expect(state).to_have_attribute("data-live", "stream")
+    assert page.errors == []
+
+    # An org admin's page shows their org's sends, never another's.
+    admin_b = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        theirs = sign_in(admin_b, server.url, make_token("ops-b", role="admin", org_id=str(orgs["b"])))
+        expect(theirs.locator("[data-live]")).to_have_attribute("data-live", "stream")
+        other = send(service, users["a"], title="Not for b")
+        own = send(service, users["b"], title="For b")
+        expect(theirs.locator(f"tr[data-id='{own}']")).to_have_count(1, timeout=2500)
+        theirs.wait_for_timeout(500)
+        expect(theirs.locator(f"tr[data-id='{other}']")).to_have_count(0)
+        expect(theirs.locator("[data-view=activity] tbody tr")).to_have_count(1)
+    finally:
+        admin_b.close()
+
+    # The stream cannot connect: the list is polled, and the stream is back once it can.
+    down = context.new_page()
+    down.errors = []
+    down.on("pageerror", lambda error: down.errors.append(str(error)))
+    down.route("**/api/v1/admin/activity/stream**", lambda route: route.abort())
+    down.goto(f"{server.url}/console#activity")
+    down.get_by_label("admin token").fill(make_token("ops", role="admin"))
+    down.get_by_role("button", name="Sign in").click()
+    expect(down.locator("[data-live]")).to_have_attribute("data-live", "polling")
+    polled = send(service, users["b"], title="Found by polling")
+    expect(down.locator(f"tr[data-id='{polled}']")).to_have_count(1, timeout=8000)
+    down.unroute("**/api/v1/admin/activity/stream**")
+    expect(down.locator("[data-live]")).to_have_attribute("data-live", "stream", timeout=8000)
+    assert down.errors == []

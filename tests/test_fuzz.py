@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # schemathesis defines its OpenAPI case type for type checker
     from schemathesis.specs.openapi.schemas import OpenApiCase
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
-STREAM = "/api/v1/notifications/stream"
+STREAMS = ("/api/v1/notifications/stream", "/api/v1/admin/activity/stream")
 ANONYMOUS_EVERY = 3
 AUTH_HEADERS = ("authorization", "x-internal-service-key", "x-service-name")
 
@@ -67,14 +67,15 @@ TOKENS = {
 # compiles, a setting's value its kind reads, an interval PostgreSQL reads, an escalation chain's after an
 # interval no earlier than the step before it, a phone number that phonenumbers finds valid, a webhook URL the
 # SSRF rules allow, a chat URL on its platform's hosts, notification types that exist, a replayed delivery that
-# failed, a snooze's end in the future. Every other operation must accept every request its schema allows.
+# failed, a snooze's end in the future, an admin stream's resume point that PostgreSQL reads as a snapshot. Every
+# other operation must accept every request its schema allows.
 SEMANTIC_422 = [
     "create_notification", "internal_send", "create_bulk", "list_notifications", "history", "export",
     "subscribe", "resubscribe", "push_unsubscribe", "put_global_preferences", "get_analytics",
     "post_receipt", "put_template", "preview_template", "take_action", "put_org_defaults", "put_org_preference",
     "put_preference", "get_org_stats", "put_topic", "delete_topic", "send_topic", "preview_broadcast",
     "create_broadcast", "preview_draft", "put_setting", "put_retention", "put_escalation", "put_recipient",
-    "add_webhook_endpoint", "add_chat_connection", "replay_webhook_delivery", "snooze",
+    "add_webhook_endpoint", "add_chat_connection", "replay_webhook_delivery", "snooze", "admin_stream",
 ]  # fmt: skip
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]
@@ -193,7 +194,7 @@ def session(tally: Tally) -> Iterator[requests.Session]:
 
 
 def stream_once(case: OpenApiCase, base_url: str, session: requests.Session, headers: dict[str, str]) -> None:
-    """The SSE route stays open on success: read its status and headers, then hang up."""
+    """An SSE route stays open on success: read its status and headers, then hang up."""
     kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
     with session.request(**kwargs, stream=True, timeout=30) as answer:
         documented = {int(code) for code in case.operation.definition.raw["responses"]}
@@ -224,7 +225,7 @@ def test_fuzz(case: OpenApiCase, fuzz_server: ServerProcess, session: requests.S
             assert anonymous.status_code == 401, f"{operation.label} without credentials: {anonymous.status_code}"
 
     headers = credentials(operation.method, operation.path, security)
-    if operation.path == STREAM and case.method.upper() == "GET":
+    if operation.path in STREAMS and case.method.upper() == "GET":
         stream_once(case, fuzz_server.url, session, headers)
     else:
         case.call_and_validate(base_url=fuzz_server.url, session=session, headers=headers, timeout=30)

@@ -547,6 +547,7 @@ def test_openapi_describes_every_route(client: httpx.Client) -> None:
         ("POST", "/api/v1/admin/dead-letters/retry"), ("POST", "/api/v1/admin/dead-letters/discard"),
         ("GET", "/api/v1/admin/figures"), ("GET", "/api/v1/admin/policies"), ("PUT", "/api/v1/admin/settings/{key}"),
         ("PUT", "/api/v1/admin/retention"), ("POST", "/api/v1/admin/templates/{name}/{language}/preview"),
+        ("GET", "/api/v1/admin/activity/stream"),
         ("PUT", "/api/v1/recipients/{user_id}"), ("POST", "/api/v1/webhooks/twilio"),
         ("GET", "/api/v1/admin/escalations"), ("PUT", "/api/v1/admin/escalations/{notification_type}"),
         ("POST", f"{API}/webhooks"), ("GET", f"{API}/webhooks"), ("DELETE", f"{API}/webhooks/{{endpoint_id}}"),

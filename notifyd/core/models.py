@@ -55,6 +55,8 @@ Omittable = Annotated[T | None, BeforeValidator(_never_null), Field(json_schema_
 
 Priority = Literal["critical", "high", "normal", "low"]
 Channel = Literal["in_app", "push", "email", "webhook", "chat", "sms"]
+# A notification type's name as notify.notification_types allows it ("type names are lowercase words").
+TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,49}$")]
 Sort = Literal["newest", "oldest", "priority"]
 # Which of the caller's notifications a page lists: the inbox proper (not archived, not snoozed) by default;
 # unseen, unread and read within it; the Archive view; the snoozed ones; or all of them.

@@ -153,6 +153,7 @@ _TAG_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/admin/policies", "console"),
     ("/api/v1/admin/settings", "console"),
     ("/api/v1/admin/retention", "console"),
+    ("/api/v1/admin/activity", "console"),
 )
 
 TAGS: list[dict[str, str]] = [

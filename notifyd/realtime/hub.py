@@ -13,6 +13,11 @@ The reads run on a connection of the hub's own that is notify_worker for its who
 two statements, not a pooled connection's transaction that sets the role and claims first (three more round
 trips, each one on the path from commit to socket). The worker's policies need no claims.
 
+Admins' activity streams (notifyd/realtime/admin.py) are not fanned out from that read: each reads for itself, as
+its admin, so that RLS and not a filter here keeps an org admin to their org. The hub only wakes them, on the same
+NOTIFY or every POLL_INTERVAL (what moves their deliveries sends no NOTIFY), and only while one is open: without an
+admin stream a send costs nothing more.
+
 Both connections keep session state (LISTEN; the role), so they go to DATABASE_DIRECT_URL, the primary itself:
 through a transaction pooler LISTEN is accepted and then receives nothing.
 """
@@ -53,6 +58,11 @@ BACKOFF_CAP = 5.0
 # and end before the next users' are made, so a bulk send's first sessions need not wait for its last ones, and
 # few of those tasks live long enough to be promoted into the collector's oldest generation.
 OFFER_CHUNK = 256
+# Admin activity streams open in one process at most: each costs a read per wake-up.
+MAX_WATCHERS = 32
+# The least time between two rounds of the admin streams' reads: a flood of NOTIFYs costs them at most 1/WATCH_GAP
+# reads a second each.
+WATCH_GAP = 0.25
 
 
 class Subscriber(Protocol):
@@ -73,6 +83,13 @@ class Subscriber(Protocol):
     ) -> None:
         """Takes one event; never blocks (a full session closes itself). committed: when (time.monotonic) the
         live notification of a `notification` event was committed."""
+
+
+class Watcher(Protocol):
+    """An admin's activity stream as the hub sees it."""
+
+    async def refresh(self) -> None:
+        """Reads, as its admin, what changed in its scope since its last read, and sends it."""
 
 
 class Hub:
@@ -96,6 +113,8 @@ class Hub:
         # The fan-out's reading connection (notify_worker), made at the first read and again after a failed one.
         self._reader: asyncpg.Connection | None = None
         self._wake: asyncio.Queue[None] = asyncio.Queue()
+        self._watchers: set[Watcher] = set()
+        self._watch_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening_once = asyncio.Event()
         # Set when the server shuts down: event streams end then (WebSockets are closed by uvicorn).
@@ -123,12 +142,24 @@ class Hub:
             del self._sessions[session.user_id]
             self._user_seq.pop(session.user_id, None)
 
+    def watch(self, watcher: Watcher) -> bool:
+        """Registers an admin's activity stream and has it read at once, unless MAX_WATCHERS are open here."""
+        if len(self._watchers) >= MAX_WATCHERS:
+            return False
+        self._watchers.add(watcher)
+        self._watch_wake.set()
+        return True
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self._watchers.discard(watcher)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="notifyd-listen"),
             asyncio.create_task(self._fan_out_forever(), name="notifyd-fan-out"),
+            asyncio.create_task(self._watch_forever(), name="notifyd-admin-streams"),
         ]
         # Readiness waits for LISTEN anyway; waiting briefly here just avoids a not-ready blip.
         with contextlib.suppress(TimeoutError):
@@ -148,6 +179,8 @@ class Hub:
     def _on_notify(self, *_: object) -> None:
         # A sync callback keeps order and backpressure-free; the payload (an xid) is not needed.
         self._wake.put_nowait(None)
+        if self._watchers:
+            self._watch_wake.set()
 
     async def _listen_forever(self) -> None:
         attempt = 0
@@ -217,6 +250,24 @@ class Hub:
                 await asyncio.sleep(BACKOFF_FIRST)
             # After the events are offered, never between a commit and its events.
             self.collector.tend(self.session_count)
+
+    async def _watch_forever(self) -> None:
+        """Each admin stream reads for itself after a NOTIFY, or every POLL_INTERVAL, while any is open."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._watch_wake.wait()
+            self._watch_wake.clear()
+            for watcher in list(self._watchers):
+                if watcher not in self._watchers:
+                    continue  # closed while an earlier one read
+                try:
+                    await watcher.refresh()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # its read is tried again at the next round; the others go on
+                    log.warning("admin activity read failed: %r", error)
+            await asyncio.sleep(WATCH_GAP)
 
     async def _reading_connection(self) -> asyncpg.Connection:
         if self._reader is None:

@@ -102,37 +102,17 @@ class RateLimit:
         return False
 
 
-class Session:
-    """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
-    whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
+class Outbox:
+    """A stream's bounded outbound queue and the writer task that drains it, in order, through whatever transport
+    the endpoint gives, until the stream is killed (with a close to send) or ended. A user's Session is one; so is
+    an admin's activity stream (notifyd/realtime/admin.py)."""
 
     # No __dict__: one object fewer per session for the collector to walk (see notifyd/realtime/collector.py).
-    __slots__ = (
-        "_drained",
-        "_send",
-        "answered_reads",
-        "caller",
-        "compact",
-        "delivered_seq",
-        "expiry",
-        "hub",
-        "killed",
-        "pending",
-        "queue",
-        "resumed_from",
-        "runner",
-        "sent_seq",
-        "user_id",
-        "write_error",
-        "writing",
-    )
+    __slots__ = ("_drained", "_send", "caller", "expiry", "hub", "killed", "queue", "runner", "write_error", "writing")
 
-    def __init__(self, hub: Hub, caller: Caller, *, compact: bool = False) -> None:
-        assert caller.user_id is not None
+    def __init__(self, hub: Hub, caller: Caller) -> None:
         self.hub = hub
         self.caller = caller
-        self.user_id: uuid.UUID = caller.user_id
-        self.compact = compact
         # (kind, text, committed) to send, at most SEND_QUEUE_LIMIT; the deque (~0.7 KB even empty) exists only
         # while it holds events, the future only while a resume waits for room. committed: when (time.monotonic)
         # the live notification of the frame was committed, for notifyd_commit_to_socket_seconds; else None.
@@ -142,18 +122,6 @@ class Session:
         # The task sending the queue, while it has events; why it failed, if it did (the endpoint logs it).
         self.writing: asyncio.Task[None] | None = None
         self.write_error: BaseException | None = None
-        # The client holds every change with a seq in (resumed_from, sent_seq]: this connection sent it, or it
-        # was before the `after` the client resumed from. None until the first resume (nothing sent yet).
-        # Per user, seqs follow commit order and the hub misses no commit, so live events from a resume on are
-        # gap-free: one range says it all, however many events went out.
-        self.resumed_from: int | None = None
-        self.sent_seq = 0
-        # The hub offers a read_status_updated right after its notification: sent only if that was.
-        self.delivered_seq: int | None = None
-        # While resuming, live events wait here and are filtered by seq afterwards.
-        self.pending: list[tuple[str, int | None, str, str | None, float | None]] | None = []
-        # mark_read answers directly; the hub's copy of that answer is dropped once. Made at the first mark_read.
-        self.answered_reads: set[str] | None = None
         # The session's end: the close to send, or None when one of its tasks ended it.
         self.killed: asyncio.Future[Closed | None] = asyncio.get_running_loop().create_future()
         # The task running the client's commands when it waits on the client rather than on `killed` (the
@@ -161,39 +129,13 @@ class Session:
         self.runner: asyncio.Task[Any] | None = None
         self.expiry: asyncio.TimerHandle | None = None
 
-    # -- called by the hub (never blocks) -------------------------------------------------
+    def leave(self) -> None:
+        """Takes the stream out of the hub: nothing is offered to it any more."""
+        raise NotImplementedError
 
-    def offer(
-        self,
-        kind: str,
-        seq: int | None,
-        text: str,
-        notification_id: str | None = None,
-        committed: float | None = None,
-    ) -> None:
-        if self.pending is not None:
-            if len(self.pending) >= SEND_QUEUE_LIMIT:
-                self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
-            else:
-                self.pending.append((kind, seq, text, notification_id, committed))
-            return
-        self._deliver(kind, seq, text, notification_id, committed)
-
-    def _deliver(
-        self, kind: str, seq: int | None, text: str, notification_id: str | None, committed: float | None
-    ) -> None:
-        if kind == "read_status_updated" and self.answered_reads and notification_id in self.answered_reads:
-            self.answered_reads.discard(notification_id)
-            return
-        if kind == "notification" and seq is not None:
-            if seq <= self.sent_seq:
-                self.delivered_seq = None
-                return
-            self.sent_seq = self.delivered_seq = seq
-        elif kind == "read_status_updated" and seq != self.delivered_seq:
-            # Its notification was a duplicate, so the client knows this read already.
-            return
-        self.push(kind, text, committed)
+    async def resume(self, after: str | int | None) -> None:
+        """What the client missed since `after` (without it, nothing before now), then live events."""
+        raise NotImplementedError
 
     def push(self, kind: str, text: str, committed: float | None = None) -> None:
         if self.queue is None:
@@ -209,14 +151,14 @@ class Session:
             if slow:
                 self.hub.metrics.slow_clients_closed.inc()
             # Stop taking events at once; the close itself may wait for the client.
-            self.hub.unregister(self)
+            self.leave()
             self.killed.set_result(closed)
             self._stop_runner()
 
     def end(self, _task: object = None) -> None:
         """Ends the session without a close of its own (a done callback of its tasks)."""
         if not self.killed.done():
-            self.hub.unregister(self)
+            self.leave()
             self.killed.set_result(None)
             self._stop_runner()
 
@@ -225,8 +167,6 @@ class Session:
         # run() looks at `killed` before it waits for the next command.
         if self.runner is not None and self.runner is not asyncio.current_task():
             self.runner.cancel()
-
-    # -- the session ----------------------------------------------------------------------
 
     def schedule_expiry(self, caller: Caller) -> None:
         if self.expiry is not None:
@@ -276,6 +216,70 @@ class Session:
             self.end()
         else:
             self._write()  # what was pushed between its last check and its end
+
+
+class Session(Outbox):
+    """One authenticated user's event stream: the hub calls offer(), the writer task sends it over
+    whatever transport the endpoint gives (a WebSocket, or Server-Sent Events in notifyd/realtime/sse.py)."""
+
+    __slots__ = ("answered_reads", "compact", "delivered_seq", "pending", "resumed_from", "sent_seq", "user_id")
+
+    def __init__(self, hub: Hub, caller: Caller, *, compact: bool = False) -> None:
+        assert caller.user_id is not None
+        super().__init__(hub, caller)
+        self.user_id: uuid.UUID = caller.user_id
+        self.compact = compact
+        # The client holds every change with a seq in (resumed_from, sent_seq]: this connection sent it, or it
+        # was before the `after` the client resumed from. None until the first resume (nothing sent yet).
+        # Per user, seqs follow commit order and the hub misses no commit, so live events from a resume on are
+        # gap-free: one range says it all, however many events went out.
+        self.resumed_from: int | None = None
+        self.sent_seq = 0
+        # The hub offers a read_status_updated right after its notification: sent only if that was.
+        self.delivered_seq: int | None = None
+        # While resuming, live events wait here and are filtered by seq afterwards.
+        self.pending: list[tuple[str, int | None, str, str | None, float | None]] | None = []
+        # mark_read answers directly; the hub's copy of that answer is dropped once. Made at the first mark_read.
+        self.answered_reads: set[str] | None = None
+
+    def leave(self) -> None:
+        self.hub.unregister(self)
+
+    # -- called by the hub (never blocks) -------------------------------------------------
+
+    def offer(
+        self,
+        kind: str,
+        seq: int | None,
+        text: str,
+        notification_id: str | None = None,
+        committed: float | None = None,
+    ) -> None:
+        if self.pending is not None:
+            if len(self.pending) >= SEND_QUEUE_LIMIT:
+                self.kill(Closed(CLOSE_TRY_AGAIN_LATER), slow=True)
+            else:
+                self.pending.append((kind, seq, text, notification_id, committed))
+            return
+        self._deliver(kind, seq, text, notification_id, committed)
+
+    def _deliver(
+        self, kind: str, seq: int | None, text: str, notification_id: str | None, committed: float | None
+    ) -> None:
+        if kind == "read_status_updated" and self.answered_reads and notification_id in self.answered_reads:
+            self.answered_reads.discard(notification_id)
+            return
+        if kind == "notification" and seq is not None:
+            if seq <= self.sent_seq:
+                self.delivered_seq = None
+                return
+            self.sent_seq = self.delivered_seq = seq
+        elif kind == "read_status_updated" and seq != self.delivered_seq:
+            # Its notification was a duplicate, so the client knows this read already.
+            return
+        self.push(kind, text, committed)
+
+    # -- the session ----------------------------------------------------------------------
 
     async def resume(self, after: str | int | None) -> None:
         """Everything since `after` in seq order that this connection has not sent (or nothing before now, on a

@@ -16,7 +16,7 @@ from starlette import status
 from starlette.requests import Request
 from starlette.responses import Response
 
-from notifyd.core.models import Channel, Priority, Timestamp
+from notifyd.core.models import Channel, Priority, Timestamp, TypeName
 from notifyd.db.pool import as_caller
 from notifyd.db.queries import query
 from notifyd.http.errors import ApiError
@@ -29,8 +29,6 @@ MAX_BATCH = 500
 DeliveryStatus = Literal[
     "pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"
 ]
-# A notification type's name as notify.notification_types allows it ("type names are lowercase words").
-TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,49}$")]
 
 
 class ActivityQuery(BaseModel):

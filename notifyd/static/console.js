@@ -3,7 +3,8 @@
 // It holds an admin token (sessionStorage: gone when the tab closes) and reads only through the REST API, as
 // any client would: the database's row-level security decides what it shows. A DBA's token (no org_id claim)
 // sees everything, an org admin's their org; any other token is refused by the admin routes, and the console
-// says so. "Live" views poll every few seconds: the WebSocket and SSE streams are end users' only.
+// says so. Activity is live over the admin's own Server-Sent Events stream (polled while that reconnects); the
+// other live views poll every few seconds.
 
 import { lineChart } from "./console-charts.js";
 
@@ -186,8 +187,55 @@ function who() {
 
 // --- Activity --------------------------------------------------------------------------------------------
 
+const ACTIVITY_ROWS = 50; // shown, newest first (the admin route's default page)
+const KEPT_ROWS = 200; // held in the page beyond them, for a filter on status that the stream cannot apply
+const STREAM_RETRY_MS = 3000; // after a dropped stream, polled meanwhile
+
+/**
+ * The events of a Server-Sent Events body as they come (fetch, not EventSource: the token stays in a header).
+ * @param {ReadableStream<Uint8Array>} body
+ * @param {(kind: string, data: string, id: string | null) => void} onEvent
+ */
+async function readEvents(body, onEvent) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let kind = "message";
+  let data = "";
+  /** @type {string | null} */
+  let id = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, end).replace(/\r$/, "");
+      buffer = buffer.slice(end + 1);
+      if (line === "") {
+        if (data || id !== null) onEvent(kind, data, id);
+        kind = "message";
+        data = "";
+        id = null;
+      } else if (!line.startsWith(":")) {
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (name === "event") kind = text;
+        else if (name === "data") data = data ? `${data}\n${text}` : text;
+        else if (name === "id") id = text;
+      }
+    }
+  }
+}
+
+/** Newest first, as the admin route lists them. @param {ActivityRow} a @param {ActivityRow} b */
+function newestFirst(a, b) {
+  return Date.parse(b.created_at) - Date.parse(a.created_at) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
 function activity() {
   const table = h("tbody");
+  const state = h("span", { class: "live-state", "data-live": "off", role: "status" });
   const form = h("form", { class: "filters", onsubmit: (/** @type {Event} */ e) => e.preventDefault() },
     field("user", h("input", { name: "user_id", size: 36, placeholder: "user uuid" })),
     field("type", h("input", { name: "type", size: 14 })),
@@ -196,32 +244,172 @@ function activity() {
     field("status", choice("status", STATUSES)),
     field("from", h("input", { name: "from", type: "datetime-local" })),
     field("to", h("input", { name: "to", type: "datetime-local" })),
-    field("live", h("input", { name: "live", type: "checkbox", checked: true })));
+    field("live", h("input", { name: "live", type: "checkbox", checked: true })), state);
   view.replaceChildren(h("h2", { text: "Activity" }), form,
     h("table", { "data-view": "activity" },
       h("thead", {}, h("tr", {}, ...["Created", "User", "Type", "Priority", "Title", "Channels"].map((t) => h("th", { text: t })))),
       table));
-  const load = async () => {
+
+  /** The rows held, by id: the admin route's answers merged with the stream's rows. @type {Map<string, ActivityRow>} */
+  const rows = new Map();
+  /** Per load on its way, the ids the stream sent meanwhile: newer than that load's answer. @type {Set<Set<string>>} */
+  const loading = new Set();
+  // A change of filters starts a new round: streams, polls and loads of an older one do nothing more.
+  let round = 0;
+  let pollTimer = 0;
+  /** @type {AbortController | null} */
+  let streaming = null;
+
+  const wanted = () => {
     const data = new FormData(form);
-    const wanted = (/** @type {string} */ name) => String(data.get(name) ?? "") || undefined;
-    const time = (/** @type {string} */ name) => (wanted(name) ? new Date(String(wanted(name))).toISOString() : undefined);
-    const answer = await api(`${ADMIN}/notifications${search({
-      user_id: wanted("user_id"), type: wanted("type"), priority: wanted("priority"), channel: wanted("channel"),
-      status: wanted("status"), from: time("from"), to: time("to"),
-    })}`);
-    const rows = /** @type {ActivityRow[]} */ (answer.notifications);
-    table.replaceChildren(...rows.map((row) => h("tr", {
-      class: "clickable", "data-id": row.id, onclick: () => { location.hash = `#notification/${row.id}`; },
-    },
-    h("td", { text: when(row.created_at) }), h("td", { text: row.user_id }), h("td", { text: row.type }),
-    h("td", { text: row.priority }), h("td", { text: row.title ?? "" }),
-    h("td", {}, ...Object.entries(row.channels).map(([channel, status]) => badge(channel, status))))));
-    view.querySelector(".error")?.remove();
+    const value = (/** @type {string} */ name) => String(data.get(name) ?? "") || undefined;
+    const time = (/** @type {string} */ name) => (value(name) ? new Date(String(value(name))).toISOString() : undefined);
+    return { user_id: value("user_id"), type: value("type"), priority: value("priority"), channel: value("channel"),
+      status: value("status"), from: time("from"), to: time("to") };
   };
-  form.addEventListener("change", () => void load().catch(showError));
-  every(async () => {
-    if (/** @type {HTMLInputElement} */ (form.elements.namedItem("live")).checked) await load();
+  const live = () => /** @type {HTMLInputElement} */ (form.elements.namedItem("live")).checked;
+  /** @param {"stream" | "polling" | "off"} mode */
+  const setState = (mode) => {
+    state.dataset.live = mode;
+    state.textContent = { stream: "● live", polling: "● live (polling: the stream reconnects)", off: "" }[mode];
+  };
+
+  /** What the stream cannot filter: a status changes as a delivery goes, a time range is past. @param {ActivityRow} row */
+  const shown = (row) => {
+    const { channel, status, from, to } = wanted();
+    const created = Date.parse(row.created_at);
+    const statuses = channel ? (channel in row.channels ? [row.channels[channel]] : []) : Object.values(row.channels);
+    return (!channel || channel in row.channels) && (!status || statuses.includes(status))
+      && (!from || created >= Date.parse(from)) && (!to || created < Date.parse(to));
+  };
+  /** Each shown row's element with the JSON it was made from: an unchanged row keeps its element (and a click on it).
+   * @type {Map<string, {made: string, tr: HTMLTableRowElement}>} */
+  const made = new Map();
+  /** @param {ActivityRow} row */
+  const element = (row) => {
+    const json = JSON.stringify(row);
+    const known = made.get(row.id);
+    if (known?.made === json) return known.tr;
+    const tr = h("tr", { class: "clickable", "data-id": row.id, onclick: () => { location.hash = `#notification/${row.id}`; } },
+      h("td", { text: when(row.created_at) }), h("td", { text: row.user_id }), h("td", { text: row.type }),
+      h("td", { text: row.priority }), h("td", { text: row.title ?? "" }),
+      h("td", {}, ...Object.entries(row.channels).map(([channel, status]) => badge(channel, status))));
+    made.set(row.id, { made: json, tr });
+    return tr;
+  };
+  const render = () => {
+    const held = [...rows.values()].sort(newestFirst);
+    for (const row of held.slice(KEPT_ROWS)) rows.delete(row.id);
+    const wantedRows = held.filter(shown).slice(0, ACTIVITY_ROWS).map(element);
+    for (const id of made.keys()) if (!rows.has(id)) made.delete(id);
+    const current = [...table.children];
+    if (current.length !== wantedRows.length || current.some((tr, i) => tr !== wantedRows[i])) table.replaceChildren(...wantedRows);
+  };
+  /** @param {ActivityRow} row */
+  const streamed = (row) => {
+    for (const newer of loading) newer.add(row.id);
+    rows.set(row.id, row);
+    render();
+  };
+
+  const load = async () => {
+    const mine = round;
+    const newer = new Set();
+    loading.add(newer);
+    try {
+      const answer = await api(`${ADMIN}/notifications${search(wanted())}`);
+      if (mine !== round) return;
+      for (const row of /** @type {ActivityRow[]} */ (answer.notifications)) if (!newer.has(row.id)) rows.set(row.id, row);
+      render();
+      view.querySelector(".error")?.remove();
+    } finally {
+      loading.delete(newer);
+    }
+  };
+  const poll = () => {
+    clearTimeout(pollTimer);
+    pollTimer = window.setTimeout(() => {
+      void load().catch(showError).finally(() => { if (state.dataset.live === "polling") poll(); });
+    }, POLL_MS);
+  };
+
+  /** The admin stream until the round ends; while it is down, the list is polled. */
+  const follow = async () => {
+    const mine = round;
+    const { user_id, type, priority, channel } = wanted();
+    /** @type {string | null} */
+    let lastId = null;
+    while (mine === round) {
+      const controller = new AbortController();
+      streaming = controller;
+      try {
+        /** @type {Record<string, string>} */
+        const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` };
+        if (lastId !== null) headers["Last-Event-ID"] = lastId;
+        const answer = await fetch(`${ADMIN}/activity/stream${search({ user_id, type, priority, channel })}`,
+          { headers, signal: controller.signal });
+        if (!answer.ok || !answer.body) {
+          const parsed = await answer.json().catch(() => null);
+          throw new ApiError(answer.status, parsed?.error?.message ?? `${answer.status} ${answer.statusText}`);
+        }
+        await readEvents(answer.body, (kind, data, id) => {
+          if (mine !== round) return;
+          if (id !== null) lastId = id;
+          if (kind === "activity") streamed(/** @type {ActivityRow} */ (JSON.parse(data)));
+          else if (kind === "resumed") {
+            clearTimeout(pollTimer);
+            setState("stream");
+            // From here on the stream has every change: one read covers what came before it.
+            void load().catch(showError);
+          } else if (kind === "reset") void load().catch(showError);
+        });
+      } catch (error) {
+        if (mine !== round) return;
+        // Refused, or a filter the route cannot take: polling would be refused too.
+        if (error instanceof ApiError && error.status < 500 && error.status !== 429) {
+          setState("off");
+          showError(error);
+          return;
+        }
+      }
+      if (mine !== round) return;
+      setState("polling");
+      void load().catch(showError);
+      poll();
+      await new Promise((resolve) => setTimeout(resolve, STREAM_RETRY_MS));
+    }
+  };
+
+  const stop = () => {
+    following = "";
+    round += 1;
+    clearTimeout(pollTimer);
+    streaming?.abort();
+    streaming = null;
+    setState("off");
+  };
+  // The filters the stream was opened with: a change event that changes none of them (a blur) changes nothing.
+  let following = "";
+  const streamFilters = () => {
+    const { user_id, type, priority, channel } = wanted();
+    return JSON.stringify([user_id, type, priority, channel, live()]);
+  };
+  const restart = () => {
+    stop();
+    following = streamFilters();
+    rows.clear(); // the table keeps its rows until the list is read again
+    void load().catch(showError);
+    if (live()) void follow();
+  };
+  form.addEventListener("change", () => {
+    if (streamFilters() !== following) restart();
+    else {
+      render(); // a status or a time range: the page's own filters, the stream goes on
+      void load().catch(showError);
+    }
   });
+  stops.push(stop);
+  restart();
 }
 
 /** @param {string} label @param {HTMLElement} control */

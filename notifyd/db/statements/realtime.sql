@@ -97,3 +97,37 @@ SELECT notify.unarchive($1)
 -- As the caller: snoozes one notification until $2; until when, written as the notification frames write it
 -- (22023: not in the future; P0002: not the caller's)
 SELECT to_jsonb(notify.snooze($1, $2)) #>> '{}'
+
+-- admin_stream_start --
+-- As the admin: where an activity stream starts, as snapshot text: $1 (its resume point; 22P02 when PostgreSQL reads no snapshot in it), or now when $1 is NULL or ahead of now (a point from before a restore)
+SELECT CASE WHEN s.after IS NULL OR pg_catalog.pg_snapshot_xmax(s.after) > pg_catalog.pg_snapshot_xmax(s.now) THEN s.now
+            ELSE s.after END::text
+FROM (SELECT $1::text::pg_snapshot AS after, pg_catalog.pg_current_snapshot() AS now) AS s
+
+-- admin_activity --
+-- As the admin: this read's snapshot; the notifications changed since snapshot $1 with user $2, type $3, priority $4 and a delivery on channel $5 (NULL: any), in the order they changed, at most $6; then the watched ones $7 that did not change (their deliveries may have); each as the console's activity row (JSON text) with its channels (JSON text); one row of NULLs but the snapshot when there are none
+-- No org filter: RLS alone keeps an org admin to their org's notifications.
+SELECT s.snapshot, a.changed, a.id, a.channels::text AS channels,
+       pg_catalog.jsonb_build_object('id', a.id, 'user_id', a.user_id, 'type', a.type, 'priority', a.priority,
+                                     'title', a.title, 'created_at', a.created_at, 'channels', a.channels)::text AS row
+FROM (SELECT pg_catalog.pg_current_snapshot()::text AS snapshot) AS s
+LEFT JOIN LATERAL (
+    (SELECT true AS changed, n.id, n.user_id, n.type, n.priority, n.title, n.created_at,
+            notify.delivery_status(n.id) AS channels
+     FROM notify.notifications AS n
+     WHERE n.changed_xid >= pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
+       AND NOT pg_catalog.pg_visible_in_snapshot(n.changed_xid, $1::text::pg_snapshot)
+       AND ($2::uuid IS NULL OR n.user_id = $2)
+       AND ($3::text IS NULL OR n.type = $3)
+       AND ($4::text IS NULL OR n.priority = $4)
+       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM notify.delivery_decisions AS d
+                                        WHERE d.notification_id = n.id AND d.channel = $5))
+     ORDER BY n.changed_xid, n.created_at, n.id
+     LIMIT $6)
+    UNION ALL
+    SELECT false, n.id, n.user_id, n.type, n.priority, n.title, n.created_at, notify.delivery_status(n.id)
+    FROM notify.notifications AS n
+    WHERE n.id = ANY ($7::uuid[])
+      AND (n.changed_xid < pg_catalog.pg_snapshot_xmin($1::text::pg_snapshot)
+           OR pg_catalog.pg_visible_in_snapshot(n.changed_xid, $1::text::pg_snapshot))
+) AS a ON true
