@@ -10,11 +10,10 @@ WHERE ($1::uuid IS NULL OR n.user_id = $1)
   AND ($3::text IS NULL OR n.priority = $3)
   AND ($4::timestamptz IS NULL OR n.created_at >= $4)
   AND ($5::timestamptz IS NULL OR n.created_at < $5)
-  AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM notify.delivery_decisions AS d
-                                   WHERE d.notification_id = n.id AND d.channel = $6
-                                     AND ($7::text IS NULL OR d.status = $7)))
+  AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d
+                                   WHERE d.channel = $6 AND ($7::text IS NULL OR d.status = $7)))
   AND ($6::text IS NOT NULL OR $7::text IS NULL
-       OR EXISTS (SELECT 1 FROM notify.delivery_decisions AS d WHERE d.notification_id = n.id AND d.status = $7))
+       OR EXISTS (SELECT 1 FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d WHERE d.status = $7))
 ORDER BY n.created_at DESC, n.id DESC
 LIMIT $8
 

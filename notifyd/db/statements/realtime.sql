@@ -120,8 +120,8 @@ LEFT JOIN LATERAL (
        AND ($2::uuid IS NULL OR n.user_id = $2)
        AND ($3::text IS NULL OR n.type = $3)
        AND ($4::text IS NULL OR n.priority = $4)
-       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM notify.delivery_decisions AS d
-                                        WHERE d.notification_id = n.id AND d.channel = $5))
+       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM notify.delivery_decisions_of(ARRAY[n.id]) AS d
+                                        WHERE d.channel = $5))
      ORDER BY n.changed_xid, n.created_at, n.id
      LIMIT $6)
     UNION ALL

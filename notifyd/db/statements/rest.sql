@@ -50,9 +50,8 @@ SELECT b.id, b.type, b.recipient_count, b.created_by, b.created_at,
        count(n.action_taken)::integer AS actions_taken,
        (SELECT coalesce(jsonb_object_agg(per_status.status, per_status.deliveries), '{}'::jsonb)
         FROM (SELECT d.status, count(*) AS deliveries
-              FROM notify.delivery_decisions AS d
-              JOIN notify.notifications AS bn ON bn.id = d.notification_id
-              WHERE bn.batch_id = b.id
+              FROM notify.delivery_decisions_of(ARRAY(SELECT bn.id FROM notify.notifications AS bn
+                                                      WHERE bn.batch_id = b.id)) AS d
               GROUP BY d.status) AS per_status) AS deliveries
 FROM notify.notification_batches AS b
 LEFT JOIN notify.notifications AS n ON n.batch_id = b.id
