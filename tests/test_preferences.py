@@ -573,8 +573,9 @@ def test_org_delivery_stats_count_the_org_only(db: psycopg.Connection[Any], as_r
         stats = value(cur, "SELECT notify.org_delivery_stats(%s)", ORG)
         assert stats == {
             "org_id": str(ORG), "since": None, "until": None, "users": 1, "notifications": 2,
-            "deliveries": {"in_app": {"sent": 2}, "push": {"skipped": 1}, "email": {"held": 1, "pending": 1}},
-            "events": {"in_app": {}, "push": {}, "email": {"opened": 1}},
+            "deliveries": {"in_app": {"sent": 2}, "push": {"skipped": 1}, "email": {"held": 1, "pending": 1},
+                           "webhook": {}, "chat": {}, "sms": {}},
+            "events": {"in_app": {}, "push": {}, "email": {"opened": 1}, "webhook": {}, "chat": {}, "sms": {}},
         }  # fmt: skip
         window = value(cur, "SELECT notify.org_delivery_stats(%s, '2026-03-02 00:00+00', '2026-03-03 00:00+00')", ORG)
         assert (window["notifications"], window["deliveries"]["email"]) == (1, {"pending": 1})

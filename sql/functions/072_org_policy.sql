@@ -120,7 +120,9 @@ AS $$
 DECLARE
     low constant timestamptz := coalesce(org_delivery_stats.since, '-infinity');
     high constant timestamptz := coalesce(org_delivery_stats.until, 'infinity');
-    no_counts constant jsonb := '{"in_app": {}, "push": {}, "email": {}}';
+    -- Every channel is in the answer, counted or not.
+    no_counts constant jsonb := (SELECT pg_catalog.jsonb_object_agg(c.channel, '{}'::jsonb)
+                                 FROM pg_catalog.unnest(notify.channels()) AS c(channel));
 BEGIN
     PERFORM notify_private.require_org(org_delivery_stats.org_id);
     IF low > high THEN
