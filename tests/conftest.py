@@ -63,6 +63,14 @@ def load_database(host: str, port: int, user: str, dbname: str, password: str | 
     asyncio.run(run())
     with psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password, autocommit=True) as conn:
         create_app_login(conn)
+        # Every test copies this database: the dead catalog rows the migrations leave (functions, RLS and grants
+        # re-applied) made each copy a quarter slower (0.43 s -> 0.32 s). Only the catalogs: a vacuumed table of
+        # notifyd's would lose the planner's "never vacuumed" estimate that the plans of the tests were made with.
+        catalogs = conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_class AS c "
+            "WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r' AND NOT c.relisshared"
+        ).fetchall()
+        conn.execute("VACUUM FULL " + ", ".join(name for (name,) in catalogs))
 
 
 postgresql_noproc = factories.postgresql_noproc(

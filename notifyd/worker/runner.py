@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+from typing import NoReturn
 
 import asyncpg
 import procrastinate
@@ -43,15 +45,25 @@ EXIT_DATABASE_LOST = 2
 # past it the other workers count this one as stalled and take its jobs back when the database returns, so
 # waiting longer finishes nothing. Three probes fit in the wait.
 DATABASE_GRACE = 15.0
-# Seconds the Procrastinate worker gets to stop by itself once the database is lost.
-DATABASE_LOST_STOP = 1.0
-# Seconds the pool's connections get to be given back once the worker has stopped; then they are cut.
-POOL_CLOSE_WAIT = 5.0
 
 
 def database_grace(settings: Settings) -> float:
     """Seconds of database silence after which the worker exits for its supervisor to restart it."""
     return min(DATABASE_GRACE, settings.worker_stalled_after)
+
+
+def exit_without_database() -> NoReturn:
+    """Ends the process with EXIT_DATABASE_LOST at once, as a kill would, without a graceful stop.
+
+    Every step of a graceful stop waits on the database that is gone: Procrastinate records its running jobs' ends
+    and unregisters the worker (a pooled connection waited for up to 30 s, a connect up to psycopg's 130 s), a
+    cancelled query sends the server a cancel request and waits for it (asyncpg with no bound), and the pools close
+    their connections politely. A server that refuses connections fails these fast; one that accepts and never
+    answers (stopped, overloaded) held the exit for minutes. Nothing a stop would do can be recorded without the
+    database, and the running jobs are taken back as stalled by the other workers, as after a kill.
+    """
+    logging.shutdown()  # the reason reaches the log first
+    os._exit(EXIT_DATABASE_LOST)
 
 
 async def recover_stalled_jobs(app: procrastinate.App, settings: Settings, pool: asyncpg.Pool) -> None:
@@ -169,26 +181,21 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
                 # database is gone is the watchdog's to say, within its grace.
                 await asyncio.wait({watchdog, stopping}, timeout=database_grace(settings) + 1)
                 done = {task for task in (worker, watchdog, stopping, recovery) if task.done()}
-            for task in (watchdog, stopping, recovery, reporting):
-                task.cancel()
-            if worker not in done:
-                worker.cancel()
-                if watchdog in done:
-                    # Without the database no job can record its end, and Procrastinate's graceful stop would
-                    # wait for them (and for its pool's connect timeout): a second cancel ends it. Their jobs
-                    # are taken back as stalled once the database is back.
-                    await asyncio.wait({worker}, timeout=DATABASE_LOST_STOP)
-                    worker.cancel()
-                await asyncio.gather(worker, return_exceptions=True)
-            if stopping in done:
-                log.info("worker stopped")
-                return 0
-            if watchdog in done:
+            if watchdog in done and stopping not in done:
                 log.error(
                     "the database has not answered for %.0f s: exiting so that a supervisor restarts the worker",
                     database_grace(settings),
                 )
-                return EXIT_DATABASE_LOST
+                await render_pool.stop()
+                exit_without_database()
+            for task in (watchdog, stopping, recovery, reporting):
+                task.cancel()
+            if worker not in done:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            if stopping in done:
+                log.info("worker stopped")
+                return 0
             failed = next(iter(done))
             error = failed.exception() if not failed.cancelled() else None
             log.error("%s stopped on its own (%s): exiting", failed.get_name(), error or "no error")
@@ -196,12 +203,7 @@ async def serve(settings: Settings, stop_requested: asyncio.Event | None = None)
     finally:
         for channel in channels:
             await channel.close()
-        try:
-            # A graceful close waits for every connection's release, and a query cut off by a lost database
-            # (the figures report's, say) may never give its connection back.
-            await asyncio.wait_for(pool.close(), timeout=POOL_CLOSE_WAIT)
-        except TimeoutError:
-            pool.terminate()
+        await pool.close()
         await render_pool.stop()
 
 

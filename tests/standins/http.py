@@ -148,6 +148,11 @@ class StandIn(abc.ABC):
         with self._changed:
             self._requests.clear()
 
+    def unscript(self) -> None:
+        """Forget the scripted answers not given yet: every later request gets the provider's normal answer."""
+        with self._changed:
+            self._scripts.clear()
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Block until `predicate()` holds, re-checking whenever a request was handled."""
         deadline = time.monotonic() + timeout
