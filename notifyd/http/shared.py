@@ -151,6 +151,21 @@ async def caller_value(request: Request, caller: Caller, name: str, *args: Any) 
         return await conn.fetchval(query(name), *args)
 
 
+async def found_value(request: Request, caller: Caller, name: str, missing: str, *args: Any) -> Any:
+    """The one value query `name` answers, run as the caller; 404 with `missing` when it is NULL (RLS shows no row)."""
+    value = await caller_value(request, caller, name, *args)
+    if value is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, missing)
+    return value
+
+
+async def caller_rows(request: Request, caller: Caller, name: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows query `name` answers, run as the caller (RLS shows them theirs)."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(query(name), *args)
+    return rows
+
+
 async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:
     """The row query `name` finds for `key` as the caller; 404 with `missing` when RLS shows none."""
     async with as_caller(request.app.state.pool, caller) as conn:

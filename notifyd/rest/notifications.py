@@ -53,6 +53,7 @@ from notifyd.http.shared import (
     encode_cursor,
     end_user,
     found,
+    found_value,
     idempotency_key,
     path_uuid,
     rate_limit_headers,
@@ -245,10 +246,7 @@ async def get_sensitive(request: Request) -> Response:
 async def mark_read(request: Request) -> Response:
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        read_at = await conn.fetchval(query("mark_read"), notification_id)
-    if read_at is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    read_at = await found_value(request, caller, "mark_read", NOT_FOUND, notification_id)
     return reply(ReadResult(id=notification_id, read_at=read_at))
 
 
@@ -310,10 +308,7 @@ async def snooze(request: Request) -> Response:
 async def delete_notification(request: Request) -> Response:
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        deleted = await conn.fetchval(query("soft_delete"), notification_id)
-    if deleted is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    await found_value(request, caller, "soft_delete", NOT_FOUND, notification_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -323,10 +318,7 @@ async def take_action(request: Request) -> Response:
     action = request.path_params["action"]
     if not 1 <= len(action) <= 100:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_ACTION)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        recorded = await conn.fetchval(query("take_action"), notification_id, action)
-    if recorded is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    recorded = await found_value(request, caller, "take_action", NOT_FOUND, notification_id, action)
     answer = ActionResult(
         id=notification_id,
         action=recorded["action"],
