@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,16 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.server import ServerProcess, make_token, wait_for
 from tests.test_email import send
 from tests.test_realtime import recv_until, ws_for
-from tests.test_sql_api import service_conn
 
 ADMIN = "/api/v1/admin"
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -10,17 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import dsn
-from tests.test_sql_api import service_conn, user_conn
+from tests.conftest import dsn, service_conn, user_conn
 
 USER = uuid.UUID(int=11)
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def add_device(db: psycopg.Connection[Any], user: uuid.UUID, kind: str = "fcm") -> uuid.UUID:

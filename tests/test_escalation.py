@@ -20,13 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from tests.conftest import dsn
+from tests.conftest import dsn, user_conn
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import ResendService
 from tests.test_delivery_sql import add_device, worker_conn
-from tests.test_sql_api import service_conn, user_conn
 from tests.test_worker import FAST, resend_env
 
 USER = uuid.UUID(int=0x20E5)
@@ -36,13 +35,6 @@ CHAIN = [
     {"channel": "push", "after": "0"},
     {"channel": "email", "after": "15 minutes", "unless": "seen"},
 ]
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def dba_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
