@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import BaseModel
@@ -31,6 +31,8 @@ from notifyd.core.models import IDEMPOTENCY_HEADER, SERVICE_KEY_HEADER, SERVICE_
 from notifyd.db.pool import as_caller, as_worker
 from notifyd.db.queries import query
 from notifyd.http.errors import ApiError
+
+Body = TypeVar("Body", bound=BaseModel)
 
 PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_notifications
 
@@ -137,6 +139,12 @@ async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
     """X-RateLimit-* of the global bulk-send bucket (per-user limits hold excess instead of refusing it)."""
     bucket = await conn.fetchval(query("rate_limit_status"))
     return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
+
+
+async def optional_body(request: Request, model: type[Body]) -> Body:
+    """The JSON body as `model`; a request without one (or a blank one) gets the model's defaults."""
+    raw = await request.body()
+    return model.model_validate_json(raw) if raw.strip() else model()
 
 
 def reply(

@@ -55,6 +55,7 @@ from notifyd.http.shared import (
     found,
     found_value,
     idempotency_key,
+    optional_body,
     path_uuid,
     rate_limit_headers,
     reply,
@@ -259,8 +260,7 @@ async def mark_all_read(request: Request) -> Response:
 
 async def mark_seen(request: Request) -> Response:
     caller = await end_user(request)
-    raw = await request.body()
-    body = SeenRequest.model_validate_json(raw) if raw.strip() else SeenRequest()
+    body = await optional_body(request, SeenRequest)
     async with as_caller(request.app.state.pool, caller) as conn:
         updated = await conn.fetchval(query("mark_seen"), body.ids)
         seen = await conn.fetchval(query("seen_state"))
