@@ -126,6 +126,13 @@ def user_conn(db: psycopg.Connection[Any], user_id: str) -> psycopg.Connection[A
     return conn
 
 
+def returned_id(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> uuid.UUID:
+    """The id in the one row the statement answers (a RETURNING id, or a function's uuid)."""
+    row = conn.execute(statement, params).fetchone()
+    assert row is not None, f"no row from {statement}"
+    return uuid.UUID(str(row[0]))
+
+
 @pytest.fixture
 def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """A backend service's session: sends notifications and upserts recipients."""

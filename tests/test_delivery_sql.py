@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import dsn, service_conn, user_conn
+from tests.conftest import dsn, returned_id, service_conn, user_conn
 
 USER = uuid.UUID(int=11)
 
@@ -18,13 +18,12 @@ USER = uuid.UUID(int=11)
 def add_device(db: psycopg.Connection[Any], user: uuid.UUID, kind: str = "fcm") -> uuid.UUID:
     """A device row as the owner (the REST route, tested elsewhere, encrypts real keys)."""
     db.execute("INSERT INTO notify.recipients (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
-    row = db.execute(
+    return returned_id(
+        db,
         "INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token, token_hash) "
         "VALUES (%s, %s, 'enc1.x.y', sha256(gen_random_uuid()::text::bytea)) RETURNING id",
         (user, kind),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str, str, str | None]]:

@@ -28,6 +28,7 @@ from notifyd.core.crypto import open_token, seal_token
 from notifyd.domain.deliveries import Failed, Retry
 from notifyd.domain.digests import ALL_DIGESTS, Digest, render_digest
 from notifyd.domain.email import RenderedEmail, header_text, outcome_of, send_params
+from tests.conftest import returned_id
 from tests.decisions import channel_decision, channel_settled
 from tests.server import JWT_SECRET, QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
@@ -93,12 +94,11 @@ def send(
     notification_type: str = "task",
     data: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    row = service.execute(
+    return returned_id(
+        service,
         "SELECT notify.send(%s, %s, %s, %s, %s, %s::jsonb)",
         (user, notification_type, title, body, priority, json.dumps(data or {})),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def email_delivery(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:

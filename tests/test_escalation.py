@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from tests.conftest import dsn, user_conn
+from tests.conftest import dsn, returned_id, user_conn
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.http import Response
@@ -63,12 +63,11 @@ def pin_clock(db: psycopg.Connection[Any], *conns: psycopg.Connection[Any], at: 
 
 def send(service: psycopg.Connection[Any], priority: str = "normal", **extra: Any) -> uuid.UUID:
     names = "".join(f", {k} => %({k})s" for k in extra)
-    row = service.execute(
+    return returned_id(
+        service,
         f"SELECT notify.send(%(user)s, 'task', 'Assigned', 'a task for you', priority => %(priority)s{names})",
         {"user": USER, "priority": priority, **extra},
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def steps_of(

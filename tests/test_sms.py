@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifyd.domain.sms import ELLIPSIS, e164, request_signature, sms_text
-from tests.conftest import user_conn
+from tests.conftest import returned_id, user_conn
 from tests.decisions import channel_decision, channel_settled
 from tests.server import QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token
 from tests.standins.http import Response
@@ -60,13 +60,12 @@ def recipient(service: psycopg.Connection[Any], phone: str | None) -> uuid.UUID:
 def send(service: psycopg.Connection[Any], user: uuid.UUID, *, title: str = "Review PR #123",
          body: str = "Alice asked you to review it.", priority: str = "high", data: dict[str, Any] | None = None,
          channels: tuple[str, ...] = ("in_app", "sms"), notification_type: str = "task") -> uuid.UUID:  # fmt: skip
-    row = service.execute(
+    return returned_id(
+        service,
         "SELECT notify.send(user_id => %s, type => %s, title => %s, body => %s, priority => %s, "
         "data => %s::jsonb, channels => %s)",
         (user, notification_type, title, body, priority, json.dumps(data or {}), list(channels)),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def sms_decision(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:
