@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Database, Row, Scale, Table, ms
-from bench.queries import PER_OTHER_USER, TYPES, center_reads
+from bench.common import Database, Row, Scale, Table
+from bench.queries import PER_OTHER_USER, TYPES, center_rows
 
 DAYS = 180
 KEPT_DAYS = 90
@@ -118,14 +118,7 @@ async def run(db: Database, scale: Scale, table: Table) -> None:
         Row("P", f"build {row[0]:,} rows over {DAYS} days in {parts[0]} partitions ({row[1] / 2**30:.1f} GiB)",
             loaded, None, "s"),
     )  # fmt: skip
-    rest_list, rest_unread, sql_list, sql_unread = await center_reads(db, user, scale.user_rows, scale.query_samples)
-    who = f"user with {scale.user_rows:,} in {row[0]:,}, partitioned"
-    table.add(
-        Row("P", f"list (page of 20) p95, REST, {who}", ms(rest_list, 95), ms(sql_list, 95), "ms",
-            target="< 200 ms (spec)", met=(ms(rest_list, 95) or 1e9) < 200),
-        Row("P", f"unread count p95, REST, {who}", ms(rest_unread, 95), ms(sql_unread, 95), "ms",
-            target="< 200 ms (spec)", met=(ms(rest_unread, 95) or 1e9) < 200),
-    )  # fmt: skip
+    table.add(*await center_rows(db, user, scale, "P", f"user with {scale.user_rows:,} in {row[0]:,}, partitioned"))
     deleted, dropped = await asyncio.to_thread(retention, db, user, scale.table_rows, scale.user_rows)
     what = f"retention of {KEPT_DAYS} of {DAYS} days"
     table.add(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 from pydantic import BaseModel
@@ -112,25 +112,30 @@ class _Call:
     headers: dict[str, str] | None = None
 
 
-def _send_body(
-    type: str,
-    title: str | None,
-    body: str | None,
-    priority: Priority,
-    data: dict[str, Any] | None,
-    channels: Sequence[Channel] | None,
-    send_at: datetime | None,
-    expires_at: datetime | None,
-    group_key: str | None,
-    template_id: str | None,
-    template_vars: dict[str, Any] | None,
-) -> dict[str, Any]:
+class SendOptions(TypedDict, total=False):
+    """The keyword fields of a send (`Client.send`, `send_bulk`): all optional, priority normal when left out."""
+
+    priority: Priority
+    data: dict[str, Any] | None
+    channels: Sequence[Channel] | None
+    send_at: datetime | None
+    expires_at: datetime | None
+    group_key: str | None
+    template_id: str | None
+    template_vars: dict[str, Any] | None
+    idempotency_key: str | None
+
+
+def _send_body(type: str, title: str | None, body: str | None, options: SendOptions) -> dict[str, Any]:
+    channels, send_at, expires_at = options.get("channels"), options.get("send_at"), options.get("expires_at")
     fields: dict[str, Any] = {
-        "type": type, "title": title, "body": body, "priority": priority, "data": data,
+        "type": type, "title": title, "body": body, "priority": options.get("priority", "normal"),
+        "data": options.get("data"),
         "channels": list(channels) if channels is not None else None,
         "send_at": send_at.isoformat() if send_at else None,
         "expires_at": expires_at.isoformat() if expires_at else None,
-        "group_key": group_key, "template_id": template_id, "template_vars": template_vars,
+        "group_key": options.get("group_key"), "template_id": options.get("template_id"),
+        "template_vars": options.get("template_vars"),
     }  # fmt: skip
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -153,14 +158,16 @@ class _Calls:
     """The routes as `_Call`s, shared by both clients so that their requests cannot drift apart."""
 
     @staticmethod
-    def send(user_id: uuid.UUID | str, idempotency_key: str | None, **fields: Any) -> _Call:
-        body = {"user_id": str(user_id), **_send_body(**fields)}
-        return _Call("POST", PREFIX, body, _idempotent(idempotency_key))
+    def send(user_id: uuid.UUID | str, type: str, title: str | None, body: str | None, options: SendOptions) -> _Call:
+        fields = {"user_id": str(user_id), **_send_body(type, title, body, options)}
+        return _Call("POST", PREFIX, fields, _idempotent(options.get("idempotency_key")))
 
     @staticmethod
-    def send_bulk(user_ids: Sequence[uuid.UUID | str], idempotency_key: str | None, **fields: Any) -> _Call:
-        body = {"user_ids": [str(u) for u in user_ids], **_send_body(**fields)}
-        return _Call("POST", f"{PREFIX}/bulk", body, _idempotent(idempotency_key))
+    def send_bulk(
+        user_ids: Sequence[uuid.UUID | str], type: str, title: str | None, body: str | None, options: SendOptions
+    ) -> _Call:
+        fields = {"user_ids": [str(u) for u in user_ids], **_send_body(type, title, body, options)}
+        return _Call("POST", f"{PREFIX}/bulk", fields, _idempotent(options.get("idempotency_key")))
 
     @staticmethod
     def batch_status(batch_id: uuid.UUID | str) -> _Call:
@@ -209,32 +216,16 @@ class Client:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def send(
-        self, user_id: uuid.UUID | str, type: str, title: str | None = None, body: str | None = None, *,
-        priority: Priority = "normal", data: dict[str, Any] | None = None, channels: Sequence[Channel] | None = None,
-        send_at: datetime | None = None, expires_at: datetime | None = None, group_key: str | None = None,
-        template_id: str | None = None, template_vars: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
+        self, user_id: uuid.UUID | str, type: str, title: str | None = None, body: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> CreatedNotification:  # fmt: skip
-        call = _Calls.send(
-            user_id, idempotency_key, type=type, title=title, body=body, priority=priority, data=data,
-            channels=channels, send_at=send_at, expires_at=expires_at, group_key=group_key,
-            template_id=template_id, template_vars=template_vars,
-        )  # fmt: skip
-        return _parsed(CreatedNotification, self._request(call))
+        return _parsed(CreatedNotification, self._request(_Calls.send(user_id, type, title, body, options)))
 
     def send_bulk(
-        self, user_ids: Sequence[uuid.UUID | str], type: str, title: str | None = None, body: str | None = None, *,
-        priority: Priority = "normal", data: dict[str, Any] | None = None, channels: Sequence[Channel] | None = None,
-        send_at: datetime | None = None, expires_at: datetime | None = None, group_key: str | None = None,
-        template_id: str | None = None, template_vars: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
+        self, user_ids: Sequence[uuid.UUID | str], type: str, title: str | None = None, body: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> BulkAccepted:  # fmt: skip
-        call = _Calls.send_bulk(
-            user_ids, idempotency_key, type=type, title=title, body=body, priority=priority, data=data,
-            channels=channels, send_at=send_at, expires_at=expires_at, group_key=group_key,
-            template_id=template_id, template_vars=template_vars,
-        )  # fmt: skip
-        return _parsed(BulkAccepted, self._request(call))
+        return _parsed(BulkAccepted, self._request(_Calls.send_bulk(user_ids, type, title, body, options)))
 
     def batch_status(self, batch_id: uuid.UUID | str) -> BatchStatus:
         return _parsed(BatchStatus, self._request(_Calls.batch_status(batch_id)))
@@ -280,32 +271,16 @@ class AsyncClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def send(
-        self, user_id: uuid.UUID | str, type: str, title: str | None = None, body: str | None = None, *,
-        priority: Priority = "normal", data: dict[str, Any] | None = None, channels: Sequence[Channel] | None = None,
-        send_at: datetime | None = None, expires_at: datetime | None = None, group_key: str | None = None,
-        template_id: str | None = None, template_vars: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
+        self, user_id: uuid.UUID | str, type: str, title: str | None = None, body: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> CreatedNotification:  # fmt: skip
-        call = _Calls.send(
-            user_id, idempotency_key, type=type, title=title, body=body, priority=priority, data=data,
-            channels=channels, send_at=send_at, expires_at=expires_at, group_key=group_key,
-            template_id=template_id, template_vars=template_vars,
-        )  # fmt: skip
-        return _parsed(CreatedNotification, await self._request(call))
+        return _parsed(CreatedNotification, await self._request(_Calls.send(user_id, type, title, body, options)))
 
     async def send_bulk(
-        self, user_ids: Sequence[uuid.UUID | str], type: str, title: str | None = None, body: str | None = None, *,
-        priority: Priority = "normal", data: dict[str, Any] | None = None, channels: Sequence[Channel] | None = None,
-        send_at: datetime | None = None, expires_at: datetime | None = None, group_key: str | None = None,
-        template_id: str | None = None, template_vars: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
+        self, user_ids: Sequence[uuid.UUID | str], type: str, title: str | None = None, body: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> BulkAccepted:  # fmt: skip
-        call = _Calls.send_bulk(
-            user_ids, idempotency_key, type=type, title=title, body=body, priority=priority, data=data,
-            channels=channels, send_at=send_at, expires_at=expires_at, group_key=group_key,
-            template_id=template_id, template_vars=template_vars,
-        )  # fmt: skip
-        return _parsed(BulkAccepted, await self._request(call))
+        return _parsed(BulkAccepted, await self._request(_Calls.send_bulk(user_ids, type, title, body, options)))
 
     async def batch_status(self, batch_id: uuid.UUID | str) -> BatchStatus:
         return _parsed(BatchStatus, await self._request(_Calls.batch_status(batch_id)))

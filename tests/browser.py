@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.tools import missing
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", Path(__file__).resolve().parent.parent / "test-artifacts"))
 PAGE_PATH = "/__test__/page.html"
@@ -27,9 +29,10 @@ def browser(postgresql_noproc: Any) -> Iterator[Any]:
     After the database template: preparing it runs asyncio.run(), which sync Playwright's loop forbids.
     """
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs Debian's chromium at {CHROMIUM}: run scripts/setup.sh as root")
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it when run as root)")
+        missing(
+            f"CI needs Debian's chromium at {CHROMIUM}: run scripts/setup.sh as root",
+            "Debian's chromium is not installed (scripts/setup.sh installs it when run as root)",
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

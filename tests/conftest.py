@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import psycopg
 import pytest
 from pytest_postgresql import factories
@@ -117,6 +118,43 @@ def database_url(conn: psycopg.Connection[Any], *, login: bool) -> str:
     return f"postgresql://{auth}@{d['host']}:{d['port']}/{d['dbname']}"
 
 
+def service_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """A backend service's session (notify_service, claims of the service billing) on the test's database."""
+    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    conn.execute("SET ROLE notify_service")
+    conn.execute("""SELECT set_config('request.jwt.claims', '{"sub": "billing", "role": "service"}', false)""")
+    return conn
+
+
+def user_conn(db: psycopg.Connection[Any], user_id: str) -> psycopg.Connection[Any]:
+    """An end user's session (notify_authenticated, claims of user_id) on the test's database."""
+    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
+    conn.execute("SET ROLE notify_authenticated")
+    conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (f'{{"sub": "{user_id}"}}',))
+    return conn
+
+
+def returned_id(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> uuid.UUID:
+    """The id in the one row the statement answers (a RETURNING id, or a function's uuid)."""
+    row = conn.execute(statement, params).fetchone()
+    assert row is not None, f"no row from {statement}"
+    return uuid.UUID(str(row[0]))
+
+
+@pytest.fixture
+def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A backend service's session: sends notifications and upserts recipients."""
+    conn = service_conn(db)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def quick_retries(db: psycopg.Connection[Any]) -> None:
+    """Failed deliveries retried within the test's time: the ledger's backoff starts at 0.2 s instead of 10 s."""
+    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+
+
 class Persona:
     """A connection as the test login role acting as one notify role with given claims."""
 
@@ -213,6 +251,20 @@ def server(
 def server_owner_url(server_database: str, postgresql_noproc: Any) -> str:
     """The session server's database as its owner: for setting up, never for RLS checks."""
     return _url(postgresql_noproc, server_database, login=False)
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    """An HTTP client of the session's notifyd."""
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def owner(server: ServerProcess, server_owner_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """The session server's database as its owner: to set up rows and to check effects, never for RLS."""
+    with psycopg.connect(server_owner_url, autocommit=True) as conn:
+        yield conn
 
 
 def _own_processes(kind: type[NotifydProcess], db: psycopg.Connection[Any], log_dir: Path) -> Iterator[Any]:

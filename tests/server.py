@@ -82,6 +82,9 @@ TEST_ENV = {
     "DISCORD_WEBHOOK_HOSTS": "http://127.0.0.1:*",
 }
 
+# A worker that finds a stalled job, and gives up on a provider that does not answer, within a test's time.
+QUICK_WORKER_ENV = {"WORKER_HEARTBEAT_INTERVAL": "1", "WORKER_STALLED_AFTER": "3", "PROVIDER_TIMEOUT": "1"}
+
 
 class NotifydProcess(abc.ABC):
     """A `python -m notifyd <command>` child process with the test environment and a log file."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,10 +15,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.conftest import dsn
+from tests.conftest import dsn, service_conn
 from tests.server import ServerProcess, make_token, wait_for
 from tests.test_realtime import notifications, recv_until, send, settle, ws_for
-from tests.test_sql_api import service_conn
 
 API = "/api/v1/notifications"
 SERVICE = {"Authorization": f"Bearer {make_token('ticketing', role='service')}"}
@@ -124,12 +122,6 @@ async def test_sessions_receive_the_folded_group_again(server: ServerProcess, se
             assert again["id"] == first_id and again["seq"] > first["seq"]
             assert (again["group_count"], again["title"]) == (2, "2 tickets assigned")
             assert events[-1] == {"type": "unread_count", "count": 1, "by_type": {"task": 1}}
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
 
 
 def test_rest_sends_fold_and_answer_with_the_groups_id(client: httpx.Client) -> None:

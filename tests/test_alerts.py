@@ -4,16 +4,15 @@ is one a running notifyd exports at /metrics."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server import ServerProcess
+from tests.tools import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -27,9 +26,10 @@ SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_co
 
 def require_promtool() -> Path:
     if not PROMTOOL.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs promtool at {PROMTOOL}: run scripts/setup.sh (it extracts Debian's)")
-        pytest.skip("promtool is not in .tools/ (scripts/setup.sh extracts it from Debian's prometheus package)")
+        missing(
+            f"CI needs promtool at {PROMTOOL}: run scripts/setup.sh (it extracts Debian's)",
+            "promtool is not in .tools/ (scripts/setup.sh extracts it from Debian's prometheus package)",
+        )
     return PROMTOOL
 
 

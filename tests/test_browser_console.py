@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,13 @@ import psycopg
 import pytest
 from playwright.sync_api import expect
 
-from tests.server import ServerProcess, WorkerProcess, make_token
+from tests.server import ServerProcess, make_token
 from tests.standins.resend import ResendService, resend_error
 from tests.test_console_api import dead_letter, member
 from tests.test_email import emails_to, instant_email, mail_env, send, settled
 from tests.test_escalation import dba_conn, set_chain
-from tests.test_sql_api import service_conn
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "console"
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def sign_in(context: Any, url: str, token: str, view: str = "activity", listed: list[str] | None = None) -> Any:
@@ -47,6 +38,14 @@ def sign_in(context: Any, url: str, token: str, view: str = "activity", listed: 
     return page
 
 
+@pytest.fixture
+def mailing_server(own_server: Any, own_worker: Any, resend_service: ResendService) -> ServerProcess:
+    """The console's server, and a worker that e-mails through the Resend stand-in."""
+    server: ServerProcess = own_server()
+    own_worker(**mail_env(resend_service))
+    return server
+
+
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -57,12 +56,10 @@ def test_the_console_as_a_dba_an_org_admin_and_a_user(
     browser: Any,
     db: psycopg.Connection[Any],
     service: psycopg.Connection[Any],
-    own_server: Any,
-    own_worker: Any,
+    mailing_server: ServerProcess,
     resend_service: ResendService,
 ) -> None:
-    server: ServerProcess = own_server()
-    _: WorkerProcess = own_worker(**mail_env(resend_service))
+    server = mailing_server
     orgs = {"a": uuid.uuid4(), "b": uuid.uuid4()}
     refused_at = {"a": "refused-a@example.com", "b": "refused-b@example.com"}
     users = {name: member(service, org, refused_at[name]) for name, org in orgs.items()}
@@ -170,12 +167,10 @@ def test_a_dba_edits_a_template_with_a_live_preview_and_sends_a_test(
     browser: Any,
     db: psycopg.Connection[Any],
     service: psycopg.Connection[Any],
-    own_server: Any,
-    own_worker: Any,
+    mailing_server: ServerProcess,
     resend_service: ResendService,
 ) -> None:
-    server: ServerProcess = own_server()
-    own_worker(**mail_env(resend_service))
+    server = mailing_server
     me = member(service, uuid.uuid4(), "dba@example.com")
     instant_email(db, me, "task")  # the test send goes as a real one would: by the recipient's preferences
     page = sign_in(context, server.url, make_token(me, role="admin"), view="templates")

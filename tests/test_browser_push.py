@@ -29,9 +29,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.browser import open_page
-from tests.server import ServerProcess, make_token, wait_for
+from tests.server import QUICK_WORKER_ENV, ServerProcess, make_token, wait_for
 from tests.standins.push_service import PushMessage, PushService
-from tests.test_webpush import WORKER_ENV, add_vapid_key, fetch
+from tests.test_webpush import add_vapid_key, fetch
 
 API = "/api/v1/notifications"
 
@@ -215,7 +215,7 @@ def browser_push(
     context: Any,
 ) -> Iterator[PushBrowser]:
     with ThreadPoolExecutor(2) as pool:
-        worker = pool.submit(own_worker, **WORKER_ENV)
+        worker = pool.submit(own_worker, **QUICK_WORKER_ENV)
         server = pool.submit(own_server)
         worker.result()
         started = PushBrowser(db, server.result(), push_service, context)

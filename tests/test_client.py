@@ -22,12 +22,6 @@ FAST = Retry(attempts=4, backoff=0.05, max_delay=2.0)
 
 
 @pytest.fixture
-def owner(server: ServerProcess, server_owner_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(server_owner_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
 def service_key(owner: psycopg.Connection[Any]) -> ServiceKey:
     name = f"client-{uuid.uuid4().hex[:8]}"
     row = owner.execute("SELECT notify.create_service_key(%s)", (name,)).fetchone()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,19 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import returned_id
 from tests.server import ServerProcess, make_token, wait_for
 from tests.test_email import send
 from tests.test_realtime import recv_until, ws_for
-from tests.test_sql_api import service_conn
 
 ADMIN = "/api/v1/admin"
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture
@@ -45,13 +37,12 @@ def member(service: psycopg.Connection[Any], org: uuid.UUID, email: str | None =
 
 def dead_letter(db: psycopg.Connection[Any], notification: uuid.UUID, answer: str) -> uuid.UUID:
     """The notification's e-mail delivery, failed for good with the provider's `answer` (as the worker records it)."""
-    row = db.execute(
+    return returned_id(
+        db,
         "UPDATE notify.notification_deliveries SET status = 'failed', attempts = 5, error_message = %s, "
         "failed_at = now() WHERE notification_id = %s AND channel = 'email' RETURNING id",
         (answer, notification),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def headers(role: str, **claims: Any) -> dict[str, str]:

@@ -10,29 +10,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import dsn
-from tests.test_sql_api import service_conn, user_conn
+from tests.conftest import dsn, returned_id, service_conn, user_conn
 
 USER = uuid.UUID(int=11)
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def add_device(db: psycopg.Connection[Any], user: uuid.UUID, kind: str = "fcm") -> uuid.UUID:
     """A device row as the owner (the REST route, tested elsewhere, encrypts real keys)."""
     db.execute("INSERT INTO notify.recipients (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
-    row = db.execute(
+    return returned_id(
+        db,
         "INSERT INTO notify.push_subscriptions (user_id, kind, fcm_token, token_hash) "
         "VALUES (%s, %s, 'enc1.x.y', sha256(gen_random_uuid()::text::bytea)) RETURNING id",
         (user, kind),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def planned(db: psycopg.Connection[Any], notification_id: Any) -> list[tuple[str, str, str | None]]:
@@ -587,7 +578,9 @@ def test_users_test_themselves_and_see_only_their_own_devices(db: psycopg.Connec
         USER,
         "critical",
     )
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel must be all or one of in_app, push, email, "):
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue, match="channel must be all or one of in_app, push, email, "
+    ):
         user.execute("SELECT notify.send_test('fax')")
     assert user.execute("SELECT count(*) FROM notify.push_subscriptions").fetchone() == (1,)
     assert user.execute("SELECT count(*) FROM notify.notification_deliveries").fetchone() == (1,)

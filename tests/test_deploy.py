@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from notifyd.core.config import REGISTRY
+from tests.tools import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "deploy").glob("*.service"))
@@ -37,9 +37,10 @@ def test_there_are_units_for_migrate_serve_and_worker() -> None:
 def require_systemd_analyze() -> None:
     """scripts/test installs it as root; elsewhere the check is skipped, and under CI that is a failure."""
     if shutil.which("systemd-analyze") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs systemd-analyze (Debian's systemd): run ./scripts/test as root")
-        pytest.skip("systemd-analyze is not installed (apt: systemd)")
+        missing(
+            "CI needs systemd-analyze (Debian's systemd): run ./scripts/test as root",
+            "systemd-analyze is not installed (apt: systemd)",
+        )
 
 
 def test_systemd_analyze_verify_says_nothing(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from notifyd.domain.digests import (
 )
 from notifyd.domain.email import EmailChannel, unsubscribe_token
 from notifyd.worker.tasks import connector
-from tests.conftest import database_url
+from tests.conftest import database_url, returned_id
 from tests.server import JWT_SECRET
 from tests.standins.resend import ResendService, application_error, rate_limited
 
@@ -137,12 +137,11 @@ def recipient(
 def notify(
     db: psycopg.Connection[Any], user_id: uuid.UUID, title: str, notification_type: str = "task", **data: str
 ) -> uuid.UUID:
-    row = db.execute(
+    return returned_id(
+        db,
         "INSERT INTO notify.notifications (user_id, type, title, body, data) VALUES (%s, %s, %s, %s, %s) RETURNING id",
         (user_id, notification_type, title, f"About {title}", psycopg.types.json.Jsonb(data)),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def email_delivery(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> tuple[str, str]:

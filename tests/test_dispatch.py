@@ -12,9 +12,8 @@ import psycopg
 from notifyd.db.pool import create_pool
 from notifyd.domain import dispatch
 from notifyd.domain.deliveries import Delivery, Outcome, Sent
-from tests.conftest import database_url
+from tests.conftest import database_url, service_conn
 from tests.test_delivery_sql import USER, dispatcher_jobs, jobs, on_jobs, send
-from tests.test_sql_api import service_conn
 
 
 def waiting(db: psycopg.Connection[Any]) -> int:

@@ -11,7 +11,6 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +28,9 @@ from notifyd.core.crypto import open_token, seal_token
 from notifyd.domain.deliveries import Failed, Retry
 from notifyd.domain.digests import ALL_DIGESTS, Digest, render_digest
 from notifyd.domain.email import RenderedEmail, header_text, outcome_of, send_params
-from tests.server import JWT_SECRET, ServerProcess, WorkerProcess, make_token, wait_for
+from tests.conftest import returned_id
+from tests.decisions import channel_decision, channel_settled
+from tests.server import JWT_SECRET, QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.resend import (
     ResendService,
@@ -40,7 +41,6 @@ from tests.standins.resend import (
     resend_error,
     sign_webhook,
 )
-from tests.test_sql_api import service_conn
 
 FROM_EMAIL = "notifications@example.com"
 PUBLIC_BASE_URL = "https://notify.example.com"
@@ -51,31 +51,20 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 # --- set-up -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """A backend service's session: sends notifications and upserts recipients."""
-    conn = service_conn(db)
-    yield conn
-    conn.close()
-
-
 def mail_env(resend: ResendService, **overrides: str) -> dict[str, str]:
-    env = {
+    return {
+        **QUICK_WORKER_ENV,
         "RESEND_API_KEY": resend.api_key,
         "RESEND_API_URL": resend.url,
         "RESEND_FROM_EMAIL": FROM_EMAIL,
-        "PROVIDER_TIMEOUT": "1",
-        "WORKER_HEARTBEAT_INTERVAL": "1",
-        "WORKER_STALLED_AFTER": "3",
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        **overrides,
     }
-    return {**env, **overrides}
 
 
 @pytest.fixture
-def worker(db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService) -> WorkerProcess:
+def worker(quick_retries: None, own_worker: Any, resend_service: ResendService) -> WorkerProcess:
     """A worker sending through the stand-in, retrying after a fifth of a second rather than 10."""
-    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
     proc: WorkerProcess = own_worker(**mail_env(resend_service))
     return proc
 
@@ -105,33 +94,19 @@ def send(
     notification_type: str = "task",
     data: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    row = service.execute(
+    return returned_id(
+        service,
         "SELECT notify.send(%s, %s, %s, %s, %s, %s::jsonb)",
         (user, notification_type, title, body, priority, json.dumps(data or {})),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def email_delivery(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:
-    row = db.execute(
-        "SELECT id, status, reason, error_message, provider_message_id, attempts, opened_at, clicked_at "
-        "FROM notify.delivery_decisions WHERE notification_id = %s AND channel = 'email'",
-        (notification_id,),
-    ).fetchone()
-    assert row is not None, "the planner decided nothing for e-mail"
-    keys = ("id", "status", "reason", "error_message", "provider_message_id", "attempts", "opened_at", "clicked_at")
-    return dict(zip(keys, row, strict=True))
+    return channel_decision(db, notification_id, "email")
 
 
 def settled(db: psycopg.Connection[Any], notification_id: uuid.UUID, status: str) -> dict[str, Any]:
-    """The e-mail delivery once it reached `status` (the worker runs in another process)."""
-    delivery = wait_for(
-        lambda: (d := email_delivery(db, notification_id))["status"] == status and d,
-        what=f"the e-mail delivery of {notification_id} to be {status}",
-    )
-    assert isinstance(delivery, dict)
-    return delivery
+    return channel_settled(db, notification_id, "email", status)
 
 
 def emails_to(resend: ResendService, address: str) -> list[SentEmail]:

@@ -29,14 +29,6 @@ from tests.standins.smtp import SmtpService
 from tests.test_digests import clock, mail_settings, one_held_item  # noqa: F401 - clock is a fixture
 from tests.test_digests import send as digest_attempt
 from tests.test_email import FROM_EMAIL, ONE_CLICK, mail_env, recipient, send
-from tests.test_sql_api import service_conn
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture
@@ -51,10 +43,13 @@ def failover_env(resend: ResendService, smtp: SmtpService) -> dict[str, str]:
 
 @pytest.fixture
 def worker(
-    db: psycopg.Connection[Any], own_worker: Any, resend_service: ResendService, smtp_service: SmtpService
+    db: psycopg.Connection[Any],
+    quick_retries: None,
+    own_worker: Any,
+    resend_service: ResendService,
+    smtp_service: SmtpService,
 ) -> WorkerProcess:
     """Retries after a fifth of a second; two failures in a row open a circuit, a probe a second later."""
-    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
     db.execute("UPDATE notify.settings SET value = '10' WHERE key = 'delivery.max_attempts'")
     db.execute("UPDATE notify.settings SET value = '2' WHERE key = 'circuit.failures_to_open'")
     db.execute("UPDATE notify.settings SET value = '\"1 second\"' WHERE key = 'circuit.probe_after'")

@@ -9,7 +9,6 @@ sentence, and nothing of DETAIL or CONTEXT is ever shown.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,7 @@ import pytest
 from notifyd.db.pool import as_role, create_pool
 from notifyd.http.errors import Problem, database_problem
 from tests.conftest import database_url
-from tests.server import ServerProcess, make_token
+from tests.server import make_token
 
 API = "/api/v1/notifications"
 SERVICE = {"Authorization": f"Bearer {make_token('billing', role='service')}"}
@@ -89,18 +88,6 @@ CASES = [
     ("PUT", f"/api/v1/admin/orgs/{ORG}/preferences/nope", ADMIN, {"push_enabled": True}, 422,
      invalid('unknown notification type "nope"', "type", TYPE_HINT)),
 ]  # fmt: skip
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
-def owner(server: ServerProcess, server_owner_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(server_owner_url, autocommit=True) as conn:
-        yield conn
 
 
 def written(owner: psycopg.Connection[Any]) -> tuple[int, int, int]:

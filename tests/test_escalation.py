@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from tests.conftest import dsn
+from tests.conftest import dsn, returned_id, user_conn
 from tests.figures import report
 from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.chat import ChatPlatforms
@@ -31,7 +31,6 @@ from tests.test_delivery_sql import add_device, worker_conn
 from tests.test_hooks import Stack, register
 from tests.test_hooks import connect as connect_chat
 from tests.test_hooks import stack as hooks_stack
-from tests.test_sql_api import service_conn, user_conn
 from tests.test_worker import FAST, resend_env
 
 # test_hooks's server and worker (webhook and chat allowed to the local stand-ins).
@@ -45,13 +44,6 @@ CHAIN = [
     {"channel": "push", "after": "0"},
     {"channel": "email", "after": "15 minutes", "unless": "seen"},
 ]
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def dba_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
@@ -80,12 +72,11 @@ def pin_clock(db: psycopg.Connection[Any], *conns: psycopg.Connection[Any], at: 
 
 def send(service: psycopg.Connection[Any], priority: str = "normal", **extra: Any) -> uuid.UUID:
     names = "".join(f", {k} => %({k})s" for k in extra)
-    row = service.execute(
+    return returned_id(
+        service,
         f"SELECT notify.send(%(user)s, 'task', 'Assigned', 'a task for you', priority => %(priority)s{names})",
         {"user": USER, "priority": priority, **extra},
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def steps_of(

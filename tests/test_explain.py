@@ -10,19 +10,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import dsn
+from tests.conftest import dsn, user_conn
 from tests.server import ServerProcess, make_token
-from tests.test_sql_api import service_conn, user_conn
 
 USER, OTHER = uuid.UUID(int=21), uuid.UUID(int=22)
 LATER = "2099-01-01T09:00:00Z"
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def sent(service: psycopg.Connection[Any], user: uuid.UUID, **args: Any) -> Any:

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from tests.standins.smtp import SmtpService
 from tests.standins.twilio import TwilioService
 from tests.standins.webhook_receiver import WebhookReceiver
 from tests.test_sms import twilio_env
-from tests.test_webpush import API, WORKER_ENV, start_stack, user_headers
+from tests.test_webpush import API, start_stack, user_headers
 from tests.test_worker import FAST, prepared, private_cluster, resend_env  # noqa: F401 - fixture
 
 EMAILS = 900
@@ -57,6 +58,37 @@ def pending(db: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def alert(db: psycopg.Connection[Any], users: list[uuid.UUID], channel: str) -> None:
+    """A critical security alert to every one of the users, by `channel` only: one batch."""
+    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
+               "channels => %s)", (users, [channel]))  # fmt: skip
+
+
+def kill_workers(
+    db: psycopg.Connection[Any],
+    own_worker: Any,
+    env: dict[str, str],
+    kills: int,
+    rng: random.Random,
+    pause: tuple[float, float],
+    after_kills: Callable[[], None],
+) -> int:
+    """Starts a worker and SIGKILLs it after a random pause (seconds, within `pause`), `kills` times; then
+    `after_kills()` (the providers back to their normal speed: slow answers were there only to keep deliveries
+    in flight across the kills) and one worker that stays, until every delivery settled. How many of the kills
+    fell while deliveries were pending."""
+    kills_in_flight = 0
+    for _ in range(kills):
+        worker = own_worker(**env)
+        time.sleep(rng.uniform(*pause))
+        kills_in_flight += pending(db) > 0
+        worker.kill()
+    after_kills()
+    own_worker(**env)
+    wait_for(lambda: pending(db) == 0, timeout=120, what="every delivery settled after the kills")
+    return kills_in_flight
+
+
 def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_and_sends_no_email_twice(
     db: psycopg.Connection[Any],
     own_server: Any,
@@ -67,7 +99,7 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     webhook_receiver: WebhookReceiver,
     chat_platforms: ChatPlatforms,
 ) -> None:
-    env = {**WORKER_ENV, **FAST, **resend_env(resend_service), **twilio_env(twilio_service), "WORKER_CONCURRENCY": "4"}
+    env = {**FAST, **resend_env(resend_service), **twilio_env(twilio_service), "WORKER_CONCURRENCY": "4"}
     stack = start_stack(db, own_server, own_worker, push_service, **env)
     push_users = [uuid.uuid4() for _ in range(PUSHES)]
     for user in push_users:
@@ -101,32 +133,17 @@ def test_the_worker_killed_20_times_with_1000_deliveries_in_flight_loses_none_an
     twilio_service.script(*[Response(delay=PROVIDER_DELAY)] * SMSES)
     worker = stack.processes[1]
     worker.kill()
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{email}')", (email_users,))  # fmt: skip
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{push}')", (push_users,))  # fmt: skip
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{sms}')", (list(sms_users),))  # fmt: skip
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{webhook}')", (hook_users,))  # fmt: skip
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{chat}')", (chat_users,))  # fmt: skip
+    for users, channel in ((email_users, "email"), (push_users, "push"), (list(sms_users), "sms"),
+                           (hook_users, "webhook"), (chat_users, "chat")):  # fmt: skip
+        alert(db, users, channel)
     total = EMAILS + PUSHES + SMSES + WEBHOOKS + CHATS
     assert pending(db) == total
 
-    rng = random.Random(8)
-    kills_in_flight = 0
-    for _ in range(KILLS):
-        worker = own_worker(**env)
-        time.sleep(rng.uniform(0.2, 1.0))
-        kills_in_flight += pending(db) > 0
-        worker.kill()
-    # The slow answers were there to keep deliveries in flight across the kills; the last worker, never killed,
-    # finishes what they left (taken back as stalled, repeats counted) at the providers' normal speed.
-    for provider in (push_service, resend_service, twilio_service, webhook_receiver, chat_platforms):
-        provider.unscript()
-    own_worker(**env)
-    wait_for(lambda: pending(db) == 0, timeout=120, what="every delivery settled after the kills")
+    def unscripted() -> None:
+        for provider in (push_service, resend_service, twilio_service, webhook_receiver, chat_platforms):
+            provider.unscript()
+
+    kills_in_flight = kill_workers(db, own_worker, env, KILLS, random.Random(8), (0.2, 1.0), unscripted)
 
     statuses = Counter(r[0] for r in db.execute("SELECT status FROM notify.notification_deliveries"))
     emails = Counter(e.idempotency_key for e in resend_service.emails)
@@ -192,18 +209,9 @@ def test_the_worker_killed_while_email_fails_over_to_smtp_loses_none_and_counts_
         db.execute(
             "SELECT notify.upsert_recipient_v2(u, u::text || '@example.com') FROM unnest(%s::uuid[]) AS u", (users,)
         )
-        db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-                   "channels => '{email}')", (users,))  # fmt: skip
-        rng = random.Random(25)
-        kills_in_flight = 0
-        for _ in range(SMTP_KILLS):
-            worker = own_worker(**env)
-            time.sleep(rng.uniform(0.5, 1.5))
-            kills_in_flight += pending(db) > 0
-            worker.kill()
-        smtp.delay = 0.0  # slow only while the kills needed e-mails in flight
-        own_worker(**env)
-        wait_for(lambda: pending(db) == 0, timeout=120, what="every e-mail settled after the kills")
+        alert(db, users, "email")
+        kills_in_flight = kill_workers(db, own_worker, env, SMTP_KILLS, random.Random(25), (0.5, 1.5),
+                                       lambda: setattr(smtp, "delay", 0.0))  # fmt: skip
         arrived = Counter(str(m["Message-ID"]).split("@")[0].lstrip("<") for m in smtp.messages)
     rows = db.execute("SELECT id::text, status, provider, repeats FROM notify.notification_deliveries").fetchall()
     twice = sum(n - 1 for n in arrived.values())
@@ -330,8 +338,7 @@ def test_terminating_every_connection_of_notifyd_loses_nothing_and_duplicates_no
     users = [uuid.uuid4() for _ in range(20)]
     sessions = Sessions(server, users)
     sender = Sender(database_url(db, login=False), users)
-    db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-               "channels => '{email}')", (email_users,))  # fmt: skip
+    alert(db, email_users, "email")
     terminated = restarts = 0
     try:
         for _ in range(5):
@@ -476,8 +483,7 @@ def test_slow_failing_limiting_and_resetting_providers_are_retried_and_in_app_ke
     baseline = receiver.p95_ms()
     receiver.clear()
     for users, channel in ((email_users, "email"), (push_users, "push")):
-        db.execute("SELECT notify.send_bulk(%s, 'security', 'New login', 'from Berlin', 'critical', "
-                   "channels => %s)", (users, [channel]))  # fmt: skip
+        alert(db, users, channel)
     for _ in range(40):  # while the worker fights the providers
         receiver.send(db)
         time.sleep(0.05)

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from notifyd.core.config import Settings
 from notifyd.domain import fcm
 from notifyd.domain.deliveries import Delivery, Failed, Gone, Outcome, Retry, Sent, Skipped, Subscription
-from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
+from tests.server import QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.fcm import (
     FcmMessage,
     FcmService,
@@ -36,7 +36,6 @@ from tests.standins.fcm import (
     unregistered,
 )
 from tests.standins.http import Response
-from tests.test_sql_api import service_conn
 
 PROJECT = "notifyd-fcm-test"
 
@@ -323,28 +322,17 @@ WHERE d.notification_id = %s
 
 
 @pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def server(own_server: Any) -> ServerProcess:
     return own_server()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def worker_env(fcm_service: FcmService, credentials_file: Path, db: psycopg.Connection[Any]) -> dict[str, str]:
-    # Retries within the test's time: the ledger's backoff starts at 0.2 s instead of 10 s.
-    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+def worker_env(fcm_service: FcmService, credentials_file: Path, quick_retries: None) -> dict[str, str]:
     return {
+        **QUICK_WORKER_ENV,
         "GOOGLE_APPLICATION_CREDENTIALS": str(credentials_file),
         "FCM_PROJECT_ID": PROJECT,
         "FCM_API_URL": fcm_service.url,
-        "PROVIDER_TIMEOUT": "1",
-        "WORKER_HEARTBEAT_INTERVAL": "1",
-        "WORKER_STALLED_AFTER": "3",
     }
 
 

@@ -27,7 +27,7 @@ from notifyd.domain.outbound import PublicOnlyResolver, RefusedAddress, url_refu
 from notifyd.domain.sensitive import MASK
 from notifyd.domain.webhook import signature_header
 from notifyd.domain.webpush import endpoint_allowed
-from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
+from tests.server import QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.chat import ChatPlatforms, check_discord, check_slack, check_teams
 from tests.standins.http import Response
 from tests.standins.webhook_receiver import WebhookReceiver
@@ -37,7 +37,6 @@ API = "/api/v1/notifications"
 HOOKS = f"{API}/webhooks"
 CHAT = f"{API}/chat-connections"
 SERVICE = {"Authorization": f"Bearer {make_token('builds', role='service')}"}
-WORKER_ENV = {"WORKER_HEARTBEAT_INTERVAL": "1", "WORKER_STALLED_AFTER": "3", "PROVIDER_TIMEOUT": "1"}
 LINK = "https://app.example.com/builds/42"
 
 
@@ -95,11 +94,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack(db: psycopg.Connection[Any], own_server: Any, own_worker: Any) -> Iterator[Stack]:
-    # Retries within the test's time: the first one after 0.1-0.2 s.
-    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+def stack(db: psycopg.Connection[Any], quick_retries: None, own_server: Any, own_worker: Any) -> Iterator[Stack]:
     with ThreadPoolExecutor(2) as pool:
-        worker = pool.submit(own_worker, **WORKER_ENV)
+        worker = pool.submit(own_worker, **QUICK_WORKER_ENV)
         server = pool.submit(own_server)
         started = Stack(db, server.result(), worker.result())
     yield started
@@ -239,7 +236,7 @@ def test_the_worker_refuses_an_endpoint_it_may_not_reach_at_send_time(
     db: psycopg.Connection[Any], own_server: Any, own_worker: Any, webhook_receiver: WebhookReceiver
 ) -> None:
     """Registered while loopback was allowed; the worker's own rules (no allow-list) refuse it on send."""
-    stack = Stack(db, own_server(), own_worker(**WORKER_ENV, WEBHOOK_ENDPOINT_ALLOWLIST=""))
+    stack = Stack(db, own_server(), own_worker(**QUICK_WORKER_ENV, WEBHOOK_ENDPOINT_ALLOWLIST=""))
     user = uuid.uuid4()
     url = webhook_receiver.endpoint()
     register(stack, user, url)
@@ -271,12 +268,6 @@ def test_the_worker_refuses_an_endpoint_it_may_not_reach_at_send_time(
 def test_a_webhook_url_the_ssrf_rules_refuse_is_422(client: httpx.Client, url: str) -> None:
     message = refused(client.post(HOOKS, json={"url": url}, headers=user_headers(uuid.uuid4())), 422)
     assert message.startswith("url: ")
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as session:
-        yield session
 
 
 @pytest.mark.parametrize(

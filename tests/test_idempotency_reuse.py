@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.server import ServerProcess, make_token
-from tests.test_sql_api import service_conn
+from tests.conftest import service_conn
+from tests.server import make_token
 
 REUSED = "idempotency key reused with a different request"
 API = "/api/v1/notifications"
@@ -231,18 +231,6 @@ def test_two_different_bulk_sends_racing_with_one_key_make_one_batch(db: psycopg
 
 
 # --- REST ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Any:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
-def owner(server: ServerProcess, server_owner_url: str) -> Any:
-    with psycopg.connect(server_owner_url, autocommit=True) as conn:
-        yield conn
 
 
 def rest_body(user: uuid.UUID, **changes: Any) -> dict[str, Any]:

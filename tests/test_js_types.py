@@ -5,7 +5,6 @@ scripts/setup.sh installs it into .tools/; elsewhere the check is skipped, and u
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from notifyd.http import browser
+from tests.tools import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "notifyd" / "static"
@@ -24,9 +24,10 @@ SPECIFIER = re.compile(r"""(?:from|import)\s*\(?\s*["'](\.\.?/[^"']+)["']""")
 
 def require_tsc() -> Path:
     if not TSC.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs TypeScript at {TSC}: run ./scripts/test (scripts/setup.sh installs it)")
-        pytest.skip("TypeScript is not installed in .tools/ (scripts/setup.sh installs it; needs npm)")
+        missing(
+            f"CI needs TypeScript at {TSC}: run ./scripts/test (scripts/setup.sh installs it)",
+            "TypeScript is not installed in .tools/ (scripts/setup.sh installs it; needs npm)",
+        )
     return TSC
 
 

@@ -15,7 +15,16 @@ from notifyd.db import queries
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted([*(ROOT / "notifyd").rglob("*.py"), *(ROOT / "bench").glob("*.py")])
 # Functions that take a query name as their argument at this position and call query() with it.
-TAKERS = {"query": 0, "found": 2, "in_org": 2, "audience_send": 2, "caller_value": 2, "as_owner": 3}
+TAKERS = {
+    "query": 0,
+    "found": 2,
+    "in_org": 2,
+    "audience_send": 2,
+    "caller_value": 2,
+    "caller_rows": 2,
+    "found_value": 2,
+    "as_owner": 3,
+}
 
 
 class _Uses(ast.NodeVisitor):

@@ -32,6 +32,7 @@ from tests.conftest import APP_LOGIN, APP_PASSWORD
 from tests.pgbouncer import PGBOUNCER, PgBouncer, installed
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.resend import ResendService
+from tests.tools import missing
 
 API = "/api/v1/notifications"
 SERVICE = {"Authorization": f"Bearer {make_token('billing', role='service')}"}
@@ -45,9 +46,10 @@ EXPORT_ROWS = 1_234  # over two export batches of 500
 @pytest.fixture(scope="module")
 def bouncer(postgresql_noproc: Any) -> Iterator[PgBouncer]:
     if not installed():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs Debian's pgbouncer at {PGBOUNCER}: run scripts/setup.sh as root")
-        pytest.skip("Debian's pgbouncer is not installed (scripts/setup.sh installs it when run as root)")
+        missing(
+            f"CI needs Debian's pgbouncer at {PGBOUNCER}: run scripts/setup.sh as root",
+            "Debian's pgbouncer is not installed (scripts/setup.sh installs it when run as root)",
+        )
     bouncer = PgBouncer(postgresql_noproc.host, postgresql_noproc.port, {APP_LOGIN: APP_PASSWORD}, pool_size=POOL_SIZE)
     bouncer.start()
     yield bouncer

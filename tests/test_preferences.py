@@ -16,14 +16,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests import test_rest
+from tests.conftest import user_conn
 from tests.server import make_token
 from tests.test_rest import SERVICE, error, ok, user_headers
-from tests.test_sql_api import user_conn
-
-# The REST tests' fixtures: an HTTP client of the session's notifyd, and its database as the owner.
-client = test_rest.client
-owner = test_rest.owner
 
 USER, OTHER_USER = uuid.UUID(int=0x9F1), uuid.UUID(int=0x9F2)
 ORG, OTHER_ORG = uuid.UUID(int=0x0A0), uuid.UUID(int=0x0B0)

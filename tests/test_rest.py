@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from tests.server import ServerProcess, make_token
+from tests.server import make_token
 
 API = "/api/v1/notifications"
 INTERNAL = "/api/v1/internal/notifications/send"
@@ -40,19 +39,6 @@ def user_headers(user: uuid.UUID, **claims: Any) -> dict[str, str]:
 
 
 SERVICE = {"Authorization": f"Bearer {make_token('billing', role='service')}"}
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
-def owner(server: ServerProcess, server_owner_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """The server's database as its owner: to set up rows and to check effects, never for RLS."""
-    with psycopg.connect(server_owner_url, autocommit=True) as conn:
-        yield conn
 
 
 def ok(response: httpx.Response, status: int) -> Any:

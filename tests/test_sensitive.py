@@ -18,11 +18,11 @@ from psycopg.types.json import Jsonb
 
 from notifyd.core.crypto import SecretBox, SecretsError
 from notifyd.domain import sensitive
+from tests.conftest import service_conn
 from tests.server import make_token, wait_for
 from tests.standins.push_service import PushService
 from tests.standins.resend import ResendService
 from tests.test_email import mail_env
-from tests.test_sql_api import service_conn
 from tests.test_webpush import API, SERVICE, Stack, start_stack, user_headers
 
 CODE = "493817"

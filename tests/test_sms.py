@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,23 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifyd.domain.sms import ELLIPSIS, e164, request_signature, sms_text
-from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
+from tests.conftest import returned_id, user_conn
+from tests.decisions import channel_decision, channel_settled
+from tests.server import QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token
 from tests.standins.http import Response
 from tests.standins.twilio import TwilioService, inbound_form, sign, twilio_error
-from tests.test_sql_api import service_conn, user_conn
 
 FROM_NUMBER = "+15005550006"
 PUBLIC_BASE_URL = "https://notify.example.com"
 INBOUND = "/api/v1/webhooks/twilio"
 LINK = "https://app.example.com/tasks/123"
 SERVICE_TOKEN = make_token("billing", role="service")
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def twilio_env(twilio: TwilioService) -> dict[str, str]:
@@ -49,19 +42,11 @@ def twilio_env(twilio: TwilioService) -> dict[str, str]:
 
 
 def sms_env(twilio: TwilioService, **overrides: str) -> dict[str, str]:
-    env = {
-        **twilio_env(twilio),
-        "PROVIDER_TIMEOUT": "1",
-        "WORKER_HEARTBEAT_INTERVAL": "1",
-        "WORKER_STALLED_AFTER": "3",
-        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-    }
-    return {**env, **overrides}
+    return {**twilio_env(twilio), **QUICK_WORKER_ENV, "PUBLIC_BASE_URL": PUBLIC_BASE_URL, **overrides}
 
 
 @pytest.fixture
-def worker(db: psycopg.Connection[Any], own_worker: Any, twilio_service: TwilioService) -> WorkerProcess:
-    db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
+def worker(quick_retries: None, own_worker: Any, twilio_service: TwilioService) -> WorkerProcess:
     proc: WorkerProcess = own_worker(**sms_env(twilio_service))
     return proc
 
@@ -75,33 +60,20 @@ def recipient(service: psycopg.Connection[Any], phone: str | None) -> uuid.UUID:
 def send(service: psycopg.Connection[Any], user: uuid.UUID, *, title: str = "Review PR #123",
          body: str = "Alice asked you to review it.", priority: str = "high", data: dict[str, Any] | None = None,
          channels: tuple[str, ...] = ("in_app", "sms"), notification_type: str = "task") -> uuid.UUID:  # fmt: skip
-    row = service.execute(
+    return returned_id(
+        service,
         "SELECT notify.send(user_id => %s, type => %s, title => %s, body => %s, priority => %s, "
         "data => %s::jsonb, channels => %s)",
         (user, notification_type, title, body, priority, json.dumps(data or {}), list(channels)),
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    )
 
 
 def sms_decision(db: psycopg.Connection[Any], notification_id: uuid.UUID) -> dict[str, Any]:
-    row = db.execute(
-        "SELECT status, reason, attempts, repeats, provider, provider_message_id, error_message "
-        "FROM notify.delivery_decisions WHERE notification_id = %s AND channel = 'sms'",
-        (notification_id,),
-    ).fetchone()
-    assert row is not None, "the planner decided nothing for SMS"
-    keys = ("status", "reason", "attempts", "repeats", "provider", "provider_message_id", "error_message")
-    return dict(zip(keys, row, strict=True))
+    return channel_decision(db, notification_id, "sms")
 
 
 def settled(db: psycopg.Connection[Any], notification_id: uuid.UUID, status: str) -> dict[str, Any]:
-    decision = wait_for(
-        lambda: (d := sms_decision(db, notification_id))["status"] == status and d,
-        what=f"the SMS delivery of {notification_id} to be {status}",
-    )
-    assert isinstance(decision, dict)
-    return decision
+    return channel_settled(db, notification_id, "sms", status)
 
 
 def reply(server: ServerProcess, twilio: TwilioService, phone: str, text: str, *,

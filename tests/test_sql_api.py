@@ -10,33 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import dsn
+from tests.conftest import dsn, service_conn, user_conn
 from tests.server import wait_for
 
 SERVICE = ("notify_service", {"sub": "billing", "role": "service"})
 USER = str(uuid.UUID(int=1))
 OTHER = str(uuid.UUID(int=2))
-
-
-def service_conn(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
-    conn.execute("SET ROLE notify_service")
-    conn.execute("""SELECT set_config('request.jwt.claims', '{"sub": "billing", "role": "service"}', false)""")
-    return conn
-
-
-def user_conn(db: psycopg.Connection[Any], user_id: str) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(**dsn(db, login=True), autocommit=True)
-    conn.execute("SET ROLE notify_authenticated")
-    conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (f'{{"sub": "{user_id}"}}',))
-    return conn
-
-
-@pytest.fixture
-def service(db: psycopg.Connection[Any]) -> Any:
-    conn = service_conn(db)
-    yield conn
-    conn.close()
 
 
 def columns(db: psycopg.Connection[Any], notification_id: Any) -> dict[str, Any]:

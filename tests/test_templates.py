@@ -20,11 +20,11 @@ from psycopg.types.json import Jsonb
 
 from notifyd.domain import templates
 from notifyd.rest import templates_api
+from tests.conftest import service_conn, user_conn
 from tests.server import ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.resend import ResendService
 from tests.test_email import mail_env
 from tests.test_realtime import notifications, recv_until, settle, ws_for
-from tests.test_sql_api import service_conn, user_conn
 from tests.test_webpush import Stack, stack  # noqa: F401 - the Web Push stack fixture
 
 SERVICE = {"Authorization": f"Bearer {make_token('svc', role='service')}"}

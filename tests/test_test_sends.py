@@ -15,10 +15,10 @@ import httpx
 import psycopg
 import pytest
 
+from tests.conftest import user_conn
 from tests.server import ServerProcess, make_token, wait_for
 from tests.standins.resend import ResendService
 from tests.test_email import emails_to, mail_env
-from tests.test_sql_api import user_conn
 
 TEST_ROUTE = "/api/v1/notifications/test"
 LIMIT = 5  # the default of rate_limit.test_sends_per_hour

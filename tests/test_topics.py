@@ -18,16 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests import test_rest
+from tests.conftest import service_conn
 from tests.server import ServerProcess
 from tests.test_delivery_sql import add_device
 from tests.test_preferences import admin_headers, become, new_member, refused, value
 from tests.test_realtime import notifications, quiet, recv_until, settle, ws_for
 from tests.test_rest import SERVICE, error, ok, user_headers
-from tests.test_sql_api import service_conn
-
-client = test_rest.client
-owner = test_rest.owner
 
 ORG, OTHER_ORG = uuid.UUID(int=0x7A0), uuid.UUID(int=0x7B0)
 SERVICE_CLAIMS = {"sub": "billing", "role": "service"}

@@ -42,7 +42,7 @@ from notifyd.domain.webpush import (
     push_payload,
 )
 from notifyd.http.errors import CODES
-from tests.server import ENCRYPTION_KEY, ServerProcess, WorkerProcess, make_token, wait_for
+from tests.server import ENCRYPTION_KEY, QUICK_WORKER_ENV, ServerProcess, WorkerProcess, make_token, wait_for
 from tests.standins.http import Response
 from tests.standins.push_service import PushMessage, PushService
 
@@ -54,7 +54,6 @@ VAPID_KEY = f"{API}/vapid-public-key"
 SERVICE = {"Authorization": f"Bearer {make_token('builds', role='service')}"}
 SUBJECT = "mailto:ops@example.com"
 # What the worker needs to be quick in tests: fast heartbeats, a 1 s provider timeout.
-WORKER_ENV = {"WORKER_HEARTBEAT_INTERVAL": "1", "WORKER_STALLED_AFTER": "3", "PROVIDER_TIMEOUT": "1"}
 
 
 def user_headers(user: uuid.UUID) -> dict[str, str]:
@@ -174,11 +173,12 @@ class Stack:
 def start_stack(
     db: psycopg.Connection[Any], own_server: Any, own_worker: Any, push: PushService, **worker_env: str
 ) -> Stack:
-    """A server and a worker (WORKER_ENV + worker_env) on the test's database, once the worker made its VAPID key."""
+    """A server and a worker (QUICK_WORKER_ENV + worker_env) on the test's database, once the worker made its
+    VAPID key."""
     # Retries within the test's time: the first one after 0.1-0.2 s (Retry-After still wins).
     db.execute("UPDATE notify.settings SET value = '\"0.2 seconds\"' WHERE key = 'delivery.retry_base'")
     with ThreadPoolExecutor(2) as pool:
-        worker = pool.submit(own_worker, **{**WORKER_ENV, **worker_env})
+        worker = pool.submit(own_worker, **{**QUICK_WORKER_ENV, **worker_env})
         server = pool.submit(own_server)
         started = Stack(db, server.result(), worker.result(), push)
     wait_for(lambda: fetch(db, "SELECT 1 FROM notify.vapid_keys"), 10, what="the worker's first VAPID key")
@@ -629,7 +629,7 @@ def test_serve_alone_seeds_the_vapid_key_of_its_environment(
         assert ok(c.get(VAPID_KEY), 200) == {"public_key": public}
         web = {"subscription": browser_subscription(new_endpoint())}
         ok(c.post(SUBSCRIBE, json=web, headers=user_headers(uuid.uuid4())), 201)
-        own_worker(**env, **WORKER_ENV)  # started afterwards, it keeps the key serve stored
+        own_worker(**env, **QUICK_WORKER_ENV)  # started afterwards, it keeps the key serve stored
         assert ok(c.get(VAPID_KEY), 200) == {"public_key": public}
     assert vapid_keys(db) == [public]
     # Restarting serve stores nothing again.
@@ -643,8 +643,8 @@ def test_processes_starting_at_once_make_one_vapid_key(
 ) -> None:
     public, private = vapid.generate()
     env = {"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private} if from_environment else {}
-    starts = [partial(own_server, **env), partial(own_server, **env), partial(own_worker, **env, **WORKER_ENV),
-              partial(own_worker, **env, **WORKER_ENV)]  # fmt: skip
+    starts = [partial(own_server, **env), partial(own_server, **env), partial(own_worker, **env, **QUICK_WORKER_ENV),
+              partial(own_worker, **env, **QUICK_WORKER_ENV)]  # fmt: skip
     with ThreadPoolExecutor(len(starts)) as pool:
         processes = list(pool.map(lambda start: start(), starts))
     keys = vapid_keys(db)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from notifyd.core.crypto import SecretBox, SecretsError, parse_key
 
@@ -294,14 +295,22 @@ def _origins(name: str) -> tuple[str, ...]:
     return origins
 
 
-def _float(name: str, default: float) -> float:
+Number = TypeVar("Number", int, float)
+
+
+def _number(name: str, default: Number, parse: Callable[[str], Number], what: str) -> Number:
+    """The variable read by `parse` (int or float), `default` when unset or empty; exits naming it otherwise."""
     raw = env(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
-        raise SystemExit(f"notifyd: {name} must be a number, got {raw!r}") from None
+        raise SystemExit(f"notifyd: {name} must be {what}, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    return _number(name, default, float, "a number")
 
 
 def _seconds(name: str, default: float) -> float:
@@ -358,13 +367,7 @@ def _networks(name: str) -> tuple[str, ...]:
 
 
 def _int(name: str, default: int) -> int:
-    raw = env(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"notifyd: {name} must be a whole number, got {raw!r}") from None
+    return _number(name, default, int, "a whole number")
 
 
 def _positive(name: str, default: int) -> int:

@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import BaseModel
@@ -31,6 +31,8 @@ from notifyd.core.models import IDEMPOTENCY_HEADER, SERVICE_KEY_HEADER, SERVICE_
 from notifyd.db.pool import as_caller, as_worker
 from notifyd.db.queries import query
 from notifyd.http.errors import ApiError
+
+Body = TypeVar("Body", bound=BaseModel)
 
 PRIORITY_RANK = {"critical": 1, "high": 2, "normal": 3, "low": 4}  # array_position in list_notifications
 
@@ -139,6 +141,12 @@ async def rate_limit_headers(conn: asyncpg.Connection) -> dict[str, str]:
     return {f"X-RateLimit-{name.title()}": str(int(bucket[name])) for name in ("limit", "remaining", "reset")}
 
 
+async def optional_body(request: Request, model: type[Body]) -> Body:
+    """The JSON body as `model`; a request without one (or a blank one) gets the model's defaults."""
+    raw = await request.body()
+    return model.model_validate_json(raw) if raw.strip() else model()
+
+
 def reply(
     model: BaseModel, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -149,6 +157,21 @@ async def caller_value(request: Request, caller: Caller, name: str, *args: Any) 
     """The one value query `name` answers, run as the caller."""
     async with as_caller(request.app.state.pool, caller) as conn:
         return await conn.fetchval(query(name), *args)
+
+
+async def found_value(request: Request, caller: Caller, name: str, missing: str, *args: Any) -> Any:
+    """The one value query `name` answers, run as the caller; 404 with `missing` when it is NULL (RLS shows no row)."""
+    value = await caller_value(request, caller, name, *args)
+    if value is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, missing)
+    return value
+
+
+async def caller_rows(request: Request, caller: Caller, name: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows query `name` answers, run as the caller (RLS shows them theirs)."""
+    async with as_caller(request.app.state.pool, caller) as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(query(name), *args)
+    return rows
 
 
 async def found(request: Request, caller: Caller, name: str, key: uuid.UUID, missing: str) -> asyncpg.Record:

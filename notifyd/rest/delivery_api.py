@@ -17,7 +17,7 @@ from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
 from notifyd.http.readafter import DOCUMENTED as READ_AFTER
 from notifyd.http.readafter import is_none, lag_tolerant
-from notifyd.http.shared import NOT_FOUND, authenticate, end_user, path_uuid, reply, sender
+from notifyd.http.shared import NOT_FOUND, authenticate, end_user, optional_body, path_uuid, reply, sender
 
 NOT_SCHEDULED = "notification not found, or not scheduled for later (already sent or cancelled)"
 
@@ -43,8 +43,7 @@ class TestSent(BaseModel):
 
 async def send_test(request: Request) -> Response:
     caller = await end_user(request)
-    raw = await request.body()
-    body = TestRequest.model_validate_json(raw) if raw.strip() else TestRequest()
+    body = await optional_body(request, TestRequest)
     async with as_caller(request.app.state.pool, caller) as conn:
         notification_id = await conn.fetchval(query("send_test"), body.channel)
         planned = await conn.fetch(query("planned_deliveries"), notification_id)

@@ -31,7 +31,7 @@ from notifyd.domain.outbound import url_refused
 from notifyd.domain.webpush import endpoint_allowed
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import authenticate, path_uuid, reply
+from notifyd.http.shared import authenticate, caller_rows, path_uuid, reply
 
 log = logging.getLogger("notifyd.hooks")
 
@@ -205,9 +205,7 @@ async def add_webhook_endpoint(request: Request) -> Response:
 
 
 async def list_webhook_endpoints(request: Request) -> Response:
-    caller = await owner(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows = await conn.fetch(query("list_webhook_endpoints"))
+    rows = await caller_rows(request, await owner(request), "list_webhook_endpoints")
     return reply(WebhookEndpointList(items=[WebhookEndpoint.model_validate(dict(r)) for r in rows]))
 
 
@@ -235,8 +233,7 @@ async def webhook_deliveries(request: Request) -> Response:
     caller = await owner(request)
     limit = LogQuery.model_validate(dict(request.query_params)).limit
     try:
-        async with as_caller(request.app.state.pool, caller) as conn:
-            rows = await conn.fetch(query("webhook_deliveries"), path_uuid(request, "endpoint_id"), limit)
+        rows = await caller_rows(request, caller, "webhook_deliveries", path_uuid(request, "endpoint_id"), limit)
     except asyncpg.NoDataFoundError:
         raise ApiError(status.HTTP_404_NOT_FOUND, ENDPOINT_NOT_FOUND) from None
     return reply(WebhookDeliveryList(items=[WebhookDelivery.model_validate(dict(r)) for r in rows]))
@@ -266,9 +263,7 @@ async def add_chat_connection(request: Request) -> Response:
 
 
 async def list_chat_connections(request: Request) -> Response:
-    caller = await owner(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows = await conn.fetch(query("list_chat_connections"))
+    rows = await caller_rows(request, await owner(request), "list_chat_connections")
     return reply(ChatConnectionList(items=[ChatConnection.model_validate(dict(r)) for r in rows]))
 
 

@@ -53,7 +53,9 @@ from notifyd.http.shared import (
     encode_cursor,
     end_user,
     found,
+    found_value,
     idempotency_key,
+    optional_body,
     path_uuid,
     rate_limit_headers,
     reply,
@@ -248,10 +250,7 @@ async def get_sensitive(request: Request) -> Response:
 async def mark_read(request: Request) -> Response:
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        read_at = await conn.fetchval(query("mark_read"), notification_id)
-    if read_at is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    read_at = await found_value(request, caller, "mark_read", NOT_FOUND, notification_id)
     return reply(ReadResult(id=notification_id, read_at=read_at))
 
 
@@ -264,8 +263,7 @@ async def mark_all_read(request: Request) -> Response:
 
 async def mark_seen(request: Request) -> Response:
     caller = await end_user(request)
-    raw = await request.body()
-    body = SeenRequest.model_validate_json(raw) if raw.strip() else SeenRequest()
+    body = await optional_body(request, SeenRequest)
     async with as_caller(request.app.state.pool, caller) as conn:
         updated = await conn.fetchval(query("mark_seen"), body.ids)
         seen = await conn.fetchval(query("seen_state"))
@@ -313,10 +311,7 @@ async def snooze(request: Request) -> Response:
 async def delete_notification(request: Request) -> Response:
     caller = await end_user(request)
     notification_id = path_uuid(request, "notification_id")
-    async with as_caller(request.app.state.pool, caller) as conn:
-        deleted = await conn.fetchval(query("soft_delete"), notification_id)
-    if deleted is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    await found_value(request, caller, "soft_delete", NOT_FOUND, notification_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -326,10 +321,7 @@ async def take_action(request: Request) -> Response:
     action = request.path_params["action"]
     if not 1 <= len(action) <= 100:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, BAD_ACTION)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        recorded = await conn.fetchval(query("take_action"), notification_id, action)
-    if recorded is None:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    recorded = await found_value(request, caller, "take_action", NOT_FOUND, notification_id, action)
     answer = ActionResult(
         id=notification_id,
         action=recorded["action"],

@@ -31,7 +31,7 @@ from notifyd.domain import vapid
 from notifyd.domain.webpush import endpoint_allowed
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import end_user, reply
+from notifyd.http.shared import caller_rows, end_user, reply
 
 log = logging.getLogger("notifyd.push")
 
@@ -336,9 +336,7 @@ async def unsubscribe(request: Request) -> Response:
 
 
 async def list_subscriptions(request: Request) -> Response:
-    caller = await end_user(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows = await conn.fetch(query("list_push_subscriptions"))
+    rows = await caller_rows(request, await end_user(request), "list_push_subscriptions")
     return reply(PushDeviceList(items=[PushDevice.model_validate(dict(r)) for r in rows]))
 
 

@@ -29,7 +29,7 @@ from notifyd.db.queries import query
 from notifyd.domain.sending import send_args
 from notifyd.http.errors import ApiError
 from notifyd.http.openapi import Endpoint
-from notifyd.http.shared import end_user, idempotency_key, org_admin, rate_limit_headers, reply, sender
+from notifyd.http.shared import caller_rows, end_user, idempotency_key, org_admin, rate_limit_headers, reply, sender
 
 TOPICS = "/api/v1/topics"
 BROADCASTS = "/api/v1/admin/broadcasts"
@@ -64,9 +64,7 @@ def topic_name(request: Request) -> str:
 
 
 async def list_topics(request: Request) -> Response:
-    caller = await end_user(request)
-    async with as_caller(request.app.state.pool, caller) as conn:
-        rows = await conn.fetch(query("my_topics"))
+    rows = await caller_rows(request, await end_user(request), "my_topics")
     return reply(TopicList(items=[TopicSubscription.model_validate(dict(r)) for r in rows]))
 
 

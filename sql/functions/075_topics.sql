@@ -45,20 +45,29 @@ $$;
 COMMENT ON FUNCTION notify.require_recipient(uuid)
     IS 'the user if the caller may see their recipient row (a user themself, an org admin their org, a service all), else P0002';
 
+-- What subscribe, unsubscribe and mute_topic check first, in this order: the topic's name, then the user.
+CREATE OR REPLACE FUNCTION notify_private.require_subscriber(user_id uuid, topic text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = ''
+AS $$
+BEGIN
+    PERFORM notify.require_topic(require_subscriber.topic);
+    PERFORM notify.require_recipient(require_subscriber.user_id);
+END
+$$;
+COMMENT ON FUNCTION notify_private.require_subscriber(uuid, text)
+    IS 'checks a subscription call: a valid topic name (22023, 22004 for NULL), a user the caller may see (P0002)';
+
 CREATE OR REPLACE FUNCTION notify.subscribe(user_id uuid, topic text) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
-DECLARE
-    added boolean;
 BEGIN
-    PERFORM notify.require_topic(subscribe.topic);
-    PERFORM notify.require_recipient(subscribe.user_id);
+    PERFORM notify_private.require_subscriber(subscribe.user_id, subscribe.topic);
     INSERT INTO notify.topic_subscriptions AS s (user_id, topic)
     VALUES (subscribe.user_id, subscribe.topic)
-    ON CONFLICT ON CONSTRAINT topic_subscriptions_pkey DO NOTHING
-    RETURNING true INTO added;
-    RETURN coalesce(added, false);
+    ON CONFLICT ON CONSTRAINT topic_subscriptions_pkey DO NOTHING;
+    RETURN FOUND;  -- false: the conflict left the subscription (and its mute) as it was
 END
 $$;
 COMMENT ON FUNCTION notify.subscribe(uuid, text)
@@ -68,15 +77,11 @@ CREATE OR REPLACE FUNCTION notify.unsubscribe(user_id uuid, topic text) RETURNS 
     LANGUAGE plpgsql
     SET search_path = ''
 AS $$
-DECLARE
-    removed boolean;
 BEGIN
-    PERFORM notify.require_topic(unsubscribe.topic);
-    PERFORM notify.require_recipient(unsubscribe.user_id);
+    PERFORM notify_private.require_subscriber(unsubscribe.user_id, unsubscribe.topic);
     DELETE FROM notify.topic_subscriptions AS s
-    WHERE s.user_id = unsubscribe.user_id AND s.topic = unsubscribe.topic
-    RETURNING true INTO removed;
-    RETURN coalesce(removed, false);
+    WHERE s.user_id = unsubscribe.user_id AND s.topic = unsubscribe.topic;
+    RETURN FOUND;
 END
 $$;
 COMMENT ON FUNCTION notify.unsubscribe(uuid, text)
@@ -89,8 +94,7 @@ AS $$
 DECLARE
     now_muted boolean;
 BEGIN
-    PERFORM notify.require_topic(mute_topic.topic);
-    PERFORM notify.require_recipient(mute_topic.user_id);
+    PERFORM notify_private.require_subscriber(mute_topic.user_id, mute_topic.topic);
     IF mute_topic.muted IS NULL THEN
         RAISE EXCEPTION 'muted cannot be null: true mutes the topic, false unmutes it' USING ERRCODE = 'null_value_not_allowed';
     END IF;

@@ -21,7 +21,8 @@ CREATE POLICY "definer functions read and erase every topic subscription" ON not
 GRANT EXECUTE ON FUNCTION notify.subscribe(uuid, text), notify.unsubscribe(uuid, text),
     notify.mute_topic(uuid, text, boolean)
     TO notify_service, notify_authenticated, notify_admin;
-GRANT EXECUTE ON FUNCTION notify.require_topic(text), notify.require_recipient(uuid)
+GRANT EXECUTE ON FUNCTION notify.require_topic(text), notify.require_recipient(uuid),
+    notify_private.require_subscriber(uuid, text)
     TO notify_service, notify_authenticated, notify_admin;
 
 -- Sends: services and admins send to a topic; admins broadcast (run as the caller: RLS scopes both).
