@@ -23,11 +23,10 @@ from notifyd.db.pool import become
 from notifyd.db.queries import query
 from notifyd.realtime.admin import ACTIVITY_LIMIT
 from notifyd.realtime.hub import MAX_WATCHERS, POLL_INTERVAL
-from tests.conftest import database_url
+from tests.conftest import database_url, service_conn
 from tests.server import ServerProcess, make_token
 from tests.test_console_api import dead_letter, member
 from tests.test_email import send
-from tests.test_sql_api import service_conn
 from tests.test_sse import Sse, data
 
 PATH = "/api/v1/admin/activity/stream"
