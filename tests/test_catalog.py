@@ -4,6 +4,7 @@ keep to them."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, get_args
 
 import psycopg
@@ -217,6 +218,10 @@ def test_the_channels_are_one_list_that_python_and_every_check_agree_with(db: ps
         " AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = conrelid)"
     ).fetchall()
     assert len(checks) >= 5, checks
+    # The console lists them too (its filters and its deliveries chart).
+    console = (Path(__file__).resolve().parent.parent / "notifyd" / "static" / "console.js").read_text()
+    spelled = re.search(r"^const CHANNELS = \[(.*)\];$", console, re.M)
+    assert spelled is not None and tuple(re.findall(r'"([a-z_]+)"', spelled.group(1))) == tuple(listed[0])
     for table, name, definition in checks:
         words = set(re.findall(r"'([a-z_]+)'::text", definition))
         assert set(listed[0]) <= words <= set(listed[0]) | {"test"}, (table, name, definition)

@@ -11,7 +11,8 @@ import { lineChart } from "./console-charts.js";
 const TOKEN_KEY = "notifyd-console-token";
 const POLL_MS = 3000;
 const ADMIN = "/api/v1/admin";
-const CHANNELS = ["in_app", "push", "email"];
+// Every channel, in the order notify.channels() lists them (the activity and dead-letter filters, the deliveries chart).
+const CHANNELS = ["in_app", "push", "email", "webhook", "chat", "sms"];
 const STATUSES = ["pending", "held", "sent", "delivered", "failed", "bounced", "skipped", "suppressed", "cancelled"];
 const PRIORITIES = ["critical", "high", "normal", "low"];
 

@@ -1,7 +1,7 @@
 -- Who is calling and which policy values are in force: the inputs of every RLS policy and function.
 
--- The one list of channels: checks, orders and messages read it (Python's Channel in notifyd/core/models.py
--- spells the same list; tests/test_catalog.py holds the two and every channel CHECK to it).
+-- The one list of channels: checks, orders and messages read it (Python's Channel in notifyd/core/models.py and
+-- the console's CHANNELS spell the same list; tests/test_catalog.py holds them and every channel CHECK to it).
 CREATE OR REPLACE FUNCTION notify.channels() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
