@@ -17,6 +17,7 @@ import json
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ class RateLimit:
         return False
 
 
-class Outbox:
+class Outbox(ABC):
     """A stream's bounded outbound queue and the writer task that drains it, in order, through whatever transport
     the endpoint gives, until the stream is killed (with a close to send) or ended. A user's Session is one; so is
     an admin's activity stream (notifyd/realtime/admin.py)."""
@@ -129,13 +130,13 @@ class Outbox:
         self.runner: asyncio.Task[Any] | None = None
         self.expiry: asyncio.TimerHandle | None = None
 
+    @abstractmethod
     def leave(self) -> None:
         """Takes the stream out of the hub: nothing is offered to it any more."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def resume(self, after: str | int | None) -> None:
         """What the client missed since `after` (without it, nothing before now), then live events."""
-        raise NotImplementedError
 
     def push(self, kind: str, text: str, committed: float | None = None) -> None:
         if self.queue is None:
